@@ -1,0 +1,174 @@
+"""Manifests: a corpus as plain data (one row per utterance), serialised as JSONL or CSV.
+
+Emotion corpora are small, so manifests are eager lists. Paths are stored as given (absolute by
+default) so a manifest written on one machine can be re-rooted with :meth:`Manifest.rebase`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+REQUIRED = ("id", "path", "speaker", "label", "duration", "corpus")
+OPTIONAL = ("session", "gender", "intensity", "text")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One labelled recording. ``speaker`` is the grouping unit for speaker-independent folds."""
+
+    id: str
+    path: str
+    speaker: str
+    label: str | None
+    duration: float
+    corpus: str
+    session: str | None = None
+    gender: str | None = None
+    intensity: str | None = None
+    text: str | None = None
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if not d["extra"]:
+            d.pop("extra")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Utterance:
+        missing = [k for k in REQUIRED if k not in d]
+        if missing:
+            raise ValueError(f"manifest row {d.get('id', '?')!r} lacks required field(s) {missing}")
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in known and k != "extra"}
+        extra = dict(d.get("extra") or {})
+        extra.update({k: v for k, v in d.items() if k not in known})
+        for k in OPTIONAL + ("label",):
+            if kwargs.get(k) in ("", None):
+                kwargs[k] = None
+            elif kwargs.get(k) is not None:
+                kwargs[k] = str(kwargs[k])
+        kwargs["id"] = str(kwargs["id"])
+        kwargs["speaker"] = str(kwargs["speaker"])
+        kwargs["duration"] = float(kwargs["duration"])
+        return cls(**kwargs, extra=extra)
+
+
+class Manifest:
+    """An ordered, id-unique list of :class:`Utterance`."""
+
+    def __init__(self, utterances: Iterable[Utterance]):
+        self.utterances: list[Utterance] = list(utterances)
+        seen: set[str] = set()
+        for u in self.utterances:
+            if u.id in seen:
+                raise ValueError(f"duplicate utterance id {u.id!r} in manifest")
+            seen.add(u.id)
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __iter__(self) -> Iterator[Utterance]:
+        return iter(self.utterances)
+
+    def __getitem__(self, i: int) -> Utterance:
+        return self.utterances[i]
+
+    def __repr__(self) -> str:
+        corpora = sorted({u.corpus for u in self})
+        return f"Manifest({len(self)} utterances, corpora={corpora}, speakers={len(self.speakers())})"
+
+    @property
+    def ids(self) -> list[str]:
+        return [u.id for u in self]
+
+    def filter(self, fn: Callable[[Utterance], bool]) -> Manifest:
+        return Manifest(u for u in self if fn(u))
+
+    def subset(self, ids: Iterable[str]) -> Manifest:
+        wanted = set(ids)
+        return Manifest(u for u in self if u.id in wanted)
+
+    def groups(self, key: str = "speaker") -> np.ndarray:
+        vals = [getattr(u, key) if hasattr(u, key) else u.extra.get(key) for u in self]
+        if any(v is None for v in vals):
+            raise ValueError(f"some utterances have no {key!r}; cannot group by it")
+        return np.asarray(vals, dtype=object).astype(str)
+
+    def labels(self) -> list[str]:
+        """Sorted distinct labels (the class order every method and report uses)."""
+        return sorted({u.label for u in self if u.label is not None})
+
+    def speakers(self) -> list[str]:
+        return sorted({u.speaker for u in self})
+
+    def label_counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(u.label for u in self).items(), key=lambda kv: str(kv[0])))
+
+    def map_labels(self, mapping: dict[str, str | None]) -> Manifest:
+        """Relabel; labels mapped to ``None`` are dropped (e.g. IEMOCAP 'fru' in 4-class)."""
+        out = []
+        for u in self:
+            new = mapping.get(u.label, u.label) if u.label is not None else None
+            if new is not None:
+                out.append(replace(u, label=new))
+        return Manifest(out)
+
+    def rebase(self, old_root: str, new_root: str) -> Manifest:
+        return Manifest(replace(u, path=u.path.replace(old_root, new_root, 1)) for u in self)
+
+    # ---- serialisation -------------------------------------------------------------------
+    def write(self, path: str | Path) -> Path:
+        """Atomic write; format from suffix (.jsonl or .csv)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+                if path.suffix == ".csv":
+                    cols = list(REQUIRED + OPTIONAL)
+                    w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+                    w.writeheader()
+                    for u in self:
+                        w.writerow({k: ("" if v is None else v) for k, v in u.to_dict().items()})
+                else:
+                    for u in self:
+                        f.write(json.dumps(u.to_dict(), ensure_ascii=False) + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> Manifest:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"manifest {path} does not exist")
+        if path.suffix == ".csv":
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        else:
+            rows = []
+            with open(path, encoding="utf-8") as f:
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as e:
+                            raise ValueError(f"{path}:{n}: not valid JSON ({e})") from e
+        return cls(Utterance.from_dict(r) for r in rows)
+
+    @classmethod
+    def concat(cls, manifests: Iterable[Manifest]) -> Manifest:
+        return cls(u for m in manifests for u in m)

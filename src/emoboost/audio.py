@@ -8,6 +8,7 @@ channel layout, so all loading goes through :func:`load_audio`. Problems are rai
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +39,7 @@ def load_audio(
     Raises :class:`AudioError` for missing, unreadable, empty, truncated, non-finite or too short input.
     """
     path = Path(path)
-    if not path.exists():
-        raise AudioError(path, "file does not exist")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "file is empty (0 bytes)")
+    _check_file(path)
     try:
         with sf.SoundFile(str(path)) as f:
             sr = f.samplerate
@@ -53,6 +51,7 @@ def load_audio(
         raise AudioError(path, "contains no audio samples")
     if expected > 0 and data.shape[0] < expected:
         raise AudioError(path, f"truncated: header promises {expected} samples, file holds {data.shape[0]}")
+    _check_not_truncated(path, _header(path).extra_info)
     if not np.all(np.isfinite(data)):
         raise AudioError(path, "contains NaN or infinite samples")
     wav = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
@@ -67,13 +66,46 @@ def load_audio(
 
 def audio_info(path: str | Path) -> tuple[float, int, int]:
     """(duration in seconds, native sample rate, channels) from the header, without decoding."""
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise AudioError(path, f"unreadable audio ({e})") from e
+    path = Path(path)
+    _check_file(path)
+    info = _header(path)
     if info.frames <= 0:
         raise AudioError(path, "contains no audio samples")
+    _check_not_truncated(path, info.extra_info)
     return info.frames / info.samplerate, info.samplerate, info.channels
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(path, "file does not exist")
+    if not path.is_file():
+        raise AudioError(path, "is not a regular file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "file is empty (0 bytes)")
+
+
+def _header(path: Path):
+    """libsndfile's header parse, with its log (``extra_info``) that reports size mismatches."""
+    try:
+        return sf.info(str(path), verbose=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise AudioError(path, f"unreadable audio ({e})") from e
+
+
+# libsndfile logs e.g. "data : 16000 (should be 14999)" when the file ends before the audio chunk
+# it announces, and then silently reports only the frames present; a WAV/AIFF cut short therefore
+# looks valid through ``frames`` alone. 0 and 0xFFFFFFFF are "length unknown" placeholders written
+# by streaming recorders, not truncation.
+_CHUNK_MISMATCH = re.compile(r"^\s*(data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_UNKNOWN_LENGTH = {0, 0xFFFFFFFF, 0xFFFFFFFF - 1}
+
+
+def _check_not_truncated(path: Path, log: str) -> None:
+    for m in _CHUNK_MISMATCH.finditer(log or ""):
+        declared, actual = int(m.group(2)), int(m.group(3))
+        if declared not in _UNKNOWN_LENGTH and actual < declared:
+            raise AudioError(path, f"truncated: header announces {declared} bytes of audio, "
+                                   f"file holds {actual}")
 
 
 def content_hash(path: str | Path) -> str:

@@ -1,0 +1,50 @@
+"""SER metrics: WA (accuracy), UA (mean per-class recall), macro-F1; per fold and pooled."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
+
+
+def weighted_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """WA: plain accuracy over utterances (the SER literature's 'weighted' accuracy)."""
+    return float(accuracy_score(y_true, y_pred))
+
+
+def unweighted_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """UA: mean recall over the classes present in ``y_true`` (balanced accuracy)."""
+    return float(balanced_accuracy_score(y_true, y_pred))
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int] | None = None) -> float:
+    """Macro-F1 over the classes present in ``y_true`` (absent classes would add spurious zeros)."""
+    labels = sorted(set(np.asarray(y_true).tolist())) if labels is None else labels
+    return float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
+
+
+def all_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    return {
+        "WA": weighted_accuracy(y_true, y_pred),
+        "UA": unweighted_accuracy(y_true, y_pred),
+        "macro_F1": macro_f1(y_true, y_pred),
+    }
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    return confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and population std over folds (ddof=0, as most SER papers report)."""
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std())
+
+
+def segment_posteriors_to_utterance(seg_proba: np.ndarray, seg_utt: np.ndarray, n_utt: int) -> np.ndarray:
+    """Utterance posterior = mean of its segments' posteriors (MS-EmoBoost's rule)."""
+    out = np.zeros((n_utt, seg_proba.shape[1]), dtype=np.float64)
+    counts = np.bincount(seg_utt, minlength=n_utt).astype(np.float64)
+    np.add.at(out, seg_utt, seg_proba)
+    if np.any(counts == 0):
+        raise ValueError("some utterances have no segments")
+    return out / counts[:, None]

@@ -1,0 +1,154 @@
+"""Run reports: per-fold and pooled WA/UA/macro-F1, mean ± std, Markdown + JSON, plots.
+
+The protocol line (corpus, classes, folds, speaker-independence, upstream) is part of every table so
+no number travels without the conditions it was measured under.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from emoboost.evaluation.metrics import all_metrics, confusion, mean_std
+from emoboost.utils import atomic_write_text
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    seed: int
+    test_groups: list[str]
+    test_ids: list[str]
+    y_true: list[int]
+    y_pred: list[int]
+    proba: list[list[float]]
+    timings: dict[str, float] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return all_metrics(np.asarray(self.y_true), np.asarray(self.y_pred))
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["metrics"] = self.metrics
+        return json.dumps(d)
+
+    @classmethod
+    def from_json(cls, text: str) -> FoldResult:
+        d = json.loads(text)
+        d.pop("metrics", None)
+        return cls(**d)
+
+
+def summarise(results: list[FoldResult], classes: list[str]) -> dict:
+    """Per fold, mean ± std over folds (all seeds pooled as repeated runs), pooled per seed."""
+    per_fold = [{"fold": r.fold, "seed": r.seed, "test_groups": r.test_groups, "n": len(r.y_true), **r.metrics} for r in results]
+    summary: dict = {"n_results": len(results), "classes": classes}
+    for m in ("WA", "UA", "macro_F1"):
+        mu, sd = mean_std([f[m] for f in per_fold])
+        summary[m] = {"mean": mu, "std": sd}
+    pooled = {}
+    for seed in sorted({r.seed for r in results}):
+        rs = [r for r in results if r.seed == seed]
+        yt = np.concatenate([r.y_true for r in rs])
+        yp = np.concatenate([r.y_pred for r in rs])
+        pooled[str(seed)] = all_metrics(yt, yp)
+    summary["pooled"] = pooled
+    yt = np.concatenate([r.y_true for r in results])
+    yp = np.concatenate([r.y_pred for r in results])
+    summary["confusion"] = confusion(yt, yp, len(classes)).tolist()
+    timings: dict[str, float] = {}
+    for r in results:
+        for k, v in r.timings.items():
+            timings[k] = timings.get(k, 0.0) + float(v)
+    summary["timings_total_s"] = timings
+    return {"per_fold": per_fold, "summary": summary}
+
+
+def fmt_pm(d: dict) -> str:
+    return f"{100 * d['mean']:.2f} ± {100 * d['std']:.2f}"
+
+
+def markdown(report: dict, protocol: dict) -> str:
+    s = report["summary"]
+    lines = ["# emoboost run report", ""]
+    lines += [f"- **{k}**: {v}" for k, v in protocol.items()]
+    lines += ["", "## Summary (mean ± std over folds × seeds, %)", "", "| WA | UA | macro-F1 |", "|---|---|---|"]
+    lines.append(f"| {fmt_pm(s['WA'])} | {fmt_pm(s['UA'])} | {fmt_pm(s['macro_F1'])} |")
+    lines += ["", "Pooled over all test folds (per seed):", "", "| seed | WA | UA | macro-F1 |", "|---|---|---|---|"]
+    for seed, m in s["pooled"].items():
+        lines.append(f"| {seed} | {100 * m['WA']:.2f} | {100 * m['UA']:.2f} | {100 * m['macro_F1']:.2f} |")
+    lines += ["", "## Per fold", "", "| fold | seed | test speakers | n | WA | UA | macro-F1 |", "|---|---|---|---|---|---|---|"]
+    for f in report["per_fold"]:
+        lines.append(
+            f"| {f['fold']} | {f['seed']} | {', '.join(f['test_groups'])} | {f['n']} | "
+            f"{100 * f['WA']:.2f} | {100 * f['UA']:.2f} | {100 * f['macro_F1']:.2f} |"
+        )
+    if s.get("timings_total_s"):
+        lines += ["", "## Timings (s, summed over folds)", ""]
+        lines += [f"- {k}: {v:.1f}" for k, v in s["timings_total_s"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm, dtype=float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(classes), 0.8 + 0.8 * len(classes)))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{int(cm[i, j])}\n{100 * norm[i, j]:.0f}%", ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "confusion (pooled over test folds; rows = recall)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_tsne(emb: np.ndarray, y: np.ndarray, classes: list[str], path: Path, seed: int = 0, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.manifold import TSNE
+
+    perplexity = float(min(30, max(2, (len(emb) - 1) // 3)))
+    z = TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(emb)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    cmap = plt.get_cmap("tab10")
+    for c, name in enumerate(classes):
+        m = y == c
+        ax.scatter(z[m, 0], z[m, 1], s=8, color=cmap(c % 10), label=name)
+    ax.legend(fontsize=7, markerscale=2)
+    ax.set_title(title or "t-SNE of test-utterance embeddings (each from the model that did not see its speaker)", fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(out_dir: Path, results: list[FoldResult], classes: list[str], protocol: dict) -> dict:
+    """Write summary.json, summary.md, per_fold.json and confusion.png; return the report dict."""
+    out_dir = Path(out_dir)
+    rep = summarise(results, classes)
+    rep["protocol"] = protocol
+    atomic_write_text(out_dir / "summary.json", json.dumps(rep, indent=2))
+    atomic_write_text(out_dir / "summary.md", markdown(rep, protocol))
+    plot_confusion(np.asarray(rep["summary"]["confusion"]), classes, out_dir / "confusion.png")
+    return rep

@@ -1,0 +1,37 @@
+"""Choosing upstream layers inside a method: one layer, or a learned softmax-weighted sum (s3prl's Featurizer)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def parse_layer(layer: int | str, num_layers: int) -> int | str:
+    """Validate a layer choice: an index (negative counts from the top) or ``"weighted"``."""
+    if isinstance(layer, str) and layer not in ("weighted",):
+        try:
+            layer = int(layer)
+        except ValueError as e:
+            raise ValueError(f"layer must be an integer or 'weighted', got {layer!r}") from e
+    if isinstance(layer, int):
+        if not -num_layers <= layer < num_layers:
+            raise ValueError(f"layer {layer} out of range for an upstream with {num_layers} hidden states")
+        return layer % num_layers
+    return layer
+
+
+class LayerSelect(nn.Module):
+    """[B, L, ...] -> [B, ...]: pick one layer or take a learned softmax-weighted sum of all."""
+
+    def __init__(self, num_layers: int, layer: int | str):
+        super().__init__()
+        self.layer = parse_layer(layer, num_layers)
+        self.num_layers = num_layers
+        if self.layer == "weighted":
+            self.weights = nn.Parameter(torch.zeros(num_layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layer == "weighted":
+            w = torch.softmax(self.weights, dim=0)
+            return torch.einsum("l,bl...->b...", w, x)
+        return x[:, self.layer]

@@ -1,0 +1,186 @@
+"""Shared training loop for segment-level PyTorch methods.
+
+Training happens on segments (each labelled with its utterance's label); validation and prediction
+average segment posteriors per utterance. Early stopping watches UA on the validation speakers
+(drawn from training speakers by :mod:`emoboost.protocols`), restoring the best epoch's weights.
+Without validation data the model trains for ``max_epochs`` with no selection at all.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from emoboost.evaluation.metrics import segment_posteriors_to_utterance, unweighted_accuracy
+from emoboost.methods.base import Method, UtteranceSet
+from emoboost.utils import seed_everything
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "batch_size": 32,
+    "max_epochs": 40,
+    "patience": 8,
+    "eval_batch_size": 64,
+    "class_weighted": False,
+}
+
+
+class TorchSegmentMethod(Method):
+    """A method whose model maps a batch of segment inputs to class logits.
+
+    Subclasses implement :meth:`segment_inputs` (utterances -> per-segment arrays, float32-able)
+    and :meth:`build_module` (input shapes -> ``nn.Module`` with ``forward(**inputs) -> logits``
+    and optionally ``embed(**inputs) -> [B, E]``).
+    """
+
+    def __init__(self, classes: list[str], **params: Any):
+        merged = {**TRAIN_DEFAULTS, **self.default_params(), **params}
+        super().__init__(classes, **merged)
+
+    # -- hooks -------------------------------------------------------------------------------
+    def default_params(self) -> dict[str, Any]:
+        return {}
+
+    @abstractmethod
+    def segment_inputs(self, data: UtteranceSet) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """-> ({input name: [N_seg, ...] array}, seg_utt [N_seg])."""
+
+    @abstractmethod
+    def build_module(self, shapes: dict[str, tuple[int, ...]]) -> nn.Module:
+        """Build the network for per-segment input shapes (batch dimension excluded)."""
+
+    def fit_preprocessing(self, inputs: dict[str, np.ndarray]) -> None:
+        """Learn input normalisation on training segments only (default: none)."""
+
+    def preprocess(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    # -- training ------------------------------------------------------------------------------
+    def _batches(self, inputs: dict[str, np.ndarray], idx: np.ndarray, bs: int):
+        for s in range(0, len(idx), bs):
+            b = idx[s : s + bs]
+            yield {k: self.preprocess(k, torch.from_numpy(np.asarray(v[b], dtype=np.float32))) for k, v in inputs.items()}
+
+    def _segment_proba(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        n = len(next(iter(inputs.values())))
+        self.module_.eval()
+        out = []
+        with torch.inference_mode():
+            for batch in self._batches(inputs, np.arange(n), int(self.params["eval_batch_size"])):
+                out.append(torch.softmax(self.module_(**batch), dim=-1).double().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)))
+
+    def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> TorchSegmentMethod:
+        p = self.params
+        seed_everything(seed)
+        inputs, seg_utt = self.segment_inputs(train)
+        y_seg = train.y[seg_utt]
+        self.fit_preprocessing(inputs)
+        self.input_shapes_ = {k: tuple(int(d) for d in v.shape[1:]) for k, v in inputs.items()}
+        self.module_ = self.build_module(self.input_shapes_)
+        opt = torch.optim.Adam(self.module_.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
+        weight = None
+        if p.get("class_weighted"):
+            counts = np.bincount(y_seg, minlength=len(self.classes)).astype(np.float64)
+            weight = torch.tensor(len(y_seg) / (len(self.classes) * np.maximum(counts, 1)), dtype=torch.float32)
+        loss_fn = nn.CrossEntropyLoss(weight=weight)
+        have_valid = valid is not None and len(valid) > 0
+        if have_valid:
+            v_inputs, v_seg_utt = self.segment_inputs(valid)
+        rng = np.random.default_rng(seed)
+        best, best_state, bad = -1.0, None, 0
+        self.history_: list[dict[str, float]] = []
+        y_t = torch.from_numpy(y_seg.astype(np.int64))
+        t0 = time.perf_counter()
+        for epoch in range(int(p["max_epochs"])):
+            self.module_.train()
+            perm = rng.permutation(len(y_seg))
+            total, nb = 0.0, 0
+            for s in range(0, len(perm), int(p["batch_size"])):
+                b = perm[s : s + int(p["batch_size"])]
+                batch = {k: self.preprocess(k, torch.from_numpy(np.asarray(v[b], dtype=np.float32))) for k, v in inputs.items()}
+                loss = loss_fn(self.module_(**batch), y_t[b])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+                nb += 1
+            rec = {"epoch": epoch + 1, "train_loss": total / max(nb, 1)}
+            if have_valid:
+                proba = segment_posteriors_to_utterance(self._segment_proba(v_inputs), v_seg_utt, len(valid))
+                ua = unweighted_accuracy(valid.y, proba.argmax(1))
+                rec["valid_UA"] = ua
+                if ua > best:
+                    best, best_state, bad = ua, copy.deepcopy(self.module_.state_dict()), 0
+                    self.best_epoch_ = epoch + 1
+                else:
+                    bad += 1
+            self.history_.append(rec)
+            if have_valid and bad >= int(p["patience"]):
+                break
+        if best_state is not None:
+            self.module_.load_state_dict(best_state)
+        else:
+            self.best_epoch_ = len(self.history_)
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    # -- inference -----------------------------------------------------------------------------
+    def predict_segments(self, data: UtteranceSet) -> list[np.ndarray]:
+        inputs, seg_utt = self.segment_inputs(data)
+        proba = self._segment_proba(inputs)
+        return [proba[seg_utt == i] for i in range(len(data))]
+
+    def predict_proba(self, data: UtteranceSet) -> np.ndarray:
+        inputs, seg_utt = self.segment_inputs(data)
+        return segment_posteriors_to_utterance(self._segment_proba(inputs), seg_utt, len(data))
+
+    def embed(self, data: UtteranceSet) -> np.ndarray | None:
+        if not hasattr(self.module_, "embed"):
+            return None
+        inputs, seg_utt = self.segment_inputs(data)
+        self.module_.eval()
+        outs = []
+        with torch.inference_mode():
+            for batch in self._batches(inputs, np.arange(len(seg_utt)), int(self.params["eval_batch_size"])):
+                outs.append(self.module_.embed(**batch).double().numpy())
+        e = np.concatenate(outs)
+        return segment_posteriors_to_utterance(e, seg_utt, len(data))
+
+    def num_parameters(self) -> int:
+        return int(sum(p.numel() for p in self.module_.parameters())) if hasattr(self, "module_") else 0
+
+    # -- persistence ---------------------------------------------------------------------------
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        """Preprocessing state saved next to the weights (e.g. normalisation statistics)."""
+        return {}
+
+    def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        pass
+
+    def _state_config(self) -> dict:
+        return {"input_shapes": {k: list(v) for k, v in self.input_shapes_.items()}}
+
+    def _save_weights(self, directory: Path) -> None:
+        tensors = {f"model.{k}": v.detach().contiguous() for k, v in self.module_.state_dict().items()}
+        tensors.update({f"extra.{k}": v.contiguous() for k, v in self.extra_tensors().items()})
+        tmp = directory / ".model.safetensors.tmp"
+        save_file(tensors, str(tmp))
+        tmp.replace(directory / "model.safetensors")
+
+    def _load_weights(self, directory: Path, state: dict) -> None:
+        tensors = load_file(str(directory / "model.safetensors"))
+        self.input_shapes_ = {k: tuple(v) for k, v in state["input_shapes"].items()}
+        self.load_extra_tensors({k[6:]: v for k, v in tensors.items() if k.startswith("extra.")})
+        self.module_ = self.build_module(self.input_shapes_)
+        self.module_.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.module_.eval()

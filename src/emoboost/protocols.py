@@ -1,0 +1,143 @@
+"""Evaluation protocols: speaker-independent fold construction, in code rather than prose.
+
+Every fold carries train / valid / test indices into the manifest. Validation (early stopping,
+model selection) is always drawn from training speakers, never from the test fold, and every fold
+is checked for speaker leakage before it is returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import (
+    GroupKFold,
+    LeaveOneGroupOut,
+    StratifiedKFold,
+    train_test_split,
+)
+
+from emoboost.data.manifest import Manifest
+
+PROTOCOLS = ("loso", "loso-session", "group-kfold", "stratified-kfold")
+
+
+class LeakageError(RuntimeError):
+    """A speaker appears on both sides of a train/test (or train/valid) split."""
+
+
+@dataclass(frozen=True)
+class Fold:
+    index: int
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+    test_groups: tuple[str, ...]
+    speaker_independent: bool = True
+
+    def to_dict(self, ids: list[str] | None = None) -> dict:
+        d = {
+            "index": self.index,
+            "test_groups": list(self.test_groups),
+            "n_train": int(len(self.train)),
+            "n_valid": int(len(self.valid)),
+            "n_test": int(len(self.test)),
+            "speaker_independent": self.speaker_independent,
+        }
+        if ids is not None:
+            d["test_ids"] = [ids[i] for i in self.test]
+        return d
+
+
+def check_disjoint(manifest: Manifest, a: np.ndarray, b: np.ndarray, what: str = "train/test") -> None:
+    """Raise :class:`LeakageError` if any speaker occurs in both index sets."""
+    spk = manifest.groups("speaker")
+    overlap = set(spk[a]) & set(spk[b])
+    if overlap:
+        raise LeakageError(f"speaker(s) {sorted(overlap)} appear in both {what}; refusing to run")
+
+
+def _valid_split(
+    manifest: Manifest, train: np.ndarray, valid_speakers: int, seed: int, speaker_independent: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Carve a validation set out of the training indices: whole speakers when speaker-independent."""
+    if valid_speakers <= 0:
+        return train, np.array([], dtype=int)
+    rng = np.random.default_rng(seed)
+    if not speaker_independent:
+        y = np.array([u.label for u in manifest])[train]
+        try:
+            tr, va = train_test_split(train, test_size=0.1, random_state=seed, stratify=y)
+        except ValueError:
+            tr, va = train_test_split(train, test_size=0.1, random_state=seed)
+        return np.sort(tr), np.sort(va)
+    spk = manifest.groups("speaker")
+    speakers = np.unique(spk[train])
+    if len(speakers) <= valid_speakers:
+        raise ValueError(
+            f"only {len(speakers)} training speaker(s): cannot hold out {valid_speakers} for validation"
+        )
+    chosen = rng.choice(speakers, size=valid_speakers, replace=False)
+    is_valid = np.isin(spk[train], chosen)
+    return train[~is_valid], train[is_valid]
+
+
+def make_folds(
+    manifest: Manifest,
+    protocol: str = "loso",
+    n_folds: int | None = None,
+    valid_speakers: int = 1,
+    seed: int = 0,
+) -> list[Fold]:
+    """Build folds for ``protocol``.
+
+    - ``loso``: leave-one-speaker-out (EmoDB: 10 folds). With ``n_folds`` < #speakers, speakers are
+      grouped into ``n_folds`` folds (GroupKFold), still speaker-independent.
+    - ``loso-session``: leave-one-session-out (IEMOCAP); validation from training speakers.
+    - ``group-kfold``: ``n_folds`` folds grouped by speaker (default 5).
+    - ``stratified-kfold``: plain stratified k-fold, SPEAKER-DEPENDENT: only when asked for explicitly.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
+    n = len(manifest)
+    idx = np.arange(n)
+    y = np.array([u.label for u in manifest])
+    spk = manifest.groups("speaker")
+    speaker_independent = protocol != "stratified-kfold"
+    if protocol == "loso":
+        n_spk = len(np.unique(spk))
+        splitter = LeaveOneGroupOut() if n_folds in (None, n_spk) else GroupKFold(n_splits=n_folds)
+        splits = splitter.split(idx, y, spk)
+        groups = spk
+    elif protocol == "loso-session":
+        groups = manifest.groups("session")
+        splits = LeaveOneGroupOut().split(idx, y, groups)
+    elif protocol == "group-kfold":
+        groups = spk
+        splits = GroupKFold(n_splits=n_folds or 5).split(idx, y, spk)
+    else:
+        groups = spk
+        splits = StratifiedKFold(n_splits=n_folds or 5, shuffle=True, random_state=seed).split(idx, y)
+
+    folds = []
+    for k, (train, test) in enumerate(splits):
+        train, valid = _valid_split(manifest, np.asarray(train), valid_speakers, seed + k, speaker_independent)
+        if speaker_independent:
+            check_disjoint(manifest, np.concatenate([train, valid]), test, "train/test")
+            if len(valid):
+                check_disjoint(manifest, train, valid, "train/valid")
+        test_groups = tuple(sorted(set(groups[test]))) if speaker_independent else (f"fold{k}",)
+        folds.append(Fold(k, np.sort(train), np.sort(valid), np.sort(test), test_groups, speaker_independent))
+    return folds
+
+
+def describe(protocol: str, folds: list[Fold]) -> str:
+    """Human-readable protocol line printed beside every number."""
+    if protocol == "stratified-kfold":
+        return f"{len(folds)}-fold stratified k-fold, SPEAKER-DEPENDENT (speakers shared between train and test)"
+    names = {
+        "loso": "leave-one-speaker-out" if all(len(f.test_groups) == 1 for f in folds) else "speaker-grouped",
+        "loso-session": "leave-one-session-out",
+        "group-kfold": "speaker-grouped k-fold",
+    }
+    return f"{len(folds)}-fold {names[protocol]}, speaker-independent; validation = held-out training speakers"

@@ -1,0 +1,255 @@
+"""One experiment: corpus -> features (cached) -> speaker-independent folds × seeds -> report + models.
+
+Resumable: every finished (fold, seed) writes its result atomically and is skipped on rerun, and
+features come from the content-addressed cache, so a killed run loses at most the fold in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emoboost.audio import Segmenting
+from emoboost.data.manifest import Manifest
+from emoboost.evaluation.report import FoldResult, plot_tsne, write_report
+from emoboost.methods import UtteranceSet, get_method
+from emoboost.protocols import check_disjoint, describe, make_folds
+from emoboost.utils import atomic_write_text, shared_root
+
+log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("EMOBOOST_CACHE", str(Path.home() / ".cache" / "emoboost"))
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything that determines a run's numbers (saved as config.json in the run directory)."""
+
+    corpus: str = "emodb"
+    data_root: str | None = None
+    manifest: str | None = None
+    upstream: str | None = "whisper-base"
+    method: str = "linear"
+    method_params: dict[str, Any] = field(default_factory=dict)
+    protocol: str | None = None
+    n_folds: int | None = None
+    valid_speakers: int = 1
+    seeds: list[int] = field(default_factory=lambda: [0])
+    segment_length: float = 3.0
+    segment_hop: float | None = None
+    min_duration: float = 0.1
+    classes: list[str] | None = None
+    out_dir: str = "runs/experiment"
+    cache_dir: str = field(default_factory=default_cache_dir)
+    save_models: bool = True
+    tsne: bool = True
+    batch_size: int = 8
+    progress: bool = True
+    max_folds: int | None = None  # run only the first k folds (smoke tests / --quick)
+
+    @property
+    def segmenting(self) -> Segmenting:
+        return Segmenting(self.segment_length, self.segment_hop)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ExperimentConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def resolve_data_root(corpus: str, data_root: str | None) -> Path:
+    """Explicit path > $EMOBOOST_DATA/<corpus> > <shared>/data/<corpus> > official download into the cache."""
+    if data_root:
+        return Path(data_root)
+    env = os.environ.get("EMOBOOST_DATA")
+    if env and (Path(env) / corpus).exists():
+        return Path(env) / corpus
+    shared = shared_root() / "data" / corpus
+    if shared.exists():
+        return shared
+    from emoboost.data.corpora import get_corpus
+
+    mod = get_corpus(corpus)
+    if not hasattr(mod, "download"):
+        raise FileNotFoundError(
+            f"no local copy of {corpus!r}: pass --data-root, set EMOBOOST_DATA, or obtain it from {mod.INFO.url}"
+        )
+    return Path(mod.download(Path(default_cache_dir()) / "corpora"))
+
+
+def load_manifest(cfg: ExperimentConfig) -> tuple[Manifest, list[tuple[str, str]], dict]:
+    """-> (manifest, skipped files from the scan, corpus info dict)."""
+    from emoboost.data.corpora import get_corpus
+
+    info: dict = {"name": cfg.corpus}
+    skipped: list[tuple[str, str]] = []
+    if cfg.manifest:
+        manifest = Manifest.read(cfg.manifest)
+    else:
+        mod = get_corpus(cfg.corpus)
+        info = {"name": mod.INFO.name, "default_protocol": mod.INFO.default_protocol, "default_folds": mod.INFO.default_folds}
+        root = resolve_data_root(cfg.corpus, cfg.data_root)
+        if hasattr(mod, "scan"):
+            manifest, skipped = mod.scan(root)
+        else:
+            manifest = mod.prepare(root)
+    manifest = manifest.filter(lambda u: u.label is not None)
+    if cfg.classes:
+        keep = set(cfg.classes)
+        manifest = manifest.filter(lambda u: u.label in keep)
+    if len(manifest) == 0:
+        raise ValueError("the manifest has no labelled utterances")
+    return manifest, list(skipped), info
+
+
+def required_features(method) -> tuple[str, ...]:
+    fn = getattr(method, "required_features", None)
+    return tuple(fn()) if callable(fn) else tuple(method.requires)
+
+
+def build_dataset(manifest: Manifest, features: dict[str, dict[str, np.ndarray]], classes: list[str]) -> UtteranceSet:
+    index = {c: i for i, c in enumerate(classes)}
+    return UtteranceSet(
+        ids=manifest.ids,
+        y=np.array([index[u.label] for u in manifest], dtype=int),
+        groups=manifest.groups("speaker"),
+        features={n: [features[n][u.id] for u in manifest] for n in features},
+    )
+
+
+def run_experiment(cfg: ExperimentConfig) -> dict:
+    """Run (or resume) an experiment and write its report directory; returns the report dict."""
+    t_start = time.perf_counter()
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "config.json"
+    cfg_json = json.dumps(asdict(cfg), indent=2, sort_keys=True)
+    if cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        ignore = {"progress", "out_dir", "cache_dir", "tsne", "save_models", "max_folds", "batch_size"}
+        diff = {k for k in set(old) | set(asdict(cfg)) if k not in ignore and old.get(k) != asdict(cfg).get(k)}
+        if diff:
+            raise ValueError(f"{out} holds a run with a different config ({sorted(diff)}); choose another --out")
+    atomic_write_text(cfg_path, cfg_json)
+
+    manifest, skipped, info = load_manifest(cfg)
+    classes = sorted(set(manifest.labels()))
+    protocol = cfg.protocol or info.get("default_protocol", "loso")
+    n_folds = cfg.n_folds if cfg.n_folds is not None else (info.get("default_folds") if protocol != "loso" else None)
+    probe = get_method(cfg.method)(classes, **cfg.method_params)
+    names = required_features(probe)
+
+    upstream = None
+    up_info: dict = {}
+    t0 = time.perf_counter()
+    if "ssl" in names:
+        from emoboost.upstreams import build_upstream
+
+        upstream = build_upstream(cfg.upstream)
+        up_info = {"spec": cfg.upstream, "fingerprint": upstream.fingerprint(), "num_layers": upstream.num_layers,
+                   "hidden_size": upstream.hidden_size, "frame_rate": upstream.frame_rate}
+    from emoboost.features.pipeline import compute_corpus_features
+
+    feats, bad = compute_corpus_features(manifest, names, cfg.segmenting, cfg.cache_dir, upstream,
+                                         min_duration=cfg.min_duration, batch_size=cfg.batch_size,
+                                         progress=cfg.progress)
+    t_feat = time.perf_counter() - t0
+    skipped += bad
+    bad_paths = {p for p, _ in skipped}
+    manifest = manifest.filter(lambda u: u.path not in bad_paths)
+    atomic_write_text(out / "skipped.json", json.dumps([{"path": p, "problem": m} for p, m in skipped], indent=2))
+    manifest.write(out / "manifest.jsonl")
+    data = build_dataset(manifest, feats, classes)
+
+    folds = make_folds(manifest, protocol, n_folds=n_folds, valid_speakers=cfg.valid_speakers, seed=0)
+    if cfg.max_folds:
+        folds = folds[: cfg.max_folds]
+    atomic_write_text(out / "folds.json", json.dumps([f.to_dict(manifest.ids) for f in folds], indent=2))
+    results: list[FoldResult] = []
+    embeddings: dict[str, np.ndarray] = {}
+    method_info: dict = {}
+    n_params = 0
+    (out / "folds").mkdir(exist_ok=True)
+    for fold in folds:
+        check_disjoint(manifest, np.concatenate([fold.train, fold.valid]), fold.test) if fold.speaker_independent else None
+        for seed in cfg.seeds:
+            res_path = out / "folds" / f"fold{fold.index:02d}_seed{seed}.json"
+            emb_path = out / "folds" / f"fold{fold.index:02d}_seed{seed}.emb.npy"
+            if res_path.exists():
+                results.append(FoldResult.from_json(res_path.read_text()))
+                if emb_path.exists() and seed == cfg.seeds[0]:
+                    e = np.load(emb_path)
+                    for i, k in enumerate(results[-1].test_ids):
+                        embeddings[k] = e[i]
+                continue
+            method = get_method(cfg.method)(classes, **cfg.method_params)
+            train, valid, test = data.subset(fold.train), data.subset(fold.valid), data.subset(fold.test)
+            t1 = time.perf_counter()
+            method.fit(train, valid if len(valid) else None, seed=seed)
+            t_fit = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            proba = method.predict_proba(test)
+            t_inf = time.perf_counter() - t2
+            method_info = method.describe()
+            n_params = method.num_parameters()
+            info_d = {"best_epoch": getattr(method, "best_epoch_", None), "method": method_info, "n_params": n_params}
+            r = FoldResult(fold.index, seed, list(fold.test_groups), test.ids, test.y.tolist(),
+                           proba.argmax(1).tolist(), proba.round(6).tolist(),
+                           {"fit_s": t_fit, "predict_s": t_inf}, info_d)
+            if cfg.tsne and seed == cfg.seeds[0]:
+                e = method.embed(test)
+                if e is not None:
+                    np.save(emb_path, e.astype(np.float32))
+                    for i, k in enumerate(test.ids):
+                        embeddings[k] = e[i]
+            if cfg.save_models:
+                method.save(out / "models" / f"fold{fold.index:02d}_seed{seed}")
+            atomic_write_text(res_path, r.to_json())
+            results.append(r)
+            log.info("fold %d seed %d: %s", fold.index, seed, r.metrics)
+
+    if results and not method_info:
+        method_info = results[0].info.get("method", {})
+        n_params = results[0].info.get("n_params", 0)
+    protocol_info = {
+        "corpus": info.get("name", cfg.corpus),
+        "utterances": len(manifest),
+        "speakers": len(manifest.speakers()),
+        "classes": f"{len(classes)} ({', '.join(classes)})",
+        "protocol": describe(protocol, folds) + (f" (first {cfg.max_folds} folds only)" if cfg.max_folds else ""),
+        "seeds": ", ".join(map(str, cfg.seeds)),
+        "method": f"{cfg.method} {json.dumps(cfg.method_params, sort_keys=True)}",
+        "upstream": f"{cfg.upstream} ({up_info.get('fingerprint', '-')})" if upstream is not None else "none",
+        "segmenting": f"{cfg.segment_length:g} s segments, hop {cfg.segment_hop or cfg.segment_length:g} s, last zero-padded; utterance = mean segment posterior",
+        "parameters": n_params,
+        "skipped files": len(skipped),
+        "machine": f"{platform.machine()} {os.cpu_count()} CPU, torch threads {__import__('torch').get_num_threads()}",
+    }
+    for k, v in method_info.items():
+        protocol_info[k] = v
+    rep = write_report(out, results, classes, protocol_info)
+    if cfg.tsne and len(embeddings) >= 10:
+        ids = [i for i in manifest.ids if i in embeddings]
+        y = np.array([classes.index(u.label) for u in manifest if u.id in embeddings])
+        plot_tsne(np.stack([embeddings[i] for i in ids]), y, classes, out / "tsne.png")
+    timings = {"features_s": t_feat, "total_s": time.perf_counter() - t_start, **rep["summary"]["timings_total_s"]}
+    atomic_write_text(out / "timings.json", json.dumps(timings, indent=2))
+    bundle = {"classes": classes, "method": cfg.method, "upstream": up_info, "segment_length": cfg.segment_length,
+              "segment_hop": cfg.segment_hop, "features": list(names), "models": sorted(
+                  str(p.relative_to(out)) for p in (out / "models").glob("fold*_seed*")) if cfg.save_models else []}
+    atomic_write_text(out / "bundle.json", json.dumps(bundle, indent=2))
+    rep["timings"] = timings
+    return rep

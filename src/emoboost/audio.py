@@ -40,6 +40,7 @@ def load_audio(
     """
     path = Path(path)
     _check_file(path)
+    _check_not_truncated(path, _header(path).extra_info)
     try:
         with sf.SoundFile(str(path)) as f:
             sr = f.samplerate
@@ -51,7 +52,6 @@ def load_audio(
         raise AudioError(path, "contains no audio samples")
     if expected > 0 and data.shape[0] < expected:
         raise AudioError(path, f"truncated: header promises {expected} samples, file holds {data.shape[0]}")
-    _check_not_truncated(path, _header(path).extra_info)
     if not np.all(np.isfinite(data)):
         raise AudioError(path, "contains NaN or infinite samples")
     wav = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
@@ -69,9 +69,9 @@ def audio_info(path: str | Path) -> tuple[float, int, int]:
     path = Path(path)
     _check_file(path)
     info = _header(path)
+    _check_not_truncated(path, info.extra_info)
     if info.frames <= 0:
         raise AudioError(path, "contains no audio samples")
-    _check_not_truncated(path, info.extra_info)
     return info.frames / info.samplerate, info.samplerate, info.channels
 
 

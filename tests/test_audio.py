@@ -1,0 +1,203 @@
+"""emoboost.audio: every format and every kind of broken file, on tiny synthetic audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import write_tone
+from emoboost.audio import SAMPLE_RATE, AudioError, Segmenting, audio_info, content_hash, load_audio, segment
+
+
+@pytest.mark.parametrize("name,fmt,subtype", [
+    ("a.wav", None, None),
+    ("a.flac", None, None),
+    ("a.aiff", "AIFF", "PCM_16"),
+    ("a.ogg", "OGG", "VORBIS"),
+])
+def test_formats_load_same_signal(tmp_path, name, fmt, subtype):
+    ref = write_tone(tmp_path / "ref.wav", seconds=0.25, subtype="FLOAT")
+    p = write_tone(tmp_path / name, seconds=0.25, fmt=fmt, subtype=subtype)
+    wav = load_audio(p)
+    assert wav.dtype == np.float32 and wav.ndim == 1
+    assert len(wav) == 4000
+    tol = 0.05 if fmt == "OGG" else 1e-3  # lossy codec vs 16-bit PCM
+    assert np.max(np.abs(wav - load_audio(ref))) < tol
+    dur, sr, ch = audio_info(p)
+    assert (sr, ch) == (16000, 1) and dur == pytest.approx(0.25, abs=1e-3)
+
+
+def test_aiff_named_wav_is_sniffed_from_header(tmp_path):
+    p = write_tone(tmp_path / "aiff.wav", seconds=0.2, fmt="AIFF", subtype="PCM_16", seed=3)
+    assert p.read_bytes()[:4] == b"FORM"  # really AIFF
+    wav = load_audio(p)
+    assert len(wav) == 3200
+    assert audio_info(p) == (pytest.approx(0.2), 16000, 1)
+
+
+def test_resample_and_downmix_44k_stereo(tmp_path):
+    sr, seconds = 44100, 0.3
+    t = np.arange(int(sr * seconds)) / sr
+    left, right = 0.4 * np.sin(2 * np.pi * 300 * t), 0.2 * np.sin(2 * np.pi * 300 * t)
+    p = tmp_path / "st.wav"
+    sf.write(str(p), np.stack([left, right], axis=1).astype(np.float32), sr, subtype="FLOAT")
+    wav = load_audio(p)
+    assert wav.dtype == np.float32
+    assert len(wav) == round(len(t) * SAMPLE_RATE / sr)
+    # mono = mean of channels: a 300 Hz tone of amplitude 0.3, preserved by the resampler
+    mid = wav[500:-500]
+    assert np.max(np.abs(mid)) == pytest.approx(0.3, abs=0.01)
+    assert audio_info(p) == (pytest.approx(seconds, abs=1e-4), sr, 2)
+
+
+def test_other_target_rate(tmp_path):
+    p = write_tone(tmp_path / "a.wav", seconds=0.2)
+    assert len(load_audio(p, sample_rate=8000)) == 1600
+
+
+def test_missing_file(tmp_path):
+    p = tmp_path / "nope.wav"
+    for fn in (load_audio, audio_info):
+        with pytest.raises(AudioError, match="does not exist") as e:
+            fn(p)
+        assert str(p) in str(e.value) and e.value.path == str(p)
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "empty.wav"
+    p.write_bytes(b"")
+    for fn in (load_audio, audio_info):
+        with pytest.raises(AudioError, match=r"empty \(0 bytes\)") as e:
+            fn(p)
+        assert str(p) in str(e.value)
+
+
+@pytest.mark.parametrize("cut", [1, 1000])
+def test_truncated_wav(tmp_path, cut):
+    good = write_tone(tmp_path / "good.wav", seconds=0.5)
+    p = tmp_path / "cut.wav"
+    p.write_bytes(good.read_bytes()[:-cut])
+    for fn in (load_audio, audio_info):
+        with pytest.raises(AudioError, match="truncated") as e:
+            fn(p)
+        assert str(p) in str(e.value)
+    assert len(load_audio(good)) == 8000  # the intact original still loads
+
+
+def test_truncated_aiff(tmp_path):
+    good = write_tone(tmp_path / "good.aiff", seconds=0.5, fmt="AIFF", subtype="PCM_16")
+    p = tmp_path / "cut.aiff"
+    p.write_bytes(good.read_bytes()[:-300])
+    with pytest.raises(AudioError, match="truncated") as e:
+        audio_info(p)
+    assert str(p) in str(e.value)
+
+
+def test_header_only_wav_is_truncated(tmp_path):
+    good = write_tone(tmp_path / "good.wav", seconds=0.1)
+    p = tmp_path / "hdr.wav"
+    p.write_bytes(good.read_bytes()[:44])
+    for fn in (load_audio, audio_info):
+        with pytest.raises(AudioError, match="truncated.*holds 0") as e:
+            fn(p)
+        assert str(p) in str(e.value)
+
+
+def test_valid_wav_without_samples(tmp_path):
+    p = tmp_path / "zero.wav"
+    sf.write(str(p), np.zeros(0, dtype=np.float32), 16000)
+    for fn in (load_audio, audio_info):
+        with pytest.raises(AudioError, match="no audio samples") as e:
+            fn(p)
+        assert str(p) in str(e.value)
+
+
+def test_garbage_bytes(tmp_path):
+    p = tmp_path / "garbage.wav"
+    p.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    for fn in (load_audio, audio_info):
+        with pytest.raises(AudioError, match="unreadable") as e:
+            fn(p)
+        assert str(p) in str(e.value)
+
+
+def test_folder_is_not_audio(tmp_path):
+    d = tmp_path / "dir.wav"
+    d.mkdir()
+    with pytest.raises(AudioError, match="not a regular file"):
+        audio_info(d)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_samples(tmp_path, bad):
+    x = np.sin(np.linspace(0, 20, 3200)).astype(np.float32)
+    x[100] = bad
+    p = tmp_path / "nan.wav"
+    sf.write(str(p), x, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN or infinite") as e:
+        load_audio(p)
+    assert str(p) in str(e.value)
+
+
+def test_too_short(tmp_path):
+    p = write_tone(tmp_path / "short.wav", seconds=0.1)
+    assert len(load_audio(p, min_duration=0.05)) == 1600
+    with pytest.raises(AudioError, match=r"too short: 0\.100 s < minimum 0\.500 s") as e:
+        load_audio(p, min_duration=0.5)
+    assert str(p) in str(e.value)
+
+
+def test_content_hash_follows_bytes_not_name(tmp_path):
+    a = write_tone(tmp_path / "a.wav", seconds=0.1, seed=1)
+    b = tmp_path / "b.wav"
+    b.write_bytes(a.read_bytes())
+    c = write_tone(tmp_path / "c.wav", seconds=0.1, seed=2)
+    assert content_hash(a) == content_hash(b) != content_hash(c)
+    assert len(content_hash(a)) == 64
+
+
+# ---- segmenting ------------------------------------------------------------------------------------
+
+def test_segment_non_overlapping_with_zero_padding():
+    seg = Segmenting(length=1.0, sample_rate=10)
+    wav = np.arange(1, 26, dtype=np.float32)  # 2.5 s
+    out = segment(wav, seg)
+    assert out.shape == (3, 10) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[0], wav[:10])
+    np.testing.assert_array_equal(out[1], wav[10:20])
+    np.testing.assert_array_equal(out[2, :5], wav[20:])
+    assert np.all(out[2, 5:] == 0)
+    np.testing.assert_allclose(seg.starts(len(wav)), [0.0, 1.0, 2.0])
+
+
+def test_segment_short_input_is_one_padded_window():
+    seg = Segmenting(length=3.0)
+    wav = np.ones(16000, dtype=np.float32)
+    out = segment(wav, seg)
+    assert out.shape == (1, 48000)
+    assert out[0, :16000].sum() == 16000 and out[0, 16000:].sum() == 0
+
+
+def test_segment_exact_multiple_has_no_empty_tail():
+    seg = Segmenting(length=1.0, sample_rate=10)
+    out = segment(np.ones(20, dtype=np.float32), seg)
+    assert out.shape == (2, 10) and out.min() == 1.0
+
+
+def test_segment_with_hop():
+    seg = Segmenting(length=1.0, hop=0.5, sample_rate=10)
+    wav = np.arange(25, dtype=np.float32)
+    out = segment(wav, seg)
+    # windows start at 0, 5, 10, 15 (15..24 covers the end)
+    assert seg.num_segments(25) == 4 == out.shape[0]
+    for i, start in enumerate(range(0, 20, 5)):
+        chunk = wav[start:start + 10]
+        np.testing.assert_array_equal(out[i, :len(chunk)], chunk)
+    np.testing.assert_allclose(seg.starts(25), [0.0, 0.5, 1.0, 1.5])
+    assert seg.key() == "seg1-hop0.5-sr10"
+
+
+def test_segment_rejects_non_positive():
+    with pytest.raises(ValueError, match="positive"):
+        segment(np.ones(10, dtype=np.float32), Segmenting(length=0.0))

@@ -36,8 +36,11 @@ def _acoustic(wav: np.ndarray, name: str, seg: Segmenting) -> np.ndarray:
 def _acoustic_key(name: str, seg: Segmenting) -> str:
     from emoboost import __version__
 
-    scope = "utt" if name in UTTERANCE_FEATURES else seg.key()
-    return f"{name}-{scope}-v{__version__}"
+    if name in UTTERANCE_FEATURES:
+        return f"{name}-utt-v{__version__}"
+    from emoboost.features.acoustic import acoustic_key
+
+    return acoustic_key(name, seg)
 
 
 def compute_corpus_features(

@@ -12,17 +12,10 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-
-def _parse_value(v: str) -> Any:
-    """YAML scalar parsing for overrides: 1e-3 -> float, true -> bool, [1,2] -> list, abc -> str."""
-    try:
-        return yaml.safe_load(v)
-    except yaml.YAMLError:
-        return v
+from emoboost.utils import parse_value as _parse_value
 
 
 def apply_overrides(cfg: dict, overrides: list[str]) -> dict:

@@ -47,3 +47,13 @@ def shared_root() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[3] / "shared"
+
+
+def parse_value(v: str):
+    """YAML scalar parsing for CLI overrides: 1e-3 -> float, true -> bool, [1,2] -> list, abc -> str."""
+    import yaml
+
+    try:
+        return yaml.safe_load(v)
+    except yaml.YAMLError:
+        return v

@@ -1,0 +1,123 @@
+"""``emoboost benchmark``: several methods × encoders on one corpus, identical folds and seeds, one table.
+
+Each entry is a normal run directory (so it resumes, and its models work with ``predict``); the
+feature cache is shared, so an encoder's features are extracted once for every method. The table
+checks that every entry was tested on exactly the same folds and says so.
+
+Method specs: ``name`` or ``name:key=value,key=value`` (e.g. ``msemoboost:guidance=mfcc,attention=false``),
+optionally labelled ``label=name:...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+from emoboost.evaluation.report import fmt_pm
+from emoboost.utils import atomic_write_text
+from emoboost.utils import parse_value as _parse_value
+
+DEFAULT_METHODS = ["svm:features=egemaps", "linear", "ssl_cnn", "msemoboost", "spec_cnn"]
+
+
+def parse_method_spec(spec: str) -> tuple[str, str, dict]:
+    """'label=name:k=v,k=v' -> (label, name, params)."""
+    label = None
+    if "=" in spec.split(":", 1)[0]:
+        label, spec = spec.split("=", 1)
+    name, _, rest = spec.partition(":")
+    params = {}
+    for kv in filter(None, rest.split(",")):
+        if "=" not in kv:
+            raise ValueError(f"method spec {spec!r}: parameter {kv!r} must be key=value")
+        k, v = kv.split("=", 1)
+        params[k] = _parse_value(v)
+    label = label or (name + (":" + rest if rest else ""))
+    return label, name, params
+
+
+def _needs_upstream(name: str, params: dict) -> bool:
+    from emoboost.methods import get_method
+
+    m = get_method(name)(["a", "b"], **params)
+    fn = getattr(m, "required_features", None)
+    req = tuple(fn()) if callable(fn) else tuple(m.requires)
+    return "ssl" in req
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", default="emodb")
+    p.add_argument("--data-root")
+    p.add_argument("--manifest")
+    p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, help="method specs, e.g. linear:layer=4 msemoboost:guidance=both")
+    p.add_argument("--upstreams", nargs="+", default=["whisper-base"])
+    p.add_argument("--protocol", choices=["loso", "loso-session", "group-kfold", "stratified-kfold"])
+    p.add_argument("--folds", type=int)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--segment-length", type=float, default=3.0)
+    p.add_argument("--out", default=None, help="benchmark directory (default runs/benchmark-<corpus>)")
+    p.add_argument("--cache-dir")
+    p.add_argument("--quick", action="store_true", help="smoke test: 2 folds, 2 epochs, no t-SNE")
+    p.add_argument("--no-save-models", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from emoboost.runner import ExperimentConfig, default_cache_dir, run_experiment
+
+    out = Path(args.out or f"runs/benchmark-{args.corpus}")
+    rows = []
+    t_all = time.perf_counter()
+    for spec in args.methods:
+        label, name, params = parse_method_spec(spec)
+        ups = args.upstreams if _needs_upstream(name, params) else [None]
+        for up in ups:
+            if args.quick:
+                params = {"max_epochs": 2, **params}
+            entry = label if up is None else f"{label} @ {up}"
+            safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in entry.replace(" @ ", "__"))
+            cfg = ExperimentConfig(
+                corpus=args.corpus, data_root=args.data_root, manifest=args.manifest, upstream=up, method=name,
+                method_params=params, protocol=args.protocol, n_folds=args.folds, seeds=list(args.seeds),
+                segment_length=args.segment_length, out_dir=str(out / safe),
+                cache_dir=args.cache_dir or default_cache_dir(), save_models=not args.no_save_models,
+                tsne=not args.quick, progress=not args.no_progress, max_folds=2 if args.quick else None,
+            )
+            t0 = time.perf_counter()
+            rep = run_experiment(cfg)
+            folds = json.loads((Path(cfg.out_dir) / "folds.json").read_text())
+            s = rep["summary"]
+            rows.append({
+                "entry": entry, "method": name, "params": params, "upstream": up, "run_dir": cfg.out_dir,
+                "WA": s["WA"], "UA": s["UA"], "macro_F1": s["macro_F1"],
+                "train_s": s["timings_total_s"].get("fit_s", 0.0), "infer_s": s["timings_total_s"].get("predict_s", 0.0),
+                "features_s": rep["timings"]["features_s"], "wall_s": time.perf_counter() - t0,
+                "parameters": rep["protocol"].get("parameters"), "protocol": rep["protocol"],
+                "folds": [f["test_ids"] for f in folds],
+            })
+            print(f"{entry}: WA {fmt_pm(s['WA'])}  UA {fmt_pm(s['UA'])}", flush=True)
+    same = all(r["folds"] == rows[0]["folds"] for r in rows)
+    proto = rows[0]["protocol"]
+    lines = [f"# emoboost benchmark: {proto['corpus']}", ""]
+    for k in ("corpus", "utterances", "speakers", "classes", "protocol", "seeds", "segmenting", "machine"):
+        lines.append(f"- **{k}**: {proto.get(k)}")
+    lines.append(f"- **identical folds across entries**: {'yes' if same else 'NO (some entries skipped different files)'}")
+    lines.append(f"- **total wall time**: {time.perf_counter() - t_all:.0f} s (machine: {platform.machine()})")
+    lines += ["", "| method | upstream | WA % | UA % | macro-F1 % | train s | infer s | params |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['entry'].split(' @ ')[0]} | {r['upstream'] or '-'} | {fmt_pm(r['WA'])} | {fmt_pm(r['UA'])} | "
+            f"{fmt_pm(r['macro_F1'])} | {r['train_s']:.0f} | {r['infer_s']:.1f} | {r['parameters']:,} |"
+        )
+    notes = {k: v for r in rows for k, v in r["protocol"].items() if k in ("alexnet", "pretrained_weights", "weights")}
+    if notes:
+        lines += [""] + [f"- {k}: {v}" for k, v in notes.items()]
+    md = "\n".join(lines) + "\n"
+    atomic_write_text(out / "benchmark.md", md)
+    atomic_write_text(out / "benchmark.json", json.dumps({"identical_folds": same, "rows": [
+        {k: v for k, v in r.items() if k != "folds"} for r in rows]}, indent=2, default=str))
+    print(md)
+    return 0 if same else 1

@@ -1,0 +1,1 @@
+"""Features: acoustic (MFCC, spectrogram, log-mel, functionals), the content-addressed cache, routing."""

@@ -1,0 +1,65 @@
+"""Tiny randomly-initialised transformers checkpoints saved into tmp_path (no downloads)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_SSL = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+    conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 4),
+    num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, vocab_size=10,
+)
+
+
+def save_tiny_ssl(path: Path, model_type: str = "wav2vec2", feat_extract_norm: str = "group", seed: int = 0,
+                  preprocessor: dict | None = None) -> Path:
+    """A 2-layer, 32-dim wav2vec2/HuBERT/WavLM (stride 80 -> 200 frames/s) in save_pretrained layout."""
+    from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model, WavLMConfig, WavLMModel
+
+    classes = {"wav2vec2": (Wav2Vec2Config, Wav2Vec2Model), "hubert": (HubertConfig, HubertModel),
+               "wavlm": (WavLMConfig, WavLMModel)}
+    cfg_cls, model_cls = classes[model_type]
+    torch.manual_seed(seed)
+    cfg = cfg_cls(**TINY_SSL, feat_extract_norm=feat_extract_norm,
+                  do_stable_layer_norm=feat_extract_norm == "layer")
+    model_cls(cfg).save_pretrained(path)
+    if preprocessor is not None:
+        (path / "preprocessor_config.json").write_text(json.dumps(preprocessor))
+    return path
+
+
+def save_tiny_whisper(path: Path, seed: int = 0) -> Path:
+    """A 2-layer, 32-dim Whisper saved with encoder weights only (like ../shared/weights)."""
+    from safetensors.torch import save_file
+    from transformers import WhisperConfig, WhisperModel
+
+    torch.manual_seed(seed)
+    cfg = WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
+                        vocab_size=100, max_source_positions=1500, max_target_positions=32,
+                        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3,
+                        begin_suppress_tokens=None, suppress_tokens=None)
+    model = WhisperModel(cfg)
+    path.mkdir(parents=True, exist_ok=True)
+    cfg.save_pretrained(path)
+    enc = {f"encoder.{k}": v.contiguous() for k, v in model.encoder.state_dict().items()}
+    save_file(enc, str(path / "model.safetensors"), metadata={"format": "pt"})
+    return path
+
+
+@pytest.fixture
+def tiny_ssl(tmp_path):
+    def make(model_type: str = "wav2vec2", name: str | None = None, **kw) -> Path:
+        return save_tiny_ssl(tmp_path / (name or f"tiny-{model_type}"), model_type, **kw)
+    return make
+
+
+@pytest.fixture
+def tiny_whisper(tmp_path):
+    def make(name: str = "tiny-whisper", **kw) -> Path:
+        return save_tiny_whisper(tmp_path / name, **kw)
+    return make

@@ -54,6 +54,12 @@ def parse_value(v: str):
     import yaml
 
     try:
-        return yaml.safe_load(v)
+        out = yaml.safe_load(v)
     except yaml.YAMLError:
         return v
+    if isinstance(out, str):  # YAML 1.1 reads "1e-4" as a string
+        try:
+            return float(out)
+        except ValueError:
+            return out
+    return out

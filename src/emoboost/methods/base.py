@@ -9,7 +9,7 @@ Feature names the runner knows:
 - ``ssl``: upstream hidden states per utterance, [S, L, T', D] (segments, layers, frames, dims)
 - ``mfcc``: [S, T, 40] HTK MFCC per segment
 - ``spec``: [S, T, 200] MS-EmoBoost log spectrogram per segment
-- ``logmel``: [S, T, 64] log-mel per segment
+- ``logmel``: [S, T, 80] log-mel per segment
 - ``egemaps`` / ``compare`` / ``mfcc_stats``: [F] utterance-level functionals
 """
 

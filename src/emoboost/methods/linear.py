@@ -41,8 +41,9 @@ class LinearProbe(TorchSegmentMethod):
         return {"layer": -1, "dropout": 0.0, "lr": 1e-3, "weight_decay": 1e-4, "max_epochs": 100, "patience": 10}
 
     def segment_inputs(self, data: UtteranceSet) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        ssl, seg_utt = data.segments("ssl")  # [N, L, T, D]
-        pooled = ssl.astype(np.float32).mean(axis=2)  # [N, L, D]
+        arrs = data.feature("ssl")  # per utterance [S, L, T, D] float16
+        pooled = np.concatenate([a.mean(axis=2, dtype=np.float32) for a in arrs])  # [N, L, D], no big copy
+        seg_utt = np.concatenate([np.full(len(a), i) for i, a in enumerate(arrs)]).astype(int)
         return {"pooled": pooled}, seg_utt
 
     def fit_preprocessing(self, inputs: dict[str, np.ndarray]) -> None:

@@ -1,0 +1,431 @@
+"""MS-EmoBoost (Song et al., Scientific Reports 2025): MFCC and spectrogram guide how SSL frames are pooled.
+
+Per segment (3 s by default; every size below is read from the input shapes):
+
+- MFCC branch: Bi-LSTM (dropout 0.5) over the [T_m, 40] MFCC -> X_m [T_m, 2H].
+- Spectrogram branch: AlexNet ``features`` over the [T_s, F] log spectrogram as a 1-channel image
+  -> feature map [256, h, w] -> X_s = h*w spatial tokens of 256 dims (300 x 200 -> 8 x 5 = 40).
+  conv1 runs with its ImageNet RGB filters summed over colour, i.e. exactly as if the spectrogram
+  were replicated to 3 channels, so torchvision's ImageNet state dict loads unchanged (see
+  :mod:`emoboost.methods.alexnet`). The spectrogram is fed as delivered (already per-segment
+  normalised, close to the zero-mean / unit-variance input ImageNet weights expect).
+- Each branch: self-attention with residual (softmax(QK^T/sqrt(d)) V + X; ``attention=False``
+  skips it) -> flatten -> dropout 0.1 -> linear + ReLU to 128.
+- Enhancement: concat(128, 128) -> linear to T' -> X_enh [1, T'] (one weight per SSL frame).
+- X'_w = X_enh . X_w [1, D] (X_w: the chosen SSL layer's frames, or a learned weighted sum of all
+  layers) -> linear to C classes -> softmax; cross-entropy. Utterance = mean of segment posteriors.
+
+``guidance="none"`` runs the same code path with X_enh fixed to the uniform vector 1/T', i.e. mean
+pooling, which *is* the paper's SSL-only baseline (mean-pooled frames -> linear -> softmax). With
+``ssl_norm="pooled"`` it reproduces :class:`~emoboost.methods.linear.LinearProbe` exactly (same
+standardisation, same initialisation); ``tests/methods/test_msemoboost.py`` checks this.
+
+SSL frames are standardised per layer and dimension with training statistics (``ssl_norm``):
+``"frame"`` (default) uses statistics over all training frames, the natural scale for a model that
+re-weights individual frames; ``"pooled"`` uses statistics of frame means (linear.py's); ``"none"``.
+MFCCs are standardised per coefficient (their scales differ by orders of magnitude; c0 dominates).
+
+Size: AlexNet features hold 2.47 M parameters. The flatten -> 128 layers are the other big parts:
+MFCC branch 300 frames x 2H (H=64: 38,400 -> 128 = 4.9 M parameters), spectrogram branch
+40 tokens x 256 = 10,240 -> 128 = 1.3 M. Compute is dominated by AlexNet (~0.7 GMAC per 3-s segment
+forward); ``freeze_alexnet=True`` removes its backward pass.
+
+Not from the paper (it leaves them open or we could not confirm them): LSTM hidden size (64 per
+direction), one LSTM layer with dropout 0.5 on its output, spatial tokens for the AlexNet map,
+standardisation, ``enh_residual`` (optional: X_enh = 1/T' + zero-initialised linear, so training
+starts from the SSL-only baseline and guidance learns a deviation from mean pooling).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from emoboost.methods.alexnet import AlexNet, feature_map_shape, load_alexnet_weights
+from emoboost.methods.base import UtteranceSet
+from emoboost.methods.layers import LayerSelect, parse_layer
+from emoboost.methods.trainer import TorchSegmentMethod
+
+GUIDANCE = ("none", "mfcc", "spec", "both")
+SSL_NORMS = ("frame", "pooled", "none")
+RANDOM_INIT = "random init (no ImageNet weights)"
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    """Accept real booleans and the strings a CLI or JSON config produces."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+        return value.lower() in ("true", "yes", "1", "on")
+    raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def branches(guidance: str) -> tuple[str, ...]:
+    """Acoustic inputs a guidance mode uses, in concatenation order."""
+    return {"none": (), "mfcc": ("mfcc",), "spec": ("spec",), "both": ("mfcc", "spec")}[guidance]
+
+
+class SelfAttention(nn.Module):
+    """Single-head self-attention with a residual: softmax(Q K^T / sqrt(d)) V + X over [B, N, d]."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.scale = dim**-0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(self.q(x) @ self.k(x).transpose(1, 2) * self.scale, dim=-1)
+        return weights @ self.v(x) + x
+
+
+class GuidanceHead(nn.Module):
+    """[B, N, d] tokens -> (attention) -> flatten -> dropout -> linear + ReLU -> [B, out_dim]."""
+
+    def __init__(self, tokens: int, dim: int, out_dim: int, attention: bool, dropout: float):
+        super().__init__()
+        self.tokens, self.dim = tokens, dim
+        self.attention = SelfAttention(dim) if attention else None
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(tokens * dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1:] != (self.tokens, self.dim):
+            raise ValueError(
+                f"guidance branch built for {self.tokens} x {self.dim} tokens got {tuple(x.shape[1:])} "
+                "(different segment length than in training?)"
+            )
+        if self.attention is not None:
+            x = self.attention(x)
+        return torch.relu(self.proj(self.dropout(x.flatten(1))))
+
+
+class MFCCBranch(nn.Module):
+    """Bi-LSTM over MFCC frames -> guidance head."""
+
+    def __init__(self, frames: int, coefs: int, hidden: int, layers: int, dropout: float, head: dict):
+        super().__init__()
+        self.lstm = nn.LSTM(coefs, hidden, num_layers=layers, batch_first=True, bidirectional=True,
+                            dropout=dropout if layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.head = GuidanceHead(frames, 2 * hidden, **head)
+
+    def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
+        x, _ = self.lstm(mfcc)
+        return self.head(self.dropout(x))
+
+
+class SpecBranch(nn.Module):
+    """AlexNet features over the spectrogram image -> spatial tokens -> guidance head."""
+
+    def __init__(self, frames: int, bins: int, frozen: bool, head: dict):
+        super().__init__()
+        channels, h, w = feature_map_shape(frames, bins)
+        self.alexnet = AlexNet(features_only=True)
+        self.frozen = frozen
+        if frozen:
+            self.alexnet.requires_grad_(False)
+        self.head = GuidanceHead(h * w, channels, **head)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        x = spec.unsqueeze(1)  # [B, 1, T, F]: time = image height, frequency = width
+        if self.frozen:
+            with torch.no_grad():
+                fmap = self.alexnet.forward_mono(x)
+        else:
+            fmap = self.alexnet.forward_mono(x)
+        return self.head(fmap.flatten(2).transpose(1, 2))  # [B, h*w, 256]
+
+
+class MSEmoBoostNet(nn.Module):
+    """The network on standardised inputs: ``forward(ssl, mfcc=None, spec=None) -> logits``.
+
+    ``ssl`` is [B, T', D] (one layer already chosen) or [B, L, T', D] with ``layer="weighted"``.
+    """
+
+    def __init__(
+        self,
+        ssl_shape: tuple[int, ...],
+        n_classes: int,
+        layer: int | str,
+        guidance: str = "both",
+        mfcc_shape: tuple[int, int] | None = None,
+        spec_shape: tuple[int, int] | None = None,
+        attention: bool = True,
+        lstm_hidden: int = 64,
+        lstm_layers: int = 1,
+        lstm_dropout: float = 0.5,
+        branch_dim: int = 128,
+        branch_dropout: float = 0.1,
+        freeze_alexnet: bool = False,
+        enh_residual: bool = False,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if guidance not in GUIDANCE:
+            raise ValueError(f"guidance must be one of {GUIDANCE}, got {guidance!r}")
+        self.guidance = guidance
+        self.weighted = layer == "weighted"
+        if self.weighted:
+            num_layers, self.frames, dim = ssl_shape
+            self.select = LayerSelect(num_layers, "weighted")
+        else:
+            self.frames, dim = ssl_shape
+        self.enh_residual = enh_residual
+        head = {"out_dim": branch_dim, "attention": attention, "dropout": branch_dropout}
+        used = branches(guidance)
+        if "mfcc" in used:
+            if mfcc_shape is None:
+                raise ValueError(f"guidance={guidance!r} needs the mfcc input shape")
+            self.mfcc_branch = MFCCBranch(mfcc_shape[0], mfcc_shape[1], lstm_hidden, lstm_layers, lstm_dropout, head)
+        if "spec" in used:
+            if spec_shape is None:
+                raise ValueError(f"guidance={guidance!r} needs the spec input shape")
+            self.spec_branch = SpecBranch(spec_shape[0], spec_shape[1], freeze_alexnet, head)
+        if used:
+            self.enhance = nn.Linear(len(used) * branch_dim, self.frames)
+            if enh_residual:  # start exactly at mean pooling
+                nn.init.zeros_(self.enhance.weight)
+                nn.init.zeros_(self.enhance.bias)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(dim, n_classes)
+
+    def frames_of(self, ssl: torch.Tensor) -> torch.Tensor:
+        x = self.select(ssl) if self.weighted else ssl
+        if x.shape[1] != self.frames:
+            raise ValueError(
+                f"model built for {self.frames} SSL frames per segment got {x.shape[1]} "
+                "(different encoder or segment length than in training?)"
+            )
+        return x
+
+    def enhancement(self, ssl: torch.Tensor, mfcc: torch.Tensor | None = None,
+                    spec: torch.Tensor | None = None) -> torch.Tensor:
+        """X_enh [B, 1, T']: learned from the guidance branches, or uniform 1/T' (= mean pooling)."""
+        b = ssl.shape[0]
+        uniform = 1.0 / self.frames
+        if self.guidance == "none":
+            return ssl.new_full((b, 1, self.frames), uniform)
+        parts = []
+        if hasattr(self, "mfcc_branch"):
+            parts.append(self.mfcc_branch(_need(mfcc, "mfcc")))
+        if hasattr(self, "spec_branch"):
+            parts.append(self.spec_branch(_need(spec, "spec")))
+        enh = self.enhance(torch.cat(parts, dim=1)).unsqueeze(1)
+        return enh + uniform if self.enh_residual else enh
+
+    def embed(self, ssl: torch.Tensor, mfcc: torch.Tensor | None = None,
+              spec: torch.Tensor | None = None) -> torch.Tensor:
+        """Enhanced SSL feature X'_w = X_enh . X_w: [B, D]."""
+        x = self.frames_of(ssl)
+        return torch.bmm(self.enhancement(ssl, mfcc, spec), x).squeeze(1)
+
+    def forward(self, ssl: torch.Tensor, mfcc: torch.Tensor | None = None,
+                spec: torch.Tensor | None = None) -> torch.Tensor:
+        return self.out(self.dropout(self.embed(ssl, mfcc, spec)))
+
+
+def _need(x: torch.Tensor | None, name: str) -> torch.Tensor:
+    if x is None:
+        raise ValueError(f"this MS-EmoBoost model needs the {name!r} input")
+    return x
+
+
+class MSEmoBoost(TorchSegmentMethod):
+    """MS-EmoBoost with its ablation switches (``guidance``, ``attention``, ``layer``, ``alexnet_weights``)."""
+
+    name = "msemoboost"
+    requires = ("ssl", "mfcc", "spec")  # the most any configuration needs; instances narrow it
+
+    def __init__(self, classes: list[str], **params: Any):
+        super().__init__(classes, **params)
+        p = self.params
+        p["guidance"] = str(p["guidance"]).lower()
+        if p["guidance"] not in GUIDANCE:
+            raise ValueError(f"guidance must be one of {GUIDANCE}, got {p['guidance']!r}")
+        if p["ssl_norm"] not in SSL_NORMS:
+            raise ValueError(f"ssl_norm must be one of {SSL_NORMS}, got {p['ssl_norm']!r}")
+        for key in ("attention", "freeze_alexnet", "enh_residual", "mfcc_norm"):
+            p[key] = _as_bool(p[key], key)
+        if isinstance(p["layer"], str) and p["layer"] != "weighted":
+            parse_layer(p["layer"], 10**6)  # syntax check now; range is checked against the data
+            p["layer"] = int(p["layer"])
+        if p["alexnet_weights"] in ("", "none", "None"):
+            p["alexnet_weights"] = None
+        self.requires = ("ssl", *branches(p["guidance"]))
+        self.alexnet_info_: dict[str, str] = {"description": RANDOM_INIT}
+        self._restoring = False
+
+    def default_params(self) -> dict[str, Any]:
+        return {
+            "guidance": "both",
+            "attention": True,
+            "layer": -1,
+            "alexnet_weights": None,  # None | path | URL | "imagenet" (torchvision's official file)
+            "alexnet_cache": None,  # download folder for URLs (default: torch hub's checkpoints)
+            "freeze_alexnet": False,
+            "lstm_hidden": 64,
+            "lstm_layers": 1,
+            "lstm_dropout": 0.5,
+            "branch_dim": 128,
+            "branch_dropout": 0.1,
+            "dropout": 0.0,
+            "enh_residual": False,
+            "ssl_norm": "frame",
+            "mfcc_norm": True,
+        }
+
+    # -- inputs --------------------------------------------------------------------------------
+    def segment_inputs(self, data: UtteranceSet) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        ssl = data.feature("ssl")
+        if not ssl:
+            raise ValueError("no utterances given")
+        ref = ssl[0].shape
+        for uid, a in zip(data.ids, ssl):
+            if a.ndim != 4 or a.shape[1:] != ref[1:] or len(a) == 0:
+                raise ValueError(
+                    f"utterance {uid}: ssl features must be [S, L, T', D] with the same L, T', D as the "
+                    f"others {tuple(ref[1:])}, got {a.shape}"
+                )
+        layer = parse_layer(self.params["layer"], ref[1])
+        self.ssl_layers_ = int(ref[1])
+        if layer == "weighted":
+            x = np.concatenate(ssl)
+        else:  # pick the layer per utterance: never materialise all layers of all segments
+            x = np.concatenate([a[:, layer] for a in ssl])
+        seg_utt = np.concatenate([np.full(len(a), i) for i, a in enumerate(ssl)]).astype(int)
+        inputs = {"ssl": x}
+        for name in branches(self.params["guidance"]):
+            arrs = data.feature(name)
+            for uid, a, s in zip(data.ids, arrs, ssl):
+                if a.ndim != 3 or len(a) != len(s):
+                    raise ValueError(
+                        f"utterance {uid}: {name} must be [S, frames, bins] with the ssl's S={len(s)} "
+                        f"segments, got {a.shape}"
+                    )
+            inputs[name] = np.concatenate(arrs).astype(np.float32, copy=False)
+        return inputs, seg_utt
+
+    def fit_preprocessing(self, inputs: dict[str, np.ndarray]) -> None:
+        self.ssl_mean_, self.ssl_std_ = _ssl_stats(inputs["ssl"], self.params["ssl_norm"])
+        self.mfcc_mean_ = self.mfcc_std_ = None
+        if "mfcc" in inputs and self.params["mfcc_norm"]:
+            m = inputs["mfcc"].astype(np.float64)
+            self.mfcc_mean_ = torch.from_numpy(m.mean(axis=(0, 1)).astype(np.float32))
+            self.mfcc_std_ = torch.from_numpy(m.std(axis=(0, 1)).astype(np.float32) + 1e-5)
+
+    def preprocess(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if name == "ssl" and self.ssl_mean_ is not None:
+            return (x - self.ssl_mean_) / self.ssl_std_
+        if name == "mfcc" and self.mfcc_mean_ is not None:
+            return (x - self.mfcc_mean_) / self.mfcc_std_
+        return x
+
+    # -- model ---------------------------------------------------------------------------------
+    def build_module(self, shapes: dict[str, tuple[int, ...]]) -> nn.Module:
+        p = self.params
+        net = MSEmoBoostNet(
+            ssl_shape=shapes["ssl"],
+            n_classes=len(self.classes),
+            layer="weighted" if p["layer"] == "weighted" else int(p["layer"]),
+            guidance=p["guidance"],
+            mfcc_shape=shapes.get("mfcc"),
+            spec_shape=shapes.get("spec"),
+            attention=p["attention"],
+            lstm_hidden=int(p["lstm_hidden"]),
+            lstm_layers=int(p["lstm_layers"]),
+            lstm_dropout=float(p["lstm_dropout"]),
+            branch_dim=int(p["branch_dim"]),
+            branch_dropout=float(p["branch_dropout"]),
+            freeze_alexnet=p["freeze_alexnet"],
+            enh_residual=p["enh_residual"],
+            dropout=float(p["dropout"]),
+        )
+        if hasattr(net, "spec_branch") and not self._restoring:
+            if p["alexnet_weights"] is not None:
+                info = load_alexnet_weights(net.spec_branch.alexnet, p["alexnet_weights"], p["alexnet_cache"])
+                self.alexnet_info_ = {"description": info.describe(), "source": info.source,
+                                      "file": info.file, "sha256": info.sha256}
+            else:
+                self.alexnet_info_ = {"description": RANDOM_INIT}
+        return net
+
+    def describe(self) -> dict:
+        p = self.params
+        uses_spec = "spec" in branches(p["guidance"])
+        d: dict[str, Any] = {
+            "guidance": p["guidance"],
+            "attention": p["attention"] if p["guidance"] != "none" else "n/a (no guidance)",
+            "layer": p["layer"],
+            "enhancement": (
+                "uniform 1/T' (mean pooling: the SSL-only baseline)" if p["guidance"] == "none"
+                else "linear from guidance branches" + (" + 1/T' (residual)" if p["enh_residual"] else "")
+            ),
+            "alexnet_weights": self.alexnet_info_["description"] if uses_spec else "not used (no spectrogram branch)",
+            "ssl_norm": p["ssl_norm"],
+        }
+        if uses_spec:
+            d["alexnet_frozen"] = p["freeze_alexnet"]
+            if "sha256" in self.alexnet_info_:
+                d["alexnet_sha256"] = self.alexnet_info_["sha256"]
+        if hasattr(self, "module_"):
+            d["parameters"] = {
+                name: int(sum(t.numel() for t in child.parameters()))
+                for name, child in self.module_.named_children() if any(True for _ in child.parameters())
+            }
+            d["parameters"]["total"] = self.num_parameters()
+        return d
+
+    # -- persistence ---------------------------------------------------------------------------
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        names = ("ssl_mean", "ssl_std", "mfcc_mean", "mfcc_std")
+        return {n: getattr(self, f"{n}_") for n in names if getattr(self, f"{n}_", None) is not None}
+
+    def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        for n in ("ssl_mean", "ssl_std", "mfcc_mean", "mfcc_std"):
+            setattr(self, f"{n}_", tensors.get(n))
+
+    def _state_config(self) -> dict:
+        return {**super()._state_config(), "alexnet_weights": self.alexnet_info_}
+
+    def _load_weights(self, directory: Path, state: dict) -> None:
+        """Restore trained weights; ImageNet weights are inside them, so the file is not needed again."""
+        self._restoring = True
+        try:
+            super()._load_weights(directory, state)
+        finally:
+            self._restoring = False
+        self.alexnet_info_ = dict(state.get("alexnet_weights", {"description": RANDOM_INIT}))
+
+
+def _ssl_stats(x: np.ndarray, mode: str, chunk: int = 16) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Per (layer,) dimension mean/std of [N, (L,) T', D] training frames, shaped to broadcast.
+
+    ``frame``: over all frames (float64, chunked: the float16 array may be GBs). ``pooled``: over
+    per-segment frame means, computed like linear.py so ``guidance="none"`` matches it exactly.
+    """
+    if mode == "none":
+        return None, None
+    if mode == "pooled":
+        pooled = np.concatenate([x[s : s + chunk].astype(np.float32).mean(axis=-2) for s in range(0, len(x), chunk)])
+        mean, std = pooled.mean(axis=0), pooled.std(axis=0) + 1e-5
+    else:
+        total = np.zeros(x.shape[1:-2] + x.shape[-1:], dtype=np.float64)
+        sq = np.zeros_like(total)
+        for s in range(0, len(x), chunk):
+            c = x[s : s + chunk].astype(np.float64)
+            total += c.sum(axis=(0, -2))
+            sq += (c * c).sum(axis=(0, -2))
+        n = len(x) * x.shape[-2]
+        mean = total / n
+        std = np.sqrt(np.maximum(sq / n - mean * mean, 0.0)) + 1e-5
+    mean_t = torch.from_numpy(np.asarray(mean, dtype=np.float32)).unsqueeze(-2)  # [(L,) 1, D]
+    std_t = torch.from_numpy(np.asarray(std, dtype=np.float32)).unsqueeze(-2)
+    return mean_t, std_t

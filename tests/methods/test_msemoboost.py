@@ -1,0 +1,303 @@
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from emoboost.methods import Method, UtteranceSet, get_method
+from emoboost.methods.alexnet import AlexNet, feature_map_shape
+from emoboost.methods.msemoboost import MSEmoBoost, MSEmoBoostNet, SelfAttention
+
+TINY = {"lstm_hidden": 4, "branch_dim": 8}
+# (layers, frames per 3 s, dims): Whisper-base, wav2vec2-base, a small made-up encoder
+ENCODERS = {"whisper-base": (7, 150, 512), "wav2vec2-base": (13, 149, 768), "small": (5, 50, 384)}
+
+
+def utterances(n_segments, L, T, D, frames, bins=200, seed=0, y=None, speakers=None) -> UtteranceSet:
+    """Random features with the runner's layout: ssl [S, L, T', D] float16, mfcc [S, T, 40], spec [S, T, bins]."""
+    rng = np.random.default_rng(seed)
+    n = len(n_segments)
+    feats = {"ssl": [], "mfcc": [], "spec": []}
+    for s in n_segments:
+        feats["ssl"].append(rng.standard_normal((s, L, T, D)).astype(np.float16))
+        feats["mfcc"].append((rng.standard_normal((s, frames, 40)) * 10).astype(np.float32))
+        feats["spec"].append(rng.standard_normal((s, frames, bins)).astype(np.float32))
+    y = np.zeros(n, dtype=int) if y is None else np.asarray(y)
+    groups = np.array(speakers if speakers is not None else [f"s{i}" for i in range(n)])
+    return UtteranceSet([f"u{i}" for i in range(n)], y, groups, feats)
+
+
+def built(data: UtteranceSet, **params) -> tuple[MSEmoBoost, dict[str, torch.Tensor]]:
+    """Method with preprocessing fitted and module built on ``data``; returns one preprocessed batch."""
+    m = MSEmoBoost(["a", "b", "c"], **{**TINY, **params})
+    inputs, _ = m.segment_inputs(data)
+    m.fit_preprocessing(inputs)
+    m.input_shapes_ = {k: tuple(v.shape[1:]) for k, v in inputs.items()}
+    m.module_ = m.build_module(m.input_shapes_)
+    m.module_.eval()
+    batch = {k: m.preprocess(k, torch.from_numpy(np.asarray(v, dtype=np.float32))) for k, v in inputs.items()}
+    return m, batch
+
+
+@pytest.mark.parametrize("seconds", [1, 2, 3])
+@pytest.mark.parametrize("encoder", list(ENCODERS))
+def test_shapes_follow_the_inputs(encoder, seconds):
+    L, T3, D = ENCODERS[encoder]
+    T = T3 * seconds // 3
+    frames = 100 * seconds  # 10 ms hop
+    data = utterances([1, 2], L, T, D, frames)
+    m, batch = built(data, layer=-1)
+    assert batch["ssl"].shape == (3, T, D)  # one layer picked in segment_inputs
+    net = m.module_
+    with torch.no_grad():
+        assert net(**batch).shape == (3, 3)
+        assert net.enhancement(**batch).shape == (3, 1, T)
+        assert net.embed(**batch).shape == (3, D)
+    _, h, w = feature_map_shape(frames, 200)
+    assert net.spec_branch.head.tokens == h * w
+    assert net.mfcc_branch.head.tokens == frames
+    assert net.enhance.out_features == T
+    proba = m.predict_proba(data)
+    assert proba.shape == (2, 3) and np.allclose(proba.sum(1), 1)
+    assert [p.shape for p in m.predict_segments(data)] == [(1, 3), (2, 3)]
+
+
+def test_weighted_layer_sum_keeps_all_layers():
+    data = utterances([2], 5, 16, 12, 100)
+    m, batch = built(data, layer="weighted")
+    assert batch["ssl"].shape == (2, 5, 16, 12)
+    assert m.ssl_mean_.shape == (5, 1, 12)
+    net = m.module_
+    assert net.select.weights.shape == (5,)
+    with torch.no_grad():
+        assert net(**batch).shape == (2, 3) and net.enhancement(**batch).shape == (2, 1, 16)
+    # the weighted sum is what the model pools: all weight on layer 3 == picking layer 3
+    with torch.no_grad():
+        net.select.weights.copy_(torch.tensor([-1e4, -1e4, -1e4, 0.0, -1e4]))
+        picked = net.frames_of(batch["ssl"])
+    assert torch.allclose(picked, batch["ssl"][:, 3])
+
+
+def test_ssl_standardisation_uses_training_statistics():
+    data = utterances([3, 2], 3, 10, 6, 100, seed=4)
+    m, batch = built(data, layer=1, ssl_norm="frame")
+    x = batch["ssl"].numpy()
+    assert np.allclose(x.mean(axis=(0, 1)), 0, atol=1e-4) and np.allclose(x.std(axis=(0, 1)), 1, atol=1e-3)
+    mf = batch["mfcc"].numpy()
+    assert np.allclose(mf.mean(axis=(0, 1)), 0, atol=1e-4) and np.allclose(mf.std(axis=(0, 1)), 1, atol=1e-3)
+    m, batch = built(data, layer=1, ssl_norm="pooled")
+    pooled = batch["ssl"].numpy().mean(axis=1)
+    assert np.allclose(pooled.mean(0), 0, atol=1e-4) and np.allclose(pooled.std(0), 1, atol=1e-3)
+    assert torch.equal(built(data, ssl_norm="none")[1]["ssl"], torch.from_numpy(
+        np.concatenate([a[:, -1] for a in data.features["ssl"]]).astype(np.float32)))
+
+
+def test_attention_residual_is_wired():
+    torch.manual_seed(0)
+    att = SelfAttention(6)
+    x = torch.randn(2, 5, 6, requires_grad=True)
+    assert not torch.allclose(att(x), x)
+    with torch.no_grad():
+        att.v.weight.zero_()
+        att.v.bias.zero_()
+    out = att(x)
+    assert torch.equal(out, x)  # only the skip connection is left
+    out.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))  # and the gradient flows through it
+
+
+def test_attention_with_zero_values_equals_no_attention_in_the_model():
+    data = utterances([2], 3, 20, 8, 100, seed=1)
+    torch.manual_seed(0)
+    m_att, batch = built(data)
+    torch.manual_seed(0)
+    m_off, _ = built(data, attention=False)
+    att, off = m_att.module_, m_off.module_
+    extra = {k for k in att.state_dict() if ".attention." in k}
+    assert extra and set(att.state_dict()) - extra == set(off.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(att(**batch), off(**batch))
+        for branch in (att.mfcc_branch, att.spec_branch):
+            branch.head.attention.v.weight.zero_()
+            branch.head.attention.v.bias.zero_()
+    off.load_state_dict({k: v for k, v in att.state_dict().items() if k not in extra})
+    with torch.no_grad():
+        assert torch.allclose(att(**batch), off(**batch), atol=1e-6)
+
+
+def _perturbed(batch, name):
+    b = dict(batch)
+    b[name] = batch[name] + torch.randn_like(batch[name])
+    return b
+
+
+def test_guidance_modes_change_the_computation():
+    data = utterances([2, 1], 3, 20, 8, 100, seed=2)
+    full = built(data, guidance="both")[1]  # the same standardised inputs for every mode
+    needs = {"none": (), "mfcc": ("mfcc",), "spec": ("spec",), "both": ("mfcc", "spec")}
+    outs, params = {}, {}
+    for g in needs:
+        torch.manual_seed(0)
+        m, _ = built(data, guidance=g)
+        net = m.module_
+        assert m.requires == ("ssl", *needs[g])
+        assert set(m.segment_inputs(data)[0]) == set(m.requires)
+        torch.manual_seed(1)
+        with torch.no_grad():
+            outs[g] = net(**full)
+            for name in ("mfcc", "spec"):  # does the output depend on this input?
+                changed = not torch.allclose(net(**_perturbed(full, name)), outs[g])
+                assert changed == (name in needs[g]), (g, name)
+            assert not torch.allclose(net(**_perturbed(full, "ssl")), outs[g])
+        params[g] = {k.split(".")[0] for k in net.state_dict()}
+    assert params["none"] == {"out"}
+    assert params["mfcc"] == {"mfcc_branch", "enhance", "out"}
+    assert params["spec"] == {"spec_branch", "enhance", "out"}
+    assert params["both"] == {"mfcc_branch", "spec_branch", "enhance", "out"}
+    for a in outs:
+        for b in outs:
+            if a < b:
+                assert not torch.allclose(outs[a], outs[b]), (a, b)
+
+
+def test_no_guidance_is_mean_pooling_and_guided_enhancement_is_learned():
+    data = utterances([2, 1], 3, 20, 8, 100, seed=3)
+    m, batch = built(data, guidance="none")
+    net = m.module_
+    with torch.no_grad():
+        enh = net.enhancement(**batch)
+        assert torch.allclose(enh, torch.full((3, 1, 20), 1 / 20))
+        assert torch.allclose(net(**batch), net.out(batch["ssl"].mean(dim=1)), atol=1e-6)
+    m, batch = built(data, guidance="both")
+    with torch.no_grad():
+        enh = m.module_.enhancement(**batch)
+    assert enh.shape == (3, 1, 20) and enh.std() > 0
+    assert not torch.allclose(enh[0], enh[1])  # depends on the segment's own MFCC / spectrogram
+    with torch.no_grad():  # the paper's X_enh is the linear layer's output itself, no offset
+        m.module_.enhance.weight.zero_()
+        m.module_.enhance.bias.zero_()
+        assert torch.equal(m.module_.enhancement(**batch), torch.zeros(3, 1, 20))
+    m, batch = built(data, guidance="both", enh_residual=True)
+    with torch.no_grad():  # residual variant starts exactly at mean pooling
+        assert torch.allclose(m.module_.enhancement(**batch), torch.full((3, 1, 20), 1 / 20))
+
+
+def learnable(n_utt=36, L=2, T=12, D=8, frames=64, bins=64, seed=0) -> UtteranceSet:
+    """Class = an offset of the SSL frames, one MFCC coefficient and one spectrogram band; 6 speakers x 3 classes.
+
+    64 x 64 spectrograms (AlexNet's smallest input) keep the smoke test fast; sizes come from the inputs anyway.
+    """
+    y = np.arange(n_utt) % 3
+    centers = np.random.default_rng(123).standard_normal((3, D)) * 2
+    data = utterances([1 + (i % 7 == 0) for i in range(n_utt)], L, T, D, frames, bins, seed=seed, y=y,
+                      speakers=[f"spk{(i // 3) % 6}" for i in range(n_utt)])
+    for i, c in enumerate(y):
+        data.features["ssl"][i] = (0.2 * data.features["ssl"][i] + centers[c]).astype(np.float16)
+        data.features["mfcc"][i][..., c] += 20
+        data.features["spec"][i][..., 20 * c : 20 * c + 20] += 2
+    return data
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    data = learnable()
+    held_out = np.isin(data.groups, ["spk4", "spk5"])
+    train, test = data.subset(np.flatnonzero(~held_out)), data.subset(np.flatnonzero(held_out))
+    m = get_method("msemoboost")(["a", "b", "c"], **TINY, layer=0, lr=3e-3, max_epochs=10, batch_size=4)
+    m.fit(train, seed=0)
+    return m, train, test
+
+
+def test_fit_predict_learns_a_learnable_class(fitted):
+    m, train, test = fitted
+    assert isinstance(m, MSEmoBoost)
+    assert (m.predict(train) == train.y).mean() >= 0.9
+    assert (m.predict(test) == test.y).mean() >= 0.8
+    assert m.history_[-1]["train_loss"] < m.history_[0]["train_loss"]
+    assert m.embed(test).shape == (len(test), 8)
+    d = m.describe()
+    assert d["alexnet_weights"] == "random init (no ImageNet weights)"
+    assert d["parameters"]["total"] == m.num_parameters() > 0
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    m, _, test = fitted
+    m.save(tmp_path / "model")
+    cfg = json.loads((tmp_path / "model" / "method.json").read_text())
+    assert cfg["method"] == "msemoboost" and cfg["requires"] == ["ssl", "mfcc", "spec"]
+    loaded = Method.load(tmp_path / "model")
+    assert isinstance(loaded, MSEmoBoost)
+    assert np.array_equal(loaded.predict_proba(test), m.predict_proba(test))
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.predict_segments(test), m.predict_segments(test)))
+    assert loaded.describe() == m.describe()
+
+
+def test_alexnet_weights_file_is_used_reported_and_not_needed_after_saving(tmp_path):
+    ref = AlexNet(features_only=True)  # torchvision-format keys, values unlike any initialisation
+    state = {f"features.{k}": torch.randn_like(v) for k, v in ref.features.state_dict().items()}
+    path = tmp_path / "alexnet-owt.pth"
+    torch.save(state, path)
+    data = learnable(n_utt=6)
+    m = MSEmoBoost(["a", "b", "c"], **TINY, alexnet_weights=str(path), max_epochs=1, guidance="spec")
+    m.fit(data, seed=0)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    d = m.describe()
+    assert d["alexnet_sha256"] == digest and str(path) in d["alexnet_weights"]
+    net = MSEmoBoost(["a", "b", "c"], **TINY, alexnet_weights=str(path), guidance="spec").build_module(m.input_shapes_)
+    for k, v in state.items():
+        assert torch.equal(net.spec_branch.alexnet.state_dict()[k], v)
+    m.save(tmp_path / "model")
+    path.unlink()  # the trained weights include AlexNet: loading must not read the file again
+    loaded = Method.load(tmp_path / "model")
+    assert np.array_equal(loaded.predict_proba(data), m.predict_proba(data))
+    assert loaded.describe()["alexnet_sha256"] == digest
+
+
+def test_frozen_alexnet_is_not_trained():
+    data = learnable(n_utt=6)
+    m = MSEmoBoost(["a", "b", "c"], **TINY, freeze_alexnet=True, max_epochs=2, guidance="spec")
+    m.fit(data, seed=0)
+    torch.manual_seed(0)  # fit seeds torch with its seed right before building the network
+    seed_net = MSEmoBoost(["a", "b", "c"], **TINY, freeze_alexnet=True, guidance="spec").build_module(m.input_shapes_)
+    for k, v in m.module_.spec_branch.alexnet.state_dict().items():
+        assert torch.equal(v, seed_net.spec_branch.alexnet.state_dict()[k]), k
+    assert not torch.equal(m.module_.spec_branch.head.proj.weight, seed_net.spec_branch.head.proj.weight)
+    assert m.describe()["alexnet_frozen"] is True
+
+
+def test_none_reproduces_the_linear_ssl_only_baseline():
+    data = learnable(n_utt=36, L=3, T=10, D=6, frames=64, bins=64, seed=5)
+    spk = data.groups
+    train = data.subset(np.flatnonzero(spk != "spk5"))
+    test = data.subset(np.flatnonzero(spk == "spk5"))
+    common = {"layer": 1, "lr": 1e-2, "weight_decay": 1e-4, "dropout": 0.0, "max_epochs": 15, "batch_size": 8}
+    lin = get_method("linear")(["a", "b", "c"], **common).fit(train, seed=3)
+    ms = get_method("msemoboost")(["a", "b", "c"], **common, guidance="none", ssl_norm="pooled").fit(train, seed=3)
+    assert np.allclose(ms.predict_proba(test), lin.predict_proba(test), atol=1e-4)
+    assert ms.num_parameters() == lin.num_parameters() == 6 * 3 + 3
+    assert ms.describe()["alexnet_weights"] == "not used (no spectrogram branch)"
+
+
+def test_bad_configuration_and_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="guidance"):
+        MSEmoBoost(["a"], guidance="audio")
+    with pytest.raises(ValueError, match="ssl_norm"):
+        MSEmoBoost(["a"], ssl_norm="batch")
+    with pytest.raises(ValueError, match="attention"):
+        MSEmoBoost(["a"], attention="maybe")
+    assert MSEmoBoost(["a"], attention="false").params["attention"] is False
+    data = utterances([2, 1], 3, 10, 6, 100)
+    with pytest.raises(ValueError, match="out of range"):
+        MSEmoBoost(["a"], layer=3).segment_inputs(data)
+    data.features["mfcc"][1] = data.features["mfcc"][1][:0]
+    with pytest.raises(ValueError, match="utterance u1: mfcc .* S=1"):
+        MSEmoBoost(["a"]).segment_inputs(data)
+    MSEmoBoost(["a"], guidance="spec").segment_inputs(data)  # mfcc is not needed there
+    m, batch = built(utterances([1], 3, 10, 6, 100))
+    with pytest.raises(ValueError, match="10 SSL frames"):
+        m.module_(batch["ssl"][:, :9], batch["mfcc"], batch["spec"])
+    with pytest.raises(ValueError, match="too small"):
+        built(utterances([1], 3, 10, 6, 40))
+    with pytest.raises(ValueError, match="needs the 'spec' input"):
+        MSEmoBoostNet((10, 6), 3, 0, guidance="spec", spec_shape=(100, 200))(batch["ssl"])

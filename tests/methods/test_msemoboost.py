@@ -301,3 +301,105 @@ def test_bad_configuration_and_inputs_raise_clear_errors():
         built(utterances([1], 3, 10, 6, 40))
     with pytest.raises(ValueError, match="needs the 'spec' input"):
         MSEmoBoostNet((10, 6), 3, 0, guidance="spec", spec_shape=(100, 200))(batch["ssl"])
+
+
+# -- frozen AlexNet: tokens computed once per segment -------------------------------------------------
+
+
+def test_frozen_tokens_give_the_same_outputs_as_the_raw_spectrogram_forward():
+    data = utterances([2, 1], 3, 20, 8, 100, seed=6)
+    torch.manual_seed(0)
+    raw_m, raw = built(data, freeze_alexnet=False)
+    torch.manual_seed(0)
+    tok_m, tok = built(data, freeze_alexnet=True)
+    _, h, w = feature_map_shape(100, 200)
+    assert tok_m.input_shapes_["spec"] == raw_m.input_shapes_["spec"] == (100, 200)  # built/saved for spectrograms
+    assert tok["spec"].shape == (3, h * w, 256) and raw["spec"].shape == (3, 100, 200)
+    raw_net, tok_net = raw_m.module_, tok_m.module_
+    for k, v in raw_net.state_dict().items():  # same seed, same weights: freezing changes no initialisation
+        assert torch.equal(v, tok_net.state_dict()[k]), k
+    with torch.no_grad():
+        expected = raw_net(**raw)
+        assert (tok_net(**tok) - expected).abs().max() < 1e-5
+        assert (tok_net(**raw) - expected).abs().max() < 1e-5  # the frozen net still takes raw spectrograms
+        assert torch.allclose(tok["spec"], raw_net.spec_branch.tokens(raw["spec"]), atol=1e-5)
+        assert not torch.allclose(tok_net(**_perturbed(tok, "spec")), expected)  # and the tokens matter
+    with pytest.raises(ValueError, match="trainable AlexNet"):
+        raw_net(raw["ssl"], raw["mfcc"], tok["spec"])
+    with pytest.raises(ValueError, match="built for 100 x 200 spectrograms got \\(100, 180\\)"):
+        tok_net(raw["ssl"], raw["mfcc"], raw["spec"][..., :180])
+
+
+def test_frozen_tokens_follow_the_network_alexnet():
+    data = utterances([1, 2], 3, 10, 6, 100, seed=7)
+    m = MSEmoBoost(["a", "b", "c"], **TINY, freeze_alexnet=True, guidance="spec")
+    spec = m.segment_inputs(data)[0]["spec"]
+    with pytest.raises(RuntimeError, match="fit or load the model first"):
+        spec[:1]
+    torch.manual_seed(0)
+    m.module_ = m.build_module({"ssl": (10, 6), "spec": (100, 200)})
+    first = spec[np.arange(3)]
+    assert np.array_equal(spec[[2]], first[[2]]) and spec.tokens() is spec.tokens()  # computed once, then sliced
+    torch.manual_seed(1)
+    m.module_ = m.build_module({"ssl": (10, 6), "spec": (100, 200)})  # a new fit = a new AlexNet
+    assert not np.allclose(spec[np.arange(3)], first)
+
+
+@pytest.fixture(scope="module")
+def fitted_frozen():
+    data = learnable(n_utt=18)
+    held_out = data.groups == "spk5"
+    train, test = data.subset(np.flatnonzero(~held_out)), data.subset(np.flatnonzero(held_out))
+    seen = []  # segments AlexNet ran on during fit
+    forward_mono = AlexNet.forward_mono
+
+    def counting(self, x):
+        seen.append(len(x))
+        return forward_mono(self, x)
+
+    params = {**TINY, "freeze_alexnet": True, "layer": 0, "max_epochs": 3, "batch_size": 4}
+    m = MSEmoBoost(["a", "b", "c"], **params)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(AlexNet, "forward_mono", counting)
+        m.fit(train, seed=0)
+    torch.manual_seed(0)  # fit seeds torch with its seed right before building the network
+    seed_net = MSEmoBoost(["a", "b", "c"], **params).build_module(m.input_shapes_)
+    return m, seed_net, sum(seen), train, test
+
+
+def test_frozen_fit_runs_alexnet_once_per_segment_and_never_trains_it(fitted_frozen):
+    m, seed_net, alexnet_segments, train, _ = fitted_frozen
+    n_seg = sum(len(a) for a in train.features["spec"])
+    assert alexnet_segments == n_seg  # 3 epochs, one AlexNet pass per training segment
+    assert m.history_[-1]["train_loss"] < m.history_[0]["train_loss"]
+    for k, v in seed_net.state_dict().items():
+        if k.startswith("spec_branch.alexnet."):
+            assert torch.equal(m.module_.state_dict()[k], v), k
+    for k in ("spec_branch.head.proj.weight", "spec_branch.head.attention.v.weight",
+              "mfcc_branch.lstm.weight_ih_l0"):  # (64 x 64 -> 1 token: q, k get no gradient)
+        assert not torch.equal(m.module_.state_dict()[k], seed_net.state_dict()[k]), k
+    d = m.describe()
+    assert d["alexnet_frozen"] is True and "once per segment" in d["alexnet_features"]
+
+
+def test_frozen_save_load_round_trip_predicts_from_raw_spectrograms(fitted_frozen, tmp_path):
+    m, _, _, _, test = fitted_frozen
+    m.save(tmp_path / "model")
+    cfg = json.loads((tmp_path / "model" / "method.json").read_text())
+    assert cfg["state"]["input_shapes"]["spec"] == [64, 64]
+    loaded = Method.load(tmp_path / "model")
+    for k, v in m.module_.spec_branch.alexnet.state_dict().items():  # the frozen AlexNet is saved
+        assert torch.equal(loaded.module_.spec_branch.alexnet.state_dict()[k], v), k
+    proba = loaded.predict_proba(test)
+    assert np.array_equal(proba, m.predict_proba(test))
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.predict_segments(test), m.predict_segments(test)))
+    assert loaded.describe() == m.describe()
+    # the same posteriors as running the loaded network on the raw spectrograms, AlexNet included
+    inputs, seg_utt = loaded.segment_inputs(test)
+    raw = {k: loaded.preprocess(k, torch.from_numpy(np.concatenate(test.features[k]).astype(np.float32)))
+           for k in ("mfcc", "spec")}
+    with torch.no_grad():
+        seg = torch.softmax(loaded.module_(torch.from_numpy(inputs["ssl"].astype(np.float32)).sub(loaded.ssl_mean_)
+                                           .div(loaded.ssl_std_), **raw), -1).double().numpy()
+    by_utt = np.stack([seg[seg_utt == i].mean(0) for i in range(len(test))])
+    assert np.abs(by_utt - proba).max() < 1e-5

@@ -28,7 +28,14 @@ MFCCs are standardised per coefficient (their scales differ by orders of magnitu
 Size: AlexNet features hold 2.47 M parameters. The flatten -> 128 layers are the other big parts:
 MFCC branch 300 frames x 2H (H=64: 38,400 -> 128 = 4.9 M parameters), spectrogram branch
 40 tokens x 256 = 10,240 -> 128 = 1.3 M. Compute is dominated by AlexNet (~0.7 GMAC per 3-s segment
-forward); ``freeze_alexnet=True`` removes its backward pass.
+forward, about twice that again backward).
+
+``freeze_alexnet=True`` (the CPU-feasible variant) keeps AlexNet's weights fixed, so its feature map
+is a fixed function of each segment: :class:`AlexNetTokens` computes it once per segment (inference
+mode, batched) and the spectrogram branch consumes those tokens directly; attention, flatten and the
+128-d layer still train. Outputs equal the raw-spectrogram forward with the same weights (tested).
+AlexNet's weights stay in the network and the saved model, so ``predict`` turns raw spectrograms into
+tokens with the same frozen AlexNet. Not from the paper, which fine-tunes AlexNet.
 
 Not from the paper (it leaves them open or we could not confirm them): LSTM hidden size (64 per
 direction), one LSTM layer with dropout 0.5 on its output, spatial tokens for the AlexNet map,
@@ -38,6 +45,7 @@ starts from the SSL-only baseline and guidance learns a deviation from mean pool
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,25 +131,98 @@ class MFCCBranch(nn.Module):
 
 
 class SpecBranch(nn.Module):
-    """AlexNet features over the spectrogram image -> spatial tokens -> guidance head."""
+    """AlexNet features over the spectrogram image -> spatial tokens -> guidance head.
+
+    ``forward`` takes raw spectrograms [B, T, F] or, when frozen, their precomputed tokens
+    [B, h*w, 256] (:meth:`tokens`; :class:`AlexNetTokens` feeds them). The two never share a shape:
+    AlexNet shrinks both sides at least 32-fold, so h*w < T whenever F = 256.
+    """
 
     def __init__(self, frames: int, bins: int, frozen: bool, head: dict):
         super().__init__()
         channels, h, w = feature_map_shape(frames, bins)
+        self.frames, self.bins = frames, bins
         self.alexnet = AlexNet(features_only=True)
         self.frozen = frozen
         if frozen:
             self.alexnet.requires_grad_(False)
         self.head = GuidanceHead(h * w, channels, **head)
 
+    def tokens(self, spec: torch.Tensor) -> torch.Tensor:
+        """[B, T, F] spectrograms -> AlexNet's spatial tokens [B, h*w, 256] (time = image height)."""
+        if spec.shape[1:] != (self.frames, self.bins):
+            raise ValueError(
+                f"spectrogram branch built for {self.frames} x {self.bins} spectrograms got "
+                f"{tuple(spec.shape[1:])} (different segment length or frequency bins than in training?)"
+            )
+        return self.alexnet.forward_mono(spec.unsqueeze(1)).flatten(2).transpose(1, 2)
+
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        x = spec.unsqueeze(1)  # [B, 1, T, F]: time = image height, frequency = width
+        if spec.shape[1:] == (self.head.tokens, self.head.dim):  # tokens precomputed by the frozen AlexNet
+            if not self.frozen:
+                raise ValueError("precomputed AlexNet tokens given to a trainable AlexNet: it would never learn")
+            return self.head(spec)
         if self.frozen:
             with torch.no_grad():
-                fmap = self.alexnet.forward_mono(x)
+                x = self.tokens(spec)
         else:
-            fmap = self.alexnet.forward_mono(x)
-        return self.head(fmap.flatten(2).transpose(1, 2))  # [B, h*w, 256]
+            x = self.tokens(spec)
+        return self.head(x)
+
+    @torch.inference_mode()
+    def precompute(self, spectrograms: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Tokens [N, h*w, 256] float32 of per-utterance [S, T, F] arrays, in batches of ~``batch_size``.
+
+        Stacks only a batch at a time: never a second copy of all spectrograms.
+        """
+        out = np.empty((sum(len(a) for a in spectrograms), self.head.tokens, self.head.dim), dtype=np.float32)
+        pos, group = 0, []
+        for i, a in enumerate(spectrograms):
+            group.append(a)
+            if sum(len(g) for g in group) >= batch_size or i == len(spectrograms) - 1:
+                x = torch.from_numpy(np.concatenate(group).astype(np.float32, copy=False))
+                out[pos : pos + len(x)] = self.tokens(x).numpy()
+                pos, group = pos + len(x), []
+        return out
+
+
+class AlexNetTokens:
+    """The ``spec`` input of a frozen-AlexNet model: indexing it yields AlexNet tokens, computed once.
+
+    Why lazy: the trainer reads the inputs *before* it builds the network, so the AlexNet that maps
+    spectrograms to tokens does not exist yet when ``segment_inputs`` runs. The first indexing (the
+    first training or prediction batch, when the network exists) runs the network's AlexNet over all
+    segments and keeps the tokens (float32, 40 x 256 = 40 KB per 3-s segment); later batches are
+    slices. They are recomputed only if the network's AlexNet is replaced (a new fit).
+
+    ``shape`` and ``len`` describe the spectrograms [N, T, F], the shape the network is built (and
+    saved) for; indexing and ``np.asarray`` give tokens [n, h*w, 256], what its branch then consumes.
+    """
+
+    def __init__(self, spectrograms: list[np.ndarray], branch: Callable[[], SpecBranch], batch_size: int = 64):
+        self._spectrograms = spectrograms
+        self._branch = branch
+        self._batch_size = batch_size
+        self.shape = (sum(len(a) for a in spectrograms), *spectrograms[0].shape[1:])
+        self._tokens: np.ndarray | None = None
+        self._alexnet: nn.Module | None = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def tokens(self) -> np.ndarray:
+        branch = self._branch()
+        if self._tokens is None or self._alexnet is not branch.alexnet:
+            self._tokens = branch.precompute(self._spectrograms, self._batch_size)
+            self._alexnet = branch.alexnet
+        return self._tokens
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        return self.tokens()[idx]
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        t = self.tokens()
+        return t if dtype is None else t.astype(dtype, copy=False)
 
 
 class MSEmoBoostNet(nn.Module):
@@ -310,8 +391,17 @@ class MSEmoBoost(TorchSegmentMethod):
                         f"utterance {uid}: {name} must be [S, frames, bins] with the ssl's S={len(s)} "
                         f"segments, got {a.shape}"
                     )
-            inputs[name] = np.concatenate(arrs).astype(np.float32, copy=False)
+            if name == "spec" and self.params["freeze_alexnet"]:
+                inputs[name] = AlexNetTokens(arrs, self._spec_branch)  # type: ignore[assignment]
+            else:
+                inputs[name] = np.concatenate(arrs).astype(np.float32, copy=False)
         return inputs, seg_utt
+
+    def _spec_branch(self) -> SpecBranch:
+        """The current network's spectrogram branch, whose frozen AlexNet makes the tokens."""
+        if not hasattr(self, "module_"):
+            raise RuntimeError("frozen-AlexNet tokens need the network: fit or load the model first")
+        return self.module_.spec_branch
 
     def fit_preprocessing(self, inputs: dict[str, np.ndarray]) -> None:
         self.ssl_mean_, self.ssl_std_ = _ssl_stats(inputs["ssl"], self.params["ssl_norm"])
@@ -373,6 +463,8 @@ class MSEmoBoost(TorchSegmentMethod):
         }
         if uses_spec:
             d["alexnet_frozen"] = p["freeze_alexnet"]
+            if p["freeze_alexnet"]:
+                d["alexnet_features"] = "computed once per segment (frozen AlexNet, inference mode)"
             if "sha256" in self.alexnet_info_:
                 d["alexnet_sha256"] = self.alexnet_info_["sha256"]
         if hasattr(self, "module_"):

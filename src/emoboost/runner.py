@@ -239,7 +239,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
         "machine": f"{platform.machine()} {os.cpu_count()} CPU, torch threads {__import__('torch').get_num_threads()}",
     }
     for k, v in method_info.items():
-        protocol_info[k] = v
+        protocol_info[k if k not in protocol_info else f"method {k}"] = v
     rep = write_report(out, results, classes, protocol_info)
     if cfg.tsne and len(embeddings) >= 10:
         ids = [i for i in manifest.ids if i in embeddings]

@@ -57,3 +57,14 @@ def test_bad_layer_rejected():
     data = synthetic()
     with pytest.raises(ValueError, match="out of range"):
         get_method("linear")(["a", "b", "c"], layer=7).fit(data.subset(range(10)))
+
+
+def test_refit_retrains_on_train_plus_valid_for_chosen_epochs():
+    data = synthetic()
+    m = get_method("linear")(["a", "b", "c"], layer=1, max_epochs=12, patience=3, refit=True)
+    m.fit(data.subset(range(40)), data.subset(range(40, 50)), seed=0)
+    assert len(m.history_) == m.best_epoch_  # the final model trained exactly the chosen number of epochs
+    assert len(m.selection_history_) >= m.best_epoch_
+    assert "valid_UA" in m.selection_history_[0] and "valid_UA" not in m.history_[0]
+    test = data.subset(range(50, 60))
+    assert (m.predict(test) == test.y).mean() >= 0.8

@@ -46,6 +46,16 @@ class UtteranceSet:
             features={k: [v[i] for i in idx] for k, v in self.features.items()},
         )
 
+    @classmethod
+    def concat(cls, sets: list[UtteranceSet]) -> UtteranceSet:
+        names = set.intersection(*(set(s.features) for s in sets))
+        return cls(
+            ids=[i for s in sets for i in s.ids],
+            y=np.concatenate([s.y for s in sets]),
+            groups=np.concatenate([s.groups for s in sets]),
+            features={n: [a for s in sets for a in s.features[n]] for n in names},
+        )
+
     def feature(self, name: str) -> list[np.ndarray]:
         if name not in self.features:
             raise KeyError(f"feature {name!r} was not computed; available: {sorted(self.features)}")

@@ -31,6 +31,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "patience": 8,
     "eval_batch_size": 64,
     "class_weighted": False,
+    # After early stopping picks an epoch count on the validation speakers, retrain from scratch on
+    # training + validation speakers for that many epochs (no test-fold information is used).
+    "refit": False,
 }
 
 
@@ -131,6 +134,15 @@ class TorchSegmentMethod(Method):
             self.module_.load_state_dict(best_state)
         else:
             self.best_epoch_ = len(self.history_)
+        if p.get("refit") and have_valid:
+            chosen, history = self.best_epoch_, self.history_
+            saved = self.params
+            self.params = {**p, "max_epochs": chosen, "refit": False}
+            try:
+                self.fit(UtteranceSet.concat([train, valid]), None, seed)
+            finally:
+                self.params = saved
+            self.best_epoch_, self.selection_history_ = chosen, history
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 

@@ -6,6 +6,7 @@ from emoboost.methods.base import Method, UtteranceSet, import_attr
 
 METHODS: dict[str, str] = {
     "linear": "emoboost.methods.linear:LinearProbe",
+    "logreg": "emoboost.methods.logreg:LogRegProbe",
     "msemoboost": "emoboost.methods.msemoboost:MSEmoBoost",
     "ssl_cnn": "emoboost.methods.ssl_cnn:SSLCNN",
     "svm": "emoboost.methods.svm:FunctionalsSVM",

@@ -108,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from emoboost.evaluation.report import fmt_pm
 
     proto = json.loads((Path(dd["out_dir"]) / "summary.json").read_text())["protocol"]
-    lines = [f"# sweep over {key}", ""] + [f"- **{k}**: {v}" for k, v in proto.items() if k != "method"]
+    lines = [f"# sweep over {key}", ""] + [f"- **{k}**: {v}" for k, v in proto.items() if k not in ("method", "parameters")]
     lines += ["", f"| {key} | WA | UA | macro-F1 | wall s |", "|---|---|---|---|---|"]
     lines += [f"| {v} | {fmt_pm(wa)} | {fmt_pm(ua)} | {fmt_pm(f1)} | {t:.0f} |" for v, wa, ua, f1, t in rows]
     from emoboost.utils import atomic_write_text

@@ -60,3 +60,17 @@ def test_leakage_detected():
 def test_unknown_protocol():
     with pytest.raises(ValueError, match="unknown protocol"):
         make_folds(_manifest(), "random")
+
+
+def test_group_kfold_balances_gender_like_ravdess():
+    us = [Utterance(f"a{a}_{k}", f"/x/{a}_{k}.wav", f"Actor_{a:02d}", ["n", "h"][k % 2], 1.0, "ravdess",
+                    gender="m" if a % 2 else "f") for a in range(1, 25) for k in range(4)]
+    m = Manifest(us)
+    folds = make_folds(m, "group-kfold", n_folds=6, seed=0)
+    g = m.groups("gender")
+    spk = m.groups("speaker")
+    for f in folds:
+        actors = sorted(set(spk[f.test]))
+        assert len(actors) == 4
+        assert sorted(g[f.test][np.unique(spk[f.test], return_index=True)[1]]) == ["f", "f", "m", "m"], actors
+    assert make_folds(m, "group-kfold", n_folds=6, seed=0)[0].test.tolist() == folds[0].test.tolist()  # deterministic

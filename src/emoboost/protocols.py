@@ -13,6 +13,7 @@ import numpy as np
 from sklearn.model_selection import (
     GroupKFold,
     LeaveOneGroupOut,
+    StratifiedGroupKFold,
     StratifiedKFold,
     train_test_split,
 )
@@ -82,6 +83,14 @@ def _valid_split(
     return train[~is_valid], train[is_valid]
 
 
+def _grouped_kfold(manifest: Manifest, idx: np.ndarray, spk: np.ndarray, n_folds: int, seed: int):
+    """Speaker-grouped k-fold; balanced by gender when every utterance has one (RAVDESS: 2 F + 2 M per fold)."""
+    genders = [u.gender for u in manifest]
+    if all(g is not None for g in genders) and len(set(genders)) > 1:
+        return StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(idx, np.array(genders), spk)
+    return GroupKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(idx, None, spk)
+
+
 def make_folds(
     manifest: Manifest,
     protocol: str = "loso",
@@ -94,7 +103,8 @@ def make_folds(
     - ``loso``: leave-one-speaker-out (EmoDB: 10 folds). With ``n_folds`` < #speakers, speakers are
       grouped into ``n_folds`` folds (GroupKFold), still speaker-independent.
     - ``loso-session``: leave-one-session-out (IEMOCAP); validation from training speakers.
-    - ``group-kfold``: ``n_folds`` folds grouped by speaker (default 5).
+    - ``group-kfold``: ``n_folds`` folds grouped by speaker (default 5), shuffled with ``seed`` and
+      balanced by gender when known (a fold of only female actors would confound the comparison).
     - ``stratified-kfold``: plain stratified k-fold, SPEAKER-DEPENDENT: only when asked for explicitly.
     """
     if protocol not in PROTOCOLS:
@@ -106,15 +116,17 @@ def make_folds(
     speaker_independent = protocol != "stratified-kfold"
     if protocol == "loso":
         n_spk = len(np.unique(spk))
-        splitter = LeaveOneGroupOut() if n_folds in (None, n_spk) else GroupKFold(n_splits=n_folds)
-        splits = splitter.split(idx, y, spk)
+        if n_folds in (None, n_spk):
+            splits = LeaveOneGroupOut().split(idx, y, spk)
+        else:
+            splits = _grouped_kfold(manifest, idx, spk, n_folds, seed)
         groups = spk
     elif protocol == "loso-session":
         groups = manifest.groups("session")
         splits = LeaveOneGroupOut().split(idx, y, groups)
     elif protocol == "group-kfold":
         groups = spk
-        splits = GroupKFold(n_splits=n_folds or 5).split(idx, y, spk)
+        splits = _grouped_kfold(manifest, idx, spk, n_folds or 5, seed)
     else:
         groups = spk
         splits = StratifiedKFold(n_splits=n_folds or 5, shuffle=True, random_state=seed).split(idx, y)

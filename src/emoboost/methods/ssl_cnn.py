@@ -1,0 +1,206 @@
+"""SSL feature maps + a compact CNN (Soltani Tehrani, Faridani & Toosi, 2023).
+
+Each short segment's frame-level upstream features form a 2-D map (frames T' x dims D) that a
+purpose-built CNN classifies; utterance posterior = mean of its segments' posteriors (the trainer).
+
+``layer`` chooses what the CNN sees:
+
+- an int (negative counts from the top): that hidden state only, one input channel [1, T', D];
+- ``"weighted"``: a learned softmax-weighted sum of all hidden states (s3prl's featurizer), one channel;
+- ``"channels"``: all L hidden states stacked as L input channels [L, T', D].
+
+Every size comes from the input shapes (any segment length: 1 s -> T'=50 for Whisper, 3 s -> 150;
+any D; any L), pooling shrinks to fit maps that are already small. Inputs are standardised per
+(layer, dimension) with statistics of the training segments only: raw transformer activations have
+a few huge-magnitude dimensions that would otherwise dominate the first convolution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from emoboost.methods.base import UtteranceSet
+from emoboost.methods.layers import LayerSelect, parse_layer
+from emoboost.methods.trainer import TorchSegmentMethod
+
+LAYER_MODES = ("weighted", "channels")
+HEADS = ("time", "global")
+
+
+class ConvBlock(nn.Sequential):
+    """Conv2d ('same' padding) -> BatchNorm -> ReLU -> MaxPool -> Dropout."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, pool: tuple[int, int], dropout: float):
+        super().__init__(
+            nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(pool),
+            nn.Dropout(dropout),
+        )
+
+
+def plan_pools(height: int, width: int, n_blocks: int, pool: tuple[int, int]) -> list[tuple[int, int]]:
+    """Pool size per block, shrunk to 1 along an axis that would otherwise drop below one cell."""
+    out = []
+    for _ in range(n_blocks):
+        ph = pool[0] if height >= pool[0] else 1
+        pw = pool[1] if width >= pool[1] else 1
+        out.append((ph, pw))
+        height, width = height // ph, width // pw
+    return out
+
+
+class SSLCNNModule(nn.Module):
+    """[B, C, T', D] standardised feature map -> logits; ``embed`` gives the pooled features.
+
+    ``head="time"``: global average over time only, then the (channels x pooled dims) map is
+    flattened into the linear layer, so the classifier still knows WHICH feature dimensions fired.
+    ``head="global"``: global average over time and dims (translation-invariant along D too).
+    """
+
+    def __init__(self, in_shape: tuple[int, int, int], n_classes: int, mode: str, channels: list[int],
+                 kernel: int, pool: tuple[int, int], dropout: float, head: str = "time"):
+        super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"ssl_cnn: head must be one of {HEADS}, got {head!r}")
+        c, t, d = in_shape
+        self.mode, self.head = mode, head
+        if mode == "weighted":
+            self.select = LayerSelect(c, "weighted")
+            c_in = 1
+        else:
+            c_in = c  # 1 for a single chosen layer, L for "channels"
+        blocks = []
+        for c_out, p in zip(channels, plan_pools(t, d, len(channels), pool)):
+            blocks.append(ConvBlock(c_in, int(c_out), kernel, p, dropout))
+            c_in = int(c_out)
+            d //= p[1]
+        self.blocks = nn.Sequential(*blocks)
+        self.embed_dim = c_in * d if head == "time" else c_in
+        self.out = nn.Linear(self.embed_dim, n_classes)
+
+    def embed(self, fmap: torch.Tensor) -> torch.Tensor:
+        if self.mode == "weighted":
+            fmap = self.select(fmap).unsqueeze(1)
+        h = self.blocks(fmap)
+        if self.head == "time":
+            return h.mean(dim=2).flatten(1)  # average over time, keep channels x dims
+        return h.mean(dim=(2, 3))  # global average pooling
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self.out(self.embed(fmap))
+
+
+def _channel_stats(x: np.ndarray, chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Mean/std over segments and frames per (channel, dim) of [N, C, T, D], chunked, float64 sums."""
+    n, c, t, d = x.shape
+    s = np.zeros((c, d))
+    s2 = np.zeros((c, d))
+    for i in range(0, n, chunk):
+        b = x[i : i + chunk].astype(np.float32)
+        s += b.sum(axis=(0, 2), dtype=np.float64)
+        s2 += np.square(b).sum(axis=(0, 2), dtype=np.float64)
+    cnt = float(n * t)
+    mean = s / cnt
+    std = np.sqrt(np.maximum(s2 / cnt - mean**2, 0.0))
+    return mean.astype(np.float32), (std + 1e-5).astype(np.float32)
+
+
+class SSLCNN(TorchSegmentMethod):
+    """Segment feature map (one layer, weighted layers, or layers as channels) -> compact CNN."""
+
+    name = "ssl_cnn"
+    requires = ("ssl",)
+
+    def default_params(self) -> dict[str, Any]:
+        return {
+            "layer": -1,
+            "channels": [16, 32, 64],
+            "kernel": 3,
+            "pool": [2, 4],  # (time, feature dims): D is wide, T' is not
+            "dropout": 0.2,
+            "head": "time",
+            "lr": 1e-3,
+            "weight_decay": 1e-4,
+            "max_epochs": 40,
+            "patience": 8,
+        }
+
+    # -- inputs --------------------------------------------------------------------------------
+    def _mode(self) -> str:
+        """'single' (one chosen layer), 'weighted' or 'channels'."""
+        layer = self.params["layer"]
+        return layer if layer in LAYER_MODES else "single"
+
+    def segment_inputs(self, data: UtteranceSet) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        arrs = data.feature("ssl")
+        if not arrs:
+            raise ValueError("ssl_cnn: no utterances given")
+        for uid, a in zip(data.ids, arrs):
+            if a.ndim != 4:
+                raise ValueError(f"ssl_cnn: feature 'ssl' of {uid} must be [S, L, T', D], got shape {a.shape}")
+        num_layers = arrs[0].shape[1]
+        if self._mode() == "single":
+            idx = parse_layer(self.params["layer"], num_layers)
+            # Select per utterance before stacking: never materialise all layers of the whole set.
+            fmap = np.concatenate([a[:, idx : idx + 1] for a in arrs], axis=0)
+        else:
+            fmap = np.concatenate(arrs, axis=0)
+        if hasattr(self, "num_layers_") and num_layers != self.num_layers_:
+            raise ValueError(f"ssl_cnn was trained on {self.num_layers_} hidden states, got {num_layers}")
+        if hasattr(self, "input_shapes_"):
+            c, _, d = self.input_shapes_["fmap"]
+            if (fmap.shape[1], fmap.shape[3]) != (c, d):
+                raise ValueError(
+                    f"ssl_cnn was trained on feature maps with {c} channel(s) x {d} dims, "
+                    f"got {fmap.shape[1]} x {fmap.shape[3]} (different encoder?)"
+                )
+        self.num_layers_ = num_layers
+        seg_utt = np.concatenate([np.full(len(a), i) for i, a in enumerate(arrs)]).astype(int)
+        return {"fmap": fmap}, seg_utt
+
+    def fit_preprocessing(self, inputs: dict[str, np.ndarray]) -> None:
+        mean, std = _channel_stats(inputs["fmap"])
+        self.mean_ = torch.from_numpy(mean)[:, None, :]  # [C, 1, D] broadcasts over [B, C, T', D]
+        self.std_ = torch.from_numpy(std)[:, None, :]
+
+    def preprocess(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean_) / self.std_
+
+    def build_module(self, shapes: dict[str, tuple[int, ...]]) -> nn.Module:
+        c, t, d = shapes["fmap"]
+        p = self.params
+        pool = p["pool"]
+        pool = (int(pool), int(pool)) if isinstance(pool, (int, float)) else (int(pool[0]), int(pool[1]))
+        if int(p["kernel"]) % 2 != 1:
+            raise ValueError(f"ssl_cnn: kernel must be odd (for 'same' padding), got {p['kernel']}")
+        return SSLCNNModule((c, t, d), len(self.classes), self._mode(), list(p["channels"]), int(p["kernel"]), pool,
+                            float(p["dropout"]), str(p["head"]))
+
+    # -- reporting / persistence ------------------------------------------------------------
+    def describe(self) -> dict:
+        d: dict[str, Any] = {"layer": self.params["layer"], "channels": list(self.params["channels"])}
+        if hasattr(self, "input_shapes_"):
+            d["input_shape"] = list(self.input_shapes_["fmap"])
+        if hasattr(self, "module_") and self.params["layer"] == "weighted":
+            d["layer_weights"] = torch.softmax(self.module_.select.weights.detach(), 0).tolist()
+        return d
+
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean_, "std": self.std_}
+
+    def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.mean_, self.std_ = tensors["mean"], tensors["std"]
+
+    def _state_config(self) -> dict:
+        return {**super()._state_config(), "num_layers": int(self.num_layers_)}
+
+    def _load_weights(self, directory: Path, state: dict) -> None:
+        self.num_layers_ = int(state["num_layers"])
+        super()._load_weights(directory, state)

@@ -9,5 +9,5 @@ L=${LAYER:-3}
 emoboost --threads 1 benchmark --corpus "${CORPUS:-emodb}" --upstreams whisper-base --no-progress \
   --out "${OUT:-runs/issue4-emodb}" --methods \
   "svm-egemaps=svm:features=egemaps" \
-  "ssl-cnn=ssl_cnn:layer=$L,max_epochs=15,patience=4" \
+  "ssl-cnn=ssl_cnn:layer=$L,proj_dim=64,pool=[2,2],head=global,max_epochs=20,patience=8" \
   "ssl-only=linear:layer=$L"

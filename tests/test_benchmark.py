@@ -29,6 +29,7 @@ def test_parse_method_spec():
     assert parse_method_spec("msemoboost:guidance=mfcc,attention=false") == (
         "msemoboost:guidance=mfcc,attention=false", "msemoboost", {"guidance": "mfcc", "attention": False})
     assert parse_method_spec("base=linear:layer=2")[0] == "base"
+    assert parse_method_spec("c=ssl_cnn:pool=[2,2],head=global")[2] == {"pool": [2, 2], "head": "global"}
     with pytest.raises(ValueError):
         parse_method_spec("linear:layer")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def parse_method_spec(spec: str) -> tuple[str, str, dict]:
         label, spec = spec.split("=", 1)
     name, _, rest = spec.partition(":")
     params = {}
-    for kv in filter(None, rest.split(",")):
+    for kv in filter(None, re.split(r",(?![^\[]*\])", rest)):  # commas inside [...] belong to a list
         if "=" not in kv:
             raise ValueError(f"method spec {spec!r}: parameter {kv!r} must be key=value")
         k, v = kv.split("=", 1)

@@ -95,6 +95,18 @@ def test_heads(head, dim):
         SSLCNNModule((1, 20, 32), 5, "single", [8], 3, (2, 4), 0.0, head="flat")
 
 
+@pytest.mark.parametrize("L,T,D", [(7, 150, 512), (13, 149, 768), (5, 50, 384)])
+@pytest.mark.parametrize("layer", [-1, "weighted", "channels"])
+def test_projection_stem_shapes(L, T, D, layer):
+    m, inputs = built(layer, L, T, D, proj_dim=32, pool=[2, 2])
+    assert m.module_.proj.weight.shape == (32, D)
+    x = m.preprocess("fmap", torch.from_numpy(inputs["fmap"].astype(np.float32)))
+    m.module_.eval()
+    with torch.no_grad():
+        assert m.module_(fmap=x).shape == (3, 3)
+        assert m.module_.embed(fmap=x).shape == (3, 64 * (32 // 8))  # 3 blocks pool the 32 dims by 2
+
+
 def test_pooling_shrinks_for_tiny_maps():
     assert plan_pools(150, 512, 3, (2, 4)) == [(2, 4)] * 3
     assert plan_pools(3, 5, 3, (2, 4)) == [(2, 4), (1, 1), (1, 1)]

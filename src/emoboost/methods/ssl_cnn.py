@@ -62,10 +62,13 @@ class SSLCNNModule(nn.Module):
     ``head="time"``: global average over time only, then the (channels x pooled dims) map is
     flattened into the linear layer, so the classifier still knows WHICH feature dimensions fired.
     ``head="global"``: global average over time and dims (translation-invariant along D too).
+    ``proj_dim=P`` (> 0): a learned linear map D -> P per frame (shared by all layers) before the
+    convolutions, so the feature axis the 2-D kernels slide over is one the network arranged itself;
+    ``proj_dim=0``: the convolutions slide over the raw upstream dimensions.
     """
 
     def __init__(self, in_shape: tuple[int, int, int], n_classes: int, mode: str, channels: list[int],
-                 kernel: int, pool: tuple[int, int], dropout: float, head: str = "time"):
+                 kernel: int, pool: tuple[int, int], dropout: float, head: str = "time", proj_dim: int = 0):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"ssl_cnn: head must be one of {HEADS}, got {head!r}")
@@ -76,6 +79,10 @@ class SSLCNNModule(nn.Module):
             c_in = 1
         else:
             c_in = c  # 1 for a single chosen layer, L for "channels"
+        self.proj: nn.Module | None = None
+        if proj_dim > 0:
+            self.proj = nn.Linear(d, proj_dim, bias=False)
+            d = proj_dim
         blocks = []
         for c_out, p in zip(channels, plan_pools(t, d, len(channels), pool)):
             blocks.append(ConvBlock(c_in, int(c_out), kernel, p, dropout))
@@ -88,6 +95,8 @@ class SSLCNNModule(nn.Module):
     def embed(self, fmap: torch.Tensor) -> torch.Tensor:
         if self.mode == "weighted":
             fmap = self.select(fmap).unsqueeze(1)
+        if self.proj is not None:
+            fmap = self.proj(fmap)
         h = self.blocks(fmap)
         if self.head == "time":
             return h.mean(dim=2).flatten(1)  # average over time, keep channels x dims
@@ -126,6 +135,7 @@ class SSLCNN(TorchSegmentMethod):
             "pool": [2, 4],  # (time, feature dims): D is wide, T' is not
             "dropout": 0.2,
             "head": "time",
+            "proj_dim": 0,
             "lr": 1e-3,
             "weight_decay": 1e-4,
             "max_epochs": 40,
@@ -181,7 +191,7 @@ class SSLCNN(TorchSegmentMethod):
         if int(p["kernel"]) % 2 != 1:
             raise ValueError(f"ssl_cnn: kernel must be odd (for 'same' padding), got {p['kernel']}")
         return SSLCNNModule((c, t, d), len(self.classes), self._mode(), list(p["channels"]), int(p["kernel"]), pool,
-                            float(p["dropout"]), str(p["head"]))
+                            float(p["dropout"]), str(p["head"]), int(p["proj_dim"]))
 
     # -- reporting / persistence ------------------------------------------------------------
     def describe(self) -> dict:

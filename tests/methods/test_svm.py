@@ -86,6 +86,12 @@ def test_learns_and_roundtrips_exactly(tmp_path):
     np.testing.assert_array_equal(m2.predict_proba(test), p)
     segs = m2.predict_segments(test)
     assert len(segs) == len(test) and segs[0].shape == (1, 3)
+    # predict streams utterance features as [1, F]; same posteriors as the runner's [F] vectors.
+    one = UtteranceSet(test.ids[:1], test.y[:1], test.groups[:1], {"egemaps": [test.features["egemaps"][0][None]]})
+    np.testing.assert_array_equal(m2.predict_proba(one), p[:1])
+    bad = UtteranceSet(["x"], np.array([0]), np.array(["z"]), {"egemaps": [np.zeros((2, 12))]})
+    with pytest.raises(ValueError, match="1-D utterance vector"):
+        m2.predict_proba(bad)
 
 
 def test_chance_on_shuffled_labels():

@@ -13,6 +13,16 @@ Every size comes from the input shapes (any segment length: 1 s -> T'=50 for Whi
 any D; any L), pooling shrinks to fit maps that are already small. Inputs are standardised per
 (layer, dimension) with statistics of the training segments only: raw transformer activations have
 a few huge-magnitude dimensions that would otherwise dominate the first convolution.
+
+Network (defaults): a learned per-frame linear projection D -> ``proj_dim`` = 64, then
+``channels`` = [16, 32, 64] conv blocks (3x3 Conv2d + BatchNorm + ReLU + 2x2 MaxPool + Dropout 0.2)
+over the (time x projected-feature) map, global average pooling, linear. Why the projection: the
+dimensions of a transformer state have no order, so 3x3 kernels sliding over the raw D axis share
+weights between unrelated dimensions. On EmoDB (Whisper-base layer 4, LOSO fold 0) the CNN on the
+raw axis (``proj_dim=0``) stayed near chance (UA 16-31 %, with time-only or global pooling) while the
+projected one reached UA 82 % (linear probe on the same fold: 83 %); it is also ~8x cheaper
+(3 s Whisper-base segment, batch 32, 1 CPU thread: ~0.5 s against ~2-4 s per training step).
+``proj_dim=0`` keeps the paper's literal raw-map variant available.
 """
 
 from __future__ import annotations
@@ -132,10 +142,10 @@ class SSLCNN(TorchSegmentMethod):
             "layer": -1,
             "channels": [16, 32, 64],
             "kernel": 3,
-            "pool": [2, 4],  # (time, feature dims): D is wide, T' is not
+            "pool": [2, 2],  # (time, feature axis)
             "dropout": 0.2,
-            "head": "time",
-            "proj_dim": 0,
+            "head": "global",
+            "proj_dim": 64,  # 0: convolve the raw upstream dims (see the module docstring)
             "lr": 1e-3,
             "weight_decay": 1e-4,
             "max_epochs": 40,
@@ -195,7 +205,10 @@ class SSLCNN(TorchSegmentMethod):
 
     # -- reporting / persistence ------------------------------------------------------------
     def describe(self) -> dict:
-        d: dict[str, Any] = {"layer": self.params["layer"], "channels": list(self.params["channels"])}
+        p = self.params
+        d: dict[str, Any] = {"layer": p["layer"], "proj_dim": p["proj_dim"], "channels": list(p["channels"]),
+                             "pool": list(p["pool"]) if not isinstance(p["pool"], (int, float)) else p["pool"],
+                             "head": p["head"]}
         if hasattr(self, "input_shapes_"):
             d["input_shape"] = list(self.input_shapes_["fmap"])
         if hasattr(self, "module_") and self.params["layer"] == "weighted":

@@ -192,10 +192,14 @@ class FunctionalsSVM(Method):
 
     def _matrix(self, data: UtteranceSet) -> np.ndarray:
         name = self.params["features"]
-        rows = data.feature(name)
-        for uid, r in zip(data.ids, rows):
-            if np.ndim(r) != 1:
-                raise ValueError(f"svm: feature {name!r} of {uid} must be a 1-D utterance vector, got {np.shape(r)}")
+        rows = []
+        for uid, r in zip(data.ids, data.feature(name)):
+            r = np.asarray(r)
+            if r.ndim == 2 and r.shape[0] == 1:  # [1, F]: one "segment" (how predict streams features)
+                r = r[0]
+            if r.ndim != 1:
+                raise ValueError(f"svm: feature {name!r} of {uid} must be a 1-D utterance vector, got {r.shape}")
+            rows.append(r)
         x = np.stack([np.asarray(r, dtype=np.float64) for r in rows]) if rows else np.zeros((0, 0))
         if hasattr(self, "model_") and x.shape[1] != self.model_.mean.shape[0]:
             raise ValueError(f"svm was trained on {self.model_.mean.shape[0]} {name} features, got {x.shape[1]}")

@@ -163,3 +163,45 @@ def test_needs_two_training_speakers():
     one = data.subset(np.flatnonzero(data.groups == "spk0"))
     with pytest.raises(ValueError, match="2 training speakers"):
         FunctionalsSVM(CLASSES).fit(one)
+
+
+def offset_set(seed=0) -> UtteranceSet:
+    """Speakers whose voices shift every feature by a large offset and scale (the case speaker norm fixes)."""
+    rng = np.random.default_rng(seed)
+    data = functionals_set(n_spk=7, per_class=6, F=12, seed=seed)
+    feats = []
+    shift = {g: (rng.standard_normal(12) * 60, np.exp(rng.standard_normal(12) * 0.5)) for g in np.unique(data.groups)}
+    for g, f in zip(data.groups, data.features["egemaps"]):
+        off, sc = shift[g]
+        feats.append((f * sc + off).astype(np.float32))
+    return UtteranceSet(data.ids, data.y, data.groups, {"egemaps": feats})
+
+
+def test_speaker_norm_uses_each_speakers_own_statistics(tmp_path):
+    data = offset_set()
+    spk = sorted(set(data.groups))
+    train, valid, test = split_by_speaker(data, spk[:5], spk[5:6], spk[6:])
+    kw = dict(C_grid=[1.0, 10.0], gamma_grid=[0.1, 1.0], inner_folds=3)
+    plain = FunctionalsSVM(CLASSES, **kw).fit(train, valid)
+    norm = FunctionalsSVM(CLASSES, speaker_norm="speaker", **kw).fit(train, valid)
+    acc = lambda m, d: (m.predict(d) == d.y).mean()  # noqa: E731
+    assert acc(norm, test) > acc(plain, test)
+    assert acc(norm, test) >= 0.9
+    assert "per-speaker" in norm.describe()["speaker_norm"] and plain.describe()["speaker_norm"] == "none"
+    # A test speaker's own offset is removed: shifting all its utterances changes nothing.
+    shifted = UtteranceSet(test.ids, test.y, test.groups, {"egemaps": [f + 500.0 for f in test.features["egemaps"]]})
+    np.testing.assert_allclose(norm.predict_proba(shifted), norm.predict_proba(test), atol=1e-6)
+    assert not np.allclose(plain.predict_proba(shifted), plain.predict_proba(test), atol=1e-3)
+    # Fewer than min_speaker_utts utterances: pooled training statistics, and the reload is exact.
+    one = test.subset([0])
+    p_one = norm.predict_proba(one)
+    assert not np.allclose(p_one, norm.predict_proba(test)[:1], atol=1e-6)
+    norm.save(tmp_path / "m")
+    m2 = Method.load(tmp_path / "m")
+    np.testing.assert_array_equal(m2.predict_proba(test), norm.predict_proba(test))
+    np.testing.assert_array_equal(m2.predict_proba(one), p_one)
+
+
+def test_speaker_norm_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="speaker_norm"):
+        FunctionalsSVM(CLASSES, speaker_norm="utterance")

@@ -24,6 +24,16 @@ safetensors + JSON. :class:`SVMArrays` evaluates them in NumPy (RBF kernel, one-
 values, sklearn's one-vs-rest vote transform, the calibration); it is used for every prediction,
 right after fitting too, so a reloaded model predicts exactly what the fitted one did. The tests
 check it against sklearn's own ``predict_proba``.
+
+Speaker normalisation (``speaker_norm="speaker"``, off by default): each speaker's functionals are
+z-normalised with that speaker's own mean and standard deviation before the scaler, the usual
+practice with eGeMAPS/ComParE (it removes voice and recording offsets an 8-speaker training set
+cannot learn to ignore). Test speakers are normalised with their own statistics too; this uses
+their *unlabelled* features (all utterances of the speaker in the set being predicted), never labels,
+so it stays speaker-independent but is transductive, and the report says so. A speaker with fewer
+than ``min_speaker_utts`` utterances in the set (e.g. ``emoboost predict`` on one file) falls back to
+the pooled raw statistics of the training data, an approximation: pass several files of one
+speaker for the intended behaviour.
 """
 
 from __future__ import annotations
@@ -177,6 +187,8 @@ class FunctionalsSVM(Method):
         "inner_folds": 5,
         "class_weight": "balanced",
         "calibration": "temperature",  # or "sigmoid" (Platt, one-vs-rest)
+        "speaker_norm": "none",  # or "speaker": per-speaker z-normalisation (see the module docstring)
+        "min_speaker_utts": 5,
     }
 
     def __init__(self, classes: list[str], **params: Any):
@@ -185,6 +197,10 @@ class FunctionalsSVM(Method):
             raise ValueError(f"svm: features must be one of {FEATURE_KINDS}, got {self.params['features']!r}")
         if self.params["calibration"] not in ("temperature", "sigmoid"):
             raise ValueError(f"svm: calibration must be 'temperature' or 'sigmoid', got {self.params['calibration']!r}")
+        if self.params["speaker_norm"] in (None, False, "", "None"):
+            self.params["speaker_norm"] = "none"
+        if self.params["speaker_norm"] not in ("none", "speaker"):
+            raise ValueError(f"svm: speaker_norm must be 'none' or 'speaker', got {self.params['speaker_norm']!r}")
         self.requires = (self.params["features"],)
 
     def required_features(self) -> tuple[str, ...]:
@@ -205,6 +221,23 @@ class FunctionalsSVM(Method):
             raise ValueError(f"svm was trained on {self.model_.mean.shape[0]} {name} features, got {x.shape[1]}")
         return x
 
+    def _speaker_normalise(self, x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        """Per-speaker z-normalisation; small speakers fall back to the pooled training statistics."""
+        if self.params["speaker_norm"] == "none":
+            return x
+        x = np.where(np.isfinite(x), x, np.nan)
+        out = (x - self.pooled_mean_) / self.pooled_std_
+        for g in np.unique(groups):
+            rows = np.flatnonzero(groups == g)
+            if len(rows) < int(self.params["min_speaker_utts"]):
+                continue
+            mu = np.nanmean(x[rows], axis=0)
+            sd = np.nanstd(x[rows], axis=0)
+            mu = np.where(np.isfinite(mu), mu, self.pooled_mean_)
+            sd = np.where(np.isfinite(sd) & (sd > 1e-8), sd, self.pooled_std_)
+            out[rows] = (x[rows] - mu) / sd
+        return out
+
     def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> FunctionalsSVM:
         t0 = time.perf_counter()
         x = self._matrix(train)
@@ -218,6 +251,12 @@ class FunctionalsSVM(Method):
         n_groups = len(np.unique(groups))
         if n_groups < 2:
             raise ValueError(f"svm: inner cross-validation needs >= 2 training speakers, got {n_groups}")
+        if self.params["speaker_norm"] == "speaker":
+            raw = np.where(np.isfinite(x), x, np.nan)
+            self.pooled_mean_ = np.nan_to_num(np.nanmean(raw, axis=0))
+            sd = np.nan_to_num(np.nanstd(raw, axis=0))
+            self.pooled_std_ = np.where(sd > 1e-8, sd, 1.0)
+            x = self._speaker_normalise(x, groups)
         impute = np.nanmean(np.where(np.isfinite(x), x, np.nan), axis=0)
         impute = np.where(np.isfinite(impute), impute, 0.0)
         x = np.where(np.isfinite(x), x, impute[None, :])
@@ -243,7 +282,7 @@ class FunctionalsSVM(Method):
         return self
 
     def predict_proba(self, data: UtteranceSet) -> np.ndarray:
-        x = self._matrix(data)
+        x = self._speaker_normalise(self._matrix(data), np.asarray(data.groups))
         out = np.zeros((len(x), len(self.classes)))
         if len(x):
             out[:, self.model_.classes] = self.model_.predict_proba(x)
@@ -251,17 +290,21 @@ class FunctionalsSVM(Method):
 
     def embed(self, data: UtteranceSet) -> np.ndarray | None:
         """Standardised functionals (what the SVM's kernel sees), for the t-SNE plot."""
-        return self.model_.transform(self._matrix(data))
+        return self.model_.transform(self._speaker_normalise(self._matrix(data), np.asarray(data.groups)))
 
     def num_parameters(self) -> int:
         """Stored numbers: support vectors, dual coefficients, intercepts, scaler, calibration."""
-        return self.model_.num_parameters() if hasattr(self, "model_") else 0
+        n = self.model_.num_parameters() if hasattr(self, "model_") else 0
+        return n + (2 * len(self.pooled_mean_) if hasattr(self, "pooled_mean_") else 0)
 
     def describe(self) -> dict:
         d: dict[str, Any] = {
             "features": self.params["features"],
             "model_selection": f"GridSearchCV, inner GroupKFold({self.params['inner_folds']}) over training "
                                "speakers (validation speakers merged into training), balanced accuracy",
+            "speaker_norm": "none" if self.params["speaker_norm"] == "none" else
+            "per-speaker z-normalisation (test speakers with their own unlabelled statistics; "
+            f"< {self.params['min_speaker_utts']} utterances: pooled training statistics)",
         }
         if hasattr(self, "model_"):
             d.update({"C": self.best_params_["C"] if hasattr(self, "best_params_") else None,
@@ -277,11 +320,18 @@ class FunctionalsSVM(Method):
 
     def _save_weights(self, directory: Path) -> None:
         tmp = directory / ".model.safetensors.tmp"
-        save_file(self.model_.tensors(), str(tmp), metadata={"format": "emoboost-svm", "version": "1"})
+        t = self.model_.tensors()
+        if hasattr(self, "pooled_mean_"):
+            t.update(speaker_pooled_mean=self.pooled_mean_.astype(np.float64),
+                     speaker_pooled_std=self.pooled_std_.astype(np.float64))
+        save_file(t, str(tmp), metadata={"format": "emoboost-svm", "version": "1"})
         tmp.replace(directory / "model.safetensors")
 
     def _load_weights(self, directory: Path, state: dict) -> None:
-        self.model_ = SVMArrays.from_tensors(load_file(str(directory / "model.safetensors")), state["calibration"])
+        t = load_file(str(directory / "model.safetensors"))
+        self.model_ = SVMArrays.from_tensors(t, state["calibration"])
+        if "speaker_pooled_mean" in t:
+            self.pooled_mean_, self.pooled_std_ = t["speaker_pooled_mean"], t["speaker_pooled_std"]
         self.best_params_ = state.get("best_params", {})
         if state.get("inner_cv_UA") is not None:
             self.inner_cv_UA_ = float(state["inner_cv_UA"])

@@ -17,6 +17,9 @@ Writes ``<out>/results.json`` and ``<out>/results.md`` after every stage.
 
     nohup python benchmarks/ems.py --out runs/ems > runs/ems.log 2>&1 &
     python benchmarks/ems.py --out runs/ems-quick --quick      # 2-minute smoke test
+    # MS-EmoBoost as the downstream model too (issue 5), seed 0 encoders:
+    python benchmarks/ems.py --out runs/ems --seeds 0 --stages pretrain ser \
+        --ser-methods linear "msemoboost=msemoboost:guidance=both,freeze_alexnet=true,enh_residual=true,max_epochs=15,patience=4"
 """
 
 from __future__ import annotations
@@ -161,6 +164,8 @@ def stage_probe(args, out: Path, results: dict) -> None:
 
 
 def stage_ser(args, out: Path, results: dict) -> None:
+    from emoboost.benchmark import parse_method_spec
+
     try:
         from emoboost.runner import ExperimentConfig, run_experiment
     except ImportError as e:  # the spine's runner is not there yet
@@ -172,13 +177,14 @@ def stage_ser(args, out: Path, results: dict) -> None:
         if not (d / "model.safetensors").exists():
             log.warning("no pretrained model for %s; skipping SER", name)
             continue
-        for method in args.ser_methods:
-            key = f"{name}|{method}"
+        for spec in args.ser_methods:
+            label, method, extra = parse_method_spec(spec)
+            key = f"{name}|{label}"
             if key in results["ser"] and results["ser"][key].get("complete"):
                 continue
-            params = {"layer": "weighted"}
+            params = {"layer": "weighted", **extra}
             cfg = ExperimentConfig(corpus="emodb", data_root=str(args.shared / "data" / "emodb"), upstream=str(d.resolve()),
-                                   method=method, method_params=params, seeds=[0], out_dir=str(out / "ser" / f"{name}-{method}"),
+                                   method=method, method_params=params, seeds=[0], out_dir=str(out / "ser" / f"{name}-{label}"),
                                    cache_dir=str(out / "feature_cache"), tsne=False, save_models=False,
                                    progress=False, max_folds=args.ser_max_folds)
             t0 = time.time()
@@ -303,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--lld-cache", default=None, help="eGeMAPS LLD cache for RAVDESS (default <out>/lld_cache)")
     p.add_argument("--probe-iters", type=int, default=100)
-    p.add_argument("--ser-methods", nargs="+", default=["linear"])
+    p.add_argument("--ser-methods", nargs="+", default=["linear"],
+                   help="method specs as in `emoboost benchmark` (label=name:k=v,...); layer defaults to 'weighted'")
     p.add_argument("--ser-max-folds", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="smoke test: 1 seed, 20 steps, 1 SER fold")
     p.add_argument("--progress", action="store_true", help="show progress bars")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 4, transfer-learning spectrogram CNN row on EmoDB (10-fold leave-one-speaker-out, 7 classes, seed 0):
+# Issue 4, transfer-learning spectrogram CNN row on EmoDB (10-fold leave-one-speaker-out, 7 classes, seed 0;
+# CORPUS=ravdess OUT=runs/spec-cnn-ravdess for the RAVDESS row):
 # ResNet-18 on the 3 s log-mel image. Offline there are no ImageNet weights, so it trains FROM SCRATCH
 # (pass -p pretrained_weights=imagenet or a torchvision resnet18 .pth where available). CPU budget:
 # the image is resampled to 64 x 40 (frames x mel bins) and training stops after 12 epochs (patience 4),

@@ -164,9 +164,8 @@ def stage_probe(args, out: Path, results: dict) -> None:
 
 
 def stage_ser(args, out: Path, results: dict) -> None:
-    from emoboost.benchmark import parse_method_spec
-
     try:
+        from emoboost.benchmark import parse_method_spec
         from emoboost.runner import ExperimentConfig, run_experiment
     except ImportError as e:  # the spine's runner is not there yet
         log.warning("SER stage skipped: emoboost.runner unavailable (%s)", e)

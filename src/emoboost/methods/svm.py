@@ -174,6 +174,13 @@ def _from_sklearn(calibrated: CalibratedClassifierCV, impute: np.ndarray) -> SVM
     )
 
 
+def _column_stats(x: np.ndarray, mean_fallback, std_fallback) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and std ignoring NaN; undefined means / (near-)zero stds take the fallbacks."""
+    mu, sd = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
+    return (np.where(np.isfinite(mu), mu, mean_fallback),
+            np.where(np.isfinite(sd) & (sd > 1e-8), sd, std_fallback))
+
+
 class FunctionalsSVM(Method):
     """Utterance functionals -> standardise -> RBF SVC; C/gamma by speaker-grouped inner CV."""
 
@@ -229,13 +236,9 @@ class FunctionalsSVM(Method):
         out = (x - self.pooled_mean_) / self.pooled_std_
         for g in np.unique(groups):
             rows = np.flatnonzero(groups == g)
-            if len(rows) < int(self.params["min_speaker_utts"]):
-                continue
-            mu = np.nanmean(x[rows], axis=0)
-            sd = np.nanstd(x[rows], axis=0)
-            mu = np.where(np.isfinite(mu), mu, self.pooled_mean_)
-            sd = np.where(np.isfinite(sd) & (sd > 1e-8), sd, self.pooled_std_)
-            out[rows] = (x[rows] - mu) / sd
+            if len(rows) >= int(self.params["min_speaker_utts"]):
+                mu, sd = _column_stats(x[rows], self.pooled_mean_, self.pooled_std_)
+                out[rows] = (x[rows] - mu) / sd
         return out
 
     def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> FunctionalsSVM:
@@ -252,10 +255,7 @@ class FunctionalsSVM(Method):
         if n_groups < 2:
             raise ValueError(f"svm: inner cross-validation needs >= 2 training speakers, got {n_groups}")
         if self.params["speaker_norm"] == "speaker":
-            raw = np.where(np.isfinite(x), x, np.nan)
-            self.pooled_mean_ = np.nan_to_num(np.nanmean(raw, axis=0))
-            sd = np.nan_to_num(np.nanstd(raw, axis=0))
-            self.pooled_std_ = np.where(sd > 1e-8, sd, 1.0)
+            self.pooled_mean_, self.pooled_std_ = _column_stats(np.where(np.isfinite(x), x, np.nan), 0.0, 1.0)
             x = self._speaker_normalise(x, groups)
         impute = np.nanmean(np.where(np.isfinite(x), x, np.nan), axis=0)
         impute = np.where(np.isfinite(impute), impute, 0.0)

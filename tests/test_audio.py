@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import math
+import os
+import threading
+
 import numpy as np
 import pytest
 import soundfile as sf
 
 from conftest import write_tone
-from emoboost.audio import SAMPLE_RATE, AudioError, Segmenting, audio_info, content_hash, load_audio, segment
+from emoboost.audio import (
+    SAMPLE_RATE,
+    AudioError,
+    NotRegularFileError,
+    Segmenting,
+    audio_info,
+    content_hash,
+    is_silent,
+    load_audio,
+    rms_dbfs,
+    segment,
+)
 
 
 @pytest.mark.parametrize("name,fmt,subtype", [
@@ -155,6 +170,81 @@ def test_content_hash_follows_bytes_not_name(tmp_path):
     c = write_tone(tmp_path / "c.wav", seconds=0.1, seed=2)
     assert content_hash(a) == content_hash(b) != content_hash(c)
     assert len(content_hash(a)) == 64
+
+
+def _finishes(fn, *args, timeout: float = 5.0):
+    """Run ``fn(*args)`` in a daemon thread; -> ("ok", value) / ("raised", exc) / ("hung", None)."""
+    box: list = []
+
+    def target():
+        try:
+            box.append(("ok", fn(*args)))
+        except BaseException as e:  # noqa: BLE001 - the test inspects whatever was raised
+            box.append(("raised", e))
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(timeout)
+    return box[0] if box else ("hung", None)
+
+
+def _special_files(tmp_path):
+    """A FIFO, and /dev/zero both directly and behind a symlink named like audio."""
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    out = [fifo]
+    if os.path.exists("/dev/zero"):
+        link = tmp_path / "zero.wav"
+        link.symlink_to("/dev/zero")
+        out += ["/dev/zero", link]
+    return out
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+@pytest.mark.parametrize("fn", [content_hash, load_audio, audio_info])
+def test_devices_and_fifos_are_refused_without_hanging(tmp_path, fn):
+    for p in _special_files(tmp_path):
+        status, exc = _finishes(fn, p)
+        assert status == "raised", f"{fn.__name__}({p}) {status}"
+        assert isinstance(exc, NotRegularFileError), exc
+        assert isinstance(exc, AudioError) and isinstance(exc, OSError)   # both skip paths catch it
+        assert str(p) in str(exc) and "not a regular file" in str(exc)
+    assert "FIFO" in str(_finishes(fn, tmp_path / "pipe.wav")[1])
+
+
+def test_content_hash_missing_file_is_an_oserror(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        content_hash(tmp_path / "gone.wav")
+
+
+# ---- silence -----------------------------------------------------------------------------------------
+
+def test_rms_dbfs_levels():
+    t = np.arange(16000) / 16000
+    assert rms_dbfs(np.sin(2 * np.pi * 440 * t)) == pytest.approx(20 * math.log10(1 / math.sqrt(2)), abs=1e-3)
+    assert rms_dbfs(np.full(100, 0.1, dtype=np.float32)) == pytest.approx(-20.0, abs=1e-4)
+    assert rms_dbfs(np.zeros(16000, dtype=np.float32)) == -math.inf
+    assert rms_dbfs(np.zeros(0, dtype=np.float32)) == -math.inf
+    assert is_silent(np.zeros(10)) and is_silent(np.full(100, 1e-4))          # -80 dBFS
+    assert not is_silent(np.full(100, 1e-2))                                    # -40 dBFS
+    assert is_silent(np.full(100, 1e-2), threshold_db=-30.0)
+
+
+def test_load_audio_rejects_silence_only_when_asked(tmp_path):
+    p = tmp_path / "silence.wav"
+    sf.write(str(p), np.zeros(48000, dtype=np.float32), 16000)
+    assert len(load_audio(p)) == 48000                                          # default: unchanged
+    with pytest.raises(AudioError, match=r"digital silence \(RMS -inf dBFS < -60 dBFS\)") as e:
+        load_audio(p, reject_silence=True)
+    assert str(p) in str(e.value)
+    hiss = tmp_path / "hiss.wav"
+    sf.write(str(hiss), 1e-4 * np.random.default_rng(0).standard_normal(16000).astype(np.float32), 16000,
+             subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"RMS -80\.\d dBFS < -60 dBFS"):
+        load_audio(hiss, reject_silence=True)
+    assert len(load_audio(hiss, reject_silence=True, silence_db=-90.0)) == 16000
+    tone = write_tone(tmp_path / "tone.wav", seconds=0.2)
+    assert len(load_audio(tone, reject_silence=True)) == 3200
 
 
 # ---- segmenting ------------------------------------------------------------------------------------

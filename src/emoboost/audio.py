@@ -8,7 +8,10 @@ channel layout, so all loading goes through :func:`load_audio`. Problems are rai
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,15 +31,36 @@ class AudioError(ValueError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class NotRegularFileError(AudioError, OSError):
+    """A device, FIFO, socket or folder where a file was expected.
+
+    Reading ``/dev/zero`` never ends and opening a FIFO blocks until a writer appears, so these are
+    refused before any read. It is also an ``OSError`` so that callers which skip unreadable files
+    (the feature cache hashes files and catches ``OSError``) skip these too, with this message.
+    """
+
+    def __init__(self, path: str | Path, problem: str):
+        super().__init__(path, problem)
+        self.filename, self.strerror = self.path, problem
+
+
+SILENCE_DB = -60.0
+"""RMS level (dBFS) below which a clip counts as digital silence (:func:`is_silent`)."""
+
+
 def load_audio(
     path: str | Path,
     sample_rate: int = SAMPLE_RATE,
     min_duration: float = 0.0,
+    reject_silence: bool = False,
+    silence_db: float = SILENCE_DB,
 ) -> np.ndarray:
     """Read WAV/FLAC/AIFF/OGG (format sniffed from the header, not the extension).
 
     Multi-channel audio is averaged to mono; any sample rate is resampled with soxr (HQ).
-    Raises :class:`AudioError` for missing, unreadable, empty, truncated, non-finite or too short input.
+    Raises :class:`AudioError` for missing, unreadable, empty, truncated, non-finite or too short input,
+    and with ``reject_silence`` for (near-)digital silence: a model fed silence still answers with a
+    confident label, so callers that must not train on or label silence ask for the check here.
     """
     path = Path(path)
     _check_file(path)
@@ -61,7 +85,27 @@ def load_audio(
     duration = len(wav) / sample_rate
     if duration < min_duration:
         raise AudioError(path, f"too short: {duration:.3f} s < minimum {min_duration:.3f} s")
+    if reject_silence and is_silent(wav, silence_db):
+        raise AudioError(path, f"digital silence (RMS {_fmt_db(rms_dbfs(wav))} dBFS < {silence_db:g} dBFS)")
     return wav
+
+
+def rms_dbfs(wav: np.ndarray) -> float:
+    """RMS level in dB relative to full scale 1.0 (a full-scale sine is -3.01 dBFS; all zeros -inf)."""
+    x = np.asarray(wav, dtype=np.float64)
+    if x.size == 0:
+        return -math.inf
+    ms = float(np.mean(x * x))
+    return 10.0 * math.log10(ms) if ms > 0.0 else -math.inf
+
+
+def is_silent(wav: np.ndarray, threshold_db: float = SILENCE_DB) -> bool:
+    """True when the clip's RMS level is below ``threshold_db`` dBFS (-60: far below any speech take)."""
+    return rms_dbfs(wav) < threshold_db
+
+
+def _fmt_db(db: float) -> str:
+    return "-inf" if db == -math.inf else f"{db:.1f}"
 
 
 def audio_info(path: str | Path) -> tuple[float, int, int]:
@@ -76,12 +120,26 @@ def audio_info(path: str | Path) -> tuple[float, int, int]:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(path, "file does not exist")
-    if not path.is_file():
-        raise AudioError(path, "is not a regular file")
-    if path.stat().st_size == 0:
+    """Refuse anything but a non-empty regular file before libsndfile opens (and maybe blocks on) it."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise AudioError(path, "file does not exist") from None
+    except OSError as e:
+        raise AudioError(path, f"cannot read file ({e.strerror or e})") from e
+    _check_regular(path, st.st_mode)
+    if st.st_size == 0:
         raise AudioError(path, "file is empty (0 bytes)")
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+
+
+def _check_regular(path: str | Path, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
+        raise NotRegularFileError(path, f"is not a regular file ({kind}); refusing to read it")
 
 
 def _header(path: Path):
@@ -109,9 +167,17 @@ def _check_not_truncated(path: Path, log: str) -> None:
 
 
 def content_hash(path: str | Path) -> str:
-    """SHA-256 of the file bytes: cache keys follow the audio, not its name or location."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
+    """SHA-256 of the file bytes: cache keys follow the audio, not its name or location.
+
+    Devices and FIFOs raise :class:`NotRegularFileError` (an ``OSError``) instead of hashing forever
+    (``/dev/zero``) or blocking in ``open`` (a FIFO): the type is checked before opening, the FIFO
+    is opened non-blocking, and the open descriptor is checked again in case the path changed.
+    """
+    _check_regular(path, os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as f:
+        _check_regular(path, os.fstat(f.fileno()).st_mode)
+        h = hashlib.sha256()
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()

@@ -12,6 +12,7 @@ import math
 import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,3 +225,116 @@ def segment(wav: np.ndarray, seg: Segmenting) -> np.ndarray:
         chunk = wav[i * hop : i * hop + n]
         out[i, : len(chunk)] = chunk
     return out
+
+
+# --- streamed reading: memory bounded by the block size, not the file's duration ---------------------
+
+
+def stream_audio(
+    path: str | Path,
+    sample_rate: int = SAMPLE_RATE,
+    block_seconds: float = 30.0,
+    reuse: bool = False,
+) -> Iterator[np.ndarray]:
+    """Yield ``path`` as consecutive mono float32 blocks at ``sample_rate``.
+
+    The concatenation equals :func:`load_audio` (bit for bit at the native rate; soxr's streaming
+    resampler otherwise, which matches the one-shot resampler to float32 rounding), but only one block
+    of the file is in memory at a time, so an hour of audio costs what 30 s does. The read and
+    mono-mixing buffers are allocated once; with ``reuse=True`` the yielded array is a view into a
+    buffer that the next block overwrites (no allocation per block; copy it to keep it). Blocks hold
+    about ``block_seconds`` of output audio; with resampling their sizes vary slightly and the last
+    one may be short. Raises :class:`AudioError` like :func:`load_audio` (a problem found late, e.g.
+    NaN samples or truncation, is raised when that block is reached).
+    """
+    path = Path(path)
+    if not block_seconds > 0:
+        raise ValueError(f"block_seconds must be positive, got {block_seconds}")
+    _check_file(path)
+    info = _header(path)
+    _check_not_truncated(path, info.extra_info)
+    if info.frames == 0:
+        raise AudioError(path, "contains no audio samples")
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise AudioError(path, f"unreadable audio ({e})") from e
+    with f:
+        sr, channels, expected = f.samplerate, f.channels, f.frames
+        frames = max(1, int(round(block_seconds * sr)))
+        buf = np.empty((frames, channels), dtype=np.float32)
+        mono = np.empty(frames, dtype=np.float32) if channels > 1 else None
+        stream = soxr.ResampleStream(sr, sample_rate, 1, dtype="float32", quality="HQ") if sr != sample_rate else None
+        total = 0
+        while True:
+            try:
+                data = f.read(frames, dtype="float32", always_2d=True, out=buf)
+            except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+                raise AudioError(path, f"unreadable audio after {total} samples ({e})") from e
+            n = data.shape[0]
+            total += n
+            if n and not np.all(np.isfinite(data)):
+                raise AudioError(path, "contains NaN or infinite samples")
+            if mono is not None:
+                block = np.mean(data, axis=1, out=mono[:n])
+            else:
+                block = data[:, 0]
+            last = n < frames
+            if stream is not None:
+                block = stream.resample_chunk(block, last=last)
+            elif not reuse:
+                block = block.copy()
+            if len(block):
+                yield block
+            if last:
+                break
+    if total == 0:
+        raise AudioError(path, "contains no audio samples")
+    if expected > 0 and total < expected:
+        raise AudioError(path, f"truncated: header promises {expected} samples, file holds {total}")
+
+
+def stream_segments(
+    path: str | Path,
+    seg: Segmenting = Segmenting(),
+    batch: int = 16,
+    block_seconds: float = 30.0,
+) -> Iterator[np.ndarray]:
+    """Yield the windows of :func:`segment` (``segment(load_audio(path), seg)``) in [<=batch, length] batches.
+
+    Overlapping windows (``seg.hop < seg.length``) are served from a carry buffer of one window plus
+    one block, so long files are segmented without ever holding the whole waveform.
+    """
+    n, hop = seg.length_samples, seg.hop_samples
+    if n <= 0 or hop <= 0 or batch <= 0:
+        raise ValueError(f"segment length, hop and batch must be positive, got {seg}, batch={batch}")
+    out = np.zeros((batch, n), dtype=np.float32)
+    k = 0  # windows filled in ``out``
+    carry = np.zeros(0, dtype=np.float32)
+    pos = 0  # absolute sample index of carry[0]
+    i = 0  # index of the next window to emit
+    total = 0
+    for block in stream_audio(path, seg.sample_rate, block_seconds, reuse=True):
+        total += len(block)
+        carry = np.concatenate([carry, block]) if len(carry) else block
+        while i * hop + n <= pos + len(carry):
+            s = i * hop - pos
+            out[k] = carry[s : s + n]
+            k, i = k + 1, i + 1
+            if k == batch:
+                yield out.copy()
+                k = 0
+        drop = min(i * hop - pos, len(carry))
+        carry = carry[drop:].copy()
+        pos += drop
+    for j in range(i, seg.num_segments(total)):
+        s = j * hop - pos
+        out[k] = 0.0
+        piece = carry[max(s, 0) : s + n]
+        out[k, : len(piece)] = piece
+        k += 1
+        if k == batch:
+            yield out.copy()
+            k = 0
+    if k:
+        yield out[:k].copy()

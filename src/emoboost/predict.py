@@ -77,27 +77,102 @@ class Predictor:
                 )
         return cls(models, bundle, up)
 
-    def _proba_chunk(self, feats: dict[str, np.ndarray]) -> np.ndarray:
-        data = UtteranceSet(ids=["x"], y=np.array([-1]), groups=np.array(["?"]), features={k: [v] for k, v in feats.items()})
-        return np.mean([m.predict_segments(data)[0] for m in self.models], axis=0)
+    # -- inference ----------------------------------------------------------------------------
+    def _mean_proba(self, data: UtteranceSet, per_segment: bool) -> np.ndarray:
+        """Ensemble mean over the models: [S, C] segment posteriors, or [N, C] utterance posteriors."""
+        if per_segment:
+            return np.mean([m.predict_segments(data)[0] for m in self.models], axis=0)
+        return np.mean([m.predict_proba(data) for m in self.models], axis=0)
+
+    def _store_spec(self):
+        from emoboost.features.store import StoreSpec
+
+        return StoreSpec(encoding=self.bundle.get("segment_encoding", "segment"), frames="all",
+                         window=float(self.bundle.get("encoder_window", 30.0)), segmenting=self.seg)
+
+    def _pooled_only(self) -> bool:
+        return not any(m.needs_frames() for m in self.models)
 
     def predict_wav(self, wav: np.ndarray, path: str = "<array>", timeline: bool = False) -> Prediction:
+        """Label one waveform. SSL models see the clip encoder window by encoder window (30 s), so
+        memory stays bounded for long audio; pooled models get the exact statistics of all frames."""
         from emoboost.features.pipeline import UTTERANCE_FEATURES, wav_features
 
-        n_seg = self.seg.num_segments(len(wav))
+        sr = self.seg.sample_rate
         if all(f in UTTERANCE_FEATURES for f in self.features):
-            seg_proba = self._proba_chunk(wav_features(wav, self.features, self.seg))
-            starts = np.array([0.0])
-            ends = np.array([len(wav) / self.seg.sample_rate])
-        else:
-            parts = []
-            for s in range(0, n_seg, CHUNK_SEGMENTS):
-                feats = wav_features(wav, self.features, self.seg, self.upstream, start=s, stop=s + CHUNK_SEGMENTS)
-                parts.append(self._proba_chunk(feats))
+            seg_proba = self._mean_proba(self._dataset(wav_features(wav, self.features, self.seg)), True)
+            return self._result(path, seg_proba.mean(axis=0), seg_proba, np.array([0.0]),
+                                np.array([len(wav) / sr]), timeline)
+        if "ssl" not in self.features:  # segment-level acoustic features only
+            parts, starts = [], self.seg.starts(len(wav))
+            for s in range(0, len(starts), CHUNK_SEGMENTS):
+                feats = wav_features(wav, self.features, self.seg, None, start=s, stop=s + CHUNK_SEGMENTS)
+                parts.append(self._mean_proba(self._dataset(feats), True))
             seg_proba = np.concatenate(parts)
-            starts = self.seg.starts(len(wav))
-            ends = np.minimum(starts + self.seg.length, len(wav) / self.seg.sample_rate)
-        proba = seg_proba.mean(axis=0)
+            ends = np.minimum(starts + self.seg.length, len(wav) / sr)
+            return self._result(path, seg_proba.mean(axis=0), seg_proba, starts, ends, timeline)
+        return self._predict_ssl(wav, path, timeline)
+
+    def _predict_ssl(self, wav: np.ndarray, path: str, timeline: bool) -> Prediction:
+        from emoboost.features.pipeline import wav_features
+        from emoboost.features.store import ArraySource, SSLView, Stats, StatsSource, encode_clip
+
+        spec = self._store_spec()
+        sr = self.seg.sample_rate
+        # Blocks are whole encoder windows, and a multiple of the segment hop so windows never straddle.
+        block = int(round(spec.window * sr))
+        hop = self.seg.hop_samples
+        block = max(hop, block - block % hop)
+        acoustic = [f for f in self.features if f != "ssl"]
+        pooled_only = self._pooled_only()
+        total = total_sq = None
+        n_frames, frame_rate = 0, 50.0
+        seg_parts: list[np.ndarray] = []
+        starts: list[np.ndarray] = []
+        for b0 in range(0, len(wav), block):
+            chunk = wav[b0 : b0 + block]
+            if b0 > 0 and len(chunk) < self.seg.sample_rate // 50 + 1:
+                break
+            frames, seg_frames = encode_clip(self.upstream, chunk, spec)
+            frame_rate = float(self.upstream.frame_rate)
+            src = ArraySource([frames], [len(chunk)], frame_rate=frame_rate, encoding=spec.encoding,
+                              segment_frames=seg_frames or None)
+            src.segmenting = self.seg
+            if pooled_only:
+                f64 = frames.astype(np.float64)
+                s1, s2 = f64.sum(axis=1), np.square(f64).sum(axis=1)
+                total = s1 if total is None else total + s1
+                total_sq = s2 if total_sq is None else total_sq + s2
+                n_frames += frames.shape[1]
+                if timeline:  # each window classified as its own utterance
+                    win_src = _windows_as_utterances(src, self.seg)
+                    seg_parts.append(self._mean_proba(self._dataset({}, SSLView(win_src)), False))
+            else:
+                feats = wav_features(chunk, acoustic, self.seg) if acoustic else {}
+                seg_parts.append(self._mean_proba(self._dataset(feats, SSLView(src)), True))
+            n_seg = len(seg_parts[-1]) if seg_parts else 0
+            starts.append((b0 + np.arange(n_seg) * hop) / sr)
+        st = np.concatenate(starts) if starts else np.zeros(0)
+        ends = np.minimum(st + self.seg.length, len(wav) / sr)
+        seg_proba = np.concatenate(seg_parts) if seg_parts else np.zeros((0, len(self.classes)))
+        if pooled_only:
+            mean = total / n_frames
+            std = np.sqrt(np.maximum(total_sq / n_frames - mean**2, 0.0))
+            stats = Stats(mean.astype(np.float32), std.astype(np.float32), len(wav), n_frames, frame_rate)
+            proba = self._mean_proba(self._dataset({}, SSLView(StatsSource([stats], frame_rate))), False)[0]
+            if not timeline:
+                seg_proba, st, ends = proba[None], np.array([0.0]), np.array([len(wav) / sr])
+        else:
+            proba = seg_proba.mean(axis=0)
+        return self._result(path, proba, seg_proba, st, ends, timeline)
+
+    def _dataset(self, feats: dict[str, np.ndarray], ssl=None) -> UtteranceSet:
+        n = len(ssl) if ssl is not None else 1
+        return UtteranceSet(ids=[f"x{i}" for i in range(n)], y=np.full(n, -1), groups=np.array(["?"] * n),
+                            features={k: [v] for k, v in feats.items()}, ssl=ssl)
+
+    def _result(self, path: str, proba: np.ndarray, seg_proba: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                timeline: bool) -> Prediction:
         tl = []
         if timeline:
             tl = [
@@ -111,3 +186,15 @@ class Predictor:
     def predict_file(self, path: str | Path, timeline: bool = False) -> Prediction:
         wav = load_audio(path, min_duration=0.0)
         return self.predict_wav(wav, str(path), timeline)
+
+
+def _windows_as_utterances(src, seg: Segmenting):
+    """Each fixed window of a one-clip source as its own utterance (timelines of pooled models)."""
+    from emoboost.features.store import ArraySource
+
+    frames = src.raw_frames(0)
+    seg_utt, starts = src.segment_index(seg)
+    length = src.window_frames(seg)
+    parts = [np.asarray(frames[:, s : s + length], dtype=np.float32) for s in starts]
+    parts = [p for p in parts if p.shape[1] > 0] or [np.asarray(frames, dtype=np.float32)]
+    return ArraySource(parts, frame_rate=src.frame_rate)

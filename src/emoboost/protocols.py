@@ -35,6 +35,7 @@ class Fold:
     test: np.ndarray
     test_groups: tuple[str, ...]
     speaker_independent: bool = True
+    valid_by: str = "speakers"  # "speakers" (held-out training speakers) or "utterances" (too few speakers)
 
     def to_dict(self, ids: list[str] | None = None) -> dict:
         d = {
@@ -44,6 +45,7 @@ class Fold:
             "n_valid": int(len(self.valid)),
             "n_test": int(len(self.test)),
             "speaker_independent": self.speaker_independent,
+            "valid_by": self.valid_by,
         }
         if ids is not None:
             d["test_ids"] = [ids[i] for i in self.test]
@@ -75,9 +77,15 @@ def _valid_split(
     spk = manifest.groups("speaker")
     speakers = np.unique(spk[train])
     if len(speakers) <= valid_speakers:
-        raise ValueError(
-            f"only {len(speakers)} training speaker(s): cannot hold out {valid_speakers} for validation"
-        )
+        # Too few training speakers to hold whole ones out (e.g. a 2-speaker corpus under LOSO): early
+        # stopping uses a stratified 20 % of the training speakers' utterances. The test speaker stays
+        # unseen, so the fold is still speaker-independent; the report says which validation was used.
+        y = np.array([u.label for u in manifest])[train]
+        try:
+            tr, va = train_test_split(train, test_size=0.2, random_state=seed, stratify=y)
+        except ValueError:
+            tr, va = train_test_split(train, test_size=0.2, random_state=seed)
+        return np.sort(tr), np.sort(va)
     chosen = rng.choice(speakers, size=valid_speakers, replace=False)
     is_valid = np.isin(spk[train], chosen)
     return train[~is_valid], train[is_valid]
@@ -134,12 +142,14 @@ def make_folds(
     folds = []
     for k, (train, test) in enumerate(splits):
         train, valid = _valid_split(manifest, np.asarray(train), valid_speakers, seed + k, speaker_independent)
+        valid_by_speaker = bool(len(valid)) and not (set(spk[train]) & set(spk[valid]))
         if speaker_independent:
             check_disjoint(manifest, np.concatenate([train, valid]), test, "train/test")
-            if len(valid):
+            if len(valid) and len(np.unique(spk[train])) > valid_speakers and valid_speakers > 0:
                 check_disjoint(manifest, train, valid, "train/valid")
         test_groups = tuple(sorted(set(groups[test]))) if speaker_independent else (f"fold{k}",)
-        folds.append(Fold(k, np.sort(train), np.sort(valid), np.sort(test), test_groups, speaker_independent))
+        folds.append(Fold(k, np.sort(train), np.sort(valid), np.sort(test), test_groups, speaker_independent,
+                          "speakers" if valid_by_speaker or not len(valid) else "utterances"))
     return folds
 
 
@@ -152,4 +162,9 @@ def describe(protocol: str, folds: list[Fold]) -> str:
         "loso-session": "leave-one-session-out",
         "group-kfold": "speaker-grouped k-fold",
     }
-    return f"{len(folds)}-fold {names[protocol]}, speaker-independent; validation = held-out training speakers"
+    if any(f.valid_by == "utterances" for f in folds):
+        valid = ("validation = a stratified 20 % of the training speakers' utterances (too few training "
+                 "speakers to hold one out; the test speaker stays unseen)")
+    else:
+        valid = "validation = held-out training speakers"
+    return f"{len(folds)}-fold {names[protocol]}, speaker-independent; {valid}"

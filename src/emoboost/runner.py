@@ -47,6 +47,12 @@ class ExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     segment_length: float = 3.0
     segment_hop: float | None = None
+    # Feature store: "utterance" encodes each clip on its own frames (no padding); "segment" encodes each
+    # segment on its own (MS-EmoBoost's paper). store: "auto" keeps frames only when the method reads them.
+    segment_encoding: str = "utterance"
+    store: str = "auto"  # auto | frames | pooled
+    store_layers: Any = None  # None/"all" or a list of layers whose frames are kept
+    encoder_window: float = 30.0
     min_duration: float = 0.1
     classes: list[str] | None = None
     out_dir: str = "runs/experiment"
@@ -120,59 +126,124 @@ def required_features(method) -> tuple[str, ...]:
     return tuple(fn()) if callable(fn) else tuple(method.requires)
 
 
-def build_dataset(manifest: Manifest, features: dict[str, dict[str, np.ndarray]], classes: list[str]) -> UtteranceSet:
+def build_dataset(manifest: Manifest, features: dict[str, dict[str, np.ndarray]], classes: list[str],
+                  ssl=None) -> UtteranceSet:
     index = {c: i for i, c in enumerate(classes)}
     return UtteranceSet(
         ids=manifest.ids,
         y=np.array([index[u.label] for u in manifest], dtype=int),
         groups=manifest.groups("speaker"),
         features={n: [features[n][u.id] for u in manifest] for n in features},
+        ssl=ssl,
     )
+
+
+def store_spec(cfg: ExperimentConfig, method) -> Any:
+    """The feature-store spec a run needs: frames only when the method reads them (or when asked)."""
+    from emoboost.features.store import StoreSpec, parse_layers
+
+    if cfg.store not in ("auto", "frames", "pooled"):
+        raise ValueError(f"store must be auto, frames or pooled, got {cfg.store!r}")
+    needs = method.needs_frames()
+    if cfg.store == "pooled" and needs:
+        raise ValueError(f"method {cfg.method!r} reads frame windows, but store=pooled keeps statistics only; "
+                         f"use --store frames (or auto)")
+    keep = cfg.store == "frames" or (cfg.store == "auto" and needs)
+    return StoreSpec(encoding=cfg.segment_encoding, frames=parse_layers(cfg.store_layers) if keep else None,
+                     window=cfg.encoder_window, segmenting=cfg.segmenting)
+
+
+def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any, list[tuple[str, str]], dict]:
+    """Fill (or reuse) the feature store for the run -> (SSLView over the usable utterances, skipped, info)."""
+    from emoboost.features.pipeline import open_store, store_num_layers
+    from emoboost.features.store import SSLView, StoreSource, extract_to_store
+
+    spec = store_spec(cfg, method)
+    store, lazy = open_store(cfg.upstream, cfg.cache_dir, spec)
+    if method.needs_frames():  # fail before spending: the layers the method reads must be stored
+        n_layers = store_num_layers(store, manifest, lazy)
+        need = method.ssl_layers(n_layers)
+        have = spec.frame_layers(n_layers)
+        missing = sorted(set(need) - set(have))
+        if missing:
+            raise ValueError(f"method {cfg.method!r} reads layer(s) {missing}, but store_layers keeps frames of "
+                             f"{list(have)} only; add them to --layers")
+    rep = extract_to_store(manifest, store, lazy, progress=cfg.progress, min_duration=cfg.min_duration)
+    info = {"spec": cfg.upstream, "fingerprint": store.fingerprint, "store": spec.describe(),
+            "encoder_built": lazy.built, "extraction": rep.summary()}
+    if not rep.hashes:
+        return None, rep.skipped, info
+    source = StoreSource(store, list(rep.hashes.values()), segmenting=cfg.segmenting)
+    info.update({"num_layers": source.num_layers, "hidden_size": source.hidden_size, "frame_rate": source.frame_rate})
+    view = SSLView(source)
+    view.ids = list(rep.hashes)  # type: ignore[attr-defined]
+    return view, rep.skipped, info
+
+
+def _segmenting_line(cfg: ExperimentConfig, method) -> str:
+    seg = (f"{cfg.segment_length:g} s segments, hop {cfg.segment_hop or cfg.segment_length:g} s, last zero-padded; "
+           f"utterance = mean segment posterior")
+    if "ssl" in required_features(method) and not method.needs_frames():
+        return "none: one pooled vector per utterance (the clip's own frames)"
+    return seg
 
 
 def run_experiment(cfg: ExperimentConfig) -> dict:
     """Run (or resume) an experiment and write its report directory; returns the report dict."""
     t_start = time.perf_counter()
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.json"
     cfg_json = json.dumps(asdict(cfg), indent=2, sort_keys=True)
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
         ignore = {"progress", "out_dir", "cache_dir", "tsne", "save_models", "max_folds", "batch_size"}
         diff = {k for k in set(old) | set(asdict(cfg)) if k not in ignore and old.get(k) != asdict(cfg).get(k)}
-        if diff:
+        finished = list((out / "folds").glob("fold*_seed*.json")) if (out / "folds").is_dir() else []
+        if diff and finished:
             raise ValueError(f"{out} holds a run with a different config ({sorted(diff)}); choose another --out")
-    atomic_write_text(cfg_path, cfg_json)
 
+    # Fail before spending: manifest, classes, folds and the method's parameters are checked before any
+    # feature is extracted.
     manifest, skipped, info = load_manifest(cfg)
     classes = sorted(set(manifest.labels()))
     protocol = cfg.protocol or info.get("default_protocol", "loso")
     n_folds = cfg.n_folds if cfg.n_folds is not None else (info.get("default_folds") if protocol != "loso" else None)
     probe = get_method(cfg.method)(classes, **cfg.method_params)
     names = required_features(probe)
+    make_folds(manifest, protocol, n_folds=n_folds, valid_speakers=cfg.valid_speakers, seed=0)
+    if "ssl" in names:
+        store_spec(cfg, probe)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cfg_path, cfg_json)
 
-    upstream = None
     up_info: dict = {}
+    ssl_view = None
     t0 = time.perf_counter()
     if "ssl" in names:
-        from emoboost.upstreams import build_upstream
-
-        upstream = build_upstream(cfg.upstream)
-        up_info = {"spec": cfg.upstream, "fingerprint": upstream.fingerprint(), "num_layers": upstream.num_layers,
-                   "hidden_size": upstream.hidden_size, "frame_rate": upstream.frame_rate}
-    from emoboost.features.pipeline import compute_corpus_features
-
-    feats, bad = compute_corpus_features(manifest, names, cfg.segmenting, cfg.cache_dir, upstream,
-                                         min_duration=cfg.min_duration, batch_size=cfg.batch_size,
-                                         progress=cfg.progress)
-    t_feat = time.perf_counter() - t0
-    skipped += bad
+        ssl_view, bad_ssl, up_info = prepare_ssl(cfg, manifest, probe)
+        skipped += bad_ssl
+    acoustic = [n for n in names if n != "ssl"]
     bad_paths = {p for p, _ in skipped}
     manifest = manifest.filter(lambda u: u.path not in bad_paths)
+    feats: dict = {}
+    if acoustic:
+        from emoboost.features.pipeline import compute_corpus_features
+
+        feats, bad = compute_corpus_features(manifest, acoustic, cfg.segmenting, cfg.cache_dir, None,
+                                             min_duration=cfg.min_duration, batch_size=cfg.batch_size,
+                                             progress=cfg.progress)
+        skipped += bad
+    t_feat = time.perf_counter() - t0
+    bad_paths = {p for p, _ in skipped}
+    manifest = manifest.filter(lambda u: u.path not in bad_paths)
+    if ssl_view is not None:
+        pos = {uid: i for i, uid in enumerate(ssl_view.ids)}
+        ssl_view = ssl_view.subset([pos[u.id] for u in manifest])
+    if len(manifest) == 0:
+        raise ValueError(f"no usable utterances left: all {len(skipped)} file(s) were skipped (see {out / 'skipped.json'})")
     atomic_write_text(out / "skipped.json", json.dumps([{"path": p, "problem": m} for p, m in skipped], indent=2))
     manifest.write(out / "manifest.jsonl")
-    data = build_dataset(manifest, feats, classes)
+    data = build_dataset(manifest, feats, classes, ssl=ssl_view)
 
     folds = make_folds(manifest, protocol, n_folds=n_folds, valid_speakers=cfg.valid_speakers, seed=0)
     if cfg.max_folds:
@@ -232,8 +303,9 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
         "protocol": describe(protocol, folds) + (f" (first {cfg.max_folds} folds only)" if cfg.max_folds else ""),
         "seeds": ", ".join(map(str, cfg.seeds)),
         "method": f"{cfg.method} {json.dumps(cfg.method_params, sort_keys=True)}",
-        "upstream": f"{cfg.upstream} ({up_info.get('fingerprint', '-')})" if upstream is not None else "none",
-        "segmenting": f"{cfg.segment_length:g} s segments, hop {cfg.segment_hop or cfg.segment_length:g} s, last zero-padded; utterance = mean segment posterior",
+        "upstream": f"{cfg.upstream} ({up_info.get('fingerprint', '-')})" if up_info else "none",
+        "features": up_info.get("store", "acoustic features only") if up_info else "acoustic features only",
+        "segmenting": _segmenting_line(cfg, probe),
         "parameters": n_params,
         "skipped files": len(skipped),
         "machine": f"{platform.machine()} {os.cpu_count()} CPU, torch threads {__import__('torch').get_num_threads()}",
@@ -247,8 +319,12 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
         plot_tsne(np.stack([embeddings[i] for i in ids]), y, classes, out / "tsne.png")
     timings = {"features_s": t_feat, "total_s": time.perf_counter() - t_start, **rep["summary"]["timings_total_s"]}
     atomic_write_text(out / "timings.json", json.dumps(timings, indent=2))
-    bundle = {"classes": classes, "method": cfg.method, "upstream": up_info, "segment_length": cfg.segment_length,
-              "segment_hop": cfg.segment_hop, "features": list(names), "models": sorted(
+    up_bundle = {k: up_info[k] for k in ("spec", "fingerprint", "num_layers", "hidden_size", "frame_rate") if k in up_info}
+    if up_info.get("num_layers"):
+        up_bundle["layers"] = probe.ssl_layers(int(up_info["num_layers"]))
+    bundle = {"classes": classes, "method": cfg.method, "upstream": up_bundle, "segment_length": cfg.segment_length,
+              "segment_hop": cfg.segment_hop, "segment_encoding": cfg.segment_encoding,
+              "encoder_window": cfg.encoder_window, "features": list(names), "models": sorted(
                   str(p.relative_to(out)) for p in (out / "models").glob("fold*_seed*")) if cfg.save_models else []}
     atomic_write_text(out / "bundle.json", json.dumps(bundle, indent=2))
     rep["timings"] = timings

@@ -38,5 +38,12 @@ def test_binary_and_weighted_rejected():
     data = synthetic(n_utt=40, n_classes=2)
     m = get_method("logreg")(["a", "b"], layer=1, Cs=[1.0]).fit(data.subset(range(30)))
     assert (m.predict(data.subset(range(30, 40))) == data.y[30:40]).mean() >= 0.9
-    with pytest.raises(ValueError, match="one layer"):
+    with pytest.raises(ValueError, match="one layer or a list"):
         get_method("logreg")(["a", "b"], layer="weighted").fit(data)
+
+
+def test_layer_list_concatenates():
+    data = synthetic(n_utt=60)
+    m = get_method("logreg")(["a", "b", "c"], layer="0,1", Cs=[1.0]).fit(data.subset(range(40)))
+    assert m.coef_.shape == (3, 32)
+    assert (m.predict(data.subset(range(40, 60))) == data.y[40:60]).mean() >= 0.9

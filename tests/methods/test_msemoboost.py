@@ -25,7 +25,17 @@ def utterances(n_segments, L, T, D, frames, bins=200, seed=0, y=None, speakers=N
         feats["spec"].append(rng.standard_normal((s, frames, bins)).astype(np.float32))
     y = np.zeros(n, dtype=int) if y is None else np.asarray(y)
     groups = np.array(speakers if speakers is not None else [f"s{i}" for i in range(n)])
-    return UtteranceSet([f"u{i}" for i in range(n)], y, groups, feats)
+    ssl = feats["ssl"]
+    data = UtteranceSet([f"u{i}" for i in range(n)], y, groups, feats)
+    data.ssl_arrays = ssl  # the segment arrays the view was built from (tests compare against them)
+    return data
+
+
+def rebuilt(data: UtteranceSet) -> UtteranceSet:
+    """The set again, with its (edited) ``ssl_arrays`` as the SSL features."""
+    out = UtteranceSet(data.ids, data.y, data.groups, {**data.features, "ssl": data.ssl_arrays})
+    out.ssl_arrays = data.ssl_arrays
+    return out
 
 
 def built(data: UtteranceSet, **params) -> tuple[MSEmoBoost, dict[str, torch.Tensor]]:
@@ -90,7 +100,7 @@ def test_ssl_standardisation_uses_training_statistics():
     pooled = batch["ssl"].numpy().mean(axis=1)
     assert np.allclose(pooled.mean(0), 0, atol=1e-4) and np.allclose(pooled.std(0), 1, atol=1e-3)
     assert torch.equal(built(data, ssl_norm="none")[1]["ssl"], torch.from_numpy(
-        np.concatenate([a[:, -1] for a in data.features["ssl"]]).astype(np.float32)))
+        np.concatenate([a[:, -1] for a in data.ssl_arrays]).astype(np.float32)))
 
 
 def test_attention_residual_is_wired():
@@ -193,10 +203,10 @@ def learnable(n_utt=36, L=2, T=12, D=8, frames=64, bins=64, seed=0) -> Utterance
     data = utterances([1 + (i % 7 == 0) for i in range(n_utt)], L, T, D, frames, bins, seed=seed, y=y,
                       speakers=[f"spk{(i // 3) % 6}" for i in range(n_utt)])
     for i, c in enumerate(y):
-        data.features["ssl"][i] = (0.2 * data.features["ssl"][i] + centers[c]).astype(np.float16)
+        data.ssl_arrays[i] = (0.2 * data.ssl_arrays[i] + centers[c]).astype(np.float16)
         data.features["mfcc"][i][..., c] += 20
         data.features["spec"][i][..., 20 * c : 20 * c + 20] += 2
-    return data
+    return rebuilt(data)
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +282,7 @@ def test_none_reproduces_the_linear_ssl_only_baseline():
     train = data.subset(np.flatnonzero(spk != "spk5"))
     test = data.subset(np.flatnonzero(spk == "spk5"))
     common = {"layer": 1, "lr": 1e-2, "weight_decay": 1e-4, "dropout": 0.0, "max_epochs": 15, "batch_size": 8}
-    lin = get_method("linear")(["a", "b", "c"], **common).fit(train, seed=3)
+    lin = get_method("linear")(["a", "b", "c"], **common, pooling="segment").fit(train, seed=3)
     ms = get_method("msemoboost")(["a", "b", "c"], **common, guidance="none", ssl_norm="pooled").fit(train, seed=3)
     assert np.allclose(ms.predict_proba(test), lin.predict_proba(test), atol=1e-4)
     assert ms.num_parameters() == lin.num_parameters() == 6 * 3 + 3

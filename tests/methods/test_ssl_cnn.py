@@ -8,11 +8,15 @@ from emoboost.methods.ssl_cnn import SSLCNN, SSLCNNModule, plan_pools
 CLASSES = ["a", "b", "c"]
 
 
-def random_set(n_utt: int, L: int, T: int, D: int, seed: int = 0) -> UtteranceSet:
+def random_set(n_utt: int, L: int, T: int, D: int, seed: int = 0, transform=None) -> UtteranceSet:
     rng = np.random.default_rng(seed)
     feats = [rng.standard_normal((1 + i % 2, L, T, D)).astype(np.float16) for i in range(n_utt)]
-    return UtteranceSet([f"u{i}" for i in range(n_utt)], np.arange(n_utt) % 3,
+    if transform is not None:
+        feats = [transform(a) for a in feats]
+    data = UtteranceSet([f"u{i}" for i in range(n_utt)], np.arange(n_utt) % 3,
                         np.array([f"s{i}" for i in range(n_utt)]), {"ssl": feats})
+    data.ssl_arrays = feats
+    return data
 
 
 def learnable(n_utt=72, L=3, T=12, D=32, informative=1, seed=0) -> UtteranceSet:
@@ -48,7 +52,9 @@ def test_shapes_for_encoders(L, T, D, layer):
     m, inputs = built(layer, L, T, D, proj_dim=0, pool=[2, 4])  # convolve the raw dims
     c_expected = L if layer == "channels" else (L if layer == "weighted" else 1)
     assert inputs["fmap"].shape == (3, c_expected, T, D)  # 2 utterances with 1 + 2 segments
-    assert inputs["fmap"].dtype == np.float16  # not upcast for the whole set
+    from emoboost.features.store import WindowArray
+
+    assert isinstance(inputs["fmap"], WindowArray)  # drawn lazily batch by batch, never the whole set
     x = m.preprocess("fmap", torch.from_numpy(inputs["fmap"].astype(np.float32)))
     m.module_.eval()
     with torch.no_grad():
@@ -62,10 +68,10 @@ def test_single_layer_picks_the_right_one():
     data = random_set(2, 4, 6, 8)
     m = SSLCNN(CLASSES, layer=2)
     fmap, _ = m.segment_inputs(data)
-    np.testing.assert_array_equal(fmap["fmap"][:1, 0], data.features["ssl"][0][:, 2])
+    np.testing.assert_array_equal(fmap["fmap"][:1, 0], data.ssl_arrays[0][:, 2])
     m = SSLCNN(CLASSES, layer=-1)
     fmap, _ = m.segment_inputs(data)
-    np.testing.assert_array_equal(fmap["fmap"][:1, 0], data.features["ssl"][0][:, 3])
+    np.testing.assert_array_equal(fmap["fmap"][:1, 0], data.ssl_arrays[0][:, 3])
     with pytest.raises(ValueError, match="out of range"):
         SSLCNN(CLASSES, layer=4).segment_inputs(data)
 
@@ -114,8 +120,7 @@ def test_pooling_shrinks_for_tiny_maps():
 
 
 def test_standardisation_uses_training_statistics():
-    data = random_set(5, 3, 7, 6)
-    data.features["ssl"] = [a * 4 + 10 for a in data.features["ssl"]]
+    data = random_set(5, 3, 7, 6, transform=lambda a: a * 4 + 10)
     m = SSLCNN(CLASSES, layer="channels")
     inputs, _ = m.segment_inputs(data)
     m.fit_preprocessing(inputs)

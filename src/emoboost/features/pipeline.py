@@ -134,3 +134,55 @@ def wav_features(wav: np.ndarray, names: Iterable[str], seg: Segmenting, upstrea
             feats = [segment_features(s, seg, n)[0] for s in segs_all]
             out[n] = np.stack(feats).astype(np.float32)
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# SSL features through the feature store
+# ------------------------------------------------------------------------------------------------
+class LazyUpstream:
+    """Builds the encoder on first use only: a fully cached corpus never loads weights."""
+
+    def __init__(self, spec: str):
+        self.spec = spec
+        self._up = None
+
+    def __call__(self):
+        if self._up is None:
+            from emoboost.upstreams import build_upstream
+
+            self._up = build_upstream(self.spec)
+        return self._up
+
+    @property
+    def built(self) -> bool:
+        return self._up is not None
+
+    def fingerprint(self) -> str:
+        """The encoder's fingerprint, from its config and weight files when the upstream package allows."""
+        try:
+            from emoboost.upstreams import fingerprint_spec  # type: ignore[attr-defined]
+        except ImportError:
+            fingerprint_spec = None
+        if fingerprint_spec is not None:
+            return fingerprint_spec(self.spec)
+        return self().fingerprint()
+
+
+def open_store(upstream_spec: str, cache_dir: str, spec, lazy: LazyUpstream | None = None):
+    """-> (FeatureStore for this encoder and store spec, the lazy encoder factory)."""
+    from emoboost.features.store import FeatureStore
+
+    lazy = lazy or LazyUpstream(upstream_spec)
+    return FeatureStore(cache_dir, lazy.fingerprint(), spec), lazy
+
+
+def store_num_layers(store, manifest: Manifest, lazy: LazyUpstream) -> int:
+    """Hidden-state count: from any existing entry of the corpus, else from the encoder itself."""
+    for u in list(manifest)[:20]:
+        try:
+            st = store.read_stats(content_hash(u.path))
+        except (OSError, ValueError):
+            continue
+        if st is not None:
+            return int(st.mean.shape[0])
+    return int(lazy().num_layers)

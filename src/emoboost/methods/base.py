@@ -6,7 +6,8 @@ features they need in ``requires``; the runner computes them once (through the c
 corpus, so every fold, seed and method shares them.
 
 Feature names the runner knows:
-- ``ssl``: upstream hidden states per utterance, [S, L, T', D] (segments, layers, frames, dims)
+- ``ssl``: upstream hidden states, served by the feature store as :attr:`UtteranceSet.ssl` (an
+  :class:`~emoboost.features.store.SSLView`: pooled statistics, or frame windows drawn lazily)
 - ``mfcc``: [S, T, 40] HTK MFCC per segment
 - ``spec``: [S, T, 200] MS-EmoBoost log spectrogram per segment
 - ``logmel``: [S, T, 80] log-mel per segment
@@ -20,19 +21,44 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from emoboost.features.store import SSLView
 
 
 @dataclass
 class UtteranceSet:
-    """Utterances of one split with their labels, speakers and precomputed features."""
+    """Utterances of one split with their labels, speakers and precomputed features.
+
+    SSL features live in ``ssl`` (a view on the feature store, never the corpus's frames in RAM);
+    ``features`` holds the small acoustic ones. For convenience (tests, predict), ``features["ssl"]``
+    given as a list of ``[L, T, D]`` clip frames or ``[S, L, T', D]`` segment frames becomes an
+    in-memory view.
+    """
 
     ids: list[str]
     y: np.ndarray  # int class index per utterance (-1 = unknown)
     groups: np.ndarray  # speaker per utterance
     features: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    ssl: SSLView | None = None
+
+    def __post_init__(self) -> None:
+        if "ssl" in self.features:
+            from emoboost.features.store import ArraySource, SSLView
+
+            arrs = self.features.pop("ssl")
+            if self.ssl is None and len(arrs):
+                nd = {np.asarray(a).ndim for a in arrs}
+                if nd == {4}:
+                    src = ArraySource.from_segments(arrs)
+                elif nd == {3}:
+                    src = ArraySource(arrs)
+                else:
+                    raise ValueError(f"ssl features must be [L, T, D] or [S, L, T', D] per utterance, got ndim {nd}")
+                self.ssl = SSLView(src)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -44,22 +70,37 @@ class UtteranceSet:
             y=self.y[idx],
             groups=self.groups[idx],
             features={k: [v[i] for i in idx] for k, v in self.features.items()},
+            ssl=self.ssl.subset(idx) if self.ssl is not None else None,
         )
 
     @classmethod
     def concat(cls, sets: list[UtteranceSet]) -> UtteranceSet:
         names = set.intersection(*(set(s.features) for s in sets))
+        ssl = None
+        views = [s.ssl for s in sets]
+        if all(v is not None for v in views):
+            if len({id(v.source) for v in views}) != 1:  # type: ignore[union-attr]
+                raise ValueError("cannot concatenate utterance sets backed by different feature stores")
+            from emoboost.features.store import SSLView
+
+            ssl = SSLView(views[0].source, np.concatenate([v.idx for v in views]))  # type: ignore[union-attr]
         return cls(
             ids=[i for s in sets for i in s.ids],
             y=np.concatenate([s.y for s in sets]),
             groups=np.concatenate([s.groups for s in sets]),
             features={n: [a for s in sets for a in s.features[n]] for n in names},
+            ssl=ssl,
         )
 
     def feature(self, name: str) -> list[np.ndarray]:
         if name not in self.features:
             raise KeyError(f"feature {name!r} was not computed; available: {sorted(self.features)}")
         return self.features[name]
+
+    def ssl_view(self) -> SSLView:
+        if self.ssl is None:
+            raise KeyError("SSL features were not computed for these utterances (the method must require 'ssl')")
+        return self.ssl
 
     def segments(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Stack per-utterance segment arrays: (X [N_seg, ...], seg_utt [N_seg] utterance index)."""
@@ -76,7 +117,31 @@ class Method(ABC):
 
     def __init__(self, classes: list[str], **params: Any):
         self.classes = list(classes)
-        self.params = dict(params)
+        self.params = {**self.default_params(), **params}
+        check_params(self, self.params)
+
+    # -- parameters: a method declares its defaults, and only those names are accepted -------------
+    def default_params(self) -> dict[str, Any]:
+        """Every parameter the method accepts, with its default (a class ``DEFAULTS`` dict by default).
+
+        A typo'd ``-p lyaer=2`` would otherwise be ignored and the run silently use the default
+        layer, so names outside :meth:`known_params` are refused when the method is built.
+        """
+        return dict(getattr(self, "DEFAULTS", {}))
+
+    def known_params(self) -> frozenset[str] | None:
+        """Parameter names this method accepts; None (it declares no defaults) disables the check.
+
+        The declared defaults, plus, for methods built on the shared training loop
+        (:class:`~emoboost.methods.trainer.TorchSegmentMethod`), the loop's ``TRAIN_DEFAULTS``.
+        """
+        import sys
+
+        keys = set(self.default_params())
+        trainer = sys.modules.get("emoboost.methods.trainer")  # loaded whenever self is one of its methods
+        if trainer is not None and isinstance(self, trainer.TorchSegmentMethod):
+            keys |= set(getattr(trainer, "TRAIN_DEFAULTS", {}))
+        return frozenset(keys) if keys else None
 
     # -- the scikit-learn-like core -------------------------------------------------------
     @abstractmethod
@@ -100,6 +165,19 @@ class Method(ABC):
 
     def num_parameters(self) -> int:
         return 0
+
+    # -- what the feature store must hold for this configuration --------------------------------
+    def ssl_layers(self, num_layers: int) -> list[int]:
+        """Hidden-state indices the method reads (the deepest bounds how far the encoder runs)."""
+        from emoboost.methods.layers import parse_layer
+
+        layer = self.params.get("layer", "weighted")
+        one = parse_layer(layer, num_layers) if not isinstance(layer, (list, tuple)) else None
+        return list(range(num_layers)) if one in (None, "weighted") or isinstance(one, str) else [int(one)]
+
+    def needs_frames(self) -> bool:
+        """Whether the method reads frame windows (True) or only pooled statistics (False)."""
+        return "ssl" in self.requires
 
     def describe(self) -> dict:
         """Extra facts the report must print (e.g. which AlexNet weights were used)."""
@@ -125,13 +203,30 @@ class Method(ABC):
 
     @classmethod
     def load(cls, directory: str | Path) -> Method:
-        directory = Path(directory)
-        cfg = json.loads((directory / "method.json").read_text())
+        """Rebuild a saved method; a broken ``method.json`` or weight file raises one line naming it."""
         from emoboost.methods import get_method
+        from emoboost.utils import read_json
 
-        klass = get_method(cfg["method"])
-        obj = klass(cfg["classes"], **cfg["params"])
-        obj._load_weights(directory, cfg.get("state", {}))
+        directory = Path(directory)
+        cfg_path = directory / "method.json"
+        cfg = read_json(cfg_path, "method config")
+        _check_method_config(cfg, cfg_path)
+        try:
+            klass = get_method(cfg["method"])
+            obj = klass(cfg["classes"], **cfg["params"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{cfg_path}: broken method config: {e.args[0] if e.args else e}") from e
+        weights = directory / "model.safetensors"
+        try:
+            obj._load_weights(directory, cfg.get("state", {}))
+        except FileNotFoundError as e:
+            missing = e.filename or (weights if not weights.exists() else directory)
+            raise FileNotFoundError(f"{missing}: model weights missing (the model directory is incomplete)") from e
+        except Exception as e:  # noqa: BLE001 - safetensors' SafetensorError, torch shape errors, missing state
+            what = weights if weights.exists() else directory
+            raise ValueError(f"{what}: cannot load the model weights ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else 'no detail'}); the file is truncated, "
+                             f"corrupt or does not match {cfg_path.name}") from e
         return obj
 
     def _state_config(self) -> dict:
@@ -142,6 +237,44 @@ class Method(ABC):
 
     def _load_weights(self, directory: Path, state: dict) -> None:
         raise NotImplementedError(f"{self.name} cannot be loaded")
+
+
+def check_params(method: Method, params: dict[str, Any]) -> None:
+    """Refuse parameter names the method does not declare, listing the valid ones (and the likely typo)."""
+    known = method.known_params()
+    if known is None:
+        return
+    unknown = sorted(set(params) - known)
+    if not unknown:
+        return
+    import difflib
+
+    hints = [f"{u!r} -> {m[0]!r}?" for u in unknown if (m := difflib.get_close_matches(u, known, n=1))]
+    hint = f" (did you mean {', '.join(hints)})" if hints else ""
+    raise ValueError(f"{method.name}: unknown parameter(s) {', '.join(map(repr, unknown))}{hint}; "
+                     f"valid: {', '.join(sorted(known))}")
+
+
+def accepts_param(method_cls: type[Method], name: str) -> bool:
+    """Whether ``method_cls`` takes parameter ``name`` (e.g. only trained methods take ``max_epochs``)."""
+    known = method_cls(["a", "b"]).known_params()
+    return known is None or name in known
+
+
+def _check_method_config(cfg: Any, path: Path) -> None:
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: broken method config: expected a JSON object, got {type(cfg).__name__}")
+    missing = [k for k in ("method", "classes", "params") if k not in cfg]
+    if missing:
+        raise ValueError(f"{path}: broken method config: missing key(s) {', '.join(missing)}")
+    if not isinstance(cfg["method"], str):
+        raise ValueError(f"{path}: broken method config: 'method' must be a name, got {cfg['method']!r}")
+    if not isinstance(cfg["classes"], list) or len(cfg["classes"]) < 2 or not all(isinstance(c, str) for c in cfg["classes"]):
+        raise ValueError(f"{path}: broken method config: 'classes' must be a list of at least 2 class names")
+    if not isinstance(cfg["params"], dict):
+        raise ValueError(f"{path}: broken method config: 'params' must be an object")
+    if not isinstance(cfg.get("state", {}), dict):
+        raise ValueError(f"{path}: broken method config: 'state' must be an object")
 
 
 def _json_default(o: Any) -> Any:

@@ -35,3 +35,18 @@ class LayerSelect(nn.Module):
             w = torch.softmax(self.weights, dim=0)
             return torch.einsum("l,bl...->b...", w, x)
         return x[:, self.layer]
+
+
+def parse_layers(layer: int | str | list | tuple, num_layers: int) -> list[int] | str:
+    """One layer, a list (``"2,3,4"`` or ``[2, 3, 4]``: concatenated in that order) or ``"weighted"``."""
+    if isinstance(layer, str) and "," in layer:
+        layer = [v for v in layer.split(",") if v.strip()]
+    if isinstance(layer, (list, tuple)):
+        if not layer:
+            raise ValueError("layer list is empty")
+        out = [parse_layer(v, num_layers) for v in layer]
+        if "weighted" in out:
+            raise ValueError("'weighted' cannot be combined with layer indices")
+        return [int(v) for v in out]
+    one = parse_layer(layer, num_layers)
+    return one if one == "weighted" else [int(one)]

@@ -1,7 +1,10 @@
-"""The SSL-only baseline of MS-EmoBoost: mean-pooled frame features -> linear -> softmax.
+"""The SSL-only baseline of MS-EmoBoost: pooled frame features -> linear -> softmax.
 
-Features are standardised with statistics of the training segments (per layer and dimension),
-which a linear classifier on raw transformer activations needs to train stably with Adam.
+By default each utterance is one example: the mean of its own frames (from the feature store's
+statistics, no zero padding). ``pooling=segment`` keeps the older protocol (3 s windows, utterance =
+mean segment posterior). Features are standardised with training statistics, which a linear layer
+on raw transformer activations needs to train stably with Adam. ``layer`` is one index, a list
+(``2,3,4``: concatenated) or ``weighted`` (a learned softmax-weighted sum of all layers, s3prl-style).
 """
 
 from __future__ import annotations
@@ -13,38 +16,59 @@ import torch
 from torch import nn
 
 from emoboost.methods.base import UtteranceSet
-from emoboost.methods.layers import LayerSelect, parse_layer
+from emoboost.methods.pooling import SpeakerNorm, pooled_inputs, resolve_layers
 from emoboost.methods.trainer import TorchSegmentMethod
 
 
 class _LinearModule(nn.Module):
-    def __init__(self, num_layers: int, dim: int, n_classes: int, layer: int | str, dropout: float):
+    def __init__(self, k: int, dim: int, n_classes: int, weighted: bool, dropout: float):
         super().__init__()
-        self.select = LayerSelect(num_layers, layer)
+        self.weighted = weighted
+        if weighted:
+            self.weights = nn.Parameter(torch.zeros(k))
         self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(dim, n_classes)
+        self.out = nn.Linear(dim if weighted else k * dim, n_classes)
 
     def embed(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.select(pooled)
+        if self.weighted:
+            return torch.einsum("l,bld->bd", torch.softmax(self.weights, dim=0), pooled)
+        return pooled.flatten(1)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.out(self.dropout(self.embed(pooled)))
 
 
 class LinearProbe(TorchSegmentMethod):
-    """Mean over frames of the chosen layer(s) -> linear layer; Adam + early stopping on training speakers."""
+    """Pooled frames of the chosen layer(s) -> linear layer; Adam + early stopping on training speakers."""
 
     name = "linear"
     requires = ("ssl",)
 
     def default_params(self) -> dict[str, Any]:
-        return {"layer": -1, "dropout": 0.0, "lr": 1e-3, "weight_decay": 1e-4, "max_epochs": 100, "patience": 10}
+        return {"layer": -1, "pooling": "utterance", "stats": "mean", "speaker_norm": "none", "min_speaker_utts": 5,
+                "dropout": 0.0, "lr": 1e-3, "weight_decay": 1e-4, "max_epochs": 100, "patience": 10}
+
+    def ssl_layers(self, num_layers: int) -> list[int]:
+        """Hidden states this configuration reads (the store may stop the encoder at the deepest)."""
+        return resolve_layers(self.params["layer"], num_layers)[0]
+
+    def needs_frames(self) -> bool:
+        return self.params["pooling"] == "segment"
 
     def segment_inputs(self, data: UtteranceSet) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        arrs = data.feature("ssl")  # per utterance [S, L, T, D] float16
-        pooled = np.concatenate([a.mean(axis=2, dtype=np.float32) for a in arrs])  # [N, L, D], no big copy
-        seg_utt = np.concatenate([np.full(len(a), i) for i, a in enumerate(arrs)]).astype(int)
-        return {"pooled": pooled}, seg_utt
+        layers, _ = resolve_layers(self.params["layer"], data.ssl_view().num_layers)
+        x, seg_utt = pooled_inputs(data, layers, self.params["pooling"], self.params["stats"])
+        if self.params["speaker_norm"] == "speaker":
+            if not hasattr(self, "spk_"):
+                self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"])).fit(x, data.groups[seg_utt])
+            x = self.spk_.transform(x, data.groups[seg_utt])
+        elif self.params["speaker_norm"] not in ("none", None, False):
+            raise ValueError(f"speaker_norm must be 'none' or 'speaker', got {self.params['speaker_norm']!r}")
+        return {"pooled": x}, seg_utt
+
+    def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> LinearProbe:
+        self.__dict__.pop("spk_", None)  # speaker-norm fallback statistics come from this fit's training set
+        return super().fit(train, valid, seed)  # type: ignore[return-value]
 
     def fit_preprocessing(self, inputs: dict[str, np.ndarray]) -> None:
         x = inputs["pooled"]
@@ -55,12 +79,25 @@ class LinearProbe(TorchSegmentMethod):
         return (x - self.mean_) / self.std_
 
     def build_module(self, shapes: dict[str, tuple[int, ...]]) -> nn.Module:
-        num_layers, dim = shapes["pooled"]
-        parse_layer(self.params["layer"], num_layers)
-        return _LinearModule(num_layers, dim, len(self.classes), self.params["layer"], float(self.params["dropout"]))
+        k, dim = shapes["pooled"]
+        weighted = resolve_layers(self.params["layer"], max(k, 1))[1] if self.params["layer"] == "weighted" else False
+        return _LinearModule(k, dim, len(self.classes), weighted, float(self.params["dropout"]))
+
+    def describe(self) -> dict:
+        d = {"pooling": f"{self.params['pooling']} ({self.params['stats']})"}
+        if self.params["speaker_norm"] == "speaker":
+            d["speaker normalisation"] = ("per-speaker z-norm of pooled features; test speakers use their own "
+                                          "unlabelled statistics (transductive)")
+        return d
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
-        return {"mean": self.mean_, "std": self.std_}
+        t = {"mean": self.mean_, "std": self.std_}
+        if hasattr(self, "spk_"):
+            t.update({"spk_mean": torch.from_numpy(self.spk_.mean_), "spk_std": torch.from_numpy(self.spk_.std_)})
+        return t
 
     def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self.mean_, self.std_ = tensors["mean"], tensors["std"]
+        if "spk_mean" in tensors:
+            self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"]))
+            self.spk_.mean_, self.spk_.std_ = tensors["spk_mean"].numpy(), tensors["spk_std"].numpy()

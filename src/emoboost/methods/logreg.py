@@ -1,7 +1,8 @@
-"""Standardised logistic regression on mean-pooled SSL frames: the strongest cheap SSL-only baseline.
+"""Standardised logistic regression on pooled SSL frames: the strongest cheap SSL-only baseline.
 
-Same input as the linear probe (one layer's frames mean-pooled per segment; utterance = mean of
-segment posteriors) but fitted to convergence by L-BFGS with L2 strength ``C`` chosen by an inner
+Same input as the linear probe (by default each utterance's own frames mean-pooled, read from the
+feature store's statistics; ``pooling=segment`` for the older 3 s protocol; ``layer=2,3,4``
+concatenates layers) but fitted to convergence by L-BFGS with L2 strength ``C`` chosen by an inner
 speaker-grouped CV over the training (+ validation) speakers only — never the test fold.
 """
 
@@ -18,7 +19,7 @@ from sklearn.model_selection import GroupKFold
 
 from emoboost.evaluation.metrics import segment_posteriors_to_utterance, unweighted_accuracy
 from emoboost.methods.base import Method, UtteranceSet
-from emoboost.methods.layers import parse_layer
+from emoboost.methods.pooling import SpeakerNorm, pooled_inputs, resolve_layers
 
 
 class LogRegProbe(Method):
@@ -26,16 +27,36 @@ class LogRegProbe(Method):
     requires = ("ssl",)
 
     def __init__(self, classes: list[str], **params: Any):
-        defaults = {"layer": -1, "Cs": [0.01, 0.1, 1.0], "inner_folds": 3, "max_iter": 2000}
-        super().__init__(classes, **{**defaults, **params})
+        super().__init__(classes, **{**self.default_params(), **params})
+
+    @staticmethod
+    def default_params() -> dict[str, Any]:
+        return {"layer": -1, "pooling": "utterance", "stats": "mean", "speaker_norm": "none", "min_speaker_utts": 5,
+                "Cs": [0.01, 0.1, 1.0], "inner_folds": 3, "max_iter": 2000}
+
+    def ssl_layers(self, num_layers: int) -> list[int]:
+        return self._layers(num_layers)
+
+    def needs_frames(self) -> bool:
+        return self.params["pooling"] == "segment"
+
+    def _layers(self, num_layers: int) -> list[int]:
+        layers, weighted = resolve_layers(self.params["layer"], num_layers)
+        if weighted:
+            raise ValueError("logreg takes one layer or a list (e.g. layer=2,3,4); a learned layer sum "
+                             "(layer=weighted) needs the linear probe")
+        return layers
 
     def _pooled(self, data: UtteranceSet) -> tuple[np.ndarray, np.ndarray]:
-        arrs = data.feature("ssl")
-        layer = parse_layer(self.params["layer"], arrs[0].shape[1])
-        if layer == "weighted":
-            raise ValueError("logreg takes one layer index (use the linear probe for a learned layer sum)")
-        x = np.concatenate([a[:, layer].mean(axis=1, dtype=np.float32) for a in arrs])
-        seg_utt = np.concatenate([np.full(len(a), i) for i, a in enumerate(arrs)]).astype(int)
+        layers = self._layers(data.ssl_view().num_layers)
+        x, seg_utt = pooled_inputs(data, layers, self.params["pooling"], self.params["stats"])
+        x = x.reshape(len(x), -1)
+        if self.params["speaker_norm"] == "speaker":
+            if not hasattr(self, "spk_"):
+                self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"])).fit(x, data.groups[seg_utt])
+            x = self.spk_.transform(x, data.groups[seg_utt])
+        elif self.params["speaker_norm"] not in ("none", None, False):
+            raise ValueError(f"speaker_norm must be 'none' or 'speaker', got {self.params['speaker_norm']!r}")
         return x, seg_utt
 
     def _standardise(self, x: np.ndarray) -> np.ndarray:
@@ -43,6 +64,7 @@ class LogRegProbe(Method):
 
     def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> LogRegProbe:
         data = UtteranceSet.concat([train, valid]) if valid is not None and len(valid) else train
+        self.__dict__.pop("spk_", None)
         x, seg_utt = self._pooled(data)
         y, groups = data.y[seg_utt], data.groups[seg_utt]
         self.mean_ = x.mean(0)
@@ -109,17 +131,29 @@ class LogRegProbe(Method):
         return int(self.coef_.size + self.intercept_.size) if hasattr(self, "coef_") else 0
 
     def describe(self) -> dict:
-        return {"logreg C (inner CV on training speakers)": getattr(self, "C_", None)}
+        d = {"logreg C (inner CV on training speakers)": getattr(self, "C_", None),
+             "pooling": f"{self.params['pooling']} ({self.params['stats']})"}
+        if self.params["speaker_norm"] == "speaker":
+            d["speaker normalisation"] = ("per-speaker z-norm of pooled features; test speakers use their own "
+                                          "unlabelled statistics (transductive)")
+        return d
 
     def _state_config(self) -> dict:
         return {"C": self.C_}
 
     def _save_weights(self, directory: Path) -> None:
-        t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64))
-             for k, v in {"coef": self.coef_, "intercept": self.intercept_, "mean": self.mean_, "scale": self.scale_}.items()}
-        save_file(t, str(directory / "model.safetensors"))
+        arrays = {"coef": self.coef_, "intercept": self.intercept_, "mean": self.mean_, "scale": self.scale_}
+        if hasattr(self, "spk_"):
+            arrays.update({"spk_mean": self.spk_.mean_, "spk_std": self.spk_.std_})
+        t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64)) for k, v in arrays.items()}
+        tmp = directory / ".model.safetensors.tmp"
+        save_file(t, str(tmp))
+        tmp.replace(directory / "model.safetensors")
 
     def _load_weights(self, directory: Path, state: dict) -> None:
         t = {k: v.numpy() for k, v in load_file(str(directory / "model.safetensors")).items()}
         self.coef_, self.intercept_, self.mean_, self.scale_ = t["coef"], t["intercept"], t["mean"], t["scale"]
+        if "spk_mean" in t:
+            self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"]))
+            self.spk_.mean_, self.spk_.std_ = t["spk_mean"].astype(np.float32), t["spk_std"].astype(np.float32)
         self.C_ = state.get("C")

@@ -365,24 +365,19 @@ class MSEmoBoost(TorchSegmentMethod):
 
     # -- inputs --------------------------------------------------------------------------------
     def segment_inputs(self, data: UtteranceSet) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        ssl = data.feature("ssl")
-        if not ssl:
+        view = data.ssl_view()
+        if not len(view):
             raise ValueError("no utterances given")
-        ref = ssl[0].shape
-        for uid, a in zip(data.ids, ssl):
-            if a.ndim != 4 or a.shape[1:] != ref[1:] or len(a) == 0:
-                raise ValueError(
-                    f"utterance {uid}: ssl features must be [S, L, T', D] with the same L, T', D as the "
-                    f"others {tuple(ref[1:])}, got {a.shape}"
-                )
-        layer = parse_layer(self.params["layer"], ref[1])
-        self.ssl_layers_ = int(ref[1])
+        layer = parse_layer(self.params["layer"], view.num_layers)
+        self.ssl_layers_ = int(view.num_layers)
+        # Windows are drawn lazily from the store batch by batch: the corpus's frames never sit in RAM.
         if layer == "weighted":
-            x = np.concatenate(ssl)
-        else:  # pick the layer per utterance: never materialise all layers of all segments
-            x = np.concatenate([a[:, layer] for a in ssl])
-        seg_utt = np.concatenate([np.full(len(a), i) for i, a in enumerate(ssl)]).astype(int)
-        inputs = {"ssl": x}
+            x, seg_utt = view.segments(list(range(view.num_layers)))
+        else:
+            x, seg_utt = view.segments([int(layer)], squeeze=True)
+        counts = np.bincount(seg_utt, minlength=len(data))
+        ssl = [range(c) for c in counts]  # per-utterance segment counts, for the branch checks below
+        inputs: dict[str, Any] = {"ssl": x}
         for name in branches(self.params["guidance"]):
             arrs = data.feature(name)
             for uid, a, s in zip(data.ids, arrs, ssl):

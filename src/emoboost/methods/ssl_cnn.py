@@ -153,27 +153,26 @@ class SSLCNN(TorchSegmentMethod):
         }
 
     # -- inputs --------------------------------------------------------------------------------
+    def ssl_layers(self, num_layers: int) -> list[int]:
+        if self._mode() == "single":
+            return [int(parse_layer(self.params["layer"], num_layers))]
+        return list(range(num_layers))
+
     def _mode(self) -> str:
         """'single' (one chosen layer), 'weighted' or 'channels'."""
         layer = self.params["layer"]
         return layer if layer in LAYER_MODES else "single"
 
     def segment_inputs(self, data: UtteranceSet) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        arrs = data.feature("ssl")
-        if not arrs:
+        view = data.ssl_view()
+        if not len(view):
             raise ValueError("ssl_cnn: no utterances given")
-        for uid, a in zip(data.ids, arrs):
-            if a.ndim != 4:
-                raise ValueError(f"ssl_cnn: feature 'ssl' of {uid} must be [S, L, T', D], got shape {a.shape}")
-        num_layers = arrs[0].shape[1]
-        if self._mode() == "single":
-            idx = parse_layer(self.params["layer"], num_layers)
-            # Select per utterance before stacking: never materialise all layers of the whole set.
-            fmap = np.concatenate([a[:, idx : idx + 1] for a in arrs], axis=0)
-        else:
-            fmap = np.concatenate(arrs, axis=0)
+        num_layers = view.num_layers
         if hasattr(self, "num_layers_") and num_layers != self.num_layers_:
             raise ValueError(f"ssl_cnn was trained on {self.num_layers_} hidden states, got {num_layers}")
+        layers = [int(parse_layer(self.params["layer"], num_layers))] if self._mode() == "single" else list(range(num_layers))
+        # Windows are drawn lazily from the store batch by batch: the corpus's frames never sit in RAM.
+        fmap, seg_utt = view.segments(layers)
         if hasattr(self, "input_shapes_"):
             c, _, d = self.input_shapes_["fmap"]
             if (fmap.shape[1], fmap.shape[3]) != (c, d):
@@ -182,8 +181,7 @@ class SSLCNN(TorchSegmentMethod):
                     f"got {fmap.shape[1]} x {fmap.shape[3]} (different encoder?)"
                 )
         self.num_layers_ = num_layers
-        seg_utt = np.concatenate([np.full(len(a), i) for i, a in enumerate(arrs)]).astype(int)
-        return {"fmap": fmap}, seg_utt
+        return {"fmap": fmap}, seg_utt  # type: ignore[dict-item]
 
     def fit_preprocessing(self, inputs: dict[str, np.ndarray]) -> None:
         mean, std = _channel_stats(inputs["fmap"])

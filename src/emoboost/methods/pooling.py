@@ -1,0 +1,76 @@
+"""Pooled SSL inputs shared by the probes (linear, logreg): utterance or segment pooling, speaker norm.
+
+``pooling=utterance`` (default) reads the store's per-utterance statistics: the mean (and with
+``stats=meanstd`` the std) of the clip's own frames, no padding. ``pooling=segment`` is the older
+protocol: fixed windows, each mean-pooled over its real frames, utterance = mean segment posterior.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emoboost.methods.base import UtteranceSet
+from emoboost.methods.layers import parse_layers
+
+POOLINGS = ("utterance", "segment")
+STATS = ("mean", "meanstd")
+
+
+def resolve_layers(layer, num_layers: int) -> tuple[list[int], bool]:
+    """-> (hidden-state indices to read, whether the method learns a weighted sum over them)."""
+    parsed = parse_layers(layer, num_layers)
+    if parsed == "weighted":
+        return list(range(num_layers)), True
+    return list(parsed), False  # type: ignore[arg-type]
+
+
+def pooled_inputs(data: UtteranceSet, layers: list[int], pooling: str = "utterance",
+                  stats: str = "mean", chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """-> (x [N_items, k, D or 2D] float32, item -> utterance index): one item per utterance or segment."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if stats not in STATS:
+        raise ValueError(f"stats must be one of {STATS}, got {stats!r}")
+    view = data.ssl_view()
+    if pooling == "utterance":
+        return view.pooled(layers, std=stats == "meanstd"), np.arange(len(data))
+    win, seg_utt = view.segments(layers)
+    valid = np.maximum(win.valid_frames(), 1).astype(np.float64)
+    parts = []
+    for s in range(0, len(win), chunk):
+        b = win[np.arange(s, min(s + chunk, len(win)))].astype(np.float64)  # [B, k, T', D], zero past the end
+        n = valid[s : s + len(b), None, None]
+        mean = b.sum(axis=2) / n
+        if stats == "meanstd":
+            var = np.maximum(np.square(b).sum(axis=2) / n - mean**2, 0.0)
+            mean = np.concatenate([mean, np.sqrt(var)], axis=-1)
+        parts.append(mean.astype(np.float32))
+    return np.concatenate(parts), seg_utt
+
+
+class SpeakerNorm:
+    """Per-speaker z-normalisation of pooled features (transductive: a test speaker's own unlabelled stats).
+
+    Speakers with fewer than ``min_utts`` rows fall back to the training set's pooled statistics
+    (e.g. ``predict`` on a single file), so the model still sees features on the scale it learned.
+    """
+
+    def __init__(self, min_utts: int = 5):
+        self.min_utts = int(min_utts)
+
+    def fit(self, x: np.ndarray, groups: np.ndarray) -> SpeakerNorm:
+        self.mean_ = x.mean(axis=0).astype(np.float32)
+        self.std_ = (x.std(axis=0) + 1e-5).astype(np.float32)
+        return self
+
+    def transform(self, x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        out = np.empty_like(x, dtype=np.float32)
+        groups = np.asarray(groups)
+        for g in np.unique(groups):
+            m = groups == g
+            if m.sum() >= self.min_utts:
+                mu, sd = x[m].mean(axis=0), x[m].std(axis=0) + 1e-5
+            else:
+                mu, sd = self.mean_, self.std_
+            out[m] = (x[m] - mu) / sd
+        return out

@@ -1,29 +1,39 @@
-"""Small shared utilities: atomic writes, seeding, environment-located paths."""
+"""Small shared utilities: atomic writes, JSON reading, seeding, environment-located paths.
+
+Import-light on purpose (no NumPy or torch at import time): the command line imports it to build
+its parser, and ``emoboost --help`` must not pay for the numeric stack.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write to a temp file in the same folder, fsync, rename: readers never see half a file."""
+    """Write to a temp file in the same folder, fsync, rename: readers never see half a file.
+
+    An ``OSError`` (full disk, read-only folder) names ``path``: a failed ``write`` or ``fsync``
+    alone would only say "No space left on device".
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None and e.filename is None:
+            raise type(e)(e.errno, e.strerror, str(path)) from e
         raise
     return path
 
@@ -32,8 +42,35 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def read_json(path: str | Path, what: str | None = None) -> object:
+    """Parse a JSON file; a missing, unreadable or malformed file raises one line naming it.
+
+    ``what`` describes the file in the message (e.g. "model config"). Missing files raise
+    ``FileNotFoundError``; bad content raises ``ValueError`` (``json.JSONDecodeError`` alone names
+    no file).
+    """
+    path = Path(path)
+    broken = f"broken {what}: " if what else ""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what or 'file'} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: {broken}not valid JSON (not UTF-8 text: {e.reason})") from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: {broken}not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from e
+
+
+def default_cache_dir() -> str:
+    """Feature and download cache: $EMOBOOST_CACHE, else ~/.cache/emoboost."""
+    return os.environ.get("EMOBOOST_CACHE", str(Path.home() / ".cache" / "emoboost"))
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch so reruns give identical numbers on CPU."""
+    import numpy as np
     import torch
 
     random.seed(seed)

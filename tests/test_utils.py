@@ -1,0 +1,49 @@
+"""emoboost.utils: JSON files that name themselves when broken, writes that name the file on OSError."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from emoboost import utils
+from emoboost.utils import atomic_write_text, default_cache_dir, parse_value, read_json
+
+
+def test_read_json_names_the_file(tmp_path):
+    p = tmp_path / "bundle.json"
+    p.write_text('{"classes": ["a", "b"]}')
+    assert read_json(p) == {"classes": ["a", "b"]}
+    p.write_text('{"classes": ["a", ')
+    with pytest.raises(ValueError, match=r"bundle.json: broken run bundle: not valid JSON \(Expecting value at "
+                                         r"line 1 column 19\)") as e:
+        read_json(p, "run bundle")
+    assert str(e.value).startswith(str(p))
+    p.write_bytes(b"\xff\xfe{")
+    with pytest.raises(ValueError, match=r"bundle.json: not valid JSON \(not UTF-8 text"):
+        read_json(p)
+    with pytest.raises(FileNotFoundError, match=r"gone.json: model config does not exist"):
+        read_json(tmp_path / "gone.json", "model config")
+
+
+def test_atomic_write_full_disk_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    target = tmp_path / "out" / "summary.json"
+    atomic_write_text(target, "old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(utils.os, "fsync", full)
+    with pytest.raises(OSError) as e:
+        atomic_write_text(target, "new")
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(target)
+    assert target.read_text() == "old" and sorted(p.name for p in target.parent.iterdir()) == ["summary.json"]
+
+
+def test_default_cache_dir_and_parse_value(monkeypatch, tmp_path):
+    monkeypatch.setenv("EMOBOOST_CACHE", str(tmp_path / "c"))
+    assert default_cache_dir() == str(tmp_path / "c")
+    monkeypatch.delenv("EMOBOOST_CACHE")
+    assert default_cache_dir().endswith(os.path.join(".cache", "emoboost"))
+    assert parse_value("1e-4") == 1e-4 and parse_value("[1, 2]") == [1, 2] and parse_value("[0-9]+") == "[0-9]+"

@@ -1,0 +1,290 @@
+"""ONNX export: graphs, preprocessing file, bundle loading, and parity with the PyTorch path.
+
+Parity reference = ``upstream.log_mel`` (transformers' extractor) + ``upstream.encode_mel`` + the numpy
+head, each 30 s window encoded on its own. Real Whisper tiny.en / base encoders and EmoDB clips from
+../shared (skipped when absent); a tiny random Whisper covers everything else on any machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from emoboost.audio import load_audio
+from emoboost.export import add_args, check_head, export_onnx, head_posteriors, load_head, main
+from emoboost.onnx_predict import OnnxPredictor, is_onnx_export
+from emoboost.upstreams.whisper import WhisperEncoderUpstream
+
+WINDOW = 480_000  # 30 s at 16 kHz
+
+
+def save_tiny_whisper(path: Path, seed: int = 0) -> Path:
+    """A 2-layer, 32-dim random Whisper with encoder weights only (the ../shared layout)."""
+    from safetensors.torch import save_file
+    from transformers import WhisperConfig, WhisperModel
+
+    torch.manual_seed(seed)
+    cfg = WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
+                        vocab_size=100, max_source_positions=1500, max_target_positions=32, pad_token_id=0,
+                        bos_token_id=1, eos_token_id=2, decoder_start_token_id=3, begin_suppress_tokens=None,
+                        suppress_tokens=None)
+    model = WhisperModel(cfg)
+    path.mkdir(parents=True, exist_ok=True)
+    cfg.save_pretrained(path)
+    save_file({f"encoder.{k}": v.contiguous() for k, v in model.encoder.state_dict().items()},
+              str(path / "model.safetensors"), metadata={"format": "pt"})
+    return path
+
+
+def random_head(up: WhisperEncoderUpstream, layers: list[int], seed: int = 0, n_classes: int = 7) -> dict:
+    """Fixed random weights scaled so posteriors are spread out (a saturated softmax would hide errors)."""
+    rng = np.random.default_rng(seed)
+    f = len(layers) * up.hidden_size
+    return {"classes": [f"c{i}" for i in range(n_classes)], "layers": layers, "pooling": "mean",
+            "mean": rng.normal(0, 0.1, f).astype(np.float32), "scale": rng.uniform(0.5, 2.0, f).astype(np.float32),
+            "weight": rng.normal(0, 2.0 / np.sqrt(f), (n_classes, f)).astype(np.float32),
+            "bias": rng.normal(0, 0.1, n_classes).astype(np.float32)}
+
+
+@torch.inference_mode()
+def torch_posteriors(up: WhisperEncoderUpstream, head: dict, wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(posteriors, frames [k, N, D]) via the upstream's own log-mel and encode_mel, 30 s windows."""
+    frames = []
+    for s in range(0, len(wav), WINDOW):
+        w = wav[s : s + WINDOW]
+        mel = torch.from_numpy(up.log_mel(w))[None]
+        hidden, _ = up.encode_mel(mel, torch.tensor([mel.shape[-1]]))
+        frames.append(hidden[head["layers"], 0].numpy())
+    frames = np.concatenate(frames, axis=1)
+    return head_posteriors(head, frames), frames
+
+
+# ---- fixtures ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_random(tmp_path_factory) -> WhisperEncoderUpstream:
+    return WhisperEncoderUpstream(save_tiny_whisper(tmp_path_factory.mktemp("w") / "tiny-whisper"))
+
+
+def _shared_upstream(shared_dir: Path, name: str) -> WhisperEncoderUpstream:
+    d = shared_dir / "weights" / f"{name}-encoder"
+    if not (d / "model.safetensors").is_file():
+        pytest.skip(f"{name} encoder weights not found at {d}")
+    return WhisperEncoderUpstream(d, name=name)
+
+
+@pytest.fixture(scope="module")
+def tiny_en(shared_dir) -> WhisperEncoderUpstream:
+    return _shared_upstream(shared_dir, "whisper-tiny.en")
+
+
+@pytest.fixture(scope="module")
+def base(shared_dir) -> WhisperEncoderUpstream:
+    return _shared_upstream(shared_dir, "whisper-base")
+
+
+@pytest.fixture(scope="module")
+def clips(shared_dir) -> dict[str, np.ndarray]:
+    """Shortest and longest EmoDB files (16-bit PCM: size ~ duration) and a 35 s concatenation (2 windows)."""
+    files = sorted((shared_dir / "data" / "emodb" / "wav").glob("*.wav"), key=lambda p: (p.stat().st_size, p.name))
+    if not files:
+        pytest.skip("no EmoDB wav files in the shared folder")
+    short, long_ = load_audio(files[0]), load_audio(files[-1])
+    cat = np.concatenate([long_] * (35 * 16000 // len(long_) + 1))[: 35 * 16000 + 1234]
+    return {files[0].stem: short, files[-1].stem: long_, "concat35s": cat}
+
+
+# ---- parity on real encoders and clips ---------------------------------------------------------
+
+@pytest.mark.shared
+@pytest.mark.parametrize("layers", [[1], [1, 2], [2, 4]])
+def test_parity_tiny_en(tiny_en, clips, tmp_path, layers):
+    """[2, 4] also covers the final layer_norm (hidden state 4 is tiny.en's last)."""
+    head = random_head(tiny_en, layers, seed=len(layers))
+    pred = OnnxPredictor(export_onnx(tiny_en, head, tmp_path / "x"), threads=1)
+    assert pred.classes == head["classes"]
+    for name, wav in clips.items():
+        ref, ref_frames = torch_posteriors(tiny_en, head, wav)
+        frames, spans = pred.encode(wav)
+        assert len(spans) == (2 if len(wav) > WINDOW else 1)
+        got_frames = np.concatenate(frames, axis=1)
+        assert got_frames.shape == ref_frames.shape, name
+        rel = np.abs(got_frames - ref_frames).max() / np.abs(ref_frames).max()
+        assert rel < 1e-4, (name, rel)
+        got = pred.head_posteriors(got_frames)
+        if len(wav) < 16000 * 3:  # the one-call path gives the same numbers
+            np.testing.assert_array_equal(pred.posteriors(wav), got)
+        assert ref.max() < 0.99, "head saturated: parity would be meaningless"
+        err = np.abs(got - ref).max()
+        assert err < 1e-4, (name, layers, err)
+
+
+@pytest.mark.shared
+def test_parity_base(base, clips, tmp_path):
+    head = random_head(base, [1, 2], seed=7)
+    pred = OnnxPredictor(export_onnx(base, head, tmp_path / "x"), threads=1)
+    name = min(clips, key=lambda k: len(clips[k]))
+    ref, _ = torch_posteriors(base, head, clips[name])
+    err = np.abs(pred.posteriors(clips[name]) - ref).max()
+    assert ref.max() < 0.99 and err < 1e-4, (name, err)
+
+
+@pytest.mark.shared
+def test_log_mel_matches_extractor(tiny_en, clips):
+    """The numpy log-mel equals the float32 extractor up to the extractor's own float32 rounding
+    (~1.5e-5 on low-energy bins) and the same steps in float64 to 1e-6."""
+    from emoboost.onnx_predict import log_mel
+
+    filters = tiny_en.feature_extractor.mel_filters
+    for name, wav in clips.items():
+        wav = wav[:WINDOW]
+        ours = log_mel(wav, filters)
+        ref = tiny_en.log_mel(wav)
+        assert ours.shape == ref.shape == (80, len(wav) // 160)
+        err = np.abs(ours - ref)
+        assert err.max() < 3e-5 and np.mean(err > 1e-5) < 1e-3, (name, err.max())
+        x = torch.from_numpy(np.concatenate([wav, np.zeros(200, np.float32)]).astype(np.float64))
+        st = torch.stft(x, 400, 160, window=torch.hann_window(400, dtype=torch.float64), return_complex=True)
+        m = torch.clamp(torch.from_numpy(filters).T @ (st[:, :-1].abs() ** 2), min=1e-10).log10()
+        m = (torch.maximum(m, m.max() - 8.0) + 4.0) / 4.0
+        np.testing.assert_allclose(ours, m[:, : len(wav) // 160].numpy(), atol=1e-6, rtol=0)
+
+
+# ---- graph contents, files, predictor output (tiny random Whisper, runs everywhere) --------------
+
+def test_encoder_stops_at_deepest_layer(tiny_random, tmp_path):
+    """Per encoder layer the graph holds 2 LayerNorms and 1 attention Softmax; the final layer_norm
+    is there only when the deepest listed layer is the last one."""
+    import onnx
+
+    def ops(d: Path) -> tuple[int, int]:
+        types = [n.op_type for n in onnx.load(str(d / "encoder.onnx")).graph.node]
+        return types.count("LayerNormalization"), types.count("Softmax")
+
+    one = export_onnx(tiny_random, random_head(tiny_random, [1]), tmp_path / "one")
+    two = export_onnx(tiny_random, random_head(tiny_random, [0, 2]), tmp_path / "two")
+    assert ops(one) == (2, 1) and ops(two) == (5, 2)
+    pre = json.loads((two / "preprocessing.json").read_text())
+    assert pre["layers"] == [0, 2] and pre["window_samples"] == WINDOW and pre["n_mels"] == 80
+    assert pre["upstream"]["fingerprint"] == tiny_random.fingerprint()
+    assert pre["label_map"]["3"] == "c3" and np.load(two / pre["mel_filters"]["file"]).shape == (201, 80)
+    assert is_onnx_export(two) and not is_onnx_export(tmp_path)
+
+
+def test_predict_file_timeline_and_windows(tiny_random, tmp_path):
+    head = random_head(tiny_random, [1, 2], seed=3)
+    pred = OnnxPredictor(export_onnx(tiny_random, head, tmp_path / "x"), threads=1)
+    rng = np.random.default_rng(0)
+    wav = (0.1 * rng.standard_normal(WINDOW + 16000 * 5)).astype(np.float32)
+    wav *= np.repeat(rng.uniform(0.1, 1.0, len(wav) // 1600 + 1), 1600)[: len(wav)]  # varying loudness
+    path = tmp_path / "a.wav"
+    sf.write(str(path), wav, 16000, subtype="FLOAT")
+    d = pred.predict_file(path, timeline=True).to_dict()
+    ref, _ = torch_posteriors(tiny_random, head, wav)
+    assert d["path"] == str(path) and d["label"] == head["classes"][int(ref.argmax())]
+    np.testing.assert_allclose([d["probabilities"][c] for c in head["classes"]], ref, atol=2e-5)
+    assert [(e["start"], e["end"]) for e in d["timeline"]] == [(0.0, 30.0), (30.0, 35.0)]
+    w2, _ = torch_posteriors(tiny_random, head, wav[WINDOW:])
+    np.testing.assert_allclose(list(d["timeline"][1]["probabilities"].values()), w2, atol=2e-5)
+    assert "timeline" not in pred.predict_wav(wav[:8000]).to_dict()
+
+
+def test_bad_inputs(tiny_random, tmp_path):
+    from emoboost.audio import AudioError
+
+    out = export_onnx(tiny_random, random_head(tiny_random, [1]), tmp_path / "x")
+    pred = OnnxPredictor(out)
+    with pytest.raises(AudioError, match="x.wav: too short"):
+        pred.predict_wav(np.zeros(100, np.float32), "x.wav")
+    with pytest.raises(AudioError, match="NaN"):
+        pred.predict_wav(np.full(1600, np.nan, np.float32))
+    with pytest.raises(AudioError, match="mono"):
+        pred.predict_wav(np.zeros((2, 1600), np.float32))
+    with pytest.raises(FileNotFoundError, match="no such ONNX export"):
+        OnnxPredictor(tmp_path / "nope")
+    (out / "head.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="head.onnx: cannot be loaded"):
+        OnnxPredictor(out)
+    with pytest.raises(ValueError, match="layer 3 does not exist"):
+        export_onnx(tiny_random, random_head(tiny_random, [3]), tmp_path / "y")
+    bad = random_head(tiny_random, [1])
+    bad["scale"] = bad["scale"][:-1]
+    with pytest.raises(ValueError, match="scale has shape"):
+        check_head(bad)
+    with pytest.raises(ValueError, match="fingerprint"):
+        export_onnx(tiny_random, random_head(tiny_random, [1]), tmp_path / "z", fingerprint="other-123")
+
+
+def test_inference_needs_no_torch(tiny_random, tmp_path):
+    head = random_head(tiny_random, [2], seed=5)
+    out = export_onnx(tiny_random, head, tmp_path / "x")
+    wav = (0.1 * np.random.default_rng(1).standard_normal(24000)).astype(np.float32)
+    sf.write(str(tmp_path / "a.wav"), wav, 16000, subtype="FLOAT")
+    code = (
+        "import json, sys\n"
+        "from emoboost.onnx_predict import OnnxPredictor\n"
+        f"d = OnnxPredictor({str(out)!r}).predict_file({str(tmp_path / 'a.wav')!r}).to_dict()\n"
+        "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
+        "print(json.dumps({'heavy': heavy, 'p': d['probabilities']}))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["heavy"] == []
+    ref, _ = torch_posteriors(tiny_random, head, wav)
+    np.testing.assert_allclose([got["p"][c] for c in head["classes"]], ref, atol=2e-5)
+
+
+# ---- bundle loading and the command-line hook ------------------------------------------------------
+
+def test_load_head_json_and_safetensors(tiny_random, tmp_path):
+    from safetensors.numpy import save_file
+
+    head = random_head(tiny_random, [0, 2], seed=9)
+    spec = {"spec": str(tiny_random.source), "fingerprint": tiny_random.fingerprint()}
+    a = tmp_path / "a"
+    a.mkdir()
+    listed = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in head.items()}
+    (a / "bundle.json").write_text(json.dumps({"upstream": spec, "head": listed}))
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "bundle.json").write_text(json.dumps({"upstream": spec}))
+    save_file({k: head[k] for k in ("mean", "scale", "weight", "bias")}, str(b / "head.safetensors"),
+              metadata={"classes": json.dumps(head["classes"]), "layers": json.dumps(head["layers"]), "pooling": "mean"})
+    for d in (a, b):
+        got, up = load_head(d)
+        assert up == spec and got["classes"] == head["classes"] and got["layers"] == [0, 2]
+        for k in ("mean", "scale", "weight", "bias"):
+            np.testing.assert_array_equal(got[k], head[k])
+    (b / "head.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="no head.safetensors"):
+        load_head(b)
+    with pytest.raises(FileNotFoundError, match="no bundle.json"):
+        load_head(tmp_path)
+
+
+def test_main_exports_a_bundle(tiny_random, tmp_path, capsys):
+    head = random_head(tiny_random, [1], seed=11)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    listed = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in head.items()}
+    up = {"spec": str(tiny_random.source), "fingerprint": tiny_random.fingerprint()}
+    (bundle / "bundle.json").write_text(json.dumps({"upstream": up, "head": listed}))
+    parser = add_args(argparse.ArgumentParser())
+    assert main(parser.parse_args([str(bundle), "--format", "onnx", "--out", str(tmp_path / "onnx")])) == 0
+    assert "wrote" in capsys.readouterr().out
+    wav = (0.1 * np.random.default_rng(2).standard_normal(20000)).astype(np.float32)
+    ref, _ = torch_posteriors(tiny_random, head, wav)
+    np.testing.assert_allclose(OnnxPredictor(tmp_path / "onnx").posteriors(wav), ref, atol=1e-5)
+    (bundle / "bundle.json").write_text(json.dumps({"upstream": {**up, "fingerprint": "x-0"}, "head": listed}))
+    with pytest.raises(ValueError, match="trained on x-0"):
+        main(parser.parse_args([str(bundle), "--out", str(tmp_path / "onnx2")]))

@@ -51,6 +51,14 @@ def save_tiny_whisper(path: Path, seed: int = 0) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Weight-file hashes are remembered under $EMOBOOST_CACHE: keep each test's to itself."""
+    d = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("EMOBOOST_CACHE", str(d))
+    return d
+
+
 @pytest.fixture
 def tiny_ssl(tmp_path):
     def make(model_type: str = "wav2vec2", name: str | None = None, **kw) -> Path:

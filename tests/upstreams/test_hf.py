@@ -137,3 +137,37 @@ def test_local_dir_loads_with_hub_offline(tiny_ssl):
 def test_not_an_ssl_checkpoint(tiny_whisper):
     with pytest.raises(ValueError, match="whisper"):
         HFUpstream(tiny_whisper())
+
+
+@pytest.mark.parametrize("model_type", ["wav2vec2", "hubert", "wavlm"])
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_max_layer_gives_the_full_models_first_hidden_states(tiny_ssl, model_type, norm):
+    """Cut models build only layers 1..k; hidden state k is unchanged (stable-layer-norm models too)."""
+    d = str(tiny_ssl(model_type, feat_extract_norm=norm))
+    full = build_upstream(d)
+    x, lens = _wavs([16000, 9000], seed=2)
+    with torch.inference_mode():
+        ref, ref_lens = full(x, lens)
+    for k in range(full.num_layers):
+        up = build_upstream(d, max_layer=k)
+        assert (up.num_layers, up.layers_out) == (3, k + 1) and len(up.model.encoder.layers) == k
+        with torch.inference_mode():
+            out, out_lens = up(x, lens)
+        assert out_lens.tolist() == ref_lens.tolist()
+        np.testing.assert_allclose(out.numpy(), ref[: k + 1].numpy(), rtol=0, atol=1e-6)
+        assert up.fingerprint() == full.fingerprint()
+    with pytest.raises(ValueError, match="max_layer must be"):
+        build_upstream(d, max_layer=3)
+
+
+def test_no_pretraining_heads_are_built(tiny_ssl, tmp_path):
+    """A Wav2Vec2ForPreTraining checkpoint (quantizer, project_q, project_hid) loads as the bare model."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
+
+    cfg = Wav2Vec2Config.from_pretrained(tiny_ssl("wav2vec2"), codevector_dim=16, proj_codevector_dim=16)
+    torch.manual_seed(0)
+    Wav2Vec2ForPreTraining(cfg).save_pretrained(tmp_path / "pt")
+    up = build_upstream(str(tmp_path / "pt"))
+    names = {n.split(".")[0] for n, _ in up.model.named_parameters()}
+    assert type(up.model).__name__ == "Wav2Vec2Model" and not names & {"quantizer", "project_q", "project_hid"}
+    assert up.extract(np.zeros(4000, dtype=np.float32)).shape == (3, 49, 32)

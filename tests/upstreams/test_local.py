@@ -76,3 +76,45 @@ def test_build_upstream_routes_pretrained_directories_here(tmp_path):
     d, _ = _export(tmp_path, "mockingjay")
     up = build_upstream(str(d))
     assert isinstance(up, LocalPretrainedUpstream) and up.num_layers == 3 and up.hidden_size == 16
+
+
+@pytest.mark.parametrize("model_type", ["mockingjay", "npc"])
+def test_max_layer_gives_the_full_models_first_hidden_states(tmp_path, model_type):
+    d, _ = _export(tmp_path, model_type)
+    full = load_local_upstream(d)
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy((0.1 * rng.standard_normal((2, 12000))).astype(np.float32))
+    lens = torch.tensor([12000, 7000])
+    with torch.no_grad():
+        ref, ref_lens = full(x, lens)
+    assert full.layers_out == full.num_layers == 3
+    for k in range(full.num_layers):
+        up = load_local_upstream(d, max_layer=k)
+        assert (up.num_layers, up.layers_out) == (3, k + 1)
+        calls = []  # which NPC sub-networks actually run (hooks would take Mockingjay's layers off
+        for name, mod in up.model.named_children():  # torch's fused path, so count those instead)
+            if name in ("blocks", "masked"):
+                for i, m in enumerate(mod):
+                    m.register_forward_hook(lambda *a, tag=f"{name}{i}", seen=calls: seen.append(tag))
+        with torch.no_grad():
+            out, out_lens = up(x, lens)
+        np.testing.assert_array_equal(out.numpy(), ref[: k + 1].numpy())
+        assert out_lens.tolist() == ref_lens.tolist()
+        if model_type == "mockingjay":
+            assert len(up.model.layers) == k
+        elif k < 2:  # NPC: block outputs only; the masked convs belong to the last state
+            assert calls == [f"blocks{i}" for i in range(k + 1)]
+        else:
+            assert sorted(calls) == sorted([f"blocks{i}" for i in range(2)] + [f"masked{i}" for i in range(2)])
+        assert up.fingerprint() == full.fingerprint()
+    with pytest.raises(ValueError, match="max_layer must be"):
+        load_local_upstream(d, max_layer=3)
+
+
+def test_fingerprint_is_the_weight_files_hash(tmp_path):
+    from emoboost.upstreams.identity import weights_hash
+
+    d, _ = _export(tmp_path, "mockingjay")
+    up = load_local_upstream(d)
+    assert up.config_dict()["weights"] == weights_hash(d)
+    assert up.name == "mockingjay-mockingjay" and up.fingerprint().startswith("mockingjay-mockingjay-")

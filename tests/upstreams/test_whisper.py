@@ -71,6 +71,101 @@ def test_fingerprint_tracks_weights(tiny_whisper):
     assert a.config_dict()["config"]["d_model"] == 32
 
 
+def _clips(seed=0):
+    rng = np.random.default_rng(seed)
+    x = torch.zeros(2, 16000)
+    x[0] = torch.from_numpy((0.1 * rng.standard_normal(16000)).astype(np.float32))
+    x[1, :9920] = torch.from_numpy((0.1 * rng.standard_normal(9920)).astype(np.float32))
+    return x, torch.tensor([16000, 9920])
+
+
+def test_tiny_max_layer_gives_the_full_runs_first_layers(tiny_whisper):
+    d = str(tiny_whisper())
+    full = build_upstream(d)
+    x, lens = _clips()
+    with torch.inference_mode():
+        ref, ref_lens = full(x, lens)
+    for k in range(full.num_layers):
+        up = build_upstream(d, max_layer=k)
+        assert (up.num_layers, up.max_layer, up.layers_out) == (3, k, k + 1)
+        assert len(up.encoder.layers) == k  # deeper layers are not even built
+        with torch.inference_mode():
+            out, out_lens = up(x, lens)
+        assert out.shape == (k + 1, *ref.shape[1:]) and out_lens.tolist() == ref_lens.tolist()
+        # hidden state k: no layer_norm unless k is the last layer, exactly as in the full run
+        np.testing.assert_array_equal(out.numpy(), ref[: k + 1].numpy())
+    assert full.layers_out == full.num_layers == 3 and full.max_layer is None
+
+
+def test_tiny_bad_max_layer(tiny_whisper):
+    d = str(tiny_whisper())
+    for bad in (-1, 3, 1.5, True):
+        with pytest.raises(ValueError, match=r"max_layer must be an integer in 0\.\.2"):
+            build_upstream(d, max_layer=bad)
+
+
+def test_encoder_only_loader_equals_transformers_from_pretrained(tiny_whisper):
+    """Same tensors as ``WhisperModel.from_pretrained(dir).encoder`` (the previous loader), no decoder."""
+    from transformers import WhisperModel
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    from emoboost.upstreams.hf import quiet_transformers
+
+    d = tiny_whisper()
+    with quiet_transformers():
+        ref = WhisperModel.from_pretrained(d, dtype=torch.float32).encoder.eval()
+    up = build_upstream(str(d))
+    assert type(up.encoder) is WhisperEncoder and not any("decoder" in n for n, _ in up.named_modules())
+    ours, theirs = up.encoder.state_dict(), ref.state_dict()
+    assert ours.keys() == theirs.keys()
+    for k in ours:
+        assert ours[k].dtype == torch.float32 and torch.equal(ours[k], theirs[k]), k
+    x, lens = _clips(1)
+    with torch.inference_mode():
+        layers, _ = up(x[:1], lens[:1])
+        mel = torch.from_numpy(up.log_mel(x[0].numpy()))[None]
+        h = torch.nn.functional.gelu(ref.conv2(torch.nn.functional.gelu(ref.conv1(mel)))).permute(0, 2, 1)
+        h = h + ref.embed_positions.weight[: h.shape[1]]
+        for layer in ref.layers:
+            h = layer(h, None)
+            h = h[0] if isinstance(h, tuple) else h
+        np.testing.assert_allclose(layers[-1, 0].numpy(), ref.layer_norm(h)[0].numpy(), rtol=0, atol=1e-6)
+
+
+def test_loader_reads_full_seq2seq_checkpoints_and_fp16(tmp_path):
+    """Hub checkpoints are WhisperForConditionalGeneration (``model.encoder.*`` + decoder); shared ones fp16."""
+    from safetensors.torch import load_file, save_file
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    from emoboost.upstreams.whisper import load_encoder
+
+    torch.manual_seed(0)
+    cfg = WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
+                        vocab_size=100, max_source_positions=1500, max_target_positions=32, pad_token_id=0,
+                        bos_token_id=1, eos_token_id=2, decoder_start_token_id=3, begin_suppress_tokens=None,
+                        suppress_tokens=None)
+    model = WhisperForConditionalGeneration(cfg).eval()
+    model.save_pretrained(tmp_path / "s2s")
+    enc, full_cfg = load_encoder(tmp_path / "s2s")
+    assert full_cfg.encoder_layers == 2
+    for k, v in model.model.encoder.state_dict().items():
+        assert torch.equal(enc.state_dict()[k], v), k
+    half = tmp_path / "fp16"
+    half.mkdir()
+    (half / "config.json").write_text((tmp_path / "s2s" / "config.json").read_text())
+    sd = {k: v.half() for k, v in load_file(str(tmp_path / "s2s" / "model.safetensors")).items()
+          if k.startswith("model.encoder.")}
+    save_file(sd, str(half / "model.safetensors"))
+    enc16, _ = load_encoder(half, max_layer=1)
+    assert len(enc16.layers) == 1 and enc16.conv1.weight.dtype == torch.float32
+    assert torch.equal(enc16.conv1.weight, model.model.encoder.conv1.weight.half().float())
+    del sd["model.encoder.layers.0.fc1.weight"]
+    save_file(sd, str(half / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"model.safetensors: not a Whisper encoder checkpoint .*layers.0.fc1.weight"):
+        load_encoder(half)
+
+
 # ---- whisper-base from ../shared ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -121,3 +216,16 @@ def test_whisper_base_batch_of_segments(whisper_base, speech):
         layers, lens = whisper_base(x, torch.tensor([48000, 48000]))
     assert layers.shape == (7, 2, 150, 512) and lens.tolist() == [150, 150]
     np.testing.assert_allclose(layers[:, 0].numpy(), whisper_base.extract(speech), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.shared
+def test_whisper_base_max_layer_3(whisper_base, speech):
+    cut = WhisperEncoderUpstream(whisper_base.directory, max_layer=3)
+    assert (cut.num_layers, cut.layers_out, len(cut.encoder.layers)) == (7, 4, 3)
+    x = torch.from_numpy(np.stack([speech, speech[::-1].copy()]))
+    with torch.inference_mode():
+        full, _ = whisper_base(x, torch.tensor([48000, 48000]))
+        ours, _ = cut(x, torch.tensor([48000, 48000]))
+    assert ours.shape == (4, 2, 150, 512)
+    np.testing.assert_array_equal(ours.numpy(), full[:4].numpy())
+    assert cut.fingerprint() == whisper_base.fingerprint()

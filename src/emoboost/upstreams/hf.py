@@ -8,11 +8,21 @@ Input normalisation matters and differs between checkpoints: fairseq trained the
 raw waveforms and the large (layer-norm) ones on per-utterance zero-mean/unit-variance input. The
 choice is, in order: the explicit ``normalize`` argument, ``do_normalize`` in the checkpoint's
 ``preprocessor_config.json``, else ``feat_extract_norm == "layer"`` (the fairseq convention).
+
+``max_layer=k`` loads the model with ``num_hidden_layers=k`` (the deeper layers' weights are never
+read) and returns hidden states 0..k. Checkpoints with ``do_stable_layer_norm`` (the large ones)
+apply the encoder's ``layer_norm`` after the last layer only, i.e. never to hidden state k < L-1
+(transformers 5 leaves it off ``hidden_states`` altogether); a cut model therefore replaces it by
+the identity, so hidden state k is the same tensor as in the full model.
+
+A hub id is first fetched as a local snapshot (config, preprocessor config, one weight format) and
+loaded from there with ``local_files_only``; the model class is the bare ``AutoModel``
+(``Wav2Vec2Model`` ...): pretraining heads (quantizer, ``project_q``, CTC) are never built.
 """
 
 from __future__ import annotations
 
-import json
+import copy
 import logging
 import math
 import warnings
@@ -22,26 +32,12 @@ from pathlib import Path
 
 import torch
 
-from emoboost.upstreams.base import Upstream, state_dict_hash
+from emoboost.upstreams.base import Upstream, check_max_layer
+from emoboost.upstreams.identity import default_name, hf_identity, local_dir, read_config, resolve_normalize
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
-
-# Config fields that say where/how a checkpoint was loaded, not what it computes: kept out of fingerprints.
-_VOLATILE_CONFIG_KEYS = (
-    "_name_or_path", "name_or_path", "transformers_version", "dtype", "torch_dtype", "_commit_hash",
-    "_attn_implementation", "_attn_implementation_autoset", "output_hidden_states", "output_attentions",
-    "return_dict", "architectures", "id2label", "label2id", "use_cache",
-)
-
-
-def stable_config(config) -> dict:
-    """A transformers config as a dict without path/version/runtime fields (for fingerprints)."""
-    d = json.loads(config.to_json_string(use_diff=False))
-    for k in _VOLATILE_CONFIG_KEYS:
-        d.pop(k, None)
-    return d
 
 
 @contextmanager
@@ -60,34 +56,12 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _read_do_normalize(source: str, local: bool) -> bool | None:
-    """``do_normalize`` from preprocessor_config.json (local file, or the hub's when online); None if absent."""
-    path: str | None = None
-    if local:
-        p = Path(source) / "preprocessor_config.json"
-        path = str(p) if p.is_file() else None
-    else:
-        try:
-            from huggingface_hub import hf_hub_download
-
-            path = hf_hub_download(source, "preprocessor_config.json")
-        except Exception as e:  # no such file, offline, no network: fall back to the config heuristic
-            log.info("no preprocessor_config.json for %s (%s)", source, e)
-    if path is None:
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f).get("do_normalize")
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: unreadable preprocessor config ({e})") from e
-    return None if value is None else bool(value)
-
-
 class HFUpstream(Upstream):
     """A transformers wav2vec2/HuBERT/WavLM model returning all hidden states [L, B, T', D].
 
     ``normalize`` (None = decide from the checkpoint, see module doc) standardises each utterance
-    over its own samples (padding excluded) before the model sees it.
+    over its own samples (padding excluded) before the model sees it. ``max_layer=k`` builds layers
+    1..k only and returns hidden states 0..k (``num_layers`` stays the model's count).
     """
 
     def __init__(
@@ -96,35 +70,40 @@ class HFUpstream(Upstream):
         name: str | None = None,
         normalize: bool | None = None,
         device: str | torch.device = "cpu",
+        max_layer: int | None = None,
     ):
         super().__init__()
         from transformers import AutoConfig, AutoModel
 
         source = str(source)
-        local = Path(source).is_dir()
         self.source = source
-        config = AutoConfig.from_pretrained(source, local_files_only=local)
+        self.directory = local_dir(source)
+        config = AutoConfig.from_pretrained(str(self.directory), local_files_only=True)
         if config.model_type not in SUPPORTED_MODEL_TYPES:
             raise ValueError(
                 f"{source}: model_type {config.model_type!r} is not one of {SUPPORTED_MODEL_TYPES}"
             )
-        with quiet_transformers():  # pretraining heads (quantizer, project_q) are unused: expected
-            model = AutoModel.from_pretrained(source, config=config, local_files_only=local, dtype=torch.float32)
+        self.num_layers = config.num_hidden_layers + 1
+        self.max_layer = check_max_layer(max_layer, self.num_layers, source)
+        cut = max_layer is not None and max_layer < config.num_hidden_layers
+        load_config = copy.deepcopy(config)
+        if cut:
+            load_config.num_hidden_layers = max_layer
+        with quiet_transformers():  # pretraining heads / cut layers in the checkpoint are unused: expected
+            model = AutoModel.from_pretrained(str(self.directory), config=load_config, local_files_only=True,
+                                              dtype=torch.float32)
+        if cut and config.do_stable_layer_norm:
+            model.encoder.layer_norm = torch.nn.Identity()  # it follows the full model's last layer only
         self.model = model.eval()
         self.model.requires_grad_(False)
-        self.model_config = config
+        self.model_config = config  # the full model's config
         self.model_type = config.model_type
-        self.name = name or (Path(source).name if local else source.replace("/", "_"))
-        self.num_layers = config.num_hidden_layers + 1
+        self.name = name or default_name(source)
         self.hidden_size = config.hidden_size
         self.frame_rate = 16000 / math.prod(config.conv_stride)
         self.use_attention_mask = config.feat_extract_norm == "layer"
-        if normalize is None:
-            normalize = _read_do_normalize(source, local)
-        if normalize is None:
-            normalize = config.feat_extract_norm == "layer"
-        self.normalize = bool(normalize)
-        self._weights_hash: str | None = None
+        self.normalize = resolve_normalize(self.directory, read_config(self.directory), normalize)
+        self._identity: dict | None = None
         self.to(device).eval()
 
     @property
@@ -152,7 +131,10 @@ class HFUpstream(Upstream):
                 output_hidden_states=True,
                 return_dict=True,
             )
-        layers = torch.stack(out.hidden_states)
+        hidden = out.hidden_states
+        if not hidden:  # max_layer=0: no layer to record; the encoder output is hidden state 0
+            hidden = (out.last_hidden_state,)
+        layers = torch.stack(hidden)
         frame_lengths = self.model._get_feat_extract_output_lengths(lengths).long()
         return layers, frame_lengths
 
@@ -160,16 +142,10 @@ class HFUpstream(Upstream):
         return int(self.model._get_feat_extract_output_lengths(torch.tensor(num_samples)))
 
     def weights_hash(self) -> str:
-        if self._weights_hash is None:
-            self._weights_hash = state_dict_hash(self.model)
-        return self._weights_hash
+        """Hash of the weight files' bytes (see :mod:`emoboost.upstreams.identity`)."""
+        return self.config_dict()["weights"]
 
     def config_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "model_type": self.model_type,
-            "config": stable_config(self.model_config),
-            "weights": self.weights_hash(),
-            "normalize": self.normalize,
-            "attention_mask": self.use_attention_mask,
-        }
+        if self._identity is None:
+            self._identity = hf_identity(self.directory, self.name, self.normalize)
+        return dict(self._identity)

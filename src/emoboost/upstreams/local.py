@@ -2,22 +2,33 @@
 
 A directory holding ``emoboost_upstream.json`` + ``model.safetensors`` is what
 :func:`emoboost.pretrain.train.pretrain` writes; ``build_upstream(dir)`` routes such directories
-here. The fingerprint hashes the weights (normalisation statistics included) and the config, so
-the feature cache never serves features of another checkpoint.
+here. The fingerprint hashes the weight file's bytes (normalisation statistics included) and the
+config, so the feature cache never serves features of another checkpoint.
+
+``max_layer=k``: Mockingjay keeps Transformer layers 1..k (hidden state 0 is the input embedding);
+NPC's hidden states are the k+1 first ConvBlock outputs (state ``num_blocks`` is the masked
+representation, which needs every block, so asking for it runs the whole model).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from emoboost.upstreams.base import Upstream, state_dict_hash
+from emoboost.upstreams.base import Upstream, check_max_layer
+from emoboost.upstreams.identity import (
+    OWN_FORMAT,
+    OWN_UPSTREAM_FILE,
+    OWN_WEIGHTS_FILE,
+    own_identity,
+    own_name,
+    read_own_meta,
+)
 
-UPSTREAM_FILE = "emoboost_upstream.json"
-WEIGHTS_FILE = "model.safetensors"
-FORMAT = "emoboost-pretrained"
+UPSTREAM_FILE = OWN_UPSTREAM_FILE
+WEIGHTS_FILE = OWN_WEIGHTS_FILE
+FORMAT = OWN_FORMAT
 
 
 class LocalPretrainedUpstream(Upstream):
@@ -25,24 +36,15 @@ class LocalPretrainedUpstream(Upstream):
     Transformer layer (33.3 frames/s); NPC the unmasked ConvBlock outputs + the masked
     representation (100 frames/s)."""
 
-    def __init__(self, directory: str | Path, device: str | torch.device = "cpu"):
+    def __init__(self, directory: str | Path, device: str | torch.device = "cpu", max_layer: int | None = None):
         super().__init__()
         from safetensors.torch import load_file
 
         from emoboost.pretrain import build_model
 
         d = Path(directory)
+        meta = read_own_meta(d)
         meta_path, weights = d / UPSTREAM_FILE, d / WEIGHTS_FILE
-        if not meta_path.exists():
-            raise FileNotFoundError(f"{meta_path} is missing: {d} is not an emoboost pretrained upstream")
-        if not weights.exists():
-            raise FileNotFoundError(f"{weights} is missing (pretraining unfinished?)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{meta_path}: not valid JSON ({e})") from e
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path}: unknown format {meta.get('format')!r} (expected {FORMAT!r})")
         self.directory = d
         self.meta = meta
         self.model = build_model(meta["model_type"], meta.get("model_config"), meta.get("feature"))
@@ -54,36 +56,64 @@ class LocalPretrainedUpstream(Upstream):
         if missing or unexpected:
             raise ValueError(f"{weights}: weights do not match the config in {meta_path} "
                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        del state
+        self.name = own_name(d, meta)
+        self.num_layers = self.model.num_hidden_states
+        self.max_layer = check_max_layer(max_layer, self.num_layers, str(d))
+        self._npc_cut = False
+        if max_layer is not None and max_layer < self.num_layers - 1:
+            if meta["model_type"] == "mockingjay":
+                self.model.layers = self.model.layers[:max_layer]  # Mockingjay.encode runs self.layers
+            else:  # NPC: hidden state k is block k's output; run blocks 0..k, not the masked convs
+                self.model.blocks = self.model.blocks[: max_layer + 1]
+                self._npc_cut = True
         self.model.eval().requires_grad_(False)
         self.model.to(device)
-        self.name = f"{meta['model_type']}-{d.resolve().name}"
-        self.num_layers = self.model.num_hidden_states
         self.hidden_size = self.model.hidden_size
         self.frame_rate = float(self.model.frame_rate)
-        self._weights_hash: str | None = None
+        self._identity: dict | None = None
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def _npc_blocks(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """NPC's unmasked block outputs only (the first half of ``NPC.encode``)."""
+        from emoboost.pretrain.frontend import frame_mask
+
+        feats, flens = self.model.frontend(wavs, lengths)
+        valid = frame_mask(flens, feats.shape[1])[:, None, :].to(feats.dtype)
+        h = feats.transpose(1, 2)
+        states = []
+        for block in self.model.blocks:
+            h = block(h, valid)
+            states.append((h * valid).transpose(1, 2))
+        return states, flens
+
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         wavs = wavs.to(self.device, torch.float32)
         lengths = lengths.to(self.device).long()
-        states, flens = self.model.hidden_states(wavs, lengths)
+        if self._npc_cut:
+            states, flens = self._npc_blocks(wavs, lengths)
+        else:
+            states, flens = self.model.hidden_states(wavs, lengths)
         return torch.stack(states, 0), flens
 
+    def weights_hash(self) -> str:
+        """Hash of the weight file's bytes (see :mod:`emoboost.upstreams.identity`)."""
+        return self.config_dict()["weights"]
+
     def config_dict(self) -> dict:
-        if self._weights_hash is None:
-            self._weights_hash = state_dict_hash(self.model)
-        return {"name": self.name, "model_type": self.meta["model_type"],
-                "model_config": self.meta.get("model_config"), "feature": self.meta.get("feature"),
-                "weights": self._weights_hash}
+        if self._identity is None:
+            self._identity = own_identity(self.directory, self.meta)
+        return dict(self._identity)
 
 
 def is_local_upstream(path: str | Path) -> bool:
     return (Path(path) / UPSTREAM_FILE).is_file()
 
 
-def load_local_upstream(directory: str | Path, device: str | torch.device = "cpu") -> Upstream:
+def load_local_upstream(directory: str | Path, device: str | torch.device = "cpu",
+                        max_layer: int | None = None) -> Upstream:
     """Load a directory written by :func:`emoboost.pretrain.train.pretrain` as an :class:`Upstream`."""
-    return LocalPretrainedUpstream(directory, device=device)
+    return LocalPretrainedUpstream(directory, device=device, max_layer=max_layer)

@@ -12,6 +12,11 @@ Batches of different lengths: mel frames are zero-padded, the conv stack is mask
 never leak into valid ones, and an additive attention mask hides padded keys. Each clip therefore
 gets the same output as when run alone (up to float rounding), whatever else is in its batch. (The
 feature extractor in :mod:`emoboost.features.cache` feeds equal-length segments, so it never pads.)
+
+Only the encoder is ever built: ``WhisperEncoder(config)`` is created on the meta device (no random
+init) and filled from the checkpoint's ``encoder.*`` tensors (fp16 -> fp32); decoder tensors are never
+read. With ``max_layer=k`` only layers 1..k are built and read; the final ``layer_norm`` belongs to the
+last hidden state of the full model, so it is applied only when k is the last layer.
 """
 
 from __future__ import annotations
@@ -22,20 +27,72 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from emoboost.upstreams.base import Upstream, state_dict_hash
-from emoboost.upstreams.hf import quiet_transformers, stable_config
+from emoboost.upstreams.base import Upstream, check_max_layer
+from emoboost.upstreams.identity import WHISPER_HOP as HOP
+from emoboost.upstreams.identity import WHISPER_N_FFT as N_FFT
+from emoboost.upstreams.identity import default_name, local_dir, weight_files, whisper_identity
 
-HOP = 160  # Whisper log-mel hop (10 ms at 16 kHz)
-N_FFT = 400
+_PREFIXES = ("model.encoder.", "encoder.", "")  # WhisperForConditionalGeneration, WhisperModel, bare encoder
 
 
-def _load_encoder(source: str, local_files_only: bool) -> torch.nn.Module:
-    """WhisperModel(...).encoder in float32; the decoder being absent is expected, so its warning is muted."""
-    from transformers import WhisperModel
+def _read_encoder_tensors(files: list[Path], wanted: set[str]) -> dict[str, torch.Tensor]:
+    """The encoder tensors named in ``wanted`` (keys without prefix) as float32; nothing else is read."""
+    from safetensors import safe_open
 
-    with quiet_transformers():  # "decoder weights not initialized" is expected for encoder-only dirs
-        model = WhisperModel.from_pretrained(source, dtype=torch.float32, local_files_only=local_files_only)
-    return model.encoder
+    found: dict[str, torch.Tensor] = {}
+    prefix: str | None = None
+    for f in files:
+        if f.suffix == ".safetensors":
+            with safe_open(str(f), framework="pt") as st:
+                keys = list(st.keys())
+                if prefix is None:
+                    prefix = next((p for p in _PREFIXES if f"{p}conv1.weight" in keys), None)
+                for k in keys:
+                    if prefix is not None and k.startswith(prefix) and k[len(prefix):] in wanted:
+                        found[k[len(prefix):]] = st.get_tensor(k).to(torch.float32)
+        else:  # pytorch_model*.bin: tensors only, never pickled objects
+            state = torch.load(f, map_location="cpu", weights_only=True, mmap=True)
+            if prefix is None:
+                prefix = next((p for p in _PREFIXES if f"{p}conv1.weight" in state), None)
+            for k, v in state.items():
+                if prefix is not None and k.startswith(prefix) and k[len(prefix):] in wanted:
+                    found[k[len(prefix):]] = v.to(torch.float32)
+            del state
+    return found
+
+
+def load_encoder(directory: str | Path, max_layer: int | None = None):
+    """(``WhisperEncoder`` float32 with layers 1..max_layer (all when None), the checkpoint's full
+    ``WhisperConfig``), read straight from the weight files of a Hugging Face layout directory."""
+    import copy
+
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    d = Path(directory)
+    config = WhisperConfig.from_pretrained(str(d), local_files_only=True)
+    check_max_layer(max_layer, config.encoder_layers + 1, str(d))
+    n_layers = config.encoder_layers if max_layer is None else max_layer
+    enc_config = copy.deepcopy(config)
+    enc_config.encoder_layers = n_layers
+    with torch.device("meta"):  # shapes only: every tensor comes from the checkpoint
+        enc = WhisperEncoder(enc_config)
+    wanted = set(enc.state_dict())
+    files = weight_files(d)
+    state = _read_encoder_tensors(files, wanted)
+    missing = sorted(wanted - set(state))
+    where = files[0] if len(files) == 1 else d
+    if missing:
+        raise ValueError(f"{where}: not a Whisper encoder checkpoint for {d / 'config.json'} "
+                         f"(missing {len(missing)} encoder tensors, e.g. {', '.join(missing[:3])})")
+    try:
+        enc.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as e:  # shape mismatches
+        raise ValueError(f"{where}: weights do not match {d / 'config.json'} ({e})") from e
+    left = [n for n, t in [*enc.named_parameters(), *enc.named_buffers()] if t.is_meta]
+    if left:
+        raise ValueError(f"{where}: no values for {', '.join(left[:3])}")
+    return enc, config
 
 
 class WhisperEncoderUpstream(Upstream):
@@ -43,29 +100,32 @@ class WhisperEncoderUpstream(Upstream):
 
     ``source`` is a local directory in Hugging Face ``WhisperModel`` layout (possibly encoder-only,
     as in ``shared/weights/whisper-base-encoder``) or a hub id such as ``openai/whisper-base``.
-    whisper-base gives L=7, D=512, 50 frames/s (3 s -> 150 frames).
+    whisper-base gives L=7, D=512, 50 frames/s (3 s -> 150 frames). ``max_layer=k`` builds and runs
+    layers 1..k only and returns hidden states 0..k (``num_layers`` stays the model's 7,
+    ``layers_out`` is k + 1).
     """
 
     frame_rate = 50.0
 
-    def __init__(self, source: str | Path, name: str | None = None, device: str | torch.device = "cpu"):
+    def __init__(self, source: str | Path, name: str | None = None, device: str | torch.device = "cpu",
+                 max_layer: int | None = None):
         super().__init__()
         from transformers import WhisperFeatureExtractor
 
         source = str(source)
-        local = Path(source).is_dir()
         self.source = source
-        self.encoder = _load_encoder(source, local_files_only=local).eval()
-        self.encoder.requires_grad_(False)
-        cfg = self.encoder.config
-        self.model_config = cfg
-        self.name = name or (Path(source).name if local else source.replace("/", "_"))
+        self.directory = local_dir(source)
+        self.name = name or default_name(source)
+        self.encoder, cfg = load_encoder(self.directory, max_layer=max_layer)
+        self.encoder.eval().requires_grad_(False)
+        self.model_config = cfg  # the full model's config (encoder.config holds the cut layer count)
         self.num_layers = cfg.encoder_layers + 1
+        self.max_layer = max_layer
         self.hidden_size = cfg.d_model
         self.max_frames = cfg.max_source_positions  # encoder output frames (1500 = 30 s)
         # Built from parameters, never downloaded: only the mel-bin count varies between checkpoints.
         self.feature_extractor = WhisperFeatureExtractor(feature_size=cfg.num_mel_bins)
-        self._weights_hash: str | None = None
+        self._identity: dict | None = None
         self.to(device).eval()
 
     @property
@@ -132,11 +192,12 @@ class WhisperEncoderUpstream(Upstream):
             attn_mask = torch.zeros(keep.shape, dtype=x.dtype, device=dev)
             attn_mask = attn_mask.masked_fill(~keep, torch.finfo(x.dtype).min)[:, None, None, :]
         hidden = [x]
-        for layer in enc.layers:
+        for layer in enc.layers:  # layers 1..max_layer only when cut
             x = layer(x, attn_mask)
             x = x[0] if isinstance(x, tuple) else x
             hidden.append(x)
-        hidden[-1] = enc.layer_norm(hidden[-1])
+        if len(hidden) == self.num_layers:  # the full model's last hidden state is layer-normed
+            hidden[-1] = enc.layer_norm(hidden[-1])
         return torch.stack(hidden), out_lengths
 
     def num_frames(self, num_samples: int) -> int:
@@ -144,15 +205,10 @@ class WhisperEncoderUpstream(Upstream):
 
     # ---- identity -----------------------------------------------------------------------
     def weights_hash(self) -> str:
-        if self._weights_hash is None:
-            self._weights_hash = state_dict_hash(self.encoder)
-        return self._weights_hash
+        """Hash of the weight files' bytes (see :mod:`emoboost.upstreams.identity`)."""
+        return self.config_dict()["weights"]
 
     def config_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "model_type": "whisper-encoder",
-            "config": stable_config(self.model_config),
-            "weights": self.weights_hash(),
-            "mel": {"n_mels": self.model_config.num_mel_bins, "hop": HOP, "n_fft": N_FFT, "pad_to_30s": False},
-        }
+        if self._identity is None:
+            self._identity = whisper_identity(self.directory, self.name)
+        return dict(self._identity)

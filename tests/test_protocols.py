@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from emoboost.data.manifest import Manifest, Utterance
-from emoboost.protocols import LeakageError, check_disjoint, describe, make_folds
+from emoboost.protocols import LeakageError, check_classes, check_disjoint, describe, make_folds
 
 
 def _manifest(n_spk=10, per=6, sessions=False):
@@ -74,3 +74,51 @@ def test_group_kfold_balances_gender_like_ravdess():
         assert len(actors) == 4
         assert sorted(g[f.test][np.unique(spk[f.test], return_index=True)[1]]) == ["f", "f", "m", "m"], actors
     assert make_folds(m, "group-kfold", n_folds=6, seed=0)[0].test.tolist() == folds[0].test.tolist()  # deterministic
+
+
+# ---- class selection: typos and tiny classes are errors, not silent 1-class or 1-utterance problems ---------
+
+def _labelled(labels: dict[str, int], n_spk: int = 4) -> Manifest:
+    us = []
+    for label, n in labels.items():
+        for k in range(n):
+            us.append(Utterance(f"{label}_{k}", f"/c/{label}_{k}.wav", f"spk{k % n_spk}", label, 1.0, "t"))
+    us.append(Utterance("nolabel", "/c/nolabel.wav", "spk0", None, 1.0, "t"))
+    return Manifest(us)
+
+
+def test_check_classes_keeps_the_requested_labelled_utterances():
+    m = _labelled({"anger": 6, "joy": 5, "sad": 4})
+    assert sorted(set(check_classes(m, None, n_folds=4).labels())) == ["anger", "joy", "sad"]
+    kept = check_classes(m, ["anger", "joy", "anger"], n_folds=4)
+    assert len(kept) == 11 and set(kept.labels()) == {"anger", "joy"}
+    assert len(check_classes(m, [], n_folds=4)) == 15                  # empty = every class, unlabelled dropped
+
+
+def test_unknown_class_lists_the_corpus_classes():
+    m = _labelled({"anger": 6, "joy": 5})
+    with pytest.raises(ValueError, match=r"unknown class\(es\) 'angerr'; the corpus has: anger \(6\), joy \(5\)"):
+        check_classes(m, ["anger", "angerr"], n_folds=2)
+
+
+def test_fewer_than_two_classes_is_an_error():
+    m = _labelled({"anger": 6, "joy": 5})
+    with pytest.raises(ValueError, match=r"1 class\(es\) selected \(anger\): classification needs at least 2"):
+        check_classes(m, ["anger"], n_folds=2)
+    with pytest.raises(ValueError, match="at least 2"):
+        check_classes(_labelled({"anger": 6}), None, n_folds=2)
+
+
+def test_tiny_class_names_its_rows_unless_the_minimum_is_lowered():
+    m = _labelled({"anger": 6, "joy": 5, "jyo": 1})                    # one typo'd CSV row
+    with pytest.raises(ValueError, match=r"fewer utterances than the 5 folds need \(5\).*'jyo': 1 utterance\(s\): "
+                                         r"jyo_0 \(/c/jyo_0.wav\)\. Fix the rows") as e:
+        check_classes(m, None, n_folds=5)
+    assert "'joy'" not in str(e.value) and "\n" not in str(e.value)
+    assert len(check_classes(m, None, n_folds=5, min_class_count=1)) == 12
+    with pytest.raises(ValueError, match=r"min_class_count=6 \(6\).*'joy': 5 utterance\(s\): joy_0 .*joy_4 \(/c/joy_4"):
+        check_classes(m, ["anger", "joy"], n_folds=2, min_class_count=6)
+    with pytest.raises(ValueError, match=r"\+2 more"):
+        check_classes(_labelled({"a": 20, "b": 7}), None, n_folds=10, show=5)
+    with pytest.raises(ValueError, match="min_class_count must be an integer >= 1"):
+        check_classes(m, None, min_class_count=0)

@@ -7,6 +7,8 @@ is checked for speaker leakage before it is returned.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,3 +170,54 @@ def describe(protocol: str, folds: list[Fold]) -> str:
     else:
         valid = "validation = held-out training speakers"
     return f"{len(folds)}-fold {names[protocol]}, speaker-independent; {valid}"
+
+
+def check_classes(
+    manifest: Manifest,
+    classes: Iterable[str] | None = None,
+    n_folds: int = 2,
+    min_class_count: int | None = None,
+    show: int = 5,
+) -> Manifest:
+    """The labelled utterances of ``classes`` (None or empty: every class), or an error saying why not.
+
+    Refused, each with one line that lets the user fix it:
+
+    - a requested class that no utterance has (a typo such as ``angerr`` would otherwise just
+      filter everything of that class away); the message lists the manifest's classes and counts;
+    - fewer than 2 classes (a 1-class problem "scores" 100 %);
+    - a class with fewer than ``min_class_count`` utterances (default: ``n_folds``, as every fold
+      needs a chance to see the class in training and in testing). A typo'd label in one CSV row
+      becomes such a class; the message names its rows (id and path).
+    """
+    if min_class_count is not None and (isinstance(min_class_count, bool) or not isinstance(min_class_count, int)
+                                        or min_class_count < 1):
+        raise ValueError(f"min_class_count must be an integer >= 1, got {min_class_count!r}")
+    labelled = manifest.filter(lambda u: u.label is not None)
+    counts = Counter(u.label for u in labelled)
+    have = ", ".join(f"{c} ({n})" for c, n in sorted(counts.items())) or "none"
+    wanted = list(dict.fromkeys([classes] if isinstance(classes, str) else (classes or [])))
+    if wanted:
+        unknown = [c for c in wanted if c not in counts]
+        if unknown:
+            raise ValueError(f"unknown class(es) {', '.join(map(repr, unknown))}; the corpus has: {have}")
+        keep = set(wanted)
+        labelled = labelled.filter(lambda u: u.label in keep)
+        counts = Counter({c: counts[c] for c in wanted})
+    if len(counts) < 2:
+        raise ValueError(f"{len(counts)} class(es) selected ({', '.join(counts) or 'none'}): classification needs "
+                         f"at least 2; the corpus has: {have}")
+    need = int(min_class_count) if min_class_count is not None else int(n_folds)
+    small = sorted(c for c, n in counts.items() if n < need)
+    if small:
+        why = f"min_class_count={need}" if min_class_count is not None else f"the {n_folds} folds need"
+        parts = []
+        for c in small:
+            rows = [u for u in labelled if u.label == c]
+            listed = ", ".join(f"{u.id} ({u.path})" for u in rows[:show])
+            more = f" +{len(rows) - show} more" if len(rows) > show else ""
+            parts.append(f"{c!r}: {len(rows)} utterance(s): {listed}{more}")
+        raise ValueError(f"class(es) with fewer utterances than {why} ({need}), a typo'd label? "
+                         f"{'; '.join(parts)}. Fix the rows, leave the class out with --classes, or lower "
+                         "--min-class-count")
+    return labelled

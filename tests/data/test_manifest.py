@@ -112,3 +112,25 @@ def test_operations(manifest):
     with pytest.raises(ValueError, match="duplicate utterance id '03a01Fa'"):
         Manifest.concat([emo, emo])
     assert "5 utterances" in repr(m)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_write_on_a_full_disk_names_the_manifest_and_keeps_the_old_one(tmp_path, monkeypatch, suffix):
+    import errno
+    import os
+
+    from emoboost import utils
+
+    m = Manifest([Utterance("a", "/x/a.wav", "s1", "anger", 1.0, "t")])
+    out = m.write(tmp_path / f"m{suffix}")
+    before = out.read_bytes()
+    assert Manifest.read(out).ids == ["a"]
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(utils.os, "fsync", full)
+    with pytest.raises(OSError) as e:
+        Manifest([]).write(out)
+    assert e.value.filename == str(out) and e.value.errno == errno.ENOSPC
+    assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [out.name]

@@ -7,15 +7,16 @@ default) so a manifest written on one machine can be re-rooted with :meth:`Manif
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
+
+from emoboost.utils import atomic_write_text
 
 REQUIRED = ("id", "path", "speaker", "label", "duration", "corpus")
 OPTIONAL = ("session", "gender", "intensity", "text")
@@ -128,27 +129,19 @@ class Manifest:
 
     # ---- serialisation -------------------------------------------------------------------
     def write(self, path: str | Path) -> Path:
-        """Atomic write; format from suffix (.jsonl or .csv)."""
+        """Atomic write (an OSError names ``path``); format from suffix (.jsonl or .csv)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-                if path.suffix == ".csv":
-                    cols = list(REQUIRED + OPTIONAL)
-                    w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-                    w.writeheader()
-                    for u in self:
-                        w.writerow({k: ("" if v is None else v) for k, v in u.to_dict().items()})
-                else:
-                    for u in self:
-                        f.write(json.dumps(u.to_dict(), ensure_ascii=False) + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        buf = io.StringIO(newline="")
+        if path.suffix == ".csv":
+            cols = list(REQUIRED + OPTIONAL)
+            w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+            w.writeheader()
+            for u in self:
+                w.writerow({k: ("" if v is None else v) for k, v in u.to_dict().items()})
+        else:
+            for u in self:
+                buf.write(json.dumps(u.to_dict(), ensure_ascii=False) + "\n")
+        return atomic_write_text(path, buf.getvalue())
 
     @classmethod
     def read(cls, path: str | Path) -> Manifest:

@@ -459,3 +459,20 @@ def test_csv_corpus_errors(tmp_path):
     p.write_text("file,label\nx.wav,a\n")
     with pytest.raises(ValueError, match=r"bad.csv: missing required column\(s\) \['path', 'speaker'\]"):
         csvcorpus.prepare(p)
+
+
+def test_scan_corpus_passes_options_and_refuses_unknown_ones(tmp_path):
+    from emoboost.data.corpora import corpus_options, scan_corpus
+
+    for label in ("anger", "joy"):
+        for spk in ("s1", "s2"):
+            write_tone(tmp_path / label / f"{spk}-{label}.wav", seconds=0.1)
+    m, skipped = scan_corpus("folder", tmp_path, {"speaker_regex": r"^(s\d)-"})
+    assert sorted(set(m.groups("speaker"))) == ["s1", "s2"] and skipped == []
+    assert corpus_options("folder")[:3] == ["speaker_regex", "speaker_level", "speaker"]
+    with pytest.raises(ValueError, match=r"corpus 'folder': unknown option\(s\) \['speaker_regx'\]; it accepts: "
+                                         r"speaker_regex, "):
+        scan_corpus("folder", tmp_path, {"speaker_regx": "x"})
+    with pytest.raises(ValueError, match=r"speaker_regex must be a string, got \['0-9'\] \(quote it"):
+        scan_corpus("folder", tmp_path, {"speaker_regex": ["0-9"]})
+    assert corpus_options("emodb") == ["classes"]

@@ -6,7 +6,10 @@ Modules are imported lazily so a missing optional dependency of one corpus never
 from __future__ import annotations
 
 import importlib
+import inspect
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from emoboost.data.corpora.base import CorpusInfo
 
@@ -31,4 +34,26 @@ def get_corpus(name: str) -> ModuleType:
     return importlib.import_module(CORPORA[key])
 
 
-__all__ = ["CORPORA", "CorpusInfo", "get_corpus"]
+def corpus_options(name: str) -> list[str]:
+    """The options corpus ``name``'s ``scan`` accepts besides the root (e.g. folder: ``speaker_regex``)."""
+    params = list(inspect.signature(get_corpus(name).scan).parameters)
+    return params[1:]
+
+
+def scan_corpus(name: str, root: str | Path, options: dict[str, Any] | None = None):
+    """``get_corpus(name).scan(root, **options)`` -> (Manifest, skipped), refusing unknown option names.
+
+    The one entry point for the command line and the runner, so that corpus-specific settings
+    (``speaker_regex`` for a folder-per-label corpus, ``demographics`` for CREMA-D, ...) reach the
+    scan from ``data prepare`` flags and from a run's ``corpus_options`` alike, and a misspelt
+    option is an error instead of being ignored.
+    """
+    options = dict(options or {})
+    valid = corpus_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"corpus {name!r}: unknown option(s) {unknown}; it accepts: {', '.join(valid) or 'none'}")
+    return get_corpus(name).scan(root, **options)
+
+
+__all__ = ["CORPORA", "CorpusInfo", "corpus_options", "get_corpus", "scan_corpus"]

@@ -56,6 +56,9 @@ def _speaker_rule(speaker_regex: str | None, speaker_level: int | None, speaker:
     if speaker_level is not None and (not isinstance(speaker_level, int) or speaker_level < 1):
         raise ValueError(f"folder corpus: speaker_level must be an integer >= 1, got {speaker_level!r}")
     if speaker_regex is not None:
+        if not isinstance(speaker_regex, str):
+            raise ValueError(f"folder corpus: speaker_regex must be a string, got {speaker_regex!r} (quote it: "
+                             "a value like [0-9]+ in -o/--option is read as YAML)")
         try:
             return re.compile(speaker_regex)
         except re.error as e:

@@ -32,9 +32,12 @@ class _Undeclared(_Declared):
 def test_a_method_only_declares_its_defaults():
     m = _Declared(["a", "b"], alpha=2.0)
     assert m.params == {"alpha": 2.0, "layer": -1}                 # defaults merged in by the base class
-    with pytest.raises(ValueError, match=r"declared: unknown parameter\(s\) 'lyaer' \(did you mean 'lyaer' -> "
-                                         r"'layer'\?\); valid: alpha, layer"):
+    with pytest.raises(ValueError, match=r"declared: unknown parameter\(s\) 'lyaer' \(did you mean 'layer'\?\); "
+                                         r"valid: alpha, layer"):
         _Declared(["a", "b"], lyaer=2)
+    with pytest.raises(ValueError, match=r"'alpah', 'lyaer', 'zzz' \(did you mean 'alpha' for 'alpah', 'layer' for "
+                                         r"'lyaer'\?\)"):
+        _Declared(["a", "b"], lyaer=2, alpah=1, zzz=0)
     assert _Undeclared(["a", "b"], anything=1).params == {"anything": 1}   # nothing declared: no check
 
 

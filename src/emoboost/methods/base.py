@@ -249,8 +249,11 @@ def check_params(method: Method, params: dict[str, Any]) -> None:
         return
     import difflib
 
-    hints = [f"{u!r} -> {m[0]!r}?" for u in unknown if (m := difflib.get_close_matches(u, known, n=1))]
-    hint = f" (did you mean {', '.join(hints)})" if hints else ""
+    close = {u: m[0] for u in unknown if (m := difflib.get_close_matches(u, known, n=1))}
+    if len(unknown) == 1 and close:
+        hint = f" (did you mean {close[unknown[0]]!r}?)"
+    else:
+        hint = f" (did you mean {', '.join(f'{m!r} for {u!r}' for u, m in close.items())}?)" if close else ""
     raise ValueError(f"{method.name}: unknown parameter(s) {', '.join(map(repr, unknown))}{hint}; "
                      f"valid: {', '.join(sorted(known))}")
 

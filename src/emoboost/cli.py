@@ -1,19 +1,22 @@
 """Command line: ``emoboost {data,run,predict,benchmark,pretrain,intensity}``.
 
 Heavy modules are imported inside each command so ``emoboost --help`` is instant and one missing
-optional dependency never breaks unrelated commands.
+optional dependency never breaks unrelated commands: building the parser imports neither torch,
+transformers nor scikit-learn (the commands whose argument lists live in heavy modules register
+them only when that command is the one being run). Errors end in one line on stderr and a
+non-zero exit, never a traceback (``-v`` shows it); Ctrl-C exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-
-import yaml
 
 from emoboost.utils import parse_value as _parse_value
 
@@ -37,7 +40,7 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
 def _experiment_dict(args: argparse.Namespace) -> dict:
     cfg: dict = {}
     if args.config:
-        cfg = yaml.safe_load(Path(args.config).read_text()) or {}
+        cfg = _read_yaml(args.config)
     direct = {
         "corpus": args.corpus, "data_root": args.data_root, "manifest": args.manifest, "upstream": args.upstream,
         "method": args.method, "protocol": args.protocol, "n_folds": args.folds, "seeds": args.seeds,
@@ -49,15 +52,49 @@ def _experiment_dict(args: argparse.Namespace) -> dict:
     for p in args.param or []:
         apply_overrides(params, [p])
     apply_overrides(cfg, args.override or [])
+    if args.min_class_count is not None:
+        cfg["min_class_count"] = args.min_class_count
+    for o in args.corpus_option or []:
+        apply_overrides(cfg.setdefault("corpus_options", {}), [o])
     if args.quick:
         cfg["max_folds"] = 2
-        params.setdefault("max_epochs", 3)
+        if _accepts(cfg.get("method", "linear"), "max_epochs"):
+            params.setdefault("max_epochs", 3)
         cfg["tsne"] = False
     if args.no_save_models:
         cfg["save_models"] = False
     if args.no_progress:
         cfg["progress"] = False
     return cfg
+
+
+def _read_yaml(path: str) -> dict:
+    """An experiment recipe; a missing or malformed file is one line naming it."""
+    import yaml
+
+    p = Path(path)
+    try:
+        cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p}: config file does not exist") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{p}: invalid YAML ({' '.join(str(e).split())})") from e
+    if cfg is None:
+        return {}
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{p}: an experiment config must be a mapping of keys, got {type(cfg).__name__}")
+    return cfg
+
+
+def _accepts(method: str, param: str) -> bool:
+    """Whether ``method`` takes ``param`` (``--quick`` only caps epochs of methods that have epochs)."""
+    from emoboost.methods import get_method
+    from emoboost.methods.base import accepts_param
+
+    try:
+        return accepts_param(get_method(method), param)
+    except KeyError:
+        return False  # an unknown method is reported by the run itself
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -75,6 +112,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--segment-length", type=float)
     p.add_argument("--segment-hop", type=float)
     p.add_argument("--classes", nargs="+", help="keep only these labels")
+    p.add_argument("--min-class-count", type=int,
+                   help="fewest utterances a class may have (default: the number of folds)")
+    p.add_argument("--corpus-option", action="append", metavar="KEY=VALUE",
+                   help="corpus scan option (repeatable), e.g. speaker_regex='^(\\d+)_' for --corpus folder")
     p.add_argument("--out", help="run directory (default runs/<corpus>-<method>)")
     p.add_argument("--cache-dir", help="feature cache (default $EMOBOOST_CACHE or ~/.cache/emoboost)")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 folds, 3 epochs, no t-SNE")
@@ -86,6 +127,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from emoboost.runner import ExperimentConfig, run_experiment
 
     d = _experiment_dict(args)
+    threads = d.pop("threads", None)
+    if threads and not args.threads:
+        _set_threads(int(threads))
     d.setdefault("out_dir", f"runs/{d.get('corpus', 'emodb')}-{d.get('method', 'linear')}")
     sweeps = args.sweep or []
     if not sweeps:
@@ -122,7 +166,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from emoboost.audio import AudioError
     from emoboost.predict import Predictor
 
-    pred = Predictor.load(args.model, upstream=args.upstream)
+    bundle = _check_bundle(Path(args.model))
+    try:
+        pred = Predictor.load(args.model, upstream=args.upstream)
+    except (KeyError, TypeError) as e:
+        if bundle is None:
+            raise
+        detail = f"missing key {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
+        raise ValueError(f"{bundle}: broken run bundle ({detail})") from e
     rows, failed = [], 0
     for a in args.audio:
         try:
@@ -153,8 +204,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _check_bundle(model: Path) -> Path | None:
+    """Parse ``bundle.json`` up front: a JSON error alone would not say which file is broken."""
+    from emoboost.utils import read_json
+
+    path = model / "bundle.json"
+    if not path.is_file():
+        return None  # Predictor.load explains a missing run directory or bundle
+    bundle = read_json(path, "run bundle")
+    if not isinstance(bundle, dict):
+        raise ValueError(f"{path}: broken run bundle: expected a JSON object, got {type(bundle).__name__}")
+    classes = bundle.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or len(classes) < 2:
+        raise ValueError(f"{path}: broken run bundle: 'classes' must list at least 2 class names")
+    return path
+
+
 def cmd_data(args: argparse.Namespace) -> int:
-    from emoboost.data.corpora import CORPORA, get_corpus
+    from emoboost.data.corpora import CORPORA, get_corpus, scan_corpus
 
     if args.data_cmd == "list":
         for name in sorted(CORPORA):
@@ -162,19 +229,26 @@ def cmd_data(args: argparse.Namespace) -> int:
             print(f"{name:10s} {len(info.classes):2d} classes  protocol={info.default_protocol:13s} {info.url or ''}")
         return 0
     if args.data_cmd == "download":
-        from emoboost.data.download import download_corpus
-        from emoboost.runner import default_cache_dir
+        from emoboost.data.download import MAX_EXTRACT_BYTES, MAX_RATIO, download_corpus
+        from emoboost.utils import default_cache_dir
 
         dest = args.dest or str(Path(default_cache_dir()) / "corpora")
-        root = download_corpus(args.corpus, dest, url=args.url, force=args.force)
+        max_bytes = int(args.max_size * 1e9) if args.max_size is not None else MAX_EXTRACT_BYTES
+        root = download_corpus(args.corpus, dest, url=args.url, force=args.force, max_bytes=max_bytes,
+                               max_ratio=args.max_ratio if args.max_ratio is not None else MAX_RATIO)
         print(root)
         return 0
     if args.data_cmd == "prepare":
-        mod = get_corpus(args.corpus)
-        if hasattr(mod, "scan"):
-            manifest, skipped = mod.scan(args.root)
-        else:
-            manifest, skipped = mod.prepare(args.root), []
+        options: dict = {}
+        for o in args.option or []:
+            apply_overrides(options, [o])
+        flags = {"speaker_regex": args.speaker_regex, "speaker_level": args.speaker_level}
+        options.update({k: v for k, v in flags.items() if v is not None})
+        manifest, skipped = scan_corpus(args.corpus, args.root, options)
+        if len(manifest) == 0:
+            first = f"; first skipped: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+            raise ValueError(f"{args.corpus}: no usable utterances under {args.root} "
+                             f"({len(skipped)} file(s) skipped{first})")
         manifest.write(args.out)
         print(f"{manifest} -> {args.out}")
         for p, problem in skipped:
@@ -187,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="emoboost", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is best on a busy machine)")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_LazyParser)
 
     p = sub.add_parser("run", help="train + evaluate one method with speaker-independent CV, write a report")
     _add_run_args(p)
@@ -208,54 +282,123 @@ def build_parser() -> argparse.ArgumentParser:
     d = dsub.add_parser("download", help="fetch a corpus from its official public URL")
     d.add_argument("corpus")
     d.add_argument("--dest")
-    d.add_argument("--url", help="override the download URL (mirrors)")
-    d.add_argument("--force", action="store_true")
+    d.add_argument("--url", help="override the download URL (mirrors); then any letters-and-digits name works")
+    d.add_argument("--force", action="store_true", help="replace an existing copy")
+    d.add_argument("--max-size", type=float, metavar="GB",
+                   help="refuse archives that expand to more than this (default 64 GiB)")
+    d.add_argument("--max-ratio", type=float, help="refuse archives that expand more than this many times (default 100)")
     d = dsub.add_parser("prepare", help="scan a corpus folder into a manifest")
     d.add_argument("corpus")
     d.add_argument("root")
     d.add_argument("--out", required=True, help="manifest path (.jsonl or .csv)")
+    d.add_argument("--speaker-regex", help="folder corpus: regex on the file name whose group 1 (or 'speaker') is the speaker")
+    d.add_argument("--speaker-level", type=int, help="folder corpus: the folder this many levels below the label is the speaker")
+    d.add_argument("--option", action="append", metavar="KEY=VALUE", help="other corpus scan option (repeatable)")
     p.set_defaults(func=cmd_data)
 
-    _add_optional_commands(sub)
+    _add_lazy_commands(sub)
     return ap
 
 
-def _add_optional_commands(sub) -> None:
-    """Commands whose modules are written per method; each registers its own arguments."""
-    try:
-        from emoboost import benchmark
+class _LazyParser(argparse.ArgumentParser):
+    """A subcommand parser whose arguments are registered on first use.
 
-        p = sub.add_parser("benchmark", help="several methods × encoders on identical folds -> one table")
-        benchmark.add_args(p)
-        p.set_defaults(func=benchmark.run)
-    except ImportError:
-        pass
-    try:
-        from emoboost.pretrain import cli as pcli
+    The argument lists of ``benchmark``, ``pretrain`` and ``intensity`` live in modules that import
+    scikit-learn or torch; registering them only when that subcommand is parsed (or its help shown)
+    keeps ``emoboost --help`` and ``emoboost data ...`` free of those imports.
+    """
 
-        p = sub.add_parser("pretrain", help="self-supervised pretraining (Mockingjay / NPC, random or EMS masking)")
-        pcli.add_pretrain_args(p)
-        p.set_defaults(func=pcli.run_pretrain)
-        p = sub.add_parser("intensity", help="frame-level emotion intensity curve of audio files")
-        pcli.add_intensity_args(p)
-        p.set_defaults(func=pcli.run_intensity)
-    except ImportError:
-        pass
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def _materialise(self) -> None:
+        add, self.add_arguments = self.add_arguments, None
+        if add is not None:
+            add(self)
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001 - argparse signature
+        self._materialise()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._materialise()
+        return super().format_help()
+
+
+def _lazy(sub, name: str, help: str, module: str, add: str, run: str) -> None:
+    p = sub.add_parser(name, help=help)
+
+    def register(parser: argparse.ArgumentParser) -> None:
+        import importlib
+
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            raise SystemExit(f"emoboost: error: the {name} command is unavailable: {e}") from e
+        getattr(mod, add)(parser)
+        parser.set_defaults(func=getattr(mod, run))
+
+    p.add_arguments = register
+
+
+def _add_lazy_commands(sub) -> None:
+    """Commands whose argument lists live in heavy modules (imported only when the command runs)."""
+    _lazy(sub, "benchmark", "several methods × encoders on identical folds -> one table",
+          "emoboost.benchmark", "add_args", "run")
+    _lazy(sub, "pretrain", "self-supervised pretraining (Mockingjay / NPC, random or EMS masking)",
+          "emoboost.pretrain.cli", "add_pretrain_args", "run_pretrain")
+    _lazy(sub, "intensity", "frame-level emotion intensity curve of audio files",
+          "emoboost.pretrain.cli", "add_intensity_args", "run_intensity")
+
+
+def _set_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free space, or point --out / --cache-dir elsewhere",
+    errno.EROFS: "read-only file system: point --out / --cache-dir at a writable folder",
+    errno.EACCES: "no permission: point --out / --cache-dir at a writable folder",
+    errno.EDQUOT: "disk quota exceeded: free space, or point --out / --cache-dir elsewhere",
+}
+_EXPECTED = (OSError, ValueError, LookupError, RuntimeError)
+"""Error families user input, files and the disk raise; other types are reported as internal errors."""
+
+
+def error_line(e: BaseException) -> str:
+    """One line for an exception: the file and the problem when the OS names a file."""
+    if isinstance(e, OSError) and e.strerror and e.filename is not None:
+        where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
+        msg = f"{where}: {e.strerror}"
+        if e.errno in _OS_HINTS and _OS_HINTS[e.errno] not in msg:
+            msg += f" ({_OS_HINTS[e.errno]})"
+    elif isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str):
+        msg = e.args[0]
+    else:
+        msg = str(e) or type(e).__name__
+    msg = " ".join(line.strip() for line in msg.splitlines() if line.strip())
+    if not isinstance(e, _EXPECTED):
+        msg = f"{type(e).__name__}: {msg} (an internal error; rerun with -v for the traceback)"
+    return msg
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.threads:
+            _set_threads(args.threads)
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except KeyboardInterrupt:
         if args.verbose:
             raise
-        print(f"emoboost: error: {e}", file=sys.stderr)
+        print("\nemoboost: interrupted; rerun to resume (finished folds and cached features are kept)", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the command line's last line of defence: one line, no traceback
+        if args.verbose:
+            raise
+        print(f"emoboost: error: {error_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -77,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
         ups = args.upstreams if _needs_upstream(name, params) else [None]
         for up in ups:
             if args.quick:
-                params = {"max_epochs": 2, **params}
+                from emoboost.methods import get_method
+                from emoboost.methods.base import accepts_param
+
+                if accepts_param(get_method(name), "max_epochs"):
+                    params = {"max_epochs": 2, **params}
             entry = label if up is None else f"{label} @ {up}"
             safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in entry.replace(" @ ", "__"))
             cfg = ExperimentConfig(

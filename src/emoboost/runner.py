@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> str:
-    return os.environ.get("EMOBOOST_CACHE", str(Path.home() / ".cache" / "emoboost"))
+    from emoboost.utils import default_cache_dir as d
+
+    return str(d())
 
 
 @dataclass
@@ -55,6 +57,8 @@ class ExperimentConfig:
     encoder_window: float = 30.0
     min_duration: float = 0.1
     classes: list[str] | None = None
+    min_class_count: int | None = None  # default: the number of folds
+    corpus_options: dict[str, Any] = field(default_factory=dict)  # e.g. speaker_regex for a folder corpus
     out_dir: str = "runs/experiment"
     cache_dir: str = field(default_factory=default_cache_dir)
     save_models: bool = True
@@ -109,15 +113,20 @@ def load_manifest(cfg: ExperimentConfig) -> tuple[Manifest, list[tuple[str, str]
         info = {"name": mod.INFO.name, "default_protocol": mod.INFO.default_protocol, "default_folds": mod.INFO.default_folds}
         root = resolve_data_root(cfg.corpus, cfg.data_root)
         if hasattr(mod, "scan"):
-            manifest, skipped = mod.scan(root)
+            from emoboost.data.corpora import scan_corpus
+
+            manifest, skipped = scan_corpus(cfg.corpus, root, cfg.corpus_options)
         else:
             manifest = mod.prepare(root)
     manifest = manifest.filter(lambda u: u.label is not None)
-    if cfg.classes:
-        keep = set(cfg.classes)
-        manifest = manifest.filter(lambda u: u.label in keep)
     if len(manifest) == 0:
         raise ValueError("the manifest has no labelled utterances")
+    from emoboost.protocols import check_classes
+
+    protocol = cfg.protocol or info.get("default_protocol", "loso")
+    n_folds = cfg.n_folds or (len(manifest.speakers()) if protocol == "loso" else info.get("default_folds") or 2)
+    manifest = check_classes(manifest, cfg.classes, n_folds=min(int(n_folds), 10**6),
+                             min_class_count=cfg.min_class_count)
     return manifest, list(skipped), info
 
 

@@ -169,3 +169,40 @@ def test_cli_run_quick(corpus, upstream_dir, tmp_path, capsys):
                "--no-progress", "-p", "layer=1"])
     assert rc == 0
     assert "first 2 folds only" in capsys.readouterr().out
+
+
+def test_two_speaker_corpus_runs_loso_with_utterance_validation(corpus, upstream_dir, tmp_path):
+    """With one training speaker per fold, early stopping uses that speaker's utterances; the report says so."""
+    two = tmp_path / "emodb2" / "wav"
+    two.mkdir(parents=True)
+    for f in (corpus / "wav").glob("*.wav"):
+        if f.name[:2] in ("03", "08"):
+            (two / f.name).write_bytes(f.read_bytes())
+    cfg = _cfg(two.parent, upstream_dir, tmp_path / "out", tmp_path / "cache", tsne=False,
+               method_params={"layer": 1, "max_epochs": 5})
+    rep = run_experiment(cfg)
+    assert len(rep["per_fold"]) == 2
+    folds = json.loads((tmp_path / "out" / "folds.json").read_text())
+    assert all(f["valid_by"] == "utterances" and f["n_valid"] > 0 for f in folds)
+    assert "training speakers' utterances" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_fold_errors_are_raised_before_any_extraction(corpus, upstream_dir, tmp_path, monkeypatch):
+    import emoboost.features.store as store
+
+    monkeypatch.setattr(store, "extract_to_store", lambda *a, **k: pytest.fail("extraction started"))
+    cfg = _cfg(corpus, upstream_dir, tmp_path / "out", tmp_path / "cache", protocol="group-kfold", n_folds=9)
+    with pytest.raises(ValueError):
+        run_experiment(cfg)
+    assert not (tmp_path / "out" / "config.json").exists()  # a run that never started does not lock --out
+
+
+def test_logreg_run_reads_only_pooled_statistics(corpus, upstream_dir, tmp_path, monkeypatch):
+    from emoboost.features.store import StoreSource
+
+    monkeypatch.setattr(StoreSource, "frames", lambda *a, **k: pytest.fail("a pooled method read frames"))
+    cfg = _cfg(corpus, upstream_dir, tmp_path / "out", tmp_path / "cache", method="logreg", tsne=False,
+               method_params={"layer": "1,2", "Cs": [1.0]})
+    rep = run_experiment(cfg)
+    assert rep["summary"]["UA"]["mean"] > 0.5
+    assert not list((tmp_path / "cache").rglob("*.npy"))  # store=auto keeps statistics only for pooled methods

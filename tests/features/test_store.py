@@ -1,0 +1,210 @@
+"""The SSL feature store: windowed encoding, pooled statistics, memory-mapped lazy reads, validation."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from emoboost.audio import Segmenting, content_hash
+from emoboost.data.manifest import Manifest, Utterance
+from emoboost.features import store as st
+from emoboost.features.store import (
+    ArraySource,
+    FeatureStore,
+    SSLView,
+    StoreSource,
+    StoreSpec,
+    encode_clip,
+    extract_to_store,
+)
+
+
+class TinyUpstream(torch.nn.Module):
+    """Deterministic frame encoder with context (a causal running mean), so windowing is visible."""
+
+    name = "tiny"
+    num_layers = 3
+    hidden_size = 4
+    frame_rate = 50.0
+    sample_rate = 16000
+
+    def forward(self, wavs, lengths):
+        b, n = wavs.shape
+        t = n // 320
+        x = wavs[:, : t * 320].reshape(b, t, 320)
+        f0 = torch.stack([x.mean(-1), x.abs().mean(-1), x.std(-1), x.max(-1).values], -1)
+        f1 = torch.cumsum(f0, 1) / torch.arange(1, t + 1)[None, :, None]
+        f2 = torch.tanh(f1 * 3 + f0)
+        lens = torch.as_tensor(lengths) // 320
+        return torch.stack([f0, f1, f2]), lens
+
+    def config_dict(self):
+        return {"name": "tiny"}
+
+
+def write(path: Path, seconds: float, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    sf.write(str(path), (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32), 16000)
+    return path
+
+
+def manifest_of(tmp_path: Path, durations, speakers=None) -> Manifest:
+    utts = []
+    for i, d in enumerate(durations):
+        p = write(tmp_path / f"u{i}.wav", d, i)
+        utts.append(Utterance(id=f"u{i}", corpus="t", path=str(p), label="ab"[i % 2],
+                              speaker=(speakers[i] if speakers else f"s{i % 3}"), duration=d))
+    return Manifest(utts)
+
+
+def test_windowed_encoding_equals_frames_of_its_windows():
+    up = TinyUpstream()
+    wav = np.random.default_rng(0).standard_normal(16000 * 5 + 1000).astype(np.float32)
+    spec = StoreSpec(window=2.0)  # stands in for Whisper's 30 s limit
+    frames, seg_frames = encode_clip(up, wav, spec)
+    assert seg_frames == 0
+    parts = [encode_clip(up, wav[s : s + 32000], StoreSpec(window=100.0))[0] for s in range(0, len(wav), 32000)]
+    assert np.array_equal(frames, np.concatenate(parts, axis=1))
+    # the running mean restarts in each window: a single 100 s window differs
+    assert not np.allclose(encode_clip(up, wav, StoreSpec(window=100.0))[0][1], frames[1])
+
+
+def test_segment_encoding_stores_segments_back_to_back():
+    up = TinyUpstream()
+    wav = np.random.default_rng(1).standard_normal(16000 * 7).astype(np.float32)
+    frames, t = encode_clip(up, wav, StoreSpec(encoding="segment", segmenting=Segmenting(3.0)))
+    assert t == 150 and frames.shape == (3, 450, 4)  # 3 segments, last zero-padded
+    seg2 = np.zeros(48000, dtype=np.float32)
+    seg2[:16000] = wav[96000:]
+    alone = encode_clip(up, seg2, StoreSpec(window=100.0))[0]
+    assert np.allclose(frames[:, 300:], alone, atol=1e-6)
+
+
+def test_pooled_statistics_match_frames(tmp_path):
+    m = manifest_of(tmp_path, [1.3, 2.0, 4.1])
+    store = FeatureStore(tmp_path / "cache", "tiny-0", StoreSpec())
+    rep = extract_to_store(m, store, TinyUpstream(), progress=False)
+    assert rep.computed == 3 and not rep.skipped
+    src = StoreSource(store, list(rep.hashes.values()))
+    for i in range(3):
+        f = src.raw_frames(i).astype(np.float64)  # float16 on disk
+        s = src.stats(i)
+        assert s.mean.dtype == np.float32 and s.mean.shape == (3, 4)
+        assert np.allclose(s.mean, f.mean(axis=1), atol=2e-3)
+        assert np.allclose(s.std, f.std(axis=1), atol=2e-3)
+        assert s.num_frames == f.shape[1]
+    # a rerun computes nothing and never needs the encoder
+    rep2 = extract_to_store(m, store, lambda: pytest.fail("encoder built for a cached corpus"), progress=False)
+    assert rep2.computed == 0 and rep2.reused == 3
+
+
+def test_pooled_store_keeps_no_frames_and_layer_subset_keeps_only_those(tmp_path):
+    m = manifest_of(tmp_path, [1.0, 2.0])
+    pooled = FeatureStore(tmp_path / "c", "tiny-0", StoreSpec(frames=None))
+    rep = extract_to_store(m, pooled, TinyUpstream(), progress=False)
+    assert not list((tmp_path / "c").rglob("*.npy"))
+    src = StoreSource(pooled, list(rep.hashes.values()))
+    assert src.frame_layers == ()
+    with pytest.raises(ValueError, match="not in the feature store"):
+        src.frames(0, [1])
+    sub = FeatureStore(tmp_path / "c", "tiny-0", StoreSpec(frames=(1, 2)))
+    rep = extract_to_store(m, sub, TinyUpstream(), progress=False)
+    src = StoreSource(sub, list(rep.hashes.values()))
+    assert src.raw_frames(0).shape[0] == 2 and src.frame_layers == (1, 2)
+    assert src.frames(0, [2]).shape[0] == 1
+    assert rep.reused == 0 or rep.computed >= 0  # pooled statistics are shared between the two stores
+    assert pooled.stats_key == sub.stats_key
+
+
+def test_frames_are_memory_mapped_and_read_per_batch(tmp_path, monkeypatch):
+    m = manifest_of(tmp_path, [3.5, 6.2, 1.1, 4.0])
+    store = FeatureStore(tmp_path / "cache", "tiny-0", StoreSpec())
+    rep = extract_to_store(m, store, TinyUpstream(), progress=False)
+    src = StoreSource(store, list(rep.hashes.values()), segmenting=Segmenting(3.0))
+    assert isinstance(src.raw_frames(1), np.memmap)
+    read = []
+    real = StoreSource.frames
+
+    def counting(self, i, layers):
+        out = real(self, i, layers)
+        read.append(out.nbytes)
+        return out
+    monkeypatch.setattr(StoreSource, "frames", counting)
+    view = SSLView(src)
+    view.pooled([1])  # pooled features never touch frames
+    assert read == []
+    win, seg_utt = view.segments([1])
+    assert seg_utt.tolist() == [0, 0, 1, 1, 1, 2, 3, 3]
+    batch = win[np.array([2, 3])]  # two windows of utterance 1: one read of that utterance only
+    assert batch.shape == (2, 1, 150, 4) and len(read) == 1
+    per_utt = src.raw_frames(1)[1:2].nbytes
+    assert read[0] == per_utt
+    # the last window of utterance 1 runs past its end: zero-padded, valid frames counted
+    assert win.valid_frames()[4] == src.stats(1).num_frames - 300
+    assert not win[4][0, win.valid_frames()[4]:].any()
+
+
+def test_damaged_entries_are_recomputed(tmp_path):
+    m = manifest_of(tmp_path, [1.0, 1.5])
+    store = FeatureStore(tmp_path / "cache", "tiny-0", StoreSpec())
+    extract_to_store(m, store, TinyUpstream(), progress=False)
+    h = content_hash(m[0].path)
+    p = store.stats_path(h)
+    with np.load(p) as z:
+        d = dict(z)
+    d["mean"] = np.full_like(d["mean"], np.nan)
+    np.savez(p, **d)
+    store.frames_path(content_hash(m[1].path)).write_bytes(b"\x93NUMPY garbage")
+    rep = extract_to_store(m, store, TinyUpstream(), progress=False)
+    assert rep.computed == 2 and np.isfinite(store.read_stats(h).mean).all()
+
+
+def test_read_only_store_serves_reads(tmp_path):
+    m = manifest_of(tmp_path, [1.0, 1.5])
+    root = tmp_path / "cache"
+    store = FeatureStore(root, "tiny-0", StoreSpec())
+    extract_to_store(m, store, TinyUpstream(), progress=False)
+    for d, _, files in os.walk(root):
+        for f in files:
+            os.chmod(Path(d) / f, stat.S_IREAD)
+        os.chmod(d, stat.S_IREAD | stat.S_IEXEC)
+    try:
+        rep = extract_to_store(m, FeatureStore(root, "tiny-0", StoreSpec()), lambda: pytest.fail("built"),
+                               progress=False)
+        assert rep.reused == 2
+    finally:
+        for d, _, _ in os.walk(root):
+            os.chmod(d, stat.S_IRWXU)
+
+
+def test_bad_audio_is_listed_and_the_rest_extracted(tmp_path):
+    m = manifest_of(tmp_path, [1.0, 1.2])
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not audio")
+    m = Manifest([*m, Utterance(id="bad", corpus="t", path=str(bad), label="a", speaker="s9", duration=1.0)])
+    rep = extract_to_store(m, FeatureStore(tmp_path / "c", "tiny-0", StoreSpec()), TinyUpstream(), progress=False)
+    assert list(rep.hashes) == ["u0", "u1"] and [p for p, _ in rep.skipped] == [str(bad)]
+
+
+def test_shards_partition_the_corpus():
+    ids = [f"utt{i}" for i in range(200)]
+    shares = [[u for u in ids if st.shard_of(u, 4) == k] for k in range(4)]
+    assert sorted(sum(shares, [])) == sorted(ids) and all(len(s) > 20 for s in shares)
+    assert st.parse_shard("1/4") == (1, 4)
+    with pytest.raises(ValueError):
+        st.parse_shard("4/4")
+
+
+def test_array_source_segments_match_old_layout():
+    rng = np.random.default_rng(0)
+    arrs = [rng.standard_normal((s, 2, 5, 3)).astype(np.float16) for s in (1, 3)]
+    view = SSLView(ArraySource.from_segments(arrs))
+    win, seg_utt = view.segments([0, 1])
+    assert seg_utt.tolist() == [0, 1, 1, 1]
+    assert np.array_equal(win[np.arange(4)], np.concatenate(arrs).astype(np.float32))

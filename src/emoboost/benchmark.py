@@ -49,6 +49,11 @@ def _needs_upstream(name: str, params: dict) -> bool:
     return "ssl" in req
 
 
+def _pooled_mean(pooled: dict, key: str) -> str:
+    vals = [m[key] for m in pooled.values() if key in m]
+    return f"{100 * sum(vals) / len(vals):.2f}" if vals else "-"
+
+
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", default="emodb")
     p.add_argument("--data-root")
@@ -59,6 +64,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=int)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--segment-length", type=float, default=3.0)
+    p.add_argument("--segment-encoding", choices=["utterance", "segment"], default="utterance",
+                   help="SSL store: encode each clip on its own frames (default) or each segment alone (the paper's way)")
     p.add_argument("--out", default=None, help="benchmark directory (default runs/benchmark-<corpus>)")
     p.add_argument("--cache-dir")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 folds, 2 epochs, no t-SNE")
@@ -87,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             cfg = ExperimentConfig(
                 corpus=args.corpus, data_root=args.data_root, manifest=args.manifest, upstream=up, method=name,
                 method_params=params, protocol=args.protocol, n_folds=args.folds, seeds=list(args.seeds),
-                segment_length=args.segment_length, out_dir=str(out / safe),
+                segment_length=args.segment_length, segment_encoding=args.segment_encoding, out_dir=str(out / safe),
                 cache_dir=args.cache_dir or default_cache_dir(), save_models=not args.no_save_models,
                 tsne=not args.quick, progress=not args.no_progress, max_folds=2 if args.quick else None,
             )
@@ -98,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
             rows.append({
                 "entry": entry, "method": name, "params": params, "upstream": up, "run_dir": cfg.out_dir,
                 "WA": s["WA"], "UA": s["UA"], "macro_F1": s["macro_F1"],
+                "pooled": s.get("pooled", {}),
                 "train_s": s["timings_total_s"].get("fit_s", 0.0), "infer_s": s["timings_total_s"].get("predict_s", 0.0),
                 "features_s": rep["timings"]["features_s"], "wall_s": time.perf_counter() - t0,
                 "parameters": rep["protocol"].get("parameters"), "protocol": rep["protocol"],
@@ -107,15 +115,18 @@ def run(args: argparse.Namespace) -> int:
     same = all(r["folds"] == rows[0]["folds"] for r in rows)
     proto = rows[0]["protocol"]
     lines = [f"# emoboost benchmark: {proto['corpus']}", ""]
-    for k in ("corpus", "utterances", "speakers", "classes", "protocol", "seeds", "segmenting", "machine"):
+    for k in ("corpus", "utterances", "speakers", "classes", "protocol", "seeds", "features", "segmenting", "machine"):
         lines.append(f"- **{k}**: {proto.get(k)}")
     lines.append(f"- **identical folds across entries**: {'yes' if same else 'NO (some entries skipped different files)'}")
     lines.append(f"- **total wall time**: {time.perf_counter() - t_all:.0f} s (machine: {platform.machine()})")
-    lines += ["", "| method | upstream | WA % | UA % | macro-F1 % | train s | infer s | params |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "WA/UA/macro-F1: fold mean ± std; pooled: over all test utterances of all folds (mean over seeds).", "",
+              "| method | upstream | WA % | UA % | macro-F1 % | pooled WA % | pooled UA % | train s | infer s | params |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        pw, pu = (_pooled_mean(r["pooled"], k) for k in ("WA", "UA"))
         lines.append(
             f"| {r['entry'].split(' @ ')[0]} | {r['upstream'] or '-'} | {fmt_pm(r['WA'])} | {fmt_pm(r['UA'])} | "
-            f"{fmt_pm(r['macro_F1'])} | {r['train_s']:.0f} | {r['infer_s']:.1f} | {r['parameters']:,} |"
+            f"{fmt_pm(r['macro_F1'])} | {pw} | {pu} | {r['train_s']:.0f} | {r['infer_s']:.1f} | {r['parameters']:,} |"
         )
     notes = {k: v for r in rows for k, v in r["protocol"].items() if k in ("alexnet", "pretrained_weights", "weights")}
     if notes:

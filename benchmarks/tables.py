@@ -1,0 +1,123 @@
+"""Every documented benchmark table as data: ``python benchmarks/tables.py NAME`` reruns one table.
+
+Each table is one ``emoboost benchmark`` call (or a short series of ``emoboost run`` calls) on
+identical folds; ``--print`` shows the exact command without running it, ``--list`` names the tables.
+Tables from before the feature store (3 s segments encoded on their own, utterance = mean segment
+posterior) keep that protocol explicitly (``segment_encoding=segment``, ``pooling=segment``), so
+their numbers stay reproducible beside the new utterance-level rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+L = os.environ.get("LAYER", "3")
+EP = "max_epochs=15,patience=4"
+OLD = ["--segment-encoding", "segment"]  # the pre-store protocol: each 3 s segment encoded alone
+SEG_LINEAR = f"ssl-only=linear:layer={L},pooling=segment"
+SSL_CNN = f"ssl-cnn=ssl_cnn:layer={L},proj_dim=64,pool=[2,2],head=global,max_epochs=20,patience=8"
+
+TABLES: dict[str, dict] = {
+    # --- the feature store (utterance-level pooling of each clip's own frames) ---------------------
+    "store-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "methods": [
+        *[f"logreg-L{i}=logreg:layer={i}" for i in range(7)],
+        "logreg-L2,3,4=logreg:layer=[2,3,4]",
+        "logreg-L3+spk-norm=logreg:layer=3,speaker_norm=speaker",
+        "logreg-L2,3,4+spk-norm=logreg:layer=[2,3,4],speaker_norm=speaker",
+        "linear-L3=linear:layer=3",
+        "linear-weighted=linear:layer=weighted",
+    ]},
+    "store-ravdess": {"corpus": "ravdess", "upstreams": ["whisper-base"], "methods": [
+        "logreg-L3=logreg:layer=3",
+        "logreg-L2,3,4=logreg:layer=[2,3,4]",
+        "logreg-L3+spk-norm=logreg:layer=3,speaker_norm=speaker",
+        "logreg-L2,3,4+spk-norm=logreg:layer=[2,3,4],speaker_norm=speaker",
+    ]},
+    "store-headline": {"corpus": "emodb", "upstreams": ["whisper-base"], "methods": [
+        "best-layer=logreg:layer=3",
+        "layer-fusion=logreg:layer=[2,3,4]",
+        "speaker-normalised=logreg:layer=[2,3,4],speaker_norm=speaker",
+    ]},
+    # --- tables from before the store (segment protocol kept) ----------------------------------------
+    "issue4-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
+        "svm-egemaps=svm:features=egemaps", SSL_CNN, SEG_LINEAR]},
+    "issue4-ravdess": {"corpus": "ravdess", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
+        "svm-egemaps=svm:features=egemaps", SSL_CNN, SEG_LINEAR]},
+    "msemoboost-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
+        SEG_LINEAR,
+        f"both=msemoboost:guidance=both,layer={L},freeze_alexnet=true,{EP}",
+        f"mfcc-only=msemoboost:guidance=mfcc,layer={L},{EP}",
+        f"both-no-attention=msemoboost:guidance=both,attention=false,layer={L},freeze_alexnet=true,{EP}",
+        f"spec-only=msemoboost:guidance=spec,layer={L},freeze_alexnet=true,{EP}"]},
+    "msemoboost-fixes-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
+        f"both+enh-residual=msemoboost:guidance=both,layer={L},freeze_alexnet=true,enh_residual=true,{EP}",
+        f"mfcc+enh-residual=msemoboost:guidance=mfcc,layer={L},enh_residual=true,{EP}"]},
+    "msemoboost-weighted-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
+        f"both+enh-residual+weighted=msemoboost:guidance=both,layer=weighted,freeze_alexnet=true,enh_residual=true,{EP}"]},
+    "msemoboost-ravdess": {"corpus": "ravdess", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
+        SEG_LINEAR,
+        f"both=msemoboost:guidance=both,layer={L},freeze_alexnet=true,max_epochs=10,patience=3",
+        f"both+enh-residual=msemoboost:guidance=both,layer={L},freeze_alexnet=true,enh_residual=true,max_epochs=10,patience=3"]},
+    "short-segments-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "segments": [2.0, 1.0],
+                             "methods": [SSL_CNN]},
+    "spec-cnn-emodb": {"corpus": "emodb", "methods": [
+        "resnet18-scratch=spec_cnn:arch=resnet18,image_size=[64,40],max_epochs=12,patience=4"]},
+    "spec-cnn-ravdess": {"corpus": "ravdess", "methods": [
+        "resnet18-scratch=spec_cnn:arch=resnet18,image_size=[64,40],max_epochs=12,patience=4"]},
+    "svm-emodb": {"corpus": "emodb", "methods": [
+        "egemaps=svm:features=egemaps", "egemaps+spk-norm=svm:features=egemaps,speaker_norm=speaker",
+        "compare=svm:features=compare", "compare+spk-norm=svm:features=compare,speaker_norm=speaker",
+        "mfcc-stats=svm:features=mfcc_stats", "mfcc-stats+spk-norm=svm:features=mfcc_stats,speaker_norm=speaker"]},
+    "svm-ravdess": {"corpus": "ravdess", "methods": [
+        "egemaps=svm:features=egemaps", "egemaps+spk-norm=svm:features=egemaps,speaker_norm=speaker",
+        "mfcc-stats=svm:features=mfcc_stats", "mfcc-stats+spk-norm=svm:features=mfcc_stats,speaker_norm=speaker"]},
+}
+
+
+def commands(name: str, out_root: str = "runs", quick: bool = False) -> list[list[str]]:
+    """The ``emoboost`` argument lists behind table ``name``."""
+    t = TABLES[name]
+    segments = t.get("segments", [None])
+    cmds = []
+    for seg in segments:
+        out = f"{out_root}/{name}" + (f"-{seg:g}s" if seg else "")
+        argv = ["--threads", "1", "benchmark", "--corpus", t["corpus"], "--no-progress", "--out", out,
+                *t.get("extra", [])]
+        if seg:
+            argv += ["--segment-length", str(seg)]
+        if t.get("upstreams"):
+            argv += ["--upstreams", *t["upstreams"]]
+        if quick:
+            argv.append("--quick")
+        cmds.append(argv + ["--methods", *t["methods"]])
+    return cmds
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("table", nargs="?", help=f"one of: {', '.join(TABLES)}")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--print", action="store_true", help="print the command(s), run nothing")
+    ap.add_argument("--out-root", default="runs")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 2 folds, 2 epochs")
+    args = ap.parse_args(argv)
+    if args.list or not args.table:
+        print("\n".join(TABLES))
+        return 0
+    if args.table not in TABLES:
+        ap.error(f"unknown table {args.table!r}; known: {', '.join(TABLES)}")
+    from emoboost.cli import main as emoboost
+
+    rc = 0
+    for cmd in commands(args.table, args.out_root, args.quick):
+        print("emoboost " + " ".join(shlex.quote(c) for c in cmd), flush=True)
+        if not args.print:
+            rc |= emoboost(cmd)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

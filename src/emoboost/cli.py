@@ -45,6 +45,7 @@ def _experiment_dict(args: argparse.Namespace) -> dict:
         "corpus": args.corpus, "data_root": args.data_root, "manifest": args.manifest, "upstream": args.upstream,
         "method": args.method, "protocol": args.protocol, "n_folds": args.folds, "seeds": args.seeds,
         "segment_length": args.segment_length, "segment_hop": args.segment_hop, "out_dir": args.out,
+        "segment_encoding": args.segment_encoding, "store": args.store, "store_layers": args.layers,
         "cache_dir": args.cache_dir, "classes": args.classes,
     }
     cfg.update({k: v for k, v in direct.items() if v is not None})
@@ -111,6 +112,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, nargs="+")
     p.add_argument("--segment-length", type=float)
     p.add_argument("--segment-hop", type=float)
+    p.add_argument("--segment-encoding", choices=["utterance", "segment"],
+                   help="SSL store: each clip on its own frames (default) or each segment alone (MS-EmoBoost's paper)")
+    p.add_argument("--store", choices=["auto", "frames", "pooled"],
+                   help="what the feature store keeps: auto (frames only when the method reads them), frames, pooled")
+    p.add_argument("--layers", help="keep frames of these layers only, e.g. 2,3,4 (default all); use the same as extract")
     p.add_argument("--classes", nargs="+", help="keep only these labels")
     p.add_argument("--min-class-count", type=int,
                    help="fewest utterances a class may have (default: the number of folds)")

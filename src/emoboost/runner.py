@@ -189,6 +189,20 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
     return view, rep.skipped, info
 
 
+def _warn_duration_outliers(manifest: Manifest, factor: float = 20.0) -> list[str]:
+    """Warn about clips far longer than the corpus's median (a 1-hour file among 3 s utterances)."""
+    d = np.array([u.duration or 0.0 for u in manifest])
+    if not len(d) or not np.median(d) > 0:
+        return []
+    med = float(np.median(d))
+    out = [f"{u.path} ({u.duration:.0f} s)" for u in manifest if (u.duration or 0) > factor * max(med, 1.0)]
+    if out:
+        log.warning("%d clip(s) are over %gx the median duration (%.1f s): %s; segment methods use at most "
+                    "max_segments_per_utt training windows per clip, pooled methods weight every clip equally",
+                    len(out), factor, med, "; ".join(out[:5]))
+    return out
+
+
 def _segmenting_line(cfg: ExperimentConfig, method) -> str:
     seg = (f"{cfg.segment_length:g} s segments, hop {cfg.segment_hop or cfg.segment_length:g} s, last zero-padded; "
            f"utterance = mean segment posterior")
@@ -220,6 +234,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     probe = get_method(cfg.method)(classes, **cfg.method_params)
     names = required_features(probe)
     make_folds(manifest, protocol, n_folds=n_folds, valid_speakers=cfg.valid_speakers, seed=0)
+    _warn_duration_outliers(manifest)
     if "ssl" in names:
         store_spec(cfg, probe)
     out.mkdir(parents=True, exist_ok=True)

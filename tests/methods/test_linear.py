@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from emoboost.methods import Method, UtteranceSet, get_method
 
@@ -108,3 +109,76 @@ def test_speaker_norm_removes_a_speaker_offset():
     assert np.allclose(m.predict_proba(test2), p, atol=1e-4)
     plain = get_method("linear")(["a", "b", "c"], layer=1, max_epochs=30).fit(train, seed=0)
     assert not np.allclose(plain.predict_proba(test2), plain.predict_proba(test), atol=1e-2)
+
+
+def clips(n_utt=60, L=3, D=8, n_classes=3, seed=0):
+    """Utterance-encoded clips [L, T, D] float32 of varying length; class in layer 1's mean, 6 speakers."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n_utt) % n_classes
+    centers = rng.standard_normal((n_classes, D)) * 1.5
+    frames = []
+    for i in range(n_utt):
+        x = rng.standard_normal((L, 5 + i % 7, D)).astype(np.float32) + rng.standard_normal(D).astype(np.float32)
+        x[1] += centers[y[i]]
+        frames.append(x)
+    groups = np.array([f"s{(i // 3) % 6}" for i in range(n_utt)])  # every speaker has every class
+    return UtteranceSet([f"u{i}" for i in range(n_utt)], y, groups, {"ssl": frames}), frames
+
+
+def lone_clips(frames, y):
+    """Each clip its own speaker: what predict sees (speaker norm then falls back to training statistics)."""
+    return UtteranceSet([f"t{i}" for i in range(len(frames))], np.asarray(y),
+                        np.array([f"lone{i}" for i in range(len(frames))]), {"ssl": list(frames)})
+
+
+def head_proba(head, frames):
+    from emoboost.export import check_head, head_posteriors
+
+    check_head(head)  # the head passes the exporter's own validation
+    return np.stack([head_posteriors(head, f[head["layers"]]) for f in frames])
+
+
+@pytest.mark.parametrize("layer", [1, "weighted", "2,1", -1])
+@pytest.mark.parametrize("speaker_norm", ["none", "speaker"])
+def test_pooled_head_equals_predict_proba(tmp_path, layer, speaker_norm):
+    data, frames = clips()
+    m = get_method("linear")(["a", "b", "c"], layer=layer, speaker_norm=speaker_norm, max_epochs=15, lr=1e-2)
+    m.fit(data.subset(range(40)), seed=0)
+    test = lone_clips(frames[40:], data.y[40:])
+    want = m.predict_proba(test)
+    head = m.pooled_head()
+    assert head["layers"] == {1: [1], "weighted": [0, 1, 2], "2,1": [2, 1], -1: [2]}[layer]
+    assert head["weight"].shape == (3, 8 * len(head["layers"]))
+    assert np.abs(head_proba(head, frames[40:]) - want).max() < 1e-6
+    assert np.ptp(want, axis=0).max() > 0.05  # posteriors vary by clip: a constant head would not pass
+    m.save(tmp_path / "m")
+    again = Method.load(tmp_path / "m").pooled_head()
+    assert again["layers"] == head["layers"] and np.allclose(again["weight"], head["weight"])
+
+
+def test_weighted_head_folds_the_layer_weights():
+    data, frames = clips()
+    m = get_method("linear")(["a", "b", "c"], layer="weighted", max_epochs=30, lr=3e-2).fit(data, seed=0)
+    w = torch.softmax(m.module_.weights.detach(), 0).numpy()
+    assert w.max() - w.min() > 0.05  # the sum learned to prefer a layer, so folding is exercised
+    head = m.pooled_head()
+    blocks = head["weight"].reshape(3, 3, 8)  # [C, layer, D]
+    assert np.allclose(blocks / w[None, :, None], m.module_.out.weight.detach().double().numpy()[:, None], atol=1e-6)
+
+
+def test_no_head_for_segment_pooling_or_frame_stds():
+    data = synthetic(n_utt=30)
+    seg = get_method("linear")(["a", "b", "c"], layer=1, pooling="segment", max_epochs=2).fit(data, seed=0)
+    ms = get_method("linear")(["a", "b", "c"], layer=1, stats="meanstd", max_epochs=2).fit(data, seed=0)
+    assert seg.pooled_head() is None and ms.pooled_head() is None
+    assert get_method("linear")(["a", "b", "c"]).pooled_head() is None  # not fitted
+
+
+def test_training_segments_are_capped_per_utterance():
+    from emoboost.methods.trainer import cap_per_utterance
+
+    seg_utt = np.array([0] * 1000 + [1] * 3 + [2])
+    keep = cap_per_utterance(seg_utt, 10)
+    assert np.bincount(seg_utt[keep]).tolist() == [10, 3, 1]
+    assert keep[0] == 0 and keep[9] == 999  # evenly spaced over the long utterance
+    assert len(cap_per_utterance(seg_utt, None)) == len(seg_utt)

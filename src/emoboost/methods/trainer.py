@@ -34,7 +34,21 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     # After early stopping picks an epoch count on the validation speakers, retrain from scratch on
     # training + validation speakers for that many epochs (no test-fold information is used).
     "refit": False,
+    # At most this many (evenly spaced) training segments per utterance, so one very long recording
+    # cannot outweigh hundreds of normal ones (None: no cap). Evaluation always uses every segment.
+    "max_segments_per_utt": 200,
 }
+
+
+def cap_per_utterance(seg_utt: np.ndarray, cap: int | None) -> np.ndarray:
+    """Indices of at most ``cap`` evenly spaced segments per utterance (all when ``cap`` is None)."""
+    if not cap:
+        return np.arange(len(seg_utt))
+    keep = []
+    for u in np.unique(seg_utt):
+        idx = np.flatnonzero(seg_utt == u)
+        keep.append(idx if len(idx) <= cap else idx[np.linspace(0, len(idx) - 1, int(cap)).round().astype(int)])
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=int)
 
 
 class TorchSegmentMethod(Method):
@@ -100,13 +114,14 @@ class TorchSegmentMethod(Method):
         if have_valid:
             v_inputs, v_seg_utt = self.segment_inputs(valid)
         rng = np.random.default_rng(seed)
+        train_idx = cap_per_utterance(seg_utt, p.get("max_segments_per_utt"))
         best, best_state, bad = -1.0, None, 0
         self.history_: list[dict[str, float]] = []
         y_t = torch.from_numpy(y_seg.astype(np.int64))
         t0 = time.perf_counter()
         for epoch in range(int(p["max_epochs"])):
             self.module_.train()
-            perm = rng.permutation(len(y_seg))
+            perm = train_idx[rng.permutation(len(train_idx))] if len(train_idx) < len(y_seg) else rng.permutation(len(y_seg))
             total, nb = 0.0, 0
             for s in range(0, len(perm), int(p["batch_size"])):
                 b = perm[s : s + int(p["batch_size"])]

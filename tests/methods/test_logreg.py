@@ -47,3 +47,40 @@ def test_layer_list_concatenates():
     m = get_method("logreg")(["a", "b", "c"], layer="0,1", Cs=[1.0]).fit(data.subset(range(40)))
     assert m.coef_.shape == (3, 32)
     assert (m.predict(data.subset(range(40, 60))) == data.y[40:60]).mean() >= 0.9
+
+
+@pytest.mark.parametrize("layer", [1, "2,1", -1])
+@pytest.mark.parametrize("speaker_norm", ["none", "speaker"])
+def test_pooled_head_equals_predict_proba(tmp_path, layer, speaker_norm):
+    from test_linear import clips, head_proba, lone_clips
+
+    data, frames = clips()
+    m = get_method("logreg")(["a", "b", "c"], layer=layer, speaker_norm=speaker_norm, Cs=[1.0])
+    m.fit(data.subset(range(40)))
+    test = lone_clips(frames[40:], data.y[40:])
+    want = m.predict_proba(test)
+    head = m.pooled_head()
+    assert head["layers"] == {1: [1], "2,1": [2, 1], -1: [2]}[layer]
+    assert np.abs(head_proba(head, frames[40:]) - want).max() < 1e-6
+    assert np.ptp(want, axis=0).max() > 0.05  # posteriors vary by clip
+    m.save(tmp_path / "lr")
+    assert Method.load(tmp_path / "lr").pooled_head()["layers"] == head["layers"]
+
+
+def test_speaker_norm_head_uses_the_fallback_statistics():
+    """The head folds the training-set z-norm in: it differs from the plain model's standardisation."""
+    from test_linear import clips
+
+    data, _ = clips()
+    a = get_method("logreg")(["a", "b", "c"], layer=1, speaker_norm="speaker", Cs=[1.0]).fit(data)
+    sn = a.spk_
+    head = a.pooled_head()
+    assert np.allclose(head["mean"], sn.mean_.astype(np.float64) + sn.std_ * a.mean_)
+    assert np.allclose(head["scale"], sn.std_.astype(np.float64) * a.scale_)
+
+
+def test_no_head_for_segment_pooling():
+    data = synthetic(n_utt=30)
+    m = get_method("logreg")(["a", "b", "c"], layer=1, pooling="segment", Cs=[1.0]).fit(data)
+    assert m.pooled_head() is None
+    assert get_method("logreg")(["a", "b", "c"], layer=1, stats="meanstd", Cs=[1.0]).fit(data).pooled_head() is None

@@ -68,6 +68,7 @@ class LinearProbe(TorchSegmentMethod):
 
     def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> LinearProbe:
         self.__dict__.pop("spk_", None)  # speaker-norm fallback statistics come from this fit's training set
+        self.layers_ = self.ssl_layers(train.ssl_view().num_layers)  # the head contract names them
         return super().fit(train, valid, seed)  # type: ignore[return-value]
 
     def fit_preprocessing(self, inputs: dict[str, np.ndarray]) -> None:
@@ -101,3 +102,70 @@ class LinearProbe(TorchSegmentMethod):
         if "spk_mean" in tensors:
             self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"]))
             self.spk_.mean_, self.spk_.std_ = tensors["spk_mean"].numpy(), tensors["spk_std"].numpy()
+
+    def _state_config(self) -> dict:
+        state = super()._state_config()
+        if hasattr(self, "layers_"):
+            state["layers"] = list(self.layers_)
+        return state
+
+    def _load_weights(self, directory, state: dict) -> None:  # noqa: ANN001 - Method's signature
+        super()._load_weights(directory, state)
+        if "layers" in state:
+            self.layers_ = [int(v) for v in state["layers"]]
+
+    # -- the model as a pooled linear head (emoboost.export's ONNX contract) ----------------------
+    def pooled_head(self, num_layers: int | None = None) -> dict | None:
+        """The fitted probe as a pooled linear head, or None where it is not one.
+
+        Utterance pooling of frame means is linear in the clip's per-layer frame means, so the
+        standardisation, the learned layer weights (``layer=weighted``: folded into ``weight``) and
+        the linear layer collapse into one head. ``speaker_norm=speaker`` folds in the training-set
+        fallback statistics, which is what a lone clip gets at prediction time. Segment pooling
+        (a mean of window posteriors) and ``stats=meanstd`` (frame stds) are not linear heads.
+        ``num_layers`` resolves negative layer indices of models saved without their layer list.
+        """
+        p = self.params
+        if p["pooling"] != "utterance" or p["stats"] != "mean" or not hasattr(self, "module_"):
+            return None
+        mod = self.module_
+        k, dim = self.input_shapes_["pooled"]
+        weight = mod.out.weight.detach().double().numpy()
+        bias = mod.out.bias.detach().double().numpy()
+        if mod.weighted:  # out(sum_l w_l x'_l) = sum_l (w_l W) x'_l + b
+            w = torch.softmax(mod.weights.detach().double(), dim=0).numpy()
+            weight = np.concatenate([w[i] * weight for i in range(k)], axis=1)
+        layers = getattr(self, "layers_", None) or _saved_layers(p["layer"], k, num_layers)
+        if layers is None or len(layers) != k or len(set(layers)) != k:
+            return None
+        spk = getattr(self, "spk_", None)
+        return head_dict(self.classes, layers, self.mean_.double().numpy().reshape(-1),
+                         self.std_.double().numpy().reshape(-1), weight, bias, spk)
+
+
+def _saved_layers(layer, k: int, num_layers: int | None) -> list[int] | None:
+    """Hidden-state indices of a model saved before it recorded them (None when they cannot be known)."""
+    if layer == "weighted":
+        return list(range(k))
+    try:
+        layers = resolve_layers(layer, num_layers or 10**6)[0]  # non-negative indices need no layer count
+    except ValueError:
+        return None
+    negative = any(str(v).strip().startswith("-") for v in str(layer).strip("[]").split(","))
+    return None if negative and num_layers is None else layers
+
+
+def head_dict(classes: list[str], layers: list[int], mean: np.ndarray, scale: np.ndarray, weight: np.ndarray,
+              bias: np.ndarray, speaker_norm: SpeakerNorm | None = None) -> dict:
+    """A pooled linear head (see :mod:`emoboost.export`): float64 arrays, speaker-norm fallback folded in.
+
+    ((x - m1) / s1 - m2) / s2 = (x - (m1 + s1 m2)) / (s1 s2): the fallback z-norm followed by the
+    training standardisation is one standardisation.
+    """
+    mean, scale = np.asarray(mean, np.float64), np.asarray(scale, np.float64)
+    if speaker_norm is not None:
+        m1 = np.asarray(speaker_norm.mean_, np.float64).reshape(-1)
+        s1 = np.asarray(speaker_norm.std_, np.float64).reshape(-1)
+        mean, scale = m1 + s1 * mean, s1 * scale
+    return {"classes": list(classes), "layers": [int(v) for v in layers], "pooling": "mean", "mean": mean,
+            "scale": scale, "weight": np.asarray(weight, np.float64), "bias": np.asarray(bias, np.float64)}

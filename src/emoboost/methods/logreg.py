@@ -19,6 +19,7 @@ from sklearn.model_selection import GroupKFold
 
 from emoboost.evaluation.metrics import segment_posteriors_to_utterance, unweighted_accuracy
 from emoboost.methods.base import Method, UtteranceSet
+from emoboost.methods.linear import _saved_layers, head_dict
 from emoboost.methods.pooling import SpeakerNorm, pooled_inputs, resolve_layers
 
 
@@ -65,6 +66,7 @@ class LogRegProbe(Method):
     def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> LogRegProbe:
         data = UtteranceSet.concat([train, valid]) if valid is not None and len(valid) else train
         self.__dict__.pop("spk_", None)
+        self.layers_ = self._layers(data.ssl_view().num_layers)  # the head contract names them
         x, seg_utt = self._pooled(data)
         y, groups = data.y[seg_utt], data.groups[seg_utt]
         self.mean_ = x.mean(0)
@@ -139,7 +141,24 @@ class LogRegProbe(Method):
         return d
 
     def _state_config(self) -> dict:
-        return {"C": self.C_}
+        return {"C": self.C_, "layers": list(getattr(self, "layers_", []))}
+
+    def pooled_head(self, num_layers: int | None = None) -> dict | None:
+        """The fitted model as a pooled linear head (:mod:`emoboost.export`), or None where it is not one.
+
+        Utterance pooling of frame means: posterior = softmax(coef ((x - mean) / scale) + intercept)
+        already is the head. ``speaker_norm=speaker`` folds in the training-set fallback statistics
+        (what a lone clip gets when predicted); segment pooling and ``stats=meanstd`` give None.
+        ``num_layers`` resolves negative layer indices of models saved without their layer list.
+        """
+        p = self.params
+        if p["pooling"] != "utterance" or p["stats"] != "mean" or not hasattr(self, "coef_"):
+            return None
+        layers = getattr(self, "layers_", None) or _saved_layers(p["layer"], 0, num_layers)
+        if not layers or len(set(layers)) != len(layers) or self.coef_.shape[1] % len(layers):
+            return None
+        return head_dict(self.classes, layers, self.mean_, self.scale_, self.coef_, self.intercept_,
+                         getattr(self, "spk_", None))
 
     def _save_weights(self, directory: Path) -> None:
         arrays = {"coef": self.coef_, "intercept": self.intercept_, "mean": self.mean_, "scale": self.scale_}
@@ -157,3 +176,5 @@ class LogRegProbe(Method):
             self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"]))
             self.spk_.mean_, self.spk_.std_ = t["spk_mean"].astype(np.float32), t["spk_std"].astype(np.float32)
         self.C_ = state.get("C")
+        if state.get("layers"):
+            self.layers_ = [int(v) for v in state["layers"]]

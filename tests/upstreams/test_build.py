@@ -114,8 +114,8 @@ def test_shared_whisper_by_name(shared_dir, monkeypatch):
 # ---- fingerprints without loading ----------------------------------------------------------------
 
 def _own_checkpoint(tmp_path, model_type="npc") -> Path:
-    from emoboost.pretrain import build_model
     from emoboost.pretrain.train import PretrainConfig, export_upstream
+    from emoboost.upstreams.local import build_model
 
     mc = {"hidden_size": 16, "num_blocks": 2, "kernel_size": 9, "mask_size": 3, "vq_codebook_sizes": [4, 4]}
     cfg = PretrainConfig(model=model_type, model_config=mc, feature={"n_mels": 20})

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from emoboost.pretrain import build_model
 from emoboost.pretrain.train import PretrainConfig, export_upstream
-from emoboost.upstreams.local import is_local_upstream, load_local_upstream
+from emoboost.upstreams.local import build_model, is_local_upstream, load_local_upstream
 
 
 def _export(tmp_path, model_type):
@@ -118,3 +117,27 @@ def test_fingerprint_is_the_weight_files_hash(tmp_path):
     up = load_local_upstream(d)
     assert up.config_dict()["weights"] == weights_hash(d)
     assert up.name == "mockingjay-mockingjay" and up.fingerprint().startswith("mockingjay-mockingjay-")
+
+
+def test_weight_names_are_the_checkpoint_format():
+    """Saved ``model.safetensors`` files are loaded strictly by these names: moving or refactoring the
+    networks must keep every attribute path (a rename would orphan every pretrained run)."""
+    mj = build_model("mockingjay", {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "intermediate_size": 32},
+                     {"n_mels": 20})
+    layer = ["linear1.bias", "linear1.weight", "linear2.bias", "linear2.weight", "norm1.bias", "norm1.weight",
+             "norm2.bias", "norm2.weight", "self_attn.in_proj_bias", "self_attn.in_proj_weight",
+             "self_attn.out_proj.bias", "self_attn.out_proj.weight"]
+    assert sorted(mj.state_dict()) == sorted(
+        ["frontend.mean", "frontend.std", "in_norm.bias", "in_norm.weight", "in_proj.bias", "in_proj.weight"]
+        + [f"head.{i}.{p}" for i in (0, 2, 3) for p in ("bias", "weight")] + [f"layers.0.{k}" for k in layer])
+    npc = build_model("npc", {"hidden_size": 16, "num_blocks": 2, "kernel_size": 9, "mask_size": 3,
+                              "vq_codebook_sizes": [4, 4]}, {"n_mels": 20})
+    block = ["conv.bias", "conv.weight", "linear.bias", "linear.weight", "norm1.norm.bias", "norm1.norm.weight",
+             "norm2.norm.bias", "norm2.norm.weight"]
+    assert sorted(npc.state_dict()) == sorted(
+        ["frontend.mean", "frontend.std", "postnet.bias", "postnet.weight"]
+        + [f"blocks.{i}.{k}" for i in range(2) for k in block]
+        + [f"masked.{i}.{p}" for i in range(2) for p in ("bias", "weight")]
+        + [f"vq.{i}.{k}" for i in range(2) for k in ("codebook.weight", "logits.bias", "logits.weight")])
+    with pytest.raises(ValueError, match="unknown pretraining model"):
+        build_model("wav2vec2")

@@ -222,7 +222,7 @@ class LogMelUpstream(Upstream):
 
     def __init__(self, n_mels: int = 80):
         super().__init__()
-        from emoboost.pretrain.frontend import FeatureConfig, LogMel
+        from emoboost.upstreams.frontend import FeatureConfig, LogMel
 
         self.frontend = LogMel(FeatureConfig(n_mels=n_mels, normalize="none"))
         self.hidden_size = n_mels

@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from emoboost.audio import AudioError, load_audio
-from emoboost.pretrain import MODEL_TYPES, build_model
+from emoboost.pretrain.losses import pretrain_loss
 from emoboost.pretrain.masking import MaskConfig
+from emoboost.upstreams.local import MODEL_TYPES, build_model
 from emoboost.utils import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -436,7 +437,7 @@ def _pretrain(config: PretrainConfig, sources: list, out_dir: Path, resume: bool
             lr = lr_at(step, config)
             for g in opt.param_groups:
                 g["lr"] = lr
-            loss = model.pretrain_loss(mel, lengths, mask_cfg, rng, inten)
+            loss = pretrain_loss(model, mel, lengths, mask_cfg, rng, inten)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{out_dir}: loss became {loss.item()} at step {step + 1}")
             opt.zero_grad(set_to_none=True)

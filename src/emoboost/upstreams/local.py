@@ -1,5 +1,9 @@
 """Upstreams pretrained by ``emoboost pretrain`` (Mockingjay / NPC), loaded from their directory.
 
+The networks live beside this module (:mod:`.mockingjay`, :mod:`.npc`, their log-mel front end in
+:mod:`.frontend`); :func:`build_model` is their registry, used both here and by the training code in
+:mod:`emoboost.pretrain`, which imports from ``upstreams`` and never the other way round.
+
 A directory holding ``emoboost_upstream.json`` + ``model.safetensors`` is what
 :func:`emoboost.pretrain.train.pretrain` writes; ``build_upstream(dir)`` routes such directories
 here. The fingerprint hashes the weight file's bytes (normalisation statistics included) and the
@@ -13,6 +17,7 @@ representation, which needs every block, so asking for it runs the whole model).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -29,6 +34,27 @@ from emoboost.upstreams.identity import (
 UPSTREAM_FILE = OWN_UPSTREAM_FILE
 WEIGHTS_FILE = OWN_WEIGHTS_FILE
 FORMAT = OWN_FORMAT
+MODEL_TYPES = ("mockingjay", "npc")
+
+
+def build_model(model_type: str, model_config: dict[str, Any] | None = None,
+                feature_config: dict[str, Any] | None = None) -> torch.nn.Module:
+    """A fresh (randomly initialised) Mockingjay / NPC from the plain-dict configs a checkpoint stores."""
+    from emoboost.upstreams.frontend import FeatureConfig  # librosa: imported on first use
+
+    feat = FeatureConfig.from_dict(feature_config)
+    mc = dict(model_config or {})
+    if model_type == "mockingjay":
+        from emoboost.upstreams.mockingjay import Mockingjay, MockingjayConfig
+
+        return Mockingjay(MockingjayConfig(**mc), feat)
+    if model_type == "npc":
+        from emoboost.upstreams.npc import NPC, NPCConfig
+
+        if "vq_codebook_sizes" in mc:
+            mc["vq_codebook_sizes"] = tuple(mc["vq_codebook_sizes"] or ())
+        return NPC(NPCConfig(**mc), feat)
+    raise ValueError(f"unknown pretraining model {model_type!r}; known: {', '.join(MODEL_TYPES)}")
 
 
 class LocalPretrainedUpstream(Upstream):
@@ -39,8 +65,6 @@ class LocalPretrainedUpstream(Upstream):
     def __init__(self, directory: str | Path, device: str | torch.device = "cpu", max_layer: int | None = None):
         super().__init__()
         from safetensors.torch import load_file
-
-        from emoboost.pretrain import build_model
 
         d = Path(directory)
         meta = read_own_meta(d)
@@ -79,7 +103,7 @@ class LocalPretrainedUpstream(Upstream):
 
     def _npc_blocks(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """NPC's unmasked block outputs only (the first half of ``NPC.encode``)."""
-        from emoboost.pretrain.frontend import frame_mask
+        from emoboost.upstreams.frontend import frame_mask
 
         feats, flens = self.model.frontend(wavs, lengths)
         valid = frame_mask(flens, feats.shape[1])[:, None, :].to(feats.dtype)

@@ -7,7 +7,8 @@ kernel ``kernel_size`` reads that block's output with its centre ``mask_size + 2
 zeroed -- the mask grows by 2 per block exactly as the receptive field does, so no masked
 convolution ever reaches the input frames ``x[t - m .. t + m]`` (``m = (mask_size - 1) / 2``). The
 representation is the sum of all masked-convolution outputs; an optional multi-group Gumbel-softmax
-VQ layer follows; a linear layer predicts the log-mel frame ``x[t]``; loss: L1.
+VQ layer follows; a linear layer predicts the log-mel frame ``x[t]`` (trained with an L1 loss,
+:func:`emoboost.pretrain.losses.npc_loss`; this module is the network only).
 
 Deviation: normalisation inside ConvBlocks defaults to per-frame LayerNorm instead of BatchNorm,
 because BatchNorm's batch statistics let every frame see (a little of) every other frame during
@@ -28,8 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emoboost.pretrain.frontend import FeatureConfig, LogMel, frame_mask
-from emoboost.pretrain.masking import MaskConfig, frame_loss_weights
+from emoboost.upstreams.frontend import FeatureConfig, LogMel, frame_mask
 
 
 @dataclass(frozen=True)
@@ -230,22 +230,3 @@ class NPC(nn.Module):
         feats, flens = self.frontend(wavs, lengths)
         unmasked, z = self.encode(feats, flens)
         return unmasked + [z], flens
-
-    def pretrain_loss(self, mel: torch.Tensor, lengths: torch.Tensor, mask_cfg: MaskConfig,
-                      rng: np.random.Generator, intensity: list[np.ndarray] | None = None) -> torch.Tensor:
-        """Weighted L1 between predicted and actual normalised log-mel over all valid frames."""
-        del rng  # NPC has no random masking; kept for a uniform interface
-        x = self.frontend.normalize(mel, lengths)
-        pred, _ = self.predict(x, lengths)
-        B, T = x.shape[:2]
-        w = frame_mask(lengths, T).to(x.dtype)
-        if mask_cfg.strategy == "ems":
-            if intensity is None:
-                raise ValueError("masking strategy 'ems' needs per-frame intensity for every utterance")
-            wt = torch.zeros(B, T)
-            for b in range(B):
-                n = int(lengths[b])
-                wt[b, :n] = torch.from_numpy(frame_loss_weights(np.asarray(intensity[b])[:n], mask_cfg))
-            w = w * wt.to(device=x.device, dtype=x.dtype)
-        err = (pred - x).abs().mean(-1)
-        return (err * w).sum() / w.sum().clamp(min=1e-8)

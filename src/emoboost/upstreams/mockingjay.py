@@ -2,9 +2,11 @@
 
 Input: 80-bin log-mel (25 ms / 10 ms), downsampled by stacking 3 consecutive frames (-> 240-dim,
 33.3 frames/s), linear projection + sinusoidal positions + LayerNorm, post-LN Transformer layers,
-and a prediction head (Linear-GELU-LayerNorm-Linear) that reconstructs the stacked frames. Loss: L1
-on the selected (masked) frames only; which frames are selected is the masking strategy's job
-(:mod:`emoboost.pretrain.masking`).
+and a prediction head (Linear-GELU-LayerNorm-Linear) that reconstructs the stacked frames.
+
+This module is the network only, as an upstream uses it; the masked-reconstruction loss and the
+masking strategies are training code (:mod:`emoboost.pretrain.losses`, :mod:`emoboost.pretrain.masking`).
+The head stays here although only training uses it: it is part of the checkpoint (``head.*`` weights).
 """
 
 from __future__ import annotations
@@ -16,9 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emoboost.pretrain.align import align_to_times
-from emoboost.pretrain.frontend import FeatureConfig, LogMel, frame_mask
-from emoboost.pretrain.masking import MaskConfig, mask_batch
+from emoboost.upstreams.frontend import FeatureConfig, LogMel, frame_mask
 
 
 @dataclass(frozen=True)
@@ -111,21 +111,3 @@ class Mockingjay(nn.Module):
         feats, flens = self.frontend(wavs, lengths)
         x, xl = self.stack(feats, flens)
         return self.encode(x, xl), xl
-
-    # -- pretraining --------------------------------------------------------------------------
-    def pretrain_loss(self, mel: torch.Tensor, lengths: torch.Tensor, mask_cfg: MaskConfig,
-                      rng: np.random.Generator, intensity: list[np.ndarray] | None = None) -> torch.Tensor:
-        """Masked acoustic modelling on raw log-mel crops [B, T, n_mels] (intensity on the mel grid)."""
-        feats = self.frontend.normalize(mel, lengths)
-        x, xl = self.stack(feats, lengths)
-        inten = None
-        if intensity is not None:
-            mel_t = np.arange(mel.shape[1]) / self.feature_cfg.frame_rate
-            inten = [align_to_times(mel_t[: len(i)], i, self.frame_times(int(n)))
-                     for i, n in zip(intensity, xl)]
-        mb = mask_batch(x, xl, mask_cfg, rng, inten)
-        pred = self.head(self.encode(mb.inputs, xl)[-1])
-        sel = mb.selected
-        if not bool(sel.any()):
-            return (pred * 0).sum()
-        return (pred[sel] - x[sel]).abs().mean()

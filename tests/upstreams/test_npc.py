@@ -1,12 +1,11 @@
-"""NPC: the masked window is never seen (gradient test), shapes, VQ, batch independence."""
+"""NPC network: the masked window is never seen (gradient test), shapes, VQ, batch independence
+(its training loss: tests/pretrain/test_losses.py)."""
 
-import numpy as np
 import pytest
 import torch
 
-from emoboost.pretrain.frontend import FeatureConfig
-from emoboost.pretrain.masking import MaskConfig
-from emoboost.pretrain.npc import NPC, MaskedConv, NPCConfig
+from emoboost.upstreams.frontend import FeatureConfig
+from emoboost.upstreams.npc import NPC, MaskedConv, NPCConfig
 
 FEAT = FeatureConfig(n_mels=16, normalize="none")
 
@@ -72,30 +71,6 @@ def test_hidden_states_shapes_and_batch_independence():
     for a, b in zip(alone, states):
         torch.testing.assert_close(a[0], b[1, :57], rtol=1e-4, atol=1e-5)
         assert torch.all(b[1, 57:] == 0)
-
-
-def test_pretrain_loss_decreases_and_ems_weights_apply():
-    torch.manual_seed(0)
-    model = NPC(NPCConfig(hidden_size=32, num_blocks=2, kernel_size=9, mask_size=3), FEAT)
-    mel = torch.randn(4, 50, 16).cumsum(1) * 0.1
-    lengths = torch.tensor([50, 50, 40, 30])
-    rng = np.random.default_rng(0)
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    losses = []
-    for _ in range(30):
-        loss = model.pretrain_loss(mel, lengths, MaskConfig(), rng)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.7 * losses[0]
-    inten = [np.linspace(0, 1, int(n)) for n in lengths]
-    model.eval()
-    l_ems = model.pretrain_loss(mel, lengths, MaskConfig(strategy="ems", alpha=1.0), rng, inten)
-    l_rand = model.pretrain_loss(mel, lengths, MaskConfig(), rng)
-    assert torch.isfinite(l_ems) and not torch.isclose(l_ems, l_rand)
-    with pytest.raises(ValueError, match="intensity"):
-        model.pretrain_loss(mel, lengths, MaskConfig(strategy="ems"), rng)
 
 
 def test_config_validation():

@@ -84,7 +84,7 @@ def commands(name: str, out_root: str = "runs", quick: bool = False) -> list[lis
     cmds = []
     for seg in segments:
         out = f"{out_root}/{name}" + (f"-{seg:g}s" if seg else "")
-        argv = ["--threads", "1", "benchmark", "--corpus", t["corpus"], "--no-progress", "--out", out,
+        argv = ["--threads", "1", "benchmark", "--corpus", t["corpus"], "--no-progress", "--no-tsne", "--out", out,
                 *t.get("extra", [])]
         if seg:
             argv += ["--segment-length", str(seg)]

@@ -1,0 +1,256 @@
+"""Feature-store extraction as a Ray Data pipeline, so a cluster fills one store.
+
+Why this shape
+--------------
+Reading and resampling audio is cheap, parallel CPU work; encoding is expensive and wants a model
+that is built once and kept busy (on a GPU when there is one). So the pipeline is
+
+1. ``from_items`` of the utterances still missing from the store (``id``, ``path``);
+2. ``map_batches`` of :func:`read_batch` as plain CPU tasks: content hash + :func:`~emoboost.audio.load_audio`
+   (16 kHz mono float32). A bad file becomes a row with a ``problem`` and no audio: it never stops
+   the pipeline;
+3. ``map_batches`` of :class:`EncodeActor`, a callable class run as an actor pool: each actor builds
+   the upstream once (checked against the driver's fingerprint, so every node encodes with the same
+   weights), encodes each clip with :func:`~emoboost.features.store.encode_clip` -- exactly what the
+   single-process path does -- and writes the entry with :meth:`FeatureStore.write` (atomic, safe for
+   concurrent writers);
+4. the driver streams the per-row results (``id``, ``hash``, ``problem``, ``encode_s``) back.
+
+Frames never travel back to the driver; only the audio travels once, from a reader to an encoder.
+The store root must be a folder every worker can write (a shared file system on a cluster) and
+emoboost must be installed on every node.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from emoboost.data.manifest import Utterance
+    from emoboost.features.store import FeatureStore
+
+log = logging.getLogger(__name__)
+
+# Ray phones home with usage statistics unless told not to; extraction must never need the internet.
+READ_CPUS = 0.5
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_PROMPT_ENABLED": "0"}
+
+
+@dataclass
+class RayOptions:
+    """Where and how wide the pipeline runs."""
+
+    address: str | None = None  # None: start a local Ray instance for this call; "auto": the running cluster
+    actors: int | None = None  # encoder actor pool size; None: as many as the cluster's resources allow
+    num_cpus: float = 1.0  # CPUs per encoder actor (also its torch threads)
+    num_gpus: float = 0.0  # GPUs per encoder actor (fractions pack several actors on one GPU)
+    read_batch: int = 8  # utterances per reading task
+    encode_batch: int = 4  # utterances per encoder call
+
+    def __post_init__(self) -> None:
+        if self.num_cpus <= 0:
+            raise ValueError(f"--num-cpus must be positive, got {self.num_cpus:g}")
+        if self.num_gpus < 0:
+            raise ValueError(f"--num-gpus must not be negative, got {self.num_gpus:g}")
+        if self.actors is not None and self.actors < 1:
+            raise ValueError(f"--actors must be at least 1, got {self.actors}")
+
+
+@dataclass
+class RayResult:
+    """What the pipeline wrote: entries now complete, files it could not use, encoder time summed over actors."""
+
+    hashes: dict[str, str] = field(default_factory=dict)  # utt id -> audio hash
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
+    encode_s: float = 0.0
+    actors: int = 0
+
+
+def ray_env() -> None:
+    """Environment for a Ray driver started here (set before Ray is imported, inherited by its workers)."""
+    for k, v in RAY_ENV.items():
+        os.environ.setdefault(k, v)
+
+
+def import_ray() -> Any:
+    """``ray`` with Ray Data, or one line saying how to install it."""
+    ray_env()
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the pipeline needs Ray Data, not only Ray core
+    except ImportError as e:
+        raise RuntimeError(f"--engine ray needs Ray Data: pip install 'emoboost[ray]' ({e})") from e
+    return ray
+
+
+# ------------------------------------------------------------------------------------------------
+# pipeline stages (run on Ray workers; module-level so they pickle by reference)
+# ------------------------------------------------------------------------------------------------
+def read_batch(batch: dict[str, np.ndarray], min_duration: float = 0.0) -> dict[str, np.ndarray]:
+    """{id, path} -> {id, path, hash, wav (float32 bytes), problem}; unusable files get a problem, no audio."""
+    from emoboost.audio import AudioError, content_hash, load_audio
+
+    ids, paths, hashes, wavs, problems = [], [], [], [], []
+    for uid, path in zip(batch["id"], batch["path"]):
+        uid, path = str(uid), str(path)
+        h, wav, problem = "", b"", ""
+        try:
+            h = content_hash(path)
+            wav = load_audio(path, min_duration=min_duration).astype(np.float32, copy=False).tobytes()
+        except AudioError as e:
+            path, problem = str(e.path), e.problem
+        except OSError as e:
+            problem = f"cannot read file ({e.strerror or e})"
+        except (ValueError, RuntimeError) as e:  # a decoder bug must not take the whole pipeline down
+            problem = f"unreadable audio ({type(e).__name__}: {e})"
+        ids.append(uid)
+        paths.append(path)
+        hashes.append(h)
+        wavs.append(wav)
+        problems.append(problem)
+    return {"id": np.array(ids, dtype=object), "path": np.array(paths, dtype=object),
+            "hash": np.array(hashes, dtype=object), "wav": np.array(wavs, dtype=object),
+            "problem": np.array(problems, dtype=object)}
+
+
+def store_info(upstream: Any) -> dict:
+    """The ``info.json`` content the single-process path writes, so both engines describe a key alike."""
+    return {"kind": "ssl", "upstream": upstream.config_dict(), "layout": {
+        "stats": "<hash>.stats.npz: mean/std [L, D] float32, num_samples, num_frames",
+        "frames": "<hash>.npy: [L_kept, T, D] float16"}}
+
+
+class EncodeActor:
+    """One encoder per actor: built once, then every batch's clips are encoded and written to the store."""
+
+    def __init__(self, upstream_spec: str, store: FeatureStore, device: str = "cpu", threads: int = 1):
+        import torch
+
+        from emoboost.upstreams import build_upstream
+
+        torch.set_num_threads(max(1, int(threads)))
+        self.store = store
+        # expect_fingerprint: a node with other weights at the same path must not write under this key
+        self.upstream = build_upstream(upstream_spec, device=device, expect_fingerprint=store.fingerprint).eval()
+        store.num_layers = self.upstream.num_layers
+        store.write_info(store_info(self.upstream))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from emoboost.features.store import encode_clip
+
+        problems, secs = [], []
+        for h, wav_bytes, problem in zip(batch["hash"], batch["wav"], batch["problem"]):
+            problem, t = str(problem or ""), 0.0
+            if not problem:
+                wav = np.frombuffer(wav_bytes, dtype=np.float32).copy()  # writable, as torch wants
+                t0 = time.perf_counter()
+                try:
+                    frames, seg_frames = encode_clip(self.upstream, wav, self.store.spec)
+                except ValueError as e:
+                    problem = f"encoder refused the clip ({e})"
+                else:
+                    t = time.perf_counter() - t0
+                    if not np.isfinite(frames).all():
+                        problem = "encoder produced non-finite features"
+                    else:
+                        try:
+                            self.store.write(str(h), frames, len(wav), self.upstream.frame_rate, seg_frames)
+                        except OSError as e:
+                            problem = f"cannot write store entry ({e.strerror or e})"
+            problems.append(problem)
+            secs.append(t)
+        return {"id": batch["id"], "path": batch["path"], "hash": batch["hash"],
+                "problem": np.array(problems, dtype=object), "encode_s": np.array(secs, dtype=np.float64)}
+
+
+# ------------------------------------------------------------------------------------------------
+# driver
+# ------------------------------------------------------------------------------------------------
+def pool_size(opts: RayOptions, resources: dict[str, float], todo: int) -> int:
+    """Encoder actors: as asked, else what the cluster holds (one CPU left for reading), never more than clips."""
+    if opts.actors is not None:
+        n = opts.actors
+    elif opts.num_gpus > 0:
+        n = int(resources.get("GPU", 0.0) // opts.num_gpus)
+        if n < 1:
+            raise ValueError(f"--num-gpus {opts.num_gpus:g} per actor, but the Ray cluster has "
+                             f"{resources.get('GPU', 0.0):g} GPU(s)")
+    else:
+        n = int((resources.get("CPU", 1.0) - 1) // opts.num_cpus)
+    return max(1, min(n, todo))
+
+
+def extract_with_ray(todo: Sequence[Utterance], store: FeatureStore, upstream_spec: str,
+                     opts: RayOptions | None = None, min_duration: float = 0.0,
+                     progress: bool = True) -> RayResult:
+    """Encode ``todo`` into ``store`` on Ray; -> entries written, skipped files, encoder time.
+
+    Uses the Ray instance already initialised in this process if there is one; otherwise connects to
+    ``opts.address`` (or starts a local instance) and shuts it down afterwards.
+    """
+    opts = opts or RayOptions()
+    res = RayResult()
+    if not todo:
+        return res
+    ray = import_ray()
+    own = not ray.is_initialized()
+    if own:
+        kw: dict[str, Any] = {"address": opts.address, "log_to_driver": False, "configure_logging": False}
+        if opts.address is None:
+            kw["include_dashboard"] = False
+        ray.init(**kw)
+    try:
+        from ray.data import DataContext
+        from tqdm.auto import tqdm
+
+        from emoboost.features.store import FeatureStore
+
+        ctx = DataContext.get_current()
+        ctx.enable_progress_bars = False  # one tqdm bar below instead of one bar per operator
+        ctx.enable_operator_progress_bars = False
+        ctx.verbose_stats_logs = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        res.actors = pool_size(opts, ray.cluster_resources(), len(todo))
+        device = "cuda" if opts.num_gpus > 0 else "cpu"
+        # Workers do not share the driver's working directory: every path they see is absolute.
+        rows = [{"id": u.id, "path": os.path.abspath(u.path)} for u in todo]
+        path_of = {u.id: u.path for u in todo}  # skipped files are reported as the manifest names them
+        store = FeatureStore(Path(store.root).absolute(), store.fingerprint, store.spec, store.num_layers)
+        if Path(upstream_spec).expanduser().is_dir():  # a local encoder folder (its name, hence key, is kept)
+            upstream_spec = str(Path(upstream_spec).expanduser().absolute())
+        ds = ray.data.from_items(rows)
+        # Reading is light: half a CPU per task, which also keeps Ray from fusing it into the encoder
+        # actors (fused, an actor would sit idle while it reads and resamples).
+        ds = ds.map_batches(read_batch, batch_size=opts.read_batch, batch_format="numpy",
+                            fn_kwargs={"min_duration": float(min_duration)}, num_cpus=READ_CPUS)
+        ds = ds.map_batches(EncodeActor, batch_size=opts.encode_batch, batch_format="numpy",
+                            fn_constructor_kwargs={"upstream_spec": str(upstream_spec), "store": store,
+                                                   "device": device, "threads": max(1, int(opts.num_cpus))},
+                            compute=ray.data.ActorPoolStrategy(size=res.actors), num_cpus=opts.num_cpus,
+                            **({"num_gpus": opts.num_gpus} if opts.num_gpus > 0 else {}))
+        bar = tqdm(total=len(rows), desc=f"extract on ray ({res.actors} actor(s))", disable=not progress, unit="utt")
+        with bar:
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                for uid, h, problem, t in zip(batch["id"], batch["hash"], batch["problem"], batch["encode_s"]):
+                    if problem:
+                        res.skipped.append((path_of[str(uid)], str(problem)))
+                    else:
+                        res.hashes[str(uid)] = str(h)
+                        res.encode_s += float(t)
+                bar.update(len(batch["id"]))
+    finally:
+        if own:
+            ray.shutdown()
+    order = {u.id: i for i, u in enumerate(todo)}  # results arrive as actors finish: report in manifest order
+    res.hashes = dict(sorted(res.hashes.items(), key=lambda kv: order[kv[0]]))
+    rank = {u.path: i for i, u in enumerate(todo)}
+    res.skipped.sort(key=lambda pm: rank.get(pm[0], len(rank)))
+    return res

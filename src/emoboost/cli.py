@@ -14,6 +14,7 @@ import csv
 import errno
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -266,7 +267,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="emoboost", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="store_true")
-    ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is best on a busy machine)")
+    ap.add_argument("--threads", type=int, help="CPU threads for torch and the BLAS (default: 1 on machines with <= 2 cores, "
+                         "else the libraries' choice; also the config key threads:)")
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_LazyParser)
 
     p = sub.add_parser("run", help="train + evaluate one method with speaker-independent CV, write a report")
@@ -358,10 +360,39 @@ def _add_lazy_commands(sub) -> None:
           "emoboost.pretrain.cli", "add_intensity_args", "run_intensity")
 
 
-def _set_threads(n: int) -> None:
-    import torch
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
-    torch.set_num_threads(n)
+
+def default_threads() -> int | None:
+    """1 on machines with at most 2 usable cores, else None (the libraries' own choice).
+
+    On 2 cores a second thread buys little when the machine is idle and costs several times the wall
+    time when anything else runs (OpenMP/BLAS threads spin waiting for the busy core), so 1 is the
+    safe default there; larger machines keep torch's and the BLAS's defaults.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else None
+
+
+def _set_threads(n: int) -> None:
+    """Use ``n`` CPU threads in torch, OpenMP and the BLAS (NumPy/SciPy/scikit-learn).
+
+    Libraries not imported yet read the environment when they load, so setting it costs no import
+    (``emoboost data list`` stays torch-free); the ones already loaded are told directly.
+    """
+    for var in _THREAD_ENV:
+        os.environ[var] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    if "numpy" in sys.modules:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return
+        threadpool_limits(limits=n)
 
 
 _OS_HINTS = {
@@ -395,8 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.threads:
-            _set_threads(args.threads)
+        threads = args.threads
+        if not threads and not any(os.environ.get(v) for v in _THREAD_ENV):
+            threads = default_threads()  # an explicit flag, the environment or a config key wins
+        if threads:
+            _set_threads(threads)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         if args.verbose:

@@ -277,6 +277,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     embeddings: dict[str, np.ndarray] = {}
     method_info: dict = {}
     n_params = 0
+    t_embed = 0.0
     (out / "folds").mkdir(exist_ok=True)
     for fold in folds:
         check_disjoint(manifest, np.concatenate([fold.train, fold.valid]), fold.test) if fold.speaker_independent else None
@@ -305,11 +306,13 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
                            proba.argmax(1).tolist(), proba.round(6).tolist(),
                            {"fit_s": t_fit, "predict_s": t_inf}, info_d)
             if cfg.tsne and seed == cfg.seeds[0]:
+                t3 = time.perf_counter()
                 e = method.embed(test)
                 if e is not None:
                     np.save(emb_path, e.astype(np.float32))
                     for i, k in enumerate(test.ids):
                         embeddings[k] = e[i]
+                t_embed += time.perf_counter() - t3
             if cfg.save_models:
                 method.save(out / "models" / f"fold{fold.index:02d}_seed{seed}")
             atomic_write_text(res_path, r.to_json())
@@ -336,12 +339,17 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     }
     for k, v in method_info.items():
         protocol_info[k if k not in protocol_info else f"method {k}"] = v
+    t3 = time.perf_counter()
     rep = write_report(out, results, classes, protocol_info)
-    if cfg.tsne and len(embeddings) >= 10:
+    t_report = time.perf_counter() - t3
+    t3 = time.perf_counter()
+    if cfg.tsne and len(embeddings) >= 10:  # once per run, on every test utterance's fold embedding
         ids = [i for i in manifest.ids if i in embeddings]
         y = np.array([classes.index(u.label) for u in manifest if u.id in embeddings])
         plot_tsne(np.stack([embeddings[i] for i in ids]), y, classes, out / "tsne.png")
-    timings = {"features_s": t_feat, "total_s": time.perf_counter() - t_start, **rep["summary"]["timings_total_s"]}
+    t_tsne = time.perf_counter() - t3
+    timings = {"features_s": t_feat, "total_s": time.perf_counter() - t_start, **rep["summary"]["timings_total_s"],
+               "embed_s": t_embed, "report_s": t_report, "tsne_s": t_tsne}
     atomic_write_text(out / "timings.json", json.dumps(timings, indent=2))
     up_bundle = {k: up_info[k] for k in ("spec", "fingerprint", "num_layers", "hidden_size", "frame_rate") if k in up_info}
     if up_info.get("num_layers"):

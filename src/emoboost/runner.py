@@ -177,7 +177,9 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
         if missing:
             raise ValueError(f"method {cfg.method!r} reads layer(s) {missing}, but store_layers keeps frames of "
                              f"{list(have)} only; add them to --layers")
-    rep = extract_to_store(manifest, store, lazy, progress=cfg.progress, min_duration=cfg.min_duration)
+    # Digital silence carries no emotion: corpus runs skip such files and list them in skipped.json.
+    rep = extract_to_store(manifest, store, lazy, progress=cfg.progress, min_duration=cfg.min_duration,
+                           reject_silence=True)
     info = {"spec": cfg.upstream, "fingerprint": store.fingerprint, "store": spec.describe(),
             "encoder_built": lazy.built, "extraction": rep.summary()}
     if not rep.hashes:

@@ -243,3 +243,15 @@ def test_extract_ssl_whisper_base_on_emodb(shared_dir, tmp_path):
     assert skipped == []
     assert feats["03a01Fa"].shape == (1, 7, 150, 512) and feats["08b03Tc"].shape == (3, 7, 150, 512)
     assert np.isfinite(feats["08b03Tc"].astype(np.float32)).all()
+
+
+def test_entries_are_validated_on_read(tmp_path):
+    """A NaN-filled or empty entry is treated as missing (recomputed), never served."""
+    from emoboost.features.cache import FeatureCache
+
+    c = FeatureCache(tmp_path)
+    c.put("mfcc-k", "abcd1234", np.full((2, 3), np.nan, dtype=np.float32))
+    assert c.get("mfcc-k", "abcd1234") is None
+    assert c.get_or_compute("mfcc-k", "abcd1234", lambda: np.ones((2, 3), np.float32)).sum() == 6
+    c.put("mfcc-k", "abcd1235", np.zeros((0,), dtype=np.float32))
+    assert c.get("mfcc-k", "abcd1235") is None

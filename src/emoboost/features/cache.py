@@ -97,12 +97,20 @@ class FeatureCache:
         """The stored array, or None when absent (or unreadable, which only outside damage can cause)."""
         p = self.path(key, audio_hash)
         try:
-            return np.load(p, allow_pickle=False)
+            a = np.load(p, allow_pickle=False)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, EOFError) as e:
             log.warning("cache entry %s is unreadable (%s); recomputing", p, e)
             return None
+        # Validate on read: a damaged entry must never become a silent wrong number downstream.
+        if a.dtype.kind not in "fiub" or a.size == 0:
+            log.warning("cache entry %s has dtype %s / %d values; recomputing", p, a.dtype, a.size)
+            return None
+        if a.dtype.kind == "f" and not np.isfinite(a).all() and "egemaps" not in key and "compare" not in key:
+            log.warning("cache entry %s holds non-finite values; recomputing", p)
+            return None
+        return a
 
     def put(self, key: str, audio_hash: str, array: np.ndarray) -> Path:
         """Store atomically: write a temp file in the entry's folder, fsync, rename over the entry."""

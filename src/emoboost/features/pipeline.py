@@ -89,7 +89,7 @@ def compute_corpus_features(
                 if arr is None:
                     if wav is None:
                         try:
-                            wav = load_audio(u.path, min_duration=min_duration)
+                            wav = load_audio(u.path, min_duration=min_duration, reject_silence=True)
                         except AudioError as e:
                             skipped[u.path] = e.problem
                             break

@@ -427,7 +427,7 @@ def extract_to_store(
         for utt in tqdm(todo, desc=f"extract {enc.name}", disable=not progress, unit="utt"):  # type: ignore[union-attr]
             try:
                 h = content_hash(utt.path)
-                wav = load_audio(utt.path, min_duration=min_duration, **({"reject_silence": True} if reject_silence else {}))
+                wav = load_audio(utt.path, min_duration=min_duration, reject_silence=reject_silence)
             except AudioError as e:
                 rep.skipped.append((e.path, e.problem))
                 continue

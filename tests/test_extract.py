@@ -35,8 +35,8 @@ def tiny_wav2vec2(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> tuple[Path, dict[str, float]]:
-    """CSV corpus: 8 clips (2 speakers x 2 labels x 2), one NaN-filled clip that only decoding refuses,
-    one file that is not audio (refused by the scan). -> (csv path, {id: seconds})."""
+    """CSV corpus: 8 clips (2 speakers x 2 labels x 2), a NaN-filled and a silent clip that only decoding
+    refuses, a file that is not audio (refused by the scan). -> (csv path, {id: seconds})."""
     root = tmp_path_factory.mktemp("corpus")
     rows, seconds = ["path,label,speaker,id"], {}
     for i in range(N_GOOD):
@@ -47,6 +47,8 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, float]]:
         seconds[f"c{i}"] = sec
     sf.write(str(root / "nan.wav"), np.full(8000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
     rows.append("nan.wav,neu,s0,nan")
+    sf.write(str(root / "silent.wav"), np.zeros(8000, dtype=np.float32), 16000)
+    rows.append("silent.wav,ang,s0,silent")
     (root / "junk.wav").write_bytes(b"RIFF\x00\x00 not audio at all")
     rows.append("junk.wav,ang,s1,junk")
     (root / "corpus.csv").write_text("\n".join(rows) + "\n")
@@ -91,9 +93,10 @@ def test_extract_summary_then_reuse_by_extract_and_run(corpus, upstream_dir, tmp
     rc, s = run_extract(corpus, upstream_dir, cache, tmp_path / "r1.json", "--layers", "0,2")
     assert rc == 0
     out = capsys.readouterr().out
-    assert (s["files"], s["computed"], s["reused"], s["skipped"]) == (N_GOOD + 2, N_GOOD, 0, 2)
+    assert (s["files"], s["computed"], s["reused"], s["skipped"]) == (N_GOOD + 3, N_GOOD, 0, 3)
     problems = {Path(f["path"]).name: f["problem"] for f in s["skipped_files"]}
-    assert set(problems) == {"nan.wav", "junk.wav"} and "NaN" in problems["nan.wav"]
+    assert set(problems) == {"nan.wav", "silent.wav", "junk.wav"} and "NaN" in problems["nan.wav"]
+    assert "silen" in problems["silent.wav"]  # as run skips it: no entry that no run reads
     assert "skipped " in out and "nan.wav" in out and "bytes per audio hour" in out
     hours = sum(corpus[1].values()) / 3600
     assert s["audio_hours"] == pytest.approx(hours, abs=1e-4)
@@ -121,7 +124,7 @@ def test_extract_summary_then_reuse_by_extract_and_run(corpus, upstream_dir, tmp
                                  ("ssl_cnn", {"layer": 2}, {"store_layers": [0, 2]})):
         cfg = runner.ExperimentConfig(method=method, method_params=params, **base, **more)
         manifest, _, _ = runner.load_manifest(cfg)
-        manifest = manifest.filter(lambda u: u.id != "nan")  # a clip that never decodes is always retried
+        manifest = manifest.filter(lambda u: u.id not in ("nan", "silent"))  # refused clips are always retried
         probe = get_method(method)(manifest.labels(), **params)
         view, skipped, info = runner.prepare_ssl(cfg, manifest, probe)
         assert info["extraction"]["computed"] == 0 and not info["encoder_built"], method
@@ -158,7 +161,7 @@ def test_shards_cover_every_utterance_exactly_once(corpus, upstream_dir, tmp_pat
         files += s["files"]
     assert sum(len(x) for x in shares) == N_GOOD  # disjoint ...
     assert set().union(*shares) == set(corpus[1])  # ... and covering
-    assert files == N_GOOD + 2  # the two bad files are listed by exactly one share
+    assert files == N_GOOD + 3  # each bad file is listed by exactly one share
     rc, s = run_extract(corpus, upstream_dir, cache, tmp_path / "all.json")
     assert rc == 0 and (s["computed"], s["reused"]) == (0, N_GOOD)
     # deterministic: the same shard again computes nothing and names the same share

@@ -107,11 +107,12 @@ class ExtractResult:
 
 def fill_store(manifest: Manifest, store: FeatureStore, upstream: str, *, lazy: LazyUpstream | None = None,
                shard: tuple[int, int] | None = None, engine: str = "local", ray: RayOptions | None = None,
-               min_duration: float = 0.1, progress: bool = True) -> ExtractResult:
+               min_duration: float = 0.1, reject_silence: bool = True, progress: bool = True) -> ExtractResult:
     """Make ``store`` hold every usable utterance of ``manifest`` (or of one shard); resumable, idempotent.
 
     Only entries missing from the store are encoded (the encoder is never built when none is);
     ``engine="ray"`` encodes them with :func:`emoboost.features.ray_engine.extract_with_ray`.
+    ``reject_silence`` skips (near-)digital silence, as ``run`` does, so no entry is made that no run reads.
     """
     from emoboost.data.manifest import Manifest
     from emoboost.features.store import extract_to_store, missing_entries, shard_of
@@ -130,14 +131,15 @@ def fill_store(manifest: Manifest, store: FeatureStore, upstream: str, *, lazy: 
         from emoboost.features.pipeline import LazyUpstream
 
         rep = extract_to_store(Manifest(todo), store, lazy or LazyUpstream(upstream), progress=progress,
-                               min_duration=min_duration)
+                               min_duration=min_duration, reject_silence=reject_silence)
         new, res.computed, res.encode_s = rep.hashes, rep.computed, rep.encode_s
         res.reused += rep.reused  # written by another process since the check above
         res.skipped += rep.skipped
     elif todo:
         from emoboost.features.ray_engine import extract_with_ray
 
-        out = extract_with_ray(todo, store, upstream, ray, min_duration=min_duration, progress=progress)
+        out = extract_with_ray(todo, store, upstream, ray, min_duration=min_duration,
+                               reject_silence=reject_silence, progress=progress)
         new, res.computed, res.encode_s = out.hashes, len(out.hashes), out.encode_s
         res.skipped += out.skipped
     complete = {**done, **new}

@@ -85,6 +85,8 @@ def test_ray_engine_equals_single_process(local_ray, tmp_path):
         rows.append(f"c{i}.wav,{'ab'[i % 2]},s{i % 3}")
     sf.write(str(root / "nan.wav"), np.full(4000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
     rows.append("nan.wav,a,s0")  # passes the scan, fails decoding: a skipped row, not a crash
+    sf.write(str(root / "silent.wav"), np.zeros(4000, dtype=np.float32), 16000)
+    rows.append("silent.wav,b,s1")  # refused as run refuses it
     (root / "corpus.csv").write_text("\n".join(rows) + "\n")
     up = tiny_wav2vec2(tmp_path / "up")
 
@@ -99,7 +101,7 @@ def test_ray_engine_equals_single_process(local_ray, tmp_path):
         return json.loads(rep.read_text())
 
     local = run(tmp_path / "local")
-    assert (local["computed"], local["skipped"]) == (N_CLIPS, 1)
+    assert (local["computed"], local["skipped"]) == (N_CLIPS, 2)
     spec = StoreSpec(frames=(0, 2))
     a, _ = open_store(str(up), str(tmp_path / "local"), spec)
     b, _ = open_store(str(up), str(tmp_path / "ray"), spec)
@@ -111,10 +113,10 @@ def test_ray_engine_equals_single_process(local_ray, tmp_path):
 
     remote = run(tmp_path / "ray", "--engine", "ray", "--actors", "1")
     assert remote["engine"] == "ray"
-    assert (remote["computed"], remote["reused"], remote["skipped"]) == (N_CLIPS - 2, 2, 1)
-    assert [Path(f["path"]).name for f in remote["skipped_files"]] == ["nan.wav"]
-    problem = remote["skipped_files"][0]["problem"]
-    assert "NaN" in problem and problem == local["skipped_files"][0]["problem"]
+    assert (remote["computed"], remote["reused"], remote["skipped"]) == (N_CLIPS - 2, 2, 2)
+    assert [Path(f["path"]).name for f in remote["skipped_files"]] == ["nan.wav", "silent.wav"]
+    assert remote["skipped_files"] == local["skipped_files"]  # same files, same problems, same order
+    assert "NaN" in remote["skipped_files"][0]["problem"]
     assert remote["bytes"] == local["bytes"] and remote["audio_hours"] == local["audio_hours"]
     for h in hashes:
         sa, sb = a.read_stats(h), b.read_stats(h)

@@ -94,7 +94,8 @@ def import_ray() -> Any:
 # ------------------------------------------------------------------------------------------------
 # pipeline stages (run on Ray workers; module-level so they pickle by reference)
 # ------------------------------------------------------------------------------------------------
-def read_batch(batch: dict[str, np.ndarray], min_duration: float = 0.0) -> dict[str, np.ndarray]:
+def read_batch(batch: dict[str, np.ndarray], min_duration: float = 0.0,
+               reject_silence: bool = False) -> dict[str, np.ndarray]:
     """{id, path} -> {id, path, hash, wav (float32 bytes), problem}; unusable files get a problem, no audio."""
     from emoboost.audio import AudioError, content_hash, load_audio
 
@@ -104,7 +105,8 @@ def read_batch(batch: dict[str, np.ndarray], min_duration: float = 0.0) -> dict[
         h, wav, problem = "", b"", ""
         try:
             h = content_hash(path)
-            wav = load_audio(path, min_duration=min_duration).astype(np.float32, copy=False).tobytes()
+            audio = load_audio(path, min_duration=min_duration, reject_silence=reject_silence)
+            wav = audio.astype(np.float32, copy=False).tobytes()
         except AudioError as e:
             path, problem = str(e.path), e.problem
         except OSError as e:
@@ -189,7 +191,7 @@ def pool_size(opts: RayOptions, resources: dict[str, float], todo: int) -> int:
 
 
 def extract_with_ray(todo: Sequence[Utterance], store: FeatureStore, upstream_spec: str,
-                     opts: RayOptions | None = None, min_duration: float = 0.0,
+                     opts: RayOptions | None = None, min_duration: float = 0.0, reject_silence: bool = False,
                      progress: bool = True) -> RayResult:
     """Encode ``todo`` into ``store`` on Ray; -> entries written, skipped files, encoder time.
 
@@ -230,7 +232,8 @@ def extract_with_ray(todo: Sequence[Utterance], store: FeatureStore, upstream_sp
         # Reading is light: half a CPU per task, which also keeps Ray from fusing it into the encoder
         # actors (fused, an actor would sit idle while it reads and resamples).
         ds = ds.map_batches(read_batch, batch_size=opts.read_batch, batch_format="numpy",
-                            fn_kwargs={"min_duration": float(min_duration)}, num_cpus=READ_CPUS)
+                            fn_kwargs={"min_duration": float(min_duration), "reject_silence": bool(reject_silence)},
+                            num_cpus=READ_CPUS)
         ds = ds.map_batches(EncodeActor, batch_size=opts.encode_batch, batch_format="numpy",
                             fn_constructor_kwargs={"upstream_spec": str(upstream_spec), "store": store,
                                                    "device": device, "threads": max(1, int(opts.num_cpus))},

@@ -350,6 +350,8 @@ def _lazy(sub, name: str, help: str, module: str, add: str, run: str) -> None:
 
 def _add_lazy_commands(sub) -> None:
     """Commands whose argument lists live in heavy modules (imported only when the command runs)."""
+    _lazy(sub, "train", "final model: CV (or --from-run RUN), then one model on all speakers -> a bundle",
+          "emoboost.final", "add_args", "run")
     _lazy(sub, "extract", "fill the SSL feature store for a corpus (resumable; --shard i/N, --engine ray)",
           "emoboost.extract", "add_args", "main")
     _lazy(sub, "benchmark", "several methods × encoders on identical folds -> one table",

@@ -54,6 +54,9 @@ class Predictor:
         if not bundle_path.exists():
             raise FileNotFoundError(f"{path}: not a run directory or model bundle (no bundle.json)")
         bundle = json.loads(bundle_path.read_text())
+        final = isinstance(bundle, dict) and bundle.get("kind") == "final"
+        if final and not (path / "method.json").exists():
+            raise FileNotFoundError(f"{path}: final-model bundle without method.json (the bundle is incomplete)")
         if (path / "method.json").exists():
             model_dirs = [path]
         else:
@@ -75,7 +78,9 @@ class Predictor:
                     f"upstream {spec!r} has fingerprint {up.fingerprint()}, but the models were trained on "
                     f"{want}: features would not match (pass --upstream with the training encoder)"
                 )
-        return cls(models, bundle, up)
+        pred = cls(models, bundle, up)
+        pred.kind = bundle_kind(bundle, len(models))  # type: ignore[attr-defined]
+        return pred
 
     # -- inference ----------------------------------------------------------------------------
     def _mean_proba(self, data: UtteranceSet, per_segment: bool) -> np.ndarray:
@@ -198,3 +203,24 @@ def _windows_as_utterances(src, seg: Segmenting):
     parts = [np.asarray(frames[:, s : s + length], dtype=np.float32) for s in starts]
     parts = [p for p in parts if p.shape[1] > 0] or [np.asarray(frames, dtype=np.float32)]
     return ArraySource(parts, frame_rate=src.frame_rate)
+
+# ------------------------------------------------------------------------------------------------
+# bundle kinds (final model vs cross-validation ensemble)
+# ------------------------------------------------------------------------------------------------
+def bundle_kind(bundle: dict, n_models: int) -> str:
+    """``final`` (one model on all speakers, :mod:`emoboost.final`), ``ensemble`` (a run's fold models,
+    posteriors averaged) or ``model`` (one saved fold or other model directory)."""
+    if bundle.get("kind") == "final":
+        return "final"
+    return "ensemble" if n_models > 1 else "model"
+
+
+def final_summary(bundle: dict) -> str | None:
+    """One line on a final model's provenance (training speakers, CV numbers), None for other bundles."""
+    if bundle.get("kind") != "final":
+        return None
+    from emoboost.final import describe_cv
+
+    tr = bundle.get("training") or {}
+    return (f"final {bundle.get('method', '?')} model trained on all {tr.get('speakers', '?')} speakers "
+            f"({tr.get('utterances', '?')} utterances); cross-validation {describe_cv(bundle.get('cv') or {})}")

@@ -418,13 +418,7 @@ def extract_to_store(
     if todo:
         from tqdm.auto import tqdm
 
-        enc = upstream() if callable(upstream) and not hasattr(upstream, "forward") else upstream  # type: ignore[assignment]
-        enc.eval()  # type: ignore[union-attr]
-        store.num_layers = enc.num_layers  # type: ignore[union-attr]
-        store.write_info({"kind": "ssl", "upstream": enc.config_dict(), "layout": {  # type: ignore[union-attr]
-            "stats": "<hash>.stats.npz: mean/std [L, D] float32, num_samples, num_frames",
-            "frames": "<hash>.npy: [L_kept, T, D] float16"}})
-        for utt in tqdm(todo, desc=f"extract {enc.name}", disable=not progress, unit="utt"):  # type: ignore[union-attr]
+        for utt in tqdm(todo, desc="extract", disable=not progress, unit="utt"):
             try:
                 h = content_hash(utt.path)
                 wav = load_audio(utt.path, min_duration=min_duration, reject_silence=reject_silence)
@@ -434,6 +428,13 @@ def extract_to_store(
             except OSError as e:
                 rep.skipped.append((utt.path, f"cannot read file ({e.strerror or e})"))
                 continue
+            if enc is None:  # built at the first clip that decodes: broken files alone never load weights
+                enc = upstream() if callable(upstream) and not hasattr(upstream, "forward") else upstream  # type: ignore[assignment]
+                enc.eval()  # type: ignore[union-attr]
+                store.num_layers = enc.num_layers  # type: ignore[union-attr]
+                store.write_info({"kind": "ssl", "upstream": enc.config_dict(), "layout": {  # type: ignore[union-attr]
+                    "stats": "<hash>.stats.npz: mean/std [L, D] float32, num_samples, num_frames",
+                    "frames": "<hash>.npy: [L_kept, T, D] float16"}})
             t1 = time.perf_counter()
             try:
                 frames, seg_frames = encode_clip(enc, wav, store.spec)  # type: ignore[arg-type]

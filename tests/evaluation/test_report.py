@@ -80,3 +80,19 @@ def test_summary_pools_folds_and_writes_the_report(tmp_path):
     assert (tmp_path / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     back = FoldResult.from_json(r0.to_json())
     assert back == r0
+
+
+def test_plots_leave_the_callers_matplotlib_backend_alone(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, matplotlib\n"
+            "from emoboost.evaluation.report import plot_confusion\n"
+            "plot_confusion(np.eye(2), ['a', 'b'], __import__('pathlib').Path(r'%s'))\n"
+            "print(matplotlib.get_backend())\n") % (tmp_path / "c.png")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "MPLBACKEND": "svg"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().lower() == "svg"  # a notebook's backend survives a run's report
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -94,15 +94,19 @@ def markdown(report: dict, protocol: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _figure(size: tuple[float, float]):
+    """A matplotlib Figure saved through Agg without pyplot: the caller's backend is left alone (a
+    notebook calling :func:`run_experiment` keeps its inline plots) and no figure registry fills up."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=size)
+
+
 def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cm = np.asarray(cm, dtype=float)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(classes), 0.8 + 0.8 * len(classes)))
+    fig = _figure((1.0 + 0.8 * len(classes), 0.8 + 0.8 * len(classes)))
+    ax = fig.subplots()
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(classes)):
         for j in range(len(classes)):
@@ -115,7 +119,6 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str = 
     ax.set_title(title or "confusion (pooled over test folds; rows = recall)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -161,10 +164,7 @@ def plot_tsne(emb: np.ndarray, y: np.ndarray, classes: list[str], path: Path, se
     Subsampling (a fixed random subset, seeded) bounds the cost on big corpora:
     the plot is a picture of the embedding geometry, not a number, so a few thousand points suffice.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
 
     emb, y = np.asarray(emb), np.asarray(y)
     if len(emb) != len(y):
@@ -175,8 +175,9 @@ def plot_tsne(emb: np.ndarray, y: np.ndarray, classes: list[str], path: Path, se
         emb, y = emb[keep], y[keep]
         note = f" (random {max_points} points)"
     z = tsne_2d(emb, seed=seed)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    cmap = plt.get_cmap("tab10")
+    fig = _figure((6, 5))
+    ax = fig.subplots()
+    cmap = colormaps["tab10"]
     for c, name in enumerate(classes):
         m = y == c
         ax.scatter(z[m, 0], z[m, 1], s=8, color=cmap(c % 10), label=name)
@@ -187,7 +188,6 @@ def plot_tsne(emb: np.ndarray, y: np.ndarray, classes: list[str], path: Path, se
     ax.set_yticks([])
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

@@ -75,7 +75,7 @@ def test_lazy_commands_register_their_arguments_when_chosen():
 # ---- folder-per-label corpora from the command line --------------------------------------------------------
 
 def _folder_corpus(root):
-    from conftest import write_tone
+    from audio_helpers import write_tone
 
     for label, freq in (("anger", 300.0), ("joy", 500.0)):
         for spk in ("spk1", "spk2", "spk3"):
@@ -129,7 +129,7 @@ def _one_error_line(capsys) -> str:
 
 
 def _emodb(root):
-    from conftest import write_tone
+    from audio_helpers import write_tone
 
     for k, (spk, emo) in enumerate([(s, e) for s in ("03", "08", "09") for e in ("W", "F", "T")]):
         write_tone(root / "wav" / f"{spk}a0{k % 2 + 1}{emo}a.wav", seconds=0.2, seed=k)
@@ -211,7 +211,7 @@ def _run_dir(tmp_path):
 
 
 def test_broken_run_files_name_the_file(tmp_path, capsys):
-    from conftest import write_tone
+    from audio_helpers import write_tone
 
     run, bundle = _run_dir(tmp_path)
     wav = write_tone(tmp_path / "a.wav", seconds=0.5)
@@ -255,3 +255,23 @@ def test_ctrl_c_and_internal_errors(monkeypatch, capsys):
                                        "with -v for the traceback)")
     with pytest.raises(TypeError):
         main(["-v", "data", "list"])
+
+
+# ---- predict / export / serve are lazy commands -------------------------------------------------------------
+
+def test_predict_export_serve_register_their_arguments_when_chosen():
+    from emoboost import export, predict, serve
+
+    args = build_parser().parse_args(["predict", "run", "a.wav", "dir/", "--no-vad", "--out", "r.csv"])
+    assert args.func is predict.main and args.inputs == ["a.wav", "dir/"] and args.vad is False
+    assert build_parser().parse_args(["predict", "run", "a.wav"]).vad is None  # automatic: on above 30 s
+    args = build_parser().parse_args(["export", "bundle", "--format", "onnx", "--out", "o"])
+    assert args.func is export.main and (args.bundle, args.format, args.out) == ("bundle", "onnx", "o")
+    args = build_parser().parse_args(["serve", "bundle", "--port", "8123"])
+    assert args.func is serve.main and args.port == 8123 and args.host == "127.0.0.1"
+    assert build_parser().parse_args(["serve", "bundle"]).port == 8000
+
+
+def test_predict_help_imports_no_torch_transformers_sklearn():
+    mods = _imported_after("from emoboost.cli import main\ntry:\n    main(['predict', '--help'])\nexcept SystemExit:\n    pass")
+    assert "emoboost" in mods and not mods & set(HEAVY), sorted(mods & set(HEAVY))

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import write_tone
+from audio_helpers import write_tone
 from emoboost import extract, runner
 from emoboost.audio import Segmenting, content_hash
 from emoboost.features.pipeline import open_store

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_tone
+from audio_helpers import write_tone
 from emoboost.data.corpora import (
     CORPORA,
     cremad,

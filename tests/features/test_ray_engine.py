@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import write_tone
+from audio_helpers import write_tone
 from emoboost import extract
 from emoboost.audio import content_hash
 from emoboost.features import ray_engine

@@ -2,36 +2,87 @@
 
 A bundle is weights + config only (never code): a run directory (its ``bundle.json`` lists the fold
 models; their posteriors are averaged, an ensemble of models that each saw 9/10 of the speakers) or a
-single saved model directory with a ``bundle.json`` beside ``method.json``. Long audio is processed a
-chunk of segments at a time, so memory does not grow with duration.
+single saved model directory with a ``bundle.json`` beside ``method.json``. An ONNX export directory
+(:mod:`emoboost.export`) is run by :class:`emoboost.onnx_predict.OnnxPredictor`; :func:`load_predictor`
+picks the right one, and :func:`predict_file` / :func:`predict_regions` work with either.
+
+Memory does not grow with duration: files are read block by block (:func:`emoboost.audio.stream_audio`)
+and encoded one encoder window (30 s) at a time. Pooled models (linear, logreg) get the exact
+statistics of all of a file's frames; frame models get 3 s window posteriors.
+
+What is labelled (decisions, see the README):
+
+* clips shorter than :data:`MIN_DURATION` (0.25 s) are refused with an :class:`~emoboost.audio.AudioError`:
+  the shortest speech region the VAD keeps, and far above one encoder frame (20-25 ms), below which
+  there is nothing to classify;
+* digital silence (RMS below -60 dBFS, :data:`emoboost.audio.SILENCE_DB`) is not classified: the result
+  has ``silent: true``, ``label: null`` and no probabilities (a model fed silence still answers
+  confidently, and that answer means nothing);
+* files longer than :data:`VAD_AUTO_SECONDS` (30 s, one Whisper encoder window) get voice activity
+  detection by default: only speech is classified, window by window, and the file label is the
+  duration-weighted mean of the windows. Shorter files are almost always one utterance (every corpus the
+  models are trained on), so they are classified whole, as in training.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from emoboost.audio import Segmenting, load_audio
+from emoboost.audio import SAMPLE_RATE, SILENCE_DB, AudioError, Segmenting, audio_info, is_silent, load_audio
 from emoboost.methods import Method, UtteranceSet
 
 CHUNK_SEGMENTS = 16
+MIN_DURATION = 0.25
+"""Shortest clip (seconds) that predict labels; shorter ones are refused."""
+VAD_AUTO_SECONDS = 30.0
+"""Files longer than this get VAD unless told otherwise (``vad=None``; ``--vad`` / ``--no-vad``)."""
+WINDOW_BATCH = 16
+"""VAD windows classified per model call."""
+STREAM_BLOCK_SECONDS = 30.0
 
 
 @dataclass
 class Prediction:
+    """One file's answer. ``label`` is None when nothing was classified (silence, or no speech found)."""
+
     path: str
-    label: str
+    label: str | None
     probabilities: dict[str, float]
     timeline: list[dict] = field(default_factory=list)
+    silent: bool = False  # RMS below -60 dBFS: not classified
+    duration: float | None = None  # seconds of audio read
+    speech_seconds: float | None = None  # with VAD: seconds classified (None: the whole file was)
 
     def to_dict(self) -> dict:
-        d = {"path": self.path, "label": self.label, "probabilities": self.probabilities}
+        d: dict = {"path": self.path, "label": self.label, "probabilities": self.probabilities,
+                   "silent": self.silent}
+        if self.duration is not None:
+            d["duration"] = round(self.duration, 3)
+        if self.speech_seconds is not None:
+            d["vad"] = True
+            d["speech_seconds"] = round(self.speech_seconds, 3)
         if self.timeline:
             d["timeline"] = self.timeline
         return d
+
+
+def silent_prediction(path: str, duration: float) -> Prediction:
+    """The result for digital silence: flagged, not labelled."""
+    return Prediction(str(path), None, {}, [], silent=True, duration=duration)
+
+
+def too_short(path: str | Path, seconds: float, minimum: float = MIN_DURATION) -> AudioError:
+    return AudioError(path, f"too short to label: {seconds:.3f} s < minimum {minimum:.3f} s")
+
+
+def _rounded(classes: Sequence[str], p: np.ndarray) -> dict[str, float]:
+    return {c: round(float(x), 5) for c, x in zip(classes, p)}
 
 
 class Predictor:
@@ -71,13 +122,9 @@ class Predictor:
             from emoboost.upstreams import build_upstream
 
             spec = upstream or bundle["upstream"]["spec"]
-            up = build_upstream(spec)
-            want = bundle["upstream"].get("fingerprint")
-            if want and up.fingerprint() != want:
-                raise ValueError(
-                    f"upstream {spec!r} has fingerprint {up.fingerprint()}, but the models were trained on "
-                    f"{want}: features would not match (pass --upstream with the training encoder)"
-                )
+            layers = bundle["upstream"].get("layers")  # fingerprint checked before any weights are read;
+            up = build_upstream(spec, expect_fingerprint=bundle["upstream"].get("fingerprint") or None,
+                                max_layer=max(layers) if layers else None)  # encoder cut at the deepest layer used
         pred = cls(models, bundle, up)
         pred.kind = bundle_kind(bundle, len(models))  # type: ignore[attr-defined]
         return pred
@@ -98,12 +145,116 @@ class Predictor:
     def _pooled_only(self) -> bool:
         return not any(m.needs_frames() for m in self.models)
 
+    @property
+    def sample_rate(self) -> int:
+        return self.seg.sample_rate
+
+    @property
+    def ensemble_size(self) -> int:
+        return len(self.models)
+
+    def min_samples(self) -> int:
+        """Shortest clip labelled: :data:`MIN_DURATION`, and at least one encoder frame (plus one sample)."""
+        n = int(round(MIN_DURATION * self.sample_rate))
+        if self.upstream is not None:
+            from emoboost.features.store import _min_chunk
+
+            n = max(n, _min_chunk(self.upstream))
+        return n
+
+    def check_wav(self, wav: np.ndarray, path: str = "<array>") -> np.ndarray:
+        """Mono, finite, long enough: else an :class:`AudioError` naming ``path``."""
+        wav = np.asarray(wav, dtype=np.float32)
+        if wav.ndim != 1:
+            raise AudioError(path, f"expected mono samples [T], got shape {wav.shape}")
+        if len(wav) < self.min_samples():
+            raise too_short(path, len(wav) / self.sample_rate, self.min_samples() / self.sample_rate)
+        if not np.all(np.isfinite(wav)):
+            raise AudioError(path, "contains NaN or infinite samples")
+        return wav
+
+    def _check_layers(self) -> None:
+        """Refuse, once and clearly, an encoder cut below the deepest hidden state the models read."""
+        if getattr(self, "_layers_ok", False) or self.upstream is None:
+            return
+        n = int(self.upstream.num_layers)
+        have = int(getattr(self.upstream, "layers_out", n))
+        need: set[int] = set()
+        for m in self.models:
+            try:
+                need |= {int(v) for v in m.ssl_layers(n)}
+            except ValueError:
+                need |= {int(v) for v in (self.bundle.get("upstream") or {}).get("layers") or []}
+        bad = sorted(v for v in need if v >= have)
+        if bad:
+            raise ValueError(f"the model reads hidden state(s) {bad}, but the encoder returns hidden states "
+                             f"0..{have - 1} only (built with max_layer={have - 1}); build it with "
+                             f"max_layer >= {bad[-1]} or without a cut")
+        self._layers_ok = True
+
+    def _ssl_source(self, frames: list, num_samples: list[int], seg_frames: int, pooled: bool):
+        """In-memory SSL source of clips (frames [L, T, D], or their Stats when ``pooled``), reporting the
+        model's layer count even when the encoder was cut (layer choices such as -1 or ``weighted``
+        resolve against the full model, as in training)."""
+        from emoboost.features.store import ArraySource, Stats, StatsSource
+
+        fr = float(self.upstream.frame_rate)
+        if pooled:
+            stats = [f if isinstance(f, Stats) else Stats.of(f, n, fr, seg_frames) for f, n in zip(frames, num_samples)]
+            src = StatsSource(stats, fr)
+        else:
+            src = ArraySource(frames, num_samples, frame_rate=fr, encoding=self._store_spec().encoding,
+                              segment_frames=seg_frames or None, sample_rate=self.sample_rate)
+            src.segmenting = self.seg
+        src.num_layers = int(self.upstream.num_layers)
+        return src
+
+    def posteriors_many(self, wavs: Sequence[np.ndarray]) -> np.ndarray:
+        """[N, C] unrounded posteriors, each 16 kHz clip classified on its own as one utterance
+        (VAD windows; no duration or silence checks here)."""
+        from emoboost.features.pipeline import wav_features
+
+        if not len(wavs):
+            return np.zeros((0, len(self.classes)))
+        if "ssl" not in self.features:
+            feats = [wav_features(np.asarray(w, np.float32), self.features, self.seg) for w in wavs]
+            return self._mean_proba(self._dataset_many(feats), False)
+        from emoboost.features.store import SSLView, Stats, encode_clip
+
+        self._check_layers()
+        spec = self._store_spec()
+        pooled = self._pooled_only()
+        frames, seg_frames = [], 0
+        for w in wavs:
+            f, seg_frames = encode_clip(self.upstream, np.asarray(w, np.float32), spec)
+            # pooled models keep only the statistics: the batch's frames never pile up
+            frames.append(Stats.of(f, len(w), float(self.upstream.frame_rate), seg_frames) if pooled else f)
+            del f
+        src = self._ssl_source(frames, [len(w) for w in wavs], seg_frames, pooled)
+        acoustic = [f for f in self.features if f != "ssl"]
+        feats = [wav_features(np.asarray(w, np.float32), acoustic, self.seg) if acoustic else {} for w in wavs]
+        return self._mean_proba(self._dataset_many(feats, SSLView(src)), False)
+
+    def posteriors(self, wav: np.ndarray) -> np.ndarray:
+        """[C] unrounded posteriors of one 16 kHz mono clip (checked like :meth:`predict_wav`)."""
+        return self.posteriors_many([self.check_wav(wav)])[0]
+
     def predict_wav(self, wav: np.ndarray, path: str = "<array>", timeline: bool = False) -> Prediction:
         """Label one waveform. SSL models see the clip encoder window by encoder window (30 s), so
-        memory stays bounded for long audio; pooled models get the exact statistics of all frames."""
+        memory stays bounded for long audio; pooled models get the exact statistics of all frames.
+        Too short clips raise :class:`AudioError`; digital silence is flagged, not labelled."""
+        wav = self.check_wav(wav, path)
+        sr = self.sample_rate
+        if is_silent(wav):
+            return silent_prediction(path, len(wav) / sr)
+        pred = self._predict_loaded(wav, path, timeline)
+        pred.duration = len(wav) / sr
+        return pred
+
+    def _predict_loaded(self, wav: np.ndarray, path: str, timeline: bool) -> Prediction:
         from emoboost.features.pipeline import UTTERANCE_FEATURES, wav_features
 
-        sr = self.seg.sample_rate
+        sr = self.sample_rate
         if all(f in UTTERANCE_FEATURES for f in self.features):
             seg_proba = self._mean_proba(self._dataset(wav_features(wav, self.features, self.seg)), True)
             return self._result(path, seg_proba.mean(axis=0), seg_proba, np.array([0.0]),
@@ -116,65 +267,86 @@ class Predictor:
             seg_proba = np.concatenate(parts)
             ends = np.minimum(starts + self.seg.length, len(wav) / sr)
             return self._result(path, seg_proba.mean(axis=0), seg_proba, starts, ends, timeline)
-        return self._predict_ssl(wav, path, timeline)
+        block = self._block_samples()
+        return self._predict_ssl((wav[b : b + block] for b in range(0, len(wav), block)), path, timeline)
 
-    def _predict_ssl(self, wav: np.ndarray, path: str, timeline: bool) -> Prediction:
-        from emoboost.features.pipeline import wav_features
-        from emoboost.features.store import ArraySource, SSLView, Stats, StatsSource, encode_clip
-
-        spec = self._store_spec()
-        sr = self.seg.sample_rate
-        # Blocks are whole encoder windows, and a multiple of the segment hop so windows never straddle.
-        block = int(round(spec.window * sr))
+    def _block_samples(self) -> int:
+        """Blocks are whole encoder windows, and a multiple of the segment hop so windows never straddle."""
+        block = int(round(float(self.bundle.get("encoder_window", 30.0)) * self.sample_rate))
         hop = self.seg.hop_samples
-        block = max(hop, block - block % hop)
+        return max(hop, block - block % hop)
+
+    def _predict_ssl(self, blocks: Iterable[np.ndarray], path: str, timeline: bool) -> Prediction:
+        """SSL prediction over consecutive blocks of :meth:`_block_samples` samples (the last may be short)."""
+        from emoboost.features.pipeline import wav_features
+        from emoboost.features.store import SSLView, Stats, StatsSource, _min_chunk, encode_clip
+
+        self._check_layers()
+        spec = self._store_spec()
+        sr = self.sample_rate
+        hop = self.seg.hop_samples
         acoustic = [f for f in self.features if f != "ssl"]
         pooled_only = self._pooled_only()
+        min_chunk = _min_chunk(self.upstream)
+        frame_rate = float(self.upstream.frame_rate)
         total = total_sq = None
-        n_frames, frame_rate = 0, 50.0
+        n_frames = n_samples = 0
         seg_parts: list[np.ndarray] = []
         starts: list[np.ndarray] = []
-        for b0 in range(0, len(wav), block):
-            chunk = wav[b0 : b0 + block]
-            if b0 > 0 and len(chunk) < self.seg.sample_rate // 50 + 1:
-                break
+        for chunk in blocks:
+            b0 = n_samples
+            n_samples += len(chunk)
+            if b0 > 0 and len(chunk) < min_chunk:
+                continue  # a tail shorter than one encoder frame adds nothing (and is the last block)
             frames, seg_frames = encode_clip(self.upstream, chunk, spec)
-            frame_rate = float(self.upstream.frame_rate)
-            src = ArraySource([frames], [len(chunk)], frame_rate=frame_rate, encoding=spec.encoding,
-                              segment_frames=seg_frames or None)
-            src.segmenting = self.seg
             if pooled_only:
-                f64 = frames.astype(np.float64)
-                s1, s2 = f64.sum(axis=1), np.square(f64).sum(axis=1)
+                s1 = np.empty((frames.shape[0], frames.shape[2]))
+                s2 = np.empty_like(s1)
+                for li, layer in enumerate(frames):  # one layer in float64 at a time: no [L, T, D] copy
+                    x = layer.astype(np.float64)
+                    s1[li], s2[li] = x.sum(axis=0), np.einsum("td,td->d", x, x)
                 total = s1 if total is None else total + s1
                 total_sq = s2 if total_sq is None else total_sq + s2
                 n_frames += frames.shape[1]
                 if timeline:  # each window classified as its own utterance
+                    src = self._ssl_source([frames], [len(chunk)], seg_frames, pooled=False)
                     win_src = _windows_as_utterances(src, self.seg)
+                    win_src.num_layers = src.num_layers
                     seg_parts.append(self._mean_proba(self._dataset({}, SSLView(win_src)), False))
             else:
+                src = self._ssl_source([frames], [len(chunk)], seg_frames, pooled=False)
                 feats = wav_features(chunk, acoustic, self.seg) if acoustic else {}
                 seg_parts.append(self._mean_proba(self._dataset(feats, SSLView(src)), True))
             n_seg = len(seg_parts[-1]) if seg_parts else 0
             starts.append((b0 + np.arange(n_seg) * hop) / sr)
         st = np.concatenate(starts) if starts else np.zeros(0)
-        ends = np.minimum(st + self.seg.length, len(wav) / sr)
+        ends = np.minimum(st + self.seg.length, n_samples / sr)
         seg_proba = np.concatenate(seg_parts) if seg_parts else np.zeros((0, len(self.classes)))
         if pooled_only:
             mean = total / n_frames
             std = np.sqrt(np.maximum(total_sq / n_frames - mean**2, 0.0))
-            stats = Stats(mean.astype(np.float32), std.astype(np.float32), len(wav), n_frames, frame_rate)
-            proba = self._mean_proba(self._dataset({}, SSLView(StatsSource([stats], frame_rate))), False)[0]
+            stats = Stats(mean.astype(np.float32), std.astype(np.float32), n_samples, n_frames, frame_rate)
+            src = StatsSource([stats], frame_rate)
+            src.num_layers = int(self.upstream.num_layers)
+            proba = self._mean_proba(self._dataset({}, SSLView(src)), False)[0]
             if not timeline:
-                seg_proba, st, ends = proba[None], np.array([0.0]), np.array([len(wav) / sr])
+                seg_proba, st, ends = proba[None], np.array([0.0]), np.array([n_samples / sr])
         else:
             proba = seg_proba.mean(axis=0)
-        return self._result(path, proba, seg_proba, st, ends, timeline)
+        pred = self._result(path, proba, seg_proba, st, ends, timeline)
+        pred.duration = n_samples / sr
+        return pred
 
     def _dataset(self, feats: dict[str, np.ndarray], ssl=None) -> UtteranceSet:
         n = len(ssl) if ssl is not None else 1
         return UtteranceSet(ids=[f"x{i}" for i in range(n)], y=np.full(n, -1), groups=np.array(["?"] * n),
                             features={k: [v] for k, v in feats.items()}, ssl=ssl)
+
+    def _dataset_many(self, feats: list[dict[str, np.ndarray]], ssl=None) -> UtteranceSet:
+        n = len(feats)
+        names = list(feats[0]) if feats else []
+        return UtteranceSet(ids=[f"x{i}" for i in range(n)], y=np.full(n, -1), groups=np.array(["?"] * n),
+                            features={k: [f[k] for f in feats] for k in names}, ssl=ssl)
 
     def _result(self, path: str, proba: np.ndarray, seg_proba: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                 timeline: bool) -> Prediction:
@@ -182,15 +354,356 @@ class Predictor:
         if timeline:
             tl = [
                 {"start": round(float(a), 3), "end": round(float(b), 3), "label": self.classes[int(p.argmax())],
-                 "probabilities": {c: round(float(x), 5) for c, x in zip(self.classes, p)}}
+                 "probabilities": _rounded(self.classes, p)}
                 for a, b, p in zip(starts, ends, seg_proba)
             ]
-        return Prediction(path, self.classes[int(proba.argmax())],
-                          {c: round(float(x), 5) for c, x in zip(self.classes, proba)}, tl)
+        return Prediction(path, self.classes[int(proba.argmax())], _rounded(self.classes, proba), tl)
 
-    def predict_file(self, path: str | Path, timeline: bool = False) -> Prediction:
-        wav = load_audio(path, min_duration=0.0)
-        return self.predict_wav(wav, str(path), timeline)
+    def predict_stream(self, path: str | Path, timeline: bool = False) -> Prediction:
+        """The whole file classified (no VAD), read block by block: memory does not grow with duration.
+
+        Methods on utterance-level functionals (eGeMAPS/ComParE SVMs) need the whole waveform, which is
+        then loaded; a silent long file is recognised only after it was read (one pass)."""
+        from emoboost.audio import stream_audio
+        from emoboost.features.pipeline import UTTERANCE_FEATURES
+
+        sr = self.sample_rate
+        block = self._block_samples()
+        duration = audio_info(path)[0]
+        if "ssl" not in self.features or any(f in UTTERANCE_FEATURES for f in self.features) or \
+                duration * sr <= block:
+            return self.predict_wav(load_audio(path, sr), str(path), timeline)
+        meter = _Meter(_exact_blocks(stream_audio(path, sr, block / sr, reuse=True), block))
+        pred = self._predict_ssl(meter, str(path), timeline)
+        if meter.samples < self.min_samples():
+            raise too_short(path, meter.samples / sr, self.min_samples() / sr)
+        if meter.dbfs() < SILENCE_DB:
+            return silent_prediction(str(path), meter.samples / sr)
+        return pred
+
+    def predict_file(self, path: str | Path, timeline: bool = False, vad: bool | None = None) -> Prediction:
+        """Label one file: ``vad=None`` uses VAD for files longer than :data:`VAD_AUTO_SECONDS`."""
+        return predict_file(self, path, timeline=timeline, vad=vad)
+
+    def predict_regions(self, path: str | Path, timeline: bool = True,
+                        regions: Sequence[tuple[float, float]] | None = None, **vad_options) -> Prediction:
+        """Label the speech of a file (see :func:`predict_regions`)."""
+        return predict_regions(self, path, timeline=timeline, regions=regions, **vad_options)
+
+
+# ------------------------------------------------------------------------------------------------
+# files, VAD regions, inputs: shared by Predictor and OnnxPredictor
+# ------------------------------------------------------------------------------------------------
+def load_predictor(path: str | Path, upstream: str | None = None, threads: int | None = None):
+    """A :class:`Predictor` for a run or model directory, an ``OnnxPredictor`` for an ONNX export."""
+    from emoboost.onnx_predict import is_onnx_export
+
+    if is_onnx_export(path):
+        if upstream:
+            raise ValueError(f"{path}: an ONNX export holds its own encoder; --upstream does not apply")
+        from emoboost.onnx_predict import OnnxPredictor
+
+        return OnnxPredictor(path, threads=threads)
+    return Predictor.load(path, upstream=upstream)
+
+
+def describe_predictor(predictor, path: str | Path) -> dict:
+    """What answers: kind (``ensemble`` of fold models, one ``model``, ``onnx`` export), size, classes."""
+    n = int(getattr(predictor, "ensemble_size", 1))
+    kind = "onnx" if not isinstance(predictor, Predictor) else \
+        (getattr(predictor, "kind", None) or ("ensemble" if n > 1 else "model"))
+    info: dict = {"path": str(path), "kind": kind, "models": n, "classes": list(predictor.classes)}
+    bundle = getattr(predictor, "bundle", None) or {}
+    up = bundle.get("upstream") if isinstance(bundle, dict) else None
+    if isinstance(up, dict) and up.get("fingerprint"):
+        info["upstream"] = up["fingerprint"]
+    elif not isinstance(predictor, Predictor):
+        info["upstream"] = (getattr(predictor, "preprocessing", {}).get("upstream") or {}).get("fingerprint")
+    if kind == "final" and isinstance(bundle, dict):
+        info["summary"] = final_summary(bundle)
+    return info
+
+
+def describe_line(info: dict) -> str:
+    what = {"ensemble": f"cross-validation run: ensemble of {info['models']} fold models (posteriors averaged)",
+            "final": "final model trained on all speakers", "model": "one model",
+            "onnx": "ONNX export (onnxruntime)"}.get(info["kind"], info["kind"])
+    line = f"model: {info['path']} ({what}; {len(info['classes'])} classes)"
+    return f"{line}: {info['summary']}" if info.get("summary") else line
+
+
+def predict_file(predictor, path: str | Path, timeline: bool = False, vad: bool | None = None) -> Prediction:
+    """Label one audio file with a :class:`Predictor` or ``OnnxPredictor``.
+
+    ``vad``: True classifies speech regions only (:func:`predict_regions`), False the whole file, None
+    (default) uses VAD for files longer than :data:`VAD_AUTO_SECONDS`. Clips shorter than
+    :data:`MIN_DURATION` raise :class:`AudioError`; digital silence comes back flagged and unlabelled.
+    """
+    duration = audio_info(path)[0]  # header only: refuses missing, empty and non-audio files before decoding
+    if duration < MIN_DURATION:
+        raise too_short(path, duration)
+    if (duration > VAD_AUTO_SECONDS) if vad is None else vad:
+        return predict_regions(predictor, path, timeline=timeline)
+    if isinstance(predictor, Predictor):
+        return predictor.predict_stream(path, timeline)
+    sr = int(getattr(predictor, "sample_rate", SAMPLE_RATE))
+    wav = load_audio(path, sr, min_duration=MIN_DURATION)
+    if is_silent(wav):
+        return silent_prediction(str(path), len(wav) / sr)
+    pred = predictor.predict_wav(wav, str(path), timeline)
+    pred.duration = len(wav) / sr
+    return pred
+
+
+def predict_regions(
+    predictor,
+    path: str | Path,
+    timeline: bool = True,
+    regions: Sequence[tuple[float, float]] | None = None,
+    segment_length: float | None = None,
+    min_window: float = 1.0,
+    batch: int = WINDOW_BATCH,
+    **vad_options,
+) -> Prediction:
+    """Label the speech of a file: VAD regions -> windows -> one posterior per window -> file label.
+
+    Regions come from :func:`emoboost.vad.speech_regions` over the streamed file (or are given, in
+    seconds), are cut into windows of the model's segment length (:func:`emoboost.vad.windows`), and
+    only those windows are read (seeked at the native rate, else decoded block by block) and classified,
+    each as one utterance; silence is never classified. The file label is the duration-weighted mean of
+    the windows (:func:`emoboost.timeline.weighted_label`); with no speech, ``label`` is None and
+    ``speech_seconds`` 0. Memory: one block of audio plus one batch of windows, whatever the duration.
+    """
+    from emoboost import vad
+    from emoboost.audio import stream_audio
+    from emoboost.timeline import weighted_label
+
+    sr = SAMPLE_RATE
+    classes = list(predictor.classes)
+    if segment_length is None:
+        seg = getattr(predictor, "seg", None)
+        segment_length = float(seg.length) if seg is not None else 3.0
+    if regions is None:
+        meter = _Meter(stream_audio(path, sr, STREAM_BLOCK_SECONDS, reuse=True))
+        regions = vad.speech_regions(iter(meter), sr, **vad_options)
+        duration = meter.samples / sr
+        if meter.samples < MIN_DURATION * sr:
+            raise too_short(path, duration)
+        if meter.dbfs() < SILENCE_DB:
+            return silent_prediction(str(path), duration)
+    else:
+        duration = audio_info(path)[0]
+    wins = vad.windows(regions, segment_length, min(min_window, segment_length))
+    spans = [(int(round(a * sr)), int(round(b * sr))) for a, b in wins]
+    many = getattr(predictor, "posteriors_many", None)
+    entries: list[dict] = []
+    pending: list[tuple[tuple[float, float], np.ndarray]] = []
+    min_len = int(round(MIN_DURATION * sr))
+
+    def flush() -> None:
+        wavs = [w for _, w in pending]
+        probs = many(wavs) if many is not None else np.stack([predictor.posteriors(w) for w in wavs])
+        for ((a, b), _), p in zip(pending, probs):
+            entries.append({"start": a, "end": b, "label": classes[int(np.argmax(p))],
+                            "probabilities": {c: float(x) for c, x in zip(classes, p)}})
+        pending.clear()
+
+    for (a, b), w in zip(wins, read_spans(path, spans, sr)):
+        if len(w) < min_len or is_silent(w):
+            continue  # a sliver or digital silence inside a region: nothing to classify
+        pending.append(((a, b), w))
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    speech = float(sum(t["end"] - t["start"] for t in entries))
+    if not entries:
+        return Prediction(str(path), None, {}, [], duration=duration, speech_seconds=0.0)
+    label, probs = weighted_label(entries, classes)
+    tl = []
+    if timeline:
+        tl = [{**t, "probabilities": {c: round(v, 5) for c, v in t["probabilities"].items()}} for t in entries]
+    return Prediction(str(path), label, {c: round(float(v), 5) for c, v in probs.items()}, tl,
+                      duration=duration, speech_seconds=speech)
+
+
+def read_spans(path: str | Path, spans: Sequence[tuple[int, int]], sample_rate: int = SAMPLE_RATE
+               ) -> Iterator[np.ndarray]:
+    """The samples ``[a, b)`` of each span (sorted, disjoint, at ``sample_rate``) as mono float32, one
+    array per span (shorter where the file ends), reading only what the spans need.
+
+    At the file's native rate each span is seeked and read (the same samples as :func:`load_audio`);
+    otherwise the file is decoded and resampled block by block (:func:`emoboost.audio.stream_audio`)
+    and the spans are cut from the stream, which stops after the last span.
+    """
+    import soundfile as sf
+
+    from emoboost.audio import stream_audio
+
+    if not spans:
+        return
+    if any(b < a for a, b in spans) or any(spans[i][0] < spans[i - 1][1] for i in range(1, len(spans))):
+        raise ValueError("spans must be sorted, disjoint and non-negative")
+    _, native, _ = audio_info(path)
+    if native == sample_rate:
+        try:
+            f = sf.SoundFile(str(path))
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+            raise AudioError(path, f"unreadable audio ({e})") from e
+        with f:
+            if f.seekable():
+                for a, b in spans:
+                    try:
+                        f.seek(min(a, f.frames))
+                        data = f.read(b - a, dtype="float32", always_2d=True)
+                    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+                        raise AudioError(path, f"unreadable audio at sample {a} ({e})") from e
+                    if not np.all(np.isfinite(data)):
+                        raise AudioError(path, "contains NaN or infinite samples")
+                    yield np.ascontiguousarray(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
+                return
+    it = iter(spans)
+    cur = next(it, None)
+    carry = np.zeros(0, dtype=np.float32)
+    pos = 0  # absolute sample index of carry[0]
+    for block in stream_audio(path, sample_rate, STREAM_BLOCK_SECONDS, reuse=True):
+        if cur is None:
+            break
+        carry = np.concatenate([carry, block]) if len(carry) else np.array(block)
+        while cur is not None and pos + len(carry) >= cur[1]:
+            a, b = cur
+            yield carry[max(a - pos, 0) : b - pos].copy()
+            cur = next(it, None)
+        drop = len(carry) if cur is None else min(max(cur[0] - pos, 0), len(carry))
+        carry = carry[drop:]
+        pos += drop
+    while cur is not None:  # spans running past the end of the file
+        a, b = cur
+        yield carry[max(a - pos, 0) : max(b - pos, 0)].copy()
+        cur = next(it, None)
+
+
+# ------------------------------------------------------------------------------------------------
+# input lists: files, folders, list files
+# ------------------------------------------------------------------------------------------------
+AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif",
+                              ".aifc", ".au", ".snd", ".caf", ".w64", ".rf64"})
+LIST_EXTENSIONS = frozenset({".txt", ".lst"})
+
+
+def expand_inputs(items: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Command-line inputs -> (audio files in order, without repeats; [(input, problem)] for bad inputs).
+
+    A folder gives all audio files below it (by extension, sorted); a ``.txt`` / ``.lst`` file gives
+    the paths it lists, one per line (blank lines and ``#`` comments skipped; relative paths are
+    relative to the list file's folder), folders among them expanded; anything else is taken as an
+    audio file and checked when it is read.
+    """
+    files: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        key = p.resolve() if p.exists() else p
+        if key not in seen:
+            seen.add(key)
+            files.append(p)
+
+    def folder(p: Path) -> None:
+        found = sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_EXTENSIONS and q.is_file())
+        if not found:
+            problems.append((str(p), f"folder holds no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})"))
+        for q in found:
+            add(q)
+
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            folder(p)
+        elif p.suffix.lower() in LIST_EXTENSIONS and p.is_file():
+            try:
+                lines = p.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as e:
+                problems.append((str(p), f"cannot read the list file ({e})"))
+                continue
+            for line in lines:
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                q = Path(line).expanduser()
+                q = q if q.is_absolute() else p.parent / q
+                if q.is_dir():
+                    folder(q)
+                else:
+                    add(q)
+        else:
+            add(p)
+    return files, problems
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+class _Meter:
+    """Passes blocks through, counting samples and their energy (file-level silence in one pass)."""
+
+    def __init__(self, blocks: Iterable[np.ndarray]):
+        self.blocks = blocks
+        self.samples = 0
+        self.energy = 0.0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for b in self.blocks:
+            self.samples += len(b)
+            self.energy += float(np.square(b, dtype=np.float64).sum())
+            yield b
+
+    def dbfs(self) -> float:
+        ms = self.energy / self.samples if self.samples else 0.0
+        return 10.0 * math.log10(ms) if ms > 0 else -math.inf
+
+
+def limit_heap_growth(threshold: int = 4 << 20) -> bool:
+    """glibc: serve allocations of ``threshold`` bytes or more by mmap, returned to the OS when freed.
+
+    glibc raises its mmap threshold after the first large free, so the log-mel and encoder temporaries
+    of every 30 s window (tens of MB, allocated and freed per window) then come from the heap, which
+    fragments: without VAD, peak RSS crept ~100 MB above a 10 s file's over the first minutes of a long
+    file. A fixed 4 MiB threshold halves that (+55 MB) for ~10 % more CPU time (page faults of fresh
+    mappings); 1 MiB saves a few MB more but costs ~25 % (benchmarks/long_audio.py). Process-wide, so
+    only the command line calls it; a no-op off Linux/glibc or when ``MALLOC_MMAP_THRESHOLD_`` is set.
+    Returns whether it took effect.
+    """
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, int(threshold)))  # -3 = M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
+def _exact_blocks(blocks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Re-cut a stream of blocks of any sizes into fresh arrays of exactly ``size`` samples (last: the rest)."""
+    buf = np.empty(size, dtype=np.float32)
+    n = 0
+    for b in blocks:
+        i = 0
+        while i < len(b):
+            take = min(size - n, len(b) - i)
+            buf[n : n + take] = b[i : i + take]
+            n += take
+            i += take
+            if n == size:
+                yield buf.copy()
+                n = 0
+    if n:
+        yield buf[:n].copy()
 
 
 def _windows_as_utterances(src, seg: Segmenting):
@@ -203,6 +716,188 @@ def _windows_as_utterances(src, seg: Segmenting):
     parts = [np.asarray(frames[:, s : s + length], dtype=np.float32) for s in starts]
     parts = [p for p in parts if p.shape[1] > 0] or [np.asarray(frames, dtype=np.float32)]
     return ArraySource(parts, frame_rate=src.frame_rate)
+
+
+# ------------------------------------------------------------------------------------------------
+# command line: ``emoboost predict MODEL INPUT...``
+# ------------------------------------------------------------------------------------------------
+def add_args(parser):
+    """Arguments of ``emoboost predict`` (registered lazily by :mod:`emoboost.cli`)."""
+    import argparse
+
+    parser.add_argument("model", help="run directory (its fold models are averaged: an ensemble), final model "
+                                      "bundle, or ONNX export directory (run with onnxruntime)")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="audio files, folders (every audio file below them: wav, flac, ogg, mp3, aiff, ...) "
+                             "or .txt/.lst files listing paths (one per line, relative to the list's folder)")
+    parser.add_argument("--vad", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"classify only speech found by Silero VAD, window by window, and label the file by "
+                             f"the duration-weighted windows (silence is never classified). Default: on for files "
+                             f"longer than {VAD_AUTO_SECONDS:g} s, off for shorter ones (one utterance, classified "
+                             f"whole as in training)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="per-window start, end, label and probabilities (VAD windows, else 3 s segments)")
+    parser.add_argument("--format", choices=["text", "json", "csv"], default="text", help="what stdout shows")
+    parser.add_argument("--out", metavar="FILE", help="also write the results to FILE.csv or FILE.json (atomically; "
+                                                       "JSON adds the model and the failed inputs)")
+    parser.add_argument("--plot", metavar="DIR_OR_PNG",
+                        help="timeline plot: a .png path for one input, else a folder (<name>.timeline.png per file)")
+    parser.add_argument("--upstream", help="override where the encoder is loaded from (must match its fingerprint)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.epilog = (f"Clips shorter than {MIN_DURATION:g} s are refused; digital silence (RMS below "
+                     f"{SILENCE_DB:g} dBFS) is reported as silent with no label. A bad input is reported on "
+                     f"stderr (one line) and the others still run; the exit code is then 1.")
+    return parser
+
+
+def _load_for_cli(args):
+    """Load MODEL; a bundle that parses but lacks keys names ``bundle.json``."""
+    from emoboost.cli import _check_bundle
+    from emoboost.onnx_predict import is_onnx_export
+
+    model = Path(args.model)
+    if is_onnx_export(model):
+        return load_predictor(model, args.upstream, threads=getattr(args, "threads", None))
+    bundle = _check_bundle(model)
+    try:
+        return load_predictor(model, args.upstream)
+    except (KeyError, TypeError) as e:
+        if bundle is None:
+            raise
+        detail = f"missing key {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
+        raise ValueError(f"{bundle}: broken run bundle ({detail})") from e
+
+
+def _plot_target(plot: str, f: Path, used: set[Path]) -> Path:
+    if plot.lower().endswith(".png"):
+        return Path(plot)
+    target = Path(plot) / f"{f.stem}.timeline.png"
+    k = 1
+    while target in used:
+        k += 1
+        target = Path(plot) / f"{f.stem}-{k}.timeline.png"
+    used.add(target)
+    return target
+
+
+def _file_row(d: dict, classes: list[str]) -> dict:
+    row = {"path": d["path"], "label": d["label"] or ""}
+    row.update({f"p_{c}": d["probabilities"].get(c, "") for c in classes})
+    row.update(silent=d["silent"], duration=d.get("duration", ""), speech_seconds=d.get("speech_seconds", ""))
+    return row
+
+
+def _file_fields(classes: list[str]) -> list[str]:
+    return ["path", "label", *[f"p_{c}" for c in classes], "silent", "duration", "speech_seconds"]
+
+
+def _text_line(d: dict) -> str:
+    if d["silent"]:
+        return f"{d['path']}\t(silent)\tRMS below {SILENCE_DB:g} dBFS: not classified"
+    if d["label"] is None:
+        return f"{d['path']}\t(no speech)\tVAD found no speech in {d.get('duration', 0):.1f} s"
+    probs = "  ".join(f"{c}={p:.3f}" for c, p in sorted(d["probabilities"].items(), key=lambda kv: -kv[1]))
+    vad = f"\tspeech {d['speech_seconds']:.1f} of {d['duration']:.1f} s" if d.get("vad") else ""
+    return f"{d['path']}\t{d['label']}\t{probs}{vad}"
+
+
+def main(args) -> int:
+    """``emoboost predict``: every input file labelled; bad ones reported and counted, never fatal."""
+    import csv
+    import io
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from emoboost.cli import error_line
+    from emoboost.utils import atomic_write_text
+
+    if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
+        raise ValueError(f"--out {args.out}: the file name must end in .csv or .json")
+    files, bad = expand_inputs(args.inputs)
+    if args.plot and args.plot.lower().endswith(".png") and len(files) > 1:
+        raise ValueError(f"--plot {args.plot}: one PNG takes one input, but {len(files)} files were given; "
+                         f"pass a folder")
+    limit_heap_growth()
+    pred = _load_for_cli(args)
+    if isinstance(pred, Predictor) and "ssl" in pred.features:
+        pred._check_layers()  # a model/encoder mismatch is one error, not one per file
+    info = describe_predictor(pred, args.model)
+    classes = list(pred.classes)
+    print(("# " if args.format == "text" else "") + describe_line(info),
+          file=sys.stdout if args.format == "text" else sys.stderr, flush=True)
+
+    def report(path: str, problem: str) -> None:
+        bad.append((path, problem))
+        tqdm.write(f"error: {path}: {problem}", file=sys.stderr)
+
+    for p, problem in list(bad):
+        tqdm.write(f"error: {p}: {problem}", file=sys.stderr)
+    writer = csv.DictWriter(sys.stdout, fieldnames=csv_fields(classes, args.timeline), lineterminator="\n") \
+        if args.format == "csv" else None
+    if writer is not None:
+        writer.writeheader()
+    rows: list[dict] = []
+    plotted: set[Path] = set()
+    bar = tqdm(files, desc="predict", unit="file", file=sys.stderr, disable=True if args.no_progress else None)
+    for f in bar:
+        try:
+            r = predict_file(pred, f, timeline=args.timeline or bool(args.plot), vad=args.vad)
+            if args.plot:
+                from emoboost.timeline import plot_timeline
+
+                plot_timeline(r.timeline, classes, _plot_target(args.plot, f, plotted), duration=r.duration,
+                              title=f"{f.name}: {r.label or ('silent' if r.silent else 'no speech')}")
+        except AudioError as e:
+            report(e.path, e.problem)
+            continue
+        except (OSError, ValueError, RuntimeError) as e:
+            report(str(f), error_line(e))
+            continue
+        if not args.timeline:
+            r.timeline = []
+        d = r.to_dict()
+        rows.append(d)
+        if writer is not None:
+            writer.writerows(_csv_rows(d, classes, args.timeline))
+            sys.stdout.flush()
+        elif args.format == "text":
+            lines = [_text_line(d)] + [f"  {t['start']:8.2f}-{t['end']:8.2f}s  {t['label']}" for t in r.timeline]
+            tqdm.write("\n".join(lines), file=sys.stdout)
+    bar.close()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    if args.out:
+        out = Path(args.out)
+        if out.suffix.lower() == ".json":
+            doc = {"model": info, "settings": {"vad": args.vad, "vad_auto_seconds": VAD_AUTO_SECONDS,
+                                               "min_duration": MIN_DURATION, "silence_dbfs": SILENCE_DB},
+                   "results": rows, "errors": [{"path": p, "problem": m} for p, m in bad]}
+            atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
+        else:
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=csv_fields(classes, args.timeline), lineterminator="\n")
+            w.writeheader()
+            for d in rows:
+                w.writerows(_csv_rows(d, classes, args.timeline))
+            atomic_write_text(out, buf.getvalue())
+    if bad:
+        print(f"emoboost: {len(bad)} input(s) failed, {len(rows)} labelled", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def csv_fields(classes: list[str], timeline: bool) -> list[str]:
+    """CSV columns: one row per timeline window (``path,start,end,label,p_<class>...``) or per file."""
+    from emoboost.timeline import csv_fields as timeline_fields
+
+    return timeline_fields(classes) if timeline else _file_fields(classes)
+
+
+def _csv_rows(d: dict, classes: list[str], timeline: bool) -> list[dict]:
+    from emoboost.timeline import to_csv_rows
+
+    return to_csv_rows(d.get("timeline", []), classes, d["path"]) if timeline else [_file_row(d, classes)]
+
 
 # ------------------------------------------------------------------------------------------------
 # bundle kinds (final model vs cross-validation ensemble)

@@ -1,4 +1,4 @@
-"""Command line: ``emoboost {data,run,predict,benchmark,pretrain,intensity}``.
+"""Command line: ``emoboost {data,run,predict,export,serve,benchmark,pretrain,intensity}``.
 
 Heavy modules are imported inside each command so ``emoboost --help`` is instant and one missing
 optional dependency never breaks unrelated commands: building the parser imports neither torch,
@@ -10,7 +10,6 @@ non-zero exit, never a traceback (``-v`` shows it); Ctrl-C exits with 130.
 from __future__ import annotations
 
 import argparse
-import csv
 import errno
 import json
 import logging
@@ -169,48 +168,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from emoboost.audio import AudioError
-    from emoboost.predict import Predictor
-
-    bundle = _check_bundle(Path(args.model))
-    try:
-        pred = Predictor.load(args.model, upstream=args.upstream)
-    except (KeyError, TypeError) as e:
-        if bundle is None:
-            raise
-        detail = f"missing key {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
-        raise ValueError(f"{bundle}: broken run bundle ({detail})") from e
-    rows, failed = [], 0
-    for a in args.audio:
-        try:
-            rows.append(pred.predict_file(a, timeline=args.timeline).to_dict())
-        except (AudioError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            failed += 1
-    if args.format == "json":
-        print(json.dumps(rows, indent=2))
-    elif args.format == "csv":
-        w = csv.writer(sys.stdout)
-        classes = pred.classes
-        if args.timeline:
-            w.writerow(["path", "start", "end", "label", *classes])
-            for r in rows:
-                for t in r["timeline"]:
-                    w.writerow([r["path"], t["start"], t["end"], t["label"], *[t["probabilities"][c] for c in classes]])
-        else:
-            w.writerow(["path", "label", *classes])
-            for r in rows:
-                w.writerow([r["path"], r["label"], *[r["probabilities"][c] for c in classes]])
-    else:
-        for r in rows:
-            probs = "  ".join(f"{c}={p:.3f}" for c, p in sorted(r["probabilities"].items(), key=lambda kv: -kv[1]))
-            print(f"{r['path']}\t{r['label']}\t{probs}")
-            for t in r.get("timeline", []):
-                print(f"  {t['start']:8.2f}-{t['end']:8.2f}s  {t['label']}")
-    return 1 if failed else 0
-
-
 def _check_bundle(model: Path) -> Path | None:
     """Parse ``bundle.json`` up front: a JSON error alone would not say which file is broken."""
     from emoboost.utils import read_json
@@ -276,13 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", action="append", help="method parameter sweep, e.g. layer=0,2,4,6,weighted")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("predict", help="label new audio with a trained run or model")
-    p.add_argument("model", help="run directory or saved model directory")
-    p.add_argument("audio", nargs="+")
-    p.add_argument("--timeline", action="store_true", help="per-segment probabilities with times")
-    p.add_argument("--format", choices=["text", "json", "csv"], default="text")
-    p.add_argument("--upstream", help="override where the encoder is loaded from (must match its fingerprint)")
-    p.set_defaults(func=cmd_predict)
+    _lazy(sub, "predict", "label audio files, folders or lists with a run, final model or ONNX export "
+          "(VAD for long files)", "emoboost.predict", "add_args", "main")
 
     p = sub.add_parser("data", help="corpora: list, download, prepare manifests")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
@@ -360,6 +312,10 @@ def _add_lazy_commands(sub) -> None:
           "emoboost.pretrain.cli", "add_pretrain_args", "run_pretrain")
     _lazy(sub, "intensity", "frame-level emotion intensity curve of audio files",
           "emoboost.pretrain.cli", "add_intensity_args", "run_intensity")
+    _lazy(sub, "export", "export a model bundle to ONNX (encoder + head; predict runs it with onnxruntime)",
+          "emoboost.export", "add_args", "main")
+    _lazy(sub, "serve", "HTTP server for a model: POST /predict, GET /health, an upload/record page at /",
+          "emoboost.serve", "add_args", "main")
 
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")

@@ -757,7 +757,9 @@ def _load_for_cli(args):
 
     model = Path(args.model)
     if is_onnx_export(model):
-        return load_predictor(model, args.upstream, threads=getattr(args, "threads", None))
+        from emoboost.cli import default_threads
+
+        return load_predictor(model, args.upstream, threads=getattr(args, "threads", None) or default_threads())
     bundle = _check_bundle(model)
     try:
         return load_predictor(model, args.upstream)

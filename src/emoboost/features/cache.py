@@ -25,7 +25,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -62,6 +62,22 @@ def params_fingerprint(name: str, params: dict) -> str:
 
     blob = json.dumps({"params": params, "code": __version__}, sort_keys=True, default=str)
     return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def atomic_write_file(path: Path, write: Callable[[Any], None]) -> None:
+    """``write(f)`` into a temp file beside ``path``, fsync, rename over it: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def to_float16(array: np.ndarray) -> np.ndarray:
@@ -119,17 +135,7 @@ class FeatureCache:
         array = np.ascontiguousarray(array)
         if array.dtype == object:
             raise TypeError(f"cannot cache an object array under {key}/{audio_hash}")
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, array, allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_file(p, lambda f: np.save(f, array, allow_pickle=False))
         return p
 
     def get_or_compute(self, key: str, audio_hash: str, fn: Callable[[], np.ndarray]) -> np.ndarray:

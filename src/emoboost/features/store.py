@@ -27,8 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emoboost.audio import AudioError, Segmenting, content_hash, load_audio, segment
+from emoboost.features.cache import atomic_write_file as _atomic_write
 from emoboost.features.cache import feature_key, to_float16
 
 if TYPE_CHECKING:
@@ -119,21 +118,6 @@ def parse_layers(value: Any) -> tuple[int, ...] | str | None:
 # ------------------------------------------------------------------------------------------------
 # atomic file helpers
 # ------------------------------------------------------------------------------------------------
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 @dataclass
 class Stats:
     """Pooled statistics of one clip: frame mean/std per layer and the clip's sizes."""

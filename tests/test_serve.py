@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from emoboost import serve  # noqa: E402
 from emoboost.audio import load_audio  # noqa: E402
-from emoboost.predict import Prediction  # noqa: E402
+from emoboost.predict import MIN_DURATION, Prediction, silent_prediction, too_short  # noqa: E402
 
 SR = 16000
 
@@ -43,6 +43,11 @@ class LoudnessPredictor:
         return np.array([1 - p, p])
 
     def predict_wav(self, wav: np.ndarray, path: str = "<array>", timeline: bool = False) -> Prediction:
+        # the real Predictor's rules: too short is refused, digital silence is flagged and unlabelled
+        if len(wav) < MIN_DURATION * SR:
+            raise too_short(path, len(wav) / SR)
+        if not np.any(wav):
+            return silent_prediction(path, len(wav) / SR)
         self.calls += 1
         starts = list(range(0, len(wav), SR))
         probs = [self.window_proba(wav[s : s + SR]) for s in starts]
@@ -140,6 +145,8 @@ def test_bad_uploads_get_clear_4xx_and_the_server_keeps_serving(tmp_path, upload
         # far over: refused from the Content-Length header before the body is parsed
         (dict(name="huge.wav", data=bytes(1_000_000)), 413, "over the server's limit"),
         (dict(name="../../etc/evil.wav", data=b"xx"), 415, "evil.wav: not an audio file"),  # no path in messages
+        # decodable, but shorter than the model labels: the predictor's refusal is a 422, not a 500
+        (dict(path=tone(tmp_path / "blip.wav", 0.1, 0.3)), 422, "blip.wav: too short to label: 0.100 s"),
     ]
     for kw, status, message in cases:
         r = post(client, **kw)
@@ -151,8 +158,11 @@ def test_bad_uploads_get_clear_4xx_and_the_server_keeps_serving(tmp_path, upload
     assert pred.calls == 0
     r = post(client, good)
     assert r.status_code == 200 and r.json()["label"] == "loud"
+    sf.write(str(tmp_path / "zeros.wav"), np.zeros(SR, np.float32), SR)
+    r = post(client, tmp_path / "zeros.wav")  # silence is an answer, not an error: flagged, label null
+    assert r.status_code == 200 and r.json()["label"] is None and r.json()["silent"] is True
     h = client.get("/health").json()
-    assert h["requests"] == len(cases) + 1 and h["errors"] == len(cases)
+    assert h["requests"] == len(cases) + 2 and h["errors"] == len(cases)
     assert list(upload_dir.iterdir()) == []
 
 
@@ -296,5 +306,13 @@ def test_page_in_headless_chromium(live_server, tmp_path):
         driver.find_element(By.ID, "file").send_keys(str(bad))
         wait.until(ec.element_to_be_clickable((By.ID, "predict"))).click()
         wait.until(lambda d: "not an audio file" in d.find_element(By.ID, "error").text)
+        # then digital silence: the page says so instead of printing a null label
+        silence = tmp_path / "silence.wav"
+        sf.write(str(silence), np.zeros(2 * SR, np.float32), SR)
+        driver.find_element(By.ID, "file").send_keys(str(silence))
+        wait.until(ec.element_to_be_clickable((By.ID, "predict"))).click()
+        wait.until(lambda d: "silence" in d.find_element(By.ID, "label").text.lower())
+        assert "null" not in driver.find_element(By.ID, "label").text.lower()
+        assert driver.find_element(By.ID, "error").text == ""
     finally:
         driver.quit()

@@ -188,6 +188,9 @@ def create_app(predictor, max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: i
         try:
             with lock:
                 result = predictor.predict_wav(wav, name, timeline).to_dict()
+        except AudioError as e:  # valid audio the model cannot label (too short, NaN after decoding)
+            count("errors")
+            return JSONResponse({"detail": f"{name}: {e.problem}"}, status_code=422)
         except Exception as e:  # the model failed on valid audio: say so, keep serving
             count("errors")
             log.exception("prediction failed for %s", name)

@@ -198,6 +198,36 @@ def test_predict_file_timeline_and_windows(tiny_random, tmp_path):
     assert "timeline" not in pred.predict_wav(wav[:8000]).to_dict()
 
 
+def test_predict_file_streams_windows(tiny_random, tmp_path, monkeypatch):
+    """Without VAD a file is read one 30 s window at a time (never loaded whole), and the streamed
+    posteriors equal those of the loaded clip; silence is flagged, not labelled."""
+    import emoboost.audio as audio_mod
+
+    head = random_head(tiny_random, [2], seed=4)
+    pred = OnnxPredictor(export_onnx(tiny_random, head, tmp_path / "x"), threads=1)
+    rng = np.random.default_rng(2)
+    wav = (0.1 * rng.standard_normal(2 * WINDOW + 8000)).astype(np.float32)
+    path = tmp_path / "long.wav"
+    sf.write(str(path), wav, 16000, subtype="FLOAT")
+    whole = pred.predict_wav(wav, str(path)).probabilities
+    sizes: list[int] = []
+    real = audio_mod.stream_audio
+
+    def spy(*a, **k):
+        for b in real(*a, **k):
+            sizes.append(len(b))
+            yield b
+
+    monkeypatch.setattr(audio_mod, "stream_audio", spy)
+    monkeypatch.setattr(audio_mod, "load_audio", lambda *a, **k: pytest.fail("the whole file was loaded"))
+    got = pred.predict_file(path)
+    assert got.duration == pytest.approx(len(wav) / 16000) and sizes and max(sizes) <= WINDOW
+    np.testing.assert_allclose(list(got.probabilities.values()), list(whole.values()), atol=2e-5)
+    sf.write(str(tmp_path / "zeros.wav"), np.zeros(40000, np.float32), 16000, subtype="FLOAT")
+    quiet = pred.predict_file(tmp_path / "zeros.wav")
+    assert quiet.silent and quiet.label is None
+
+
 def test_bad_inputs(tiny_random, tmp_path):
     from emoboost.audio import AudioError
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emoboost.audio import AudioError, load_audio
+from emoboost.audio import AudioError
 from emoboost.predict import Prediction
 
 PREPROCESSING_FILE = "preprocessing.json"
@@ -197,8 +197,52 @@ class OnnxPredictor:
         return Prediction(path, self._label(proba), self._rounded(proba), tl)
 
     def predict_file(self, path: str | Path, timeline: bool = False) -> Prediction:
-        wav = load_audio(path, sample_rate=self.sample_rate, min_duration=0.0)
-        return self.predict_wav(wav, str(path), timeline)
+        """The whole file classified (no VAD): see :meth:`predict_stream`."""
+        return self.predict_stream(path, timeline)
+
+    def predict_stream(self, path: str | Path, timeline: bool = False) -> Prediction:
+        """The whole file classified, read one 30 s encoder window at a time: memory does not grow
+        with duration.
+
+        Each window's frames are summed per layer (float64) and only the running sums are kept; the
+        head then sees the utterance's mean frame ``[k, 1, D]``, which its mean-pooling leaves as is, so
+        the posteriors equal :meth:`predict_wav` on the loaded file (to float32 rounding). Silence and
+        clips under :data:`emoboost.predict.MIN_DURATION` are recognised after the one pass.
+        """
+        from emoboost.audio import SILENCE_DB, stream_audio
+        from emoboost.predict import MIN_DURATION, _exact_blocks, _Meter, silent_prediction, too_short
+
+        sr, win = self.sample_rate, self.window_samples
+        meter = _Meter(_exact_blocks(stream_audio(path, sr, win / sr, reuse=True), win))
+        total: np.ndarray | None = None
+        n_frames = n_samples = 0
+        tl: list[dict] = []
+        for chunk in meter:
+            a = n_samples
+            n_samples += len(chunk)
+            if a > 0 and len(chunk) < self.hop:
+                continue  # a tail shorter than one frame gives no frame (as window_spans drops it)
+            chunk = self._check(chunk, str(path))
+            mel = log_mel(chunk, self.mel_filters, self.n_fft, self.hop)[None]
+            frames = self.encoder.run(None, {self._enc_in: mel})[0]  # [k, T'_w, D]
+            s = frames.sum(axis=1, dtype=np.float64)
+            total = s if total is None else total + s
+            n_frames += frames.shape[1]
+            if timeline:
+                p = self.head_posteriors((s / frames.shape[1])[:, None, :])
+                tl.append({"start": round(a / sr, 3), "end": round(n_samples / sr, 3), "label": self._label(p),
+                           "probabilities": self._rounded(p)})
+        duration = meter.samples / sr
+        if meter.samples < MIN_DURATION * sr:
+            raise too_short(path, duration)
+        if meter.dbfs() < SILENCE_DB:
+            return silent_prediction(str(path), duration)
+        proba = self.head_posteriors((total / n_frames)[:, None, :])
+        if len(tl) == 1:
+            tl[0]["label"], tl[0]["probabilities"] = self._label(proba), self._rounded(proba)
+        pred = Prediction(str(path), self._label(proba), self._rounded(proba), tl)
+        pred.duration = duration
+        return pred
 
     def _label(self, p: np.ndarray) -> str:
         return self.classes[int(np.argmax(p))]

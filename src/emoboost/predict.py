@@ -444,8 +444,9 @@ def predict_file(predictor, path: str | Path, timeline: bool = False, vad: bool 
         raise too_short(path, duration)
     if (duration > VAD_AUTO_SECONDS) if vad is None else vad:
         return predict_regions(predictor, path, timeline=timeline)
-    if isinstance(predictor, Predictor):
-        return predictor.predict_stream(path, timeline)
+    stream = getattr(predictor, "predict_stream", None)
+    if stream is not None:
+        return stream(path, timeline)
     sr = int(getattr(predictor, "sample_rate", SAMPLE_RATE))
     wav = load_audio(path, sr, min_duration=MIN_DURATION)
     if is_silent(wav):

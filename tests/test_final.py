@@ -147,7 +147,7 @@ def test_from_run_cli_encodes_nothing_and_matches(setup, capsys):
     out = setup["tmp"] / "final-cli"
     assert main(["train", "--from-run", str(setup["run"]), "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "trained on all 4 speakers" in printed and "UA" in printed and "ONNX head: yes" in printed
+    assert "trained on all 4 speakers" in printed and "UA" in printed and "ONNX export: yes" in printed
     assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == before  # the store was only read
     a = json.loads((out / "bundle.json").read_text())
     b = json.loads((setup["bundle"] / "bundle.json").read_text())

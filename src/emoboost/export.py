@@ -1,4 +1,4 @@
-"""Export a Whisper upstream + pooled linear head to ONNX, for inference without torch.
+"""Export a Whisper upstream + a pooled linear head or an MS-EmoBoost network to ONNX, for inference without torch.
 
 Two graphs, not one: ``encoder.onnx`` (log-mel ``[1, n_mels, T]`` -> hidden states ``[k, T', D]`` of the
 head's k layers, running the encoder only up to the deepest of them) and ``head.onnx`` (frames
@@ -16,6 +16,10 @@ A pooled linear head is a dict: ``classes`` [C], ``layers`` (hidden-state indice
 ``pooling`` ("mean"), ``mean``/``scale`` [k*D] (x' = (x - mean) / scale), ``weight`` [C, k*D],
 ``bias`` [C]; posterior = softmax(weight @ x' + bias), x = the per-layer frame means concatenated in
 ``layers`` order.
+
+An MS-EmoBoost final model (:func:`export_segment_model`) keeps the same ``encoder.onnx``; its
+``head.onnx`` is the whole network on one batch of fixed-length segments (SSL frame windows plus the
+MFCC / spectrogram guidance inputs) -> segment posteriors, averaged per utterance at inference.
 """
 
 from __future__ import annotations
@@ -87,12 +91,7 @@ def load_head(bundle_dir: str | Path) -> tuple[dict, dict]:
     """
     d = Path(bundle_dir)
     bj = d / "bundle.json"
-    if not bj.is_file():
-        raise FileNotFoundError(f"{d}: not a model bundle (no bundle.json)")
-    try:
-        bundle = json.loads(bj.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{bj}: unreadable ({e})") from e
+    bundle = _read_bundle(d)
     upstream = bundle.get("upstream")
     if not isinstance(upstream, dict) or not upstream.get("spec"):
         raise ValueError(f"{bj}: no upstream spec (expected \"upstream\": {{\"spec\": ..., \"fingerprint\": ...}})")
@@ -122,13 +121,13 @@ def load_head(bundle_dir: str | Path) -> tuple[dict, dict]:
 
 # ---- graphs --------------------------------------------------------------------------------
 
-def torch_graphs(upstream: WhisperEncoderUpstream, head: dict):
-    """(encoder graph, head graph) as torch modules; built here so torch is imported only to export."""
+def encoder_graph(upstream: WhisperEncoderUpstream, layers: list[int]):
+    """The encoder as a torch module: log-mel ``[1, n_mels, T]`` -> hidden states ``[k, T', D]`` of
+    ``layers`` (in that order), running only up to the deepest of them."""
     import torch
     import torch.nn.functional as F
 
     enc = upstream.encoder
-    layers = head["layers"]
     deepest = max(layers)
     total = int(upstream.model_config.encoder_layers)  # hidden states 0..total; the last one is layer-normed
     if len(enc.layers) < deepest:
@@ -157,6 +156,13 @@ def torch_graphs(upstream: WhisperEncoderUpstream, head: dict):
                 hidden[-1] = self.layer_norm(hidden[-1])
             return torch.stack([hidden[i][0] for i in layers])  # [k, T', D]
 
+    return EncoderGraph().eval()
+
+
+def torch_graphs(upstream: WhisperEncoderUpstream, head: dict):
+    """(encoder graph, head graph) as torch modules; built here so torch is imported only to export."""
+    import torch
+
     class HeadGraph(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -168,54 +174,49 @@ def torch_graphs(upstream: WhisperEncoderUpstream, head: dict):
             x = (x - self.mean) / self.scale
             return torch.softmax(self.weight @ x + self.bias, dim=-1)
 
-    return EncoderGraph().eval(), HeadGraph().eval()
+    return encoder_graph(upstream, head["layers"]), HeadGraph().eval()
 
 
-def _export(module, example, path: Path, in_name: str, out_name: str, dyn: dict, opset: int) -> None:
+def _export(module, examples: tuple, path: Path, in_names: list[str], out_name: str, dyn: dict, opset: int) -> None:
     import warnings
 
     import torch
 
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarnings on shape-dependent slicing; the axis is dynamic
-        torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=opset,
-                          input_names=[in_name], output_names=[out_name], dynamic_axes=dyn,
+        torch.onnx.export(module, examples, str(path), dynamo=False, opset_version=opset,
+                          input_names=in_names, output_names=[out_name], dynamic_axes=dyn,
                           do_constant_folding=True)
 
 
-def export_onnx(upstream: WhisperEncoderUpstream, head: dict, out_dir: str | Path, opset: int = DEFAULT_OPSET,
-                fingerprint: str | None = None) -> Path:
-    """Write encoder.onnx, head.onnx, mel_filters.npy and preprocessing.json into ``out_dir``; returns it.
-
-    ``fingerprint`` is the upstream fingerprint the head was trained on; when given it must equal
-    ``upstream.fingerprint()`` (features from other weights would not fit the head).
-    """
-    import torch
-
+def _check_upstream(upstream, fingerprint: str | None) -> str:
     from emoboost.upstreams.whisper import WhisperEncoderUpstream
 
     if not isinstance(upstream, WhisperEncoderUpstream):
         raise TypeError(f"ONNX export supports Whisper upstreams only, got {type(upstream).__name__}")
-    head = check_head(head, upstream.num_layers, upstream.hidden_size)
     actual = upstream.fingerprint()
     if fingerprint and fingerprint != actual:
         raise ValueError(f"upstream {upstream.name!r} has fingerprint {actual}, but the head was trained on "
                          f"{fingerprint}: pass the training encoder")
-    out = Path(out_dir)
+    return actual
+
+
+def _write_encoder(upstream: WhisperEncoderUpstream, layers: list[int], classes: list[str], out: Path,
+                   opset: int) -> dict:
+    """encoder.onnx + mel_filters.npy in ``out``; returns the head-independent part of preprocessing.json."""
+    import torch
+
     out.mkdir(parents=True, exist_ok=True)
-    enc_graph, head_graph = torch_graphs(upstream, head)
-    enc_graph.to("cpu")
+    enc_graph = encoder_graph(upstream, layers).to("cpu")
     n_mels = int(upstream.model_config.num_mel_bins)
-    k, d = len(head["layers"]), upstream.hidden_size
-    _export(enc_graph, torch.zeros(1, n_mels, 200), out / "encoder.onnx", "mel", "hidden",
+    k, d = len(layers), upstream.hidden_size
+    _export(enc_graph, (torch.zeros(1, n_mels, 200),), out / "encoder.onnx", ["mel"], "hidden",
             {"mel": {2: "mel_frames"}, "hidden": {1: "frames"}}, opset)
-    _export(head_graph, torch.zeros(k, 10, d), out / "head.onnx", "frames", "probabilities",
-            {"frames": {1: "frames"}}, opset)
     fe = upstream.feature_extractor  # the extractor behind upstream.log_mel: its parameters are the contract
     filters = np.asarray(fe.mel_filters, dtype=np.float64)
     np.save(out / "mel_filters.npy", filters)
     sr = int(upstream.sample_rate)
-    pre = {
+    return {
         "format": EXPORT_FORMAT,
         "version": 1,
         "sample_rate": sr,
@@ -230,19 +231,109 @@ def export_onnx(upstream: WhisperEncoderUpstream, head: dict, out_dir: str | Pat
         "window_seconds": WINDOW_SECONDS,
         "window_samples": int(WINDOW_SECONDS * sr),
         "frame_rate": float(upstream.frame_rate),
-        "classes": head["classes"],
-        "label_map": {str(i): c for i, c in enumerate(head["classes"])},
-        "layers": head["layers"],
-        "pooling": "mean",
-        "upstream": {"name": upstream.name, "fingerprint": actual, "model_type": "whisper-encoder",
+        "classes": list(classes),
+        "label_map": {str(i): c for i, c in enumerate(classes)},
+        "layers": list(layers),
+        "upstream": {"name": upstream.name, "fingerprint": upstream.fingerprint(), "model_type": "whisper-encoder",
                      "num_layers": upstream.num_layers, "hidden_size": d},
         "encoder": {"file": "encoder.onnx", "input": "mel [1, n_mels, T] float32",
                     "output": f"hidden [{k}, ceil(T/2), {d}] (the head's layers, in order)"},
-        "head": {"file": "head.onnx", "input": f"frames [{k}, N, {d}] (all windows' frames concatenated)",
-                 "output": f"probabilities [{len(head['classes'])}]"},
         "opset": opset,
         "exporter": f"torch.onnx.export(dynamo=False), torch {torch.__version__.split('+')[0]}",
     }
+
+
+def export_onnx(upstream: WhisperEncoderUpstream, head: dict, out_dir: str | Path, opset: int = DEFAULT_OPSET,
+                fingerprint: str | None = None) -> Path:
+    """Write encoder.onnx, head.onnx, mel_filters.npy and preprocessing.json into ``out_dir``; returns it.
+
+    ``fingerprint`` is the upstream fingerprint the head was trained on; when given it must equal
+    ``upstream.fingerprint()`` (features from other weights would not fit the head).
+    """
+    import torch
+
+    _check_upstream(upstream, fingerprint)
+    head = check_head(head, upstream.num_layers, upstream.hidden_size)
+    out = Path(out_dir)
+    pre = _write_encoder(upstream, head["layers"], head["classes"], out, opset)
+    _, head_graph = torch_graphs(upstream, head)
+    k, d = len(head["layers"]), upstream.hidden_size
+    _export(head_graph, (torch.zeros(k, 10, d),), out / "head.onnx", ["frames"], "probabilities",
+            {"frames": {1: "frames"}}, opset)
+    pre["pooling"] = "mean"
+    pre["head"] = {"file": "head.onnx", "kind": "pooled",
+                   "input": f"frames [{k}, N, {d}] (all windows' frames concatenated)",
+                   "output": f"probabilities [{len(head['classes'])}]"}
+    atomic_write_text(out / PREPROCESSING_FILE, json.dumps(pre, indent=2) + "\n")
+    return out
+
+
+SEGMENT_METHODS = ("msemoboost",)
+"""Segment-level methods whose network exports as a head graph (one posterior per segment)."""
+
+
+def export_segment_model(upstream: WhisperEncoderUpstream, method, bundle: dict, out_dir: str | Path,
+                         opset: int = DEFAULT_OPSET) -> Path:
+    """Export a trained segment-level model (MS-EmoBoost) of a final bundle.
+
+    ``head.onnx`` takes one batch of segments — ``ssl`` [S, T', D] (or [S, L, T', D] for a learned
+    layer sum) and the guidance inputs the model uses (``mfcc`` [S, T, 40], ``spec`` [S, T, F]) — and
+    returns softmax posteriors [S, C]; the model's input standardisation is inside the graph. The
+    utterance posterior is the mean over its segments, as in training. MFCC and spectrogram are
+    recomputed at inference with :func:`emoboost.features.acoustic.segment_features` (numpy/librosa:
+    still no torch), with the parameters written to preprocessing.json.
+    """
+    import torch
+
+    from emoboost.features.acoustic import feature_params
+    from emoboost.methods.layers import parse_layer
+
+    if getattr(method, "name", None) not in SEGMENT_METHODS or not hasattr(method, "module_"):
+        raise ValueError(f"segment export supports trained {', '.join(SEGMENT_METHODS)} models, "
+                         f"got {getattr(method, 'name', type(method).__name__)!r}")
+    fp = (bundle.get("upstream") or {}).get("fingerprint")
+    _check_upstream(upstream, fp)
+    n_layers = int(upstream.num_layers)
+    layer = parse_layer(method.params["layer"], n_layers)
+    layers = list(range(n_layers)) if layer == "weighted" else [int(layer)]
+    shapes = {k: tuple(int(v) for v in s) for k, s in method.input_shapes_.items()}
+    names = ["ssl", *[n for n in ("mfcc", "spec") if n in shapes]]
+    seg_len = float(bundle["segment_length"])
+    hop = float(bundle.get("segment_hop") or seg_len)
+    encoding = str(bundle.get("segment_encoding", "segment"))
+    frame_rate = float(upstream.frame_rate)
+    window_frames = shapes["ssl"][-2]
+    want = int(round(seg_len * frame_rate)) if encoding != "segment" else None
+    if want is not None and want != window_frames:
+        raise ValueError(f"the model was built for {window_frames} frames per segment, the bundle's "
+                         f"{seg_len:g} s segments give {want}")
+    out = Path(out_dir)
+    classes = list(method.classes)
+    pre = _write_encoder(upstream, layers, classes, out, opset)
+
+    class SegmentHead(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = method.module_
+
+        def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+            inputs = {n: method.preprocess(n, x) for n, x in zip(names, xs)}
+            return torch.softmax(self.net(**inputs), dim=-1)
+
+    method.module_.eval()
+    examples = tuple(torch.zeros(2, *shapes[n]) for n in names)
+    dyn = {n: {0: "segments"} for n in names}
+    dyn["probabilities"] = {0: "segments"}
+    _export(SegmentHead().eval(), examples, out / "head.onnx", names, "probabilities", dyn, opset)
+    sr = int(upstream.sample_rate)
+    block = int(round(min(float(bundle.get("encoder_window") or WINDOW_SECONDS), WINDOW_SECONDS) * sr))
+    hop_samples = int(round(hop * sr))
+    pre["head"] = {"file": "head.onnx", "kind": "segments", "method": method.name,
+                   "inputs": {n: [None, *shapes[n]] for n in names},
+                   "output": f"probabilities [S, {len(classes)}] (utterance = mean over its segments)"}
+    pre["segments"] = {"length": seg_len, "hop": hop, "encoding": encoding, "window_frames": int(window_frames),
+                       "squeeze": layer != "weighted", "block_samples": max(hop_samples, block - block % hop_samples)}
+    pre["acoustic"] = {n: {k: v for k, v in feature_params(n).items() if k != "sr"} for n in names if n != "ssl"}
     atomic_write_text(out / PREPROCESSING_FILE, json.dumps(pre, indent=2) + "\n")
     return out
 
@@ -259,11 +350,41 @@ def add_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    head, up = load_head(args.bundle)
     from emoboost.upstreams import build_upstream
 
+    d = Path(args.bundle)
+    bundle = _read_bundle(d)
+    if "head" in bundle or (d / "head.safetensors").is_file():
+        head, up = load_head(d)
+        upstream = build_upstream(args.upstream or up["spec"])
+        out = export_onnx(upstream, head, args.out, opset=args.opset, fingerprint=up["fingerprint"])
+        print(f"wrote {out} (encoder.onnx up to hidden state {max(head['layers'])}, head.onnx, "
+              f"{len(head['classes'])} classes, upstream {upstream.fingerprint()})")
+        return 0
+    if not (d / "method.json").is_file():
+        raise ValueError(f"{d}: a cross-validation run (an ensemble of fold models) cannot be exported; "
+                         f"train one final model with `emoboost train` and export that")
+    from emoboost.methods import Method
+
+    method = Method.load(d)
+    if method.name not in SEGMENT_METHODS:
+        raise ValueError(f"{d}: {method.name!r} models cannot be exported to ONNX (supported: pooled "
+                         f"linear/logreg heads and {', '.join(SEGMENT_METHODS)})")
+    up = bundle.get("upstream") or {}
+    if not up.get("spec"):
+        raise ValueError(f"{d / 'bundle.json'}: no upstream spec")
     upstream = build_upstream(args.upstream or up["spec"])
-    out = export_onnx(upstream, head, args.out, opset=args.opset, fingerprint=up["fingerprint"])
-    print(f"wrote {out} (encoder.onnx up to hidden state {max(head['layers'])}, head.onnx, "
-          f"{len(head['classes'])} classes, upstream {upstream.fingerprint()})")
+    out = export_segment_model(upstream, method, bundle, args.out, opset=args.opset)
+    print(f"wrote {out} (encoder.onnx, head.onnx = {method.name} on {bundle['segment_length']:g} s segments, "
+          f"{len(method.classes)} classes, upstream {upstream.fingerprint()})")
     return 0
+
+
+def _read_bundle(d: Path) -> dict:
+    bj = d / "bundle.json"
+    if not bj.is_file():
+        raise FileNotFoundError(f"{d}: not a model bundle (no bundle.json)")
+    try:
+        return json.loads(bj.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{bj}: unreadable ({e})") from e

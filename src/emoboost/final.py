@@ -357,5 +357,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  trained on all {tr['speakers']} speakers, {tr['utterances']} utterances ({tr['fit_s']:.1f} s); "
           f"chosen: {chosen} ({sel['rule']})")
     print(f"  cross-validation: {describe_cv(bundle['cv'])}")
-    print(f"  ONNX head: {'yes' if 'head' in bundle else 'no (not a pooled linear model)'}")
+    from emoboost.export import SEGMENT_METHODS
+
+    onnx = "yes" if "head" in bundle or (bundle["method"] in SEGMENT_METHODS and "ssl" in bundle["features"]) \
+        else "no (only pooled linear/logreg heads and " + ", ".join(SEGMENT_METHODS) + " export)"
+    print(f"  ONNX export: {onnx}")
     return 0

@@ -14,6 +14,7 @@ on its own) whose frames are concatenated before pooling.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +142,27 @@ class OnnxPredictor:
         self.head = self._session(ort, pre["head"]["file"], opts)
         self._enc_in = self.encoder.get_inputs()[0].name
         self._head_in = self.head.get_inputs()[0].name
+        self.kind = str(pre["head"].get("kind", "pooled"))
+        self.frame_rate = float(pre.get("frame_rate", 50.0))
+        self.block_samples = self.window_samples
+        self.min_tail = self.hop
+        if self.kind == "segments":
+            from emoboost.audio import Segmenting
+
+            sg = pre["segments"]
+            self.seg = Segmenting(float(sg["length"]), float(sg["hop"]), self.sample_rate)
+            self.encoding = str(sg["encoding"])
+            self.segment_frames = int(sg["window_frames"])
+            self.squeeze = bool(sg["squeeze"])
+            self.block_samples = int(sg["block_samples"])
+            self.min_tail = int(np.ceil(self.sample_rate / self.frame_rate)) + 1  # as the torch path
+            self.inputs = [i.name for i in self.head.get_inputs()]
+            self.acoustic = {k: dict(v) for k, v in pre.get("acoustic", {}).items()}
+            unknown = [n for n in self.inputs if n != "ssl" and n not in self.acoustic]
+            if unknown:
+                raise ValueError(f"{self.path}: head input(s) {unknown} have no preprocessing in {PREPROCESSING_FILE}")
+        elif self.kind != "pooled":
+            raise ValueError(f"{self.path}: unknown head kind {self.kind!r} in {PREPROCESSING_FILE}")
 
     def _session(self, ort, name: str, opts):
         f = self.path / name
@@ -162,38 +184,107 @@ class OnnxPredictor:
             raise AudioError(path, "contains NaN or infinite samples")
         return wav
 
+    def encode_window(self, wav: np.ndarray) -> np.ndarray:
+        """Frames ``[k, T', D]`` of the exported layers for one clip of at most one encoder window."""
+        mel = log_mel(wav, self.mel_filters, self.n_fft, self.hop)[None]
+        return self.encoder.run(None, {self._enc_in: mel})[0]
+
     def encode(self, wav: np.ndarray) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
         """Per-window frames ``[k, T'_w, D]`` of the head's layers, and each window's sample span."""
         spans = window_spans(len(wav), self.window_samples, self.hop)
-        out = []
-        for a, b in spans:
-            mel = log_mel(wav[a:b], self.mel_filters, self.n_fft, self.hop)[None]
-            out.append(self.encoder.run(None, {self._enc_in: mel})[0])
-        return out, spans
+        return [self.encode_window(wav[a:b]) for a, b in spans], spans
 
     def head_posteriors(self, frames: np.ndarray) -> np.ndarray:
-        """Frames ``[k, N, D]`` -> posteriors ``[C]`` (mean-pooled, standardised, linear, softmax)."""
+        """Pooled head: frames ``[k, N, D]`` -> posteriors ``[C]`` (mean-pooled, standardised, linear, softmax)."""
         return self.head.run(None, {self._head_in: np.ascontiguousarray(frames, dtype=np.float32)})[0]
+
+    def segment_posteriors(self, chunk: np.ndarray) -> np.ndarray:
+        """Segment head: one block (at most one encoder window) -> posteriors ``[S, C]`` of its segments.
+
+        Mirrors the training inputs: the block's frames cut into fixed windows of the segment length
+        (zero-padded past the end), or each zero-padded segment encoded on its own (``segment``
+        encoding); MFCC / spectrogram of each zero-padded segment, as the feature pipeline computes them.
+        """
+        from emoboost.audio import segment
+        from emoboost.features.acoustic import segment_features
+
+        seg = self.seg
+        segs = segment(chunk, seg)
+        if self.encoding == "segment":
+            ssl = np.stack([self.encode_window(x) for x in segs])  # [S, k, T', D]
+        else:
+            frames = self.encode_window(chunk)  # [k, T, D]
+            length = self.segment_frames
+            ssl = np.zeros((len(segs), frames.shape[0], length, frames.shape[2]), dtype=np.float32)
+            starts = np.round(np.arange(len(segs)) * seg.hop_samples / seg.sample_rate * self.frame_rate).astype(int)
+            for j, st in enumerate(starts):
+                part = frames[:, st : st + length]
+                ssl[j, :, : part.shape[1]] = part
+        feed = {}
+        for name in self.inputs:
+            if name == "ssl":
+                x = ssl[:, 0] if self.squeeze else ssl
+            else:
+                params = self.acoustic[name]
+                x = np.stack([segment_features(w, seg, name, **params)[0] for w in segs])
+            feed[name] = np.ascontiguousarray(x, dtype=np.float32)
+        return self.head.run(None, feed)[0]
+
+    def _run(self, blocks: Iterable[np.ndarray], path: str, timeline: bool) -> tuple[np.ndarray, list[dict]]:
+        """Utterance posteriors ``[C]`` and timeline over consecutive blocks of one clip.
+
+        Pooled head: each block's frames are summed per layer (float64) and only the running sums are
+        kept; the head then sees the utterance's mean frame ``[k, 1, D]``, which its mean-pooling leaves
+        as is; timeline = one entry per encoder window. Segment head: utterance = mean of the segments'
+        posteriors; timeline = one entry per segment.
+        """
+        sr = self.sample_rate
+        total: np.ndarray | None = None
+        n_frames = n_samples = 0
+        seg_probs: list[np.ndarray] = []
+        tl: list[dict] = []
+        for chunk in blocks:
+            a = n_samples
+            n_samples += len(chunk)
+            if a > 0 and len(chunk) < self.min_tail:
+                continue  # a tail shorter than one encoder frame adds nothing
+            chunk = self._check(chunk, path)
+            if self.kind == "segments":
+                p = self.segment_posteriors(chunk)
+                seg_probs.append(p)
+                starts = a + np.arange(len(p)) * self.seg.hop_samples
+                tl += [{"start": st / sr, "end": st / sr + self.seg.length, "p": q} for st, q in zip(starts, p)]
+                continue
+            frames = self.encode_window(chunk)
+            s = frames.sum(axis=1, dtype=np.float64)
+            total = s if total is None else total + s
+            n_frames += frames.shape[1]
+            if timeline:
+                tl.append({"start": a / sr, "end": n_samples / sr, "p": self.head_posteriors((s / frames.shape[1])[:, None, :])})
+        if self.kind == "segments":
+            proba = np.concatenate(seg_probs).mean(axis=0)
+        else:
+            proba = self.head_posteriors((total / n_frames)[:, None, :])
+            if len(tl) == 1:
+                tl[0]["p"] = proba
+        entries = [{"start": round(e["start"], 3), "end": round(min(e["end"], n_samples / sr), 3),
+                    "label": self._label(e["p"]), "probabilities": self._rounded(e["p"])} for e in tl] if timeline else []
+        return proba, entries
+
+    def _slices(self, wav: np.ndarray) -> Iterator[np.ndarray]:
+        return (wav[s : s + self.block_samples] for s in range(0, len(wav), self.block_samples))
 
     def posteriors(self, wav: np.ndarray) -> np.ndarray:
         """Unrounded utterance posteriors ``[C]`` of one 16 kHz mono clip."""
-        frames, _ = self.encode(self._check(wav, "<array>"))
-        return self.head_posteriors(np.concatenate(frames, axis=1))
+        wav = self._check(wav, "<array>")
+        return self._run(self._slices(wav), "<array>", False)[0]
 
     # ---- the Predictor interface -------------------------------------------------------------
     def predict_wav(self, wav: np.ndarray, path: str = "<array>", timeline: bool = False) -> Prediction:
-        """Label and posteriors of the whole clip; ``timeline`` adds one entry per 30 s window
-        (posteriors of that window's frames alone)."""
+        """Label and posteriors of the whole clip; ``timeline`` adds one entry per 30 s encoder window
+        (pooled head: posteriors of that window's frames alone) or per segment (segment head)."""
         wav = self._check(wav, path)
-        frames, spans = self.encode(wav)
-        proba = self.head_posteriors(np.concatenate(frames, axis=1))
-        tl = []
-        if timeline:
-            sr = self.sample_rate
-            for (a, b), f in zip(spans, frames):
-                p = proba if len(spans) == 1 else self.head_posteriors(f)
-                tl.append({"start": round(a / sr, 3), "end": round(b / sr, 3), "label": self._label(p),
-                           "probabilities": self._rounded(p)})
+        proba, tl = self._run(self._slices(wav), path, timeline)
         return Prediction(path, self._label(proba), self._rounded(proba), tl)
 
     def predict_file(self, path: str | Path, timeline: bool = False) -> Prediction:
@@ -201,45 +292,21 @@ class OnnxPredictor:
         return self.predict_stream(path, timeline)
 
     def predict_stream(self, path: str | Path, timeline: bool = False) -> Prediction:
-        """The whole file classified, read one 30 s encoder window at a time: memory does not grow
-        with duration.
-
-        Each window's frames are summed per layer (float64) and only the running sums are kept; the
-        head then sees the utterance's mean frame ``[k, 1, D]``, which its mean-pooling leaves as is, so
-        the posteriors equal :meth:`predict_wav` on the loaded file (to float32 rounding). Silence and
-        clips under :data:`emoboost.predict.MIN_DURATION` are recognised after the one pass.
-        """
+        """The whole file classified, read one block (one encoder window) at a time: memory does not
+        grow with duration, and the posteriors equal :meth:`predict_wav` on the loaded file (to float32
+        rounding). Silence and clips under :data:`emoboost.predict.MIN_DURATION` are recognised after
+        the one pass."""
         from emoboost.audio import SILENCE_DB, stream_audio
         from emoboost.predict import MIN_DURATION, _exact_blocks, _Meter, silent_prediction, too_short
 
-        sr, win = self.sample_rate, self.window_samples
-        meter = _Meter(_exact_blocks(stream_audio(path, sr, win / sr, reuse=True), win))
-        total: np.ndarray | None = None
-        n_frames = n_samples = 0
-        tl: list[dict] = []
-        for chunk in meter:
-            a = n_samples
-            n_samples += len(chunk)
-            if a > 0 and len(chunk) < self.hop:
-                continue  # a tail shorter than one frame gives no frame (as window_spans drops it)
-            chunk = self._check(chunk, str(path))
-            mel = log_mel(chunk, self.mel_filters, self.n_fft, self.hop)[None]
-            frames = self.encoder.run(None, {self._enc_in: mel})[0]  # [k, T'_w, D]
-            s = frames.sum(axis=1, dtype=np.float64)
-            total = s if total is None else total + s
-            n_frames += frames.shape[1]
-            if timeline:
-                p = self.head_posteriors((s / frames.shape[1])[:, None, :])
-                tl.append({"start": round(a / sr, 3), "end": round(n_samples / sr, 3), "label": self._label(p),
-                           "probabilities": self._rounded(p)})
+        sr, block = self.sample_rate, self.block_samples
+        meter = _Meter(_exact_blocks(stream_audio(path, sr, block / sr, reuse=True), block))
+        proba, tl = self._run(meter, str(path), timeline)
         duration = meter.samples / sr
         if meter.samples < MIN_DURATION * sr:
             raise too_short(path, duration)
         if meter.dbfs() < SILENCE_DB:
             return silent_prediction(str(path), duration)
-        proba = self.head_posteriors((total / n_frames)[:, None, :])
-        if len(tl) == 1:
-            tl[0]["label"], tl[0]["probabilities"] = self._label(proba), self._rounded(proba)
         pred = Prediction(str(path), self._label(proba), self._rounded(proba), tl)
         pred.duration = duration
         return pred

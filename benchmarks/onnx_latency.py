@@ -15,8 +15,15 @@ Rows:
 The head has fixed random weights: latency does not depend on them. Also prints the posterior max
 abs difference ONNX vs encode_mel on the clip.
 
+``--msemoboost`` adds MS-EmoBoost (guidance=both, the first ``--layers`` layer, untrained weights,
+input standardisation fitted on the clip) exported with :func:`emoboost.export.export_segment_model`:
+``msemoboost onnx`` (:class:`OnnxPredictor`: encoder.onnx + librosa MFCC/spectrogram + head.onnx) vs
+``msemoboost torch`` (:class:`emoboost.predict.Predictor` on the same model, encoder cut at that
+layer as ``emoboost predict`` loads it), and their posterior difference.
+
     python benchmarks/onnx_latency.py                 # whisper-base, layer 3, 30 runs, 1 thread
     python benchmarks/onnx_latency.py --upstream whisper-tiny.en --layers 1 2 --runs 50
+    python benchmarks/onnx_latency.py --msemoboost
 """
 
 from __future__ import annotations
@@ -51,6 +58,37 @@ def clip_near(wav_dir: Path, seconds: float) -> Path:
     return min(files, key=lambda f: (abs(sf.info(str(f)).duration - seconds), f.name))
 
 
+def msemoboost_pair(up, wav: np.ndarray, layer: int, out: Path, threads: int):
+    """(OnnxPredictor, Predictor) of one untrained MS-EmoBoost on ``layer`` (standardisation fitted on ``wav``)."""
+    from emoboost.audio import Segmenting
+    from emoboost.export import export_segment_model
+    from emoboost.features.pipeline import wav_features
+    from emoboost.features.store import ArraySource, SSLView, StoreSpec, encode_clip
+    from emoboost.methods import UtteranceSet
+    from emoboost.methods.msemoboost import MSEmoBoost
+    from emoboost.predict import Predictor
+
+    seg = Segmenting(3.0)
+    frames, _ = encode_clip(up, wav, StoreSpec(encoding="utterance", frames="all", window=30.0, segmenting=seg))
+    src = ArraySource([frames], [len(wav)], frame_rate=float(up.frame_rate))
+    src.segmenting = seg
+    feats = {n: [wav_features(wav, [n], seg)[n]] for n in ("mfcc", "spec")}
+    data = UtteranceSet(["u0"], np.zeros(1, int), np.array(["s0"]), feats, ssl=SSLView(src))
+    classes = [f"c{i}" for i in range(7)]
+    m = MSEmoBoost(classes, layer=layer, guidance="both")
+    inputs, _ = m.segment_inputs(data)
+    m.fit_preprocessing(inputs)
+    m.input_shapes_ = {k: tuple(int(d) for d in v.shape[1:]) for k, v in inputs.items()}
+    m.module_ = m.build_module(m.input_shapes_).eval()
+    bundle = {"classes": classes, "features": ["ssl", "mfcc", "spec"], "segment_length": 3.0, "segment_hop": 3.0,
+              "segment_encoding": "utterance", "encoder_window": 30.0,
+              "upstream": {"spec": up.name, "fingerprint": up.fingerprint()}}
+    export_segment_model(up, m, bundle, out)
+    cut = build_upstream(up.name, max_layer=layer)  # as `predict` loads it: encoder cut at the layer used
+    return OnnxPredictor(out, threads=threads), Predictor([m], bundle, cut)
+
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--upstream", default="whisper-base")
@@ -59,6 +97,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--msemoboost", action="store_true", help="also time an exported MS-EmoBoost model")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -100,10 +139,17 @@ def main() -> None:
         "encoder onnx": lambda: pred.encoder.run(None, {pred._enc_in: mel_np}),
         "encoder torch (same graph)": lambda: graph(mel_t),
     }
+    ms_err = None
+    if args.msemoboost:
+        ms_onnx, ms_torch = msemoboost_pair(up, wav, args.layers[0], Path(tmp.name) / "ms", args.threads)
+        variants["msemoboost onnx"] = lambda: ms_onnx.posteriors(wav)
+        variants["msemoboost torch"] = lambda: ms_torch.posteriors(wav)
     load_before = os.getloadavg()
     times: dict[str, list[float]] = {k: [] for k in variants}
     with torch.inference_mode():
         err = float(np.abs(onnx_total() - torch_encode_mel()).max())
+        if args.msemoboost:
+            ms_err = float(np.abs(ms_onnx.posteriors(wav) - ms_torch.posteriors(wav)).max())
         for i in range(args.warmup + args.runs):
             for name, fn in variants.items():
                 t = time.perf_counter()
@@ -121,11 +167,15 @@ def main() -> None:
           f"{os.cpu_count()} CPUs")
     print(f"load average (1/5/15 min) before {' '.join(f'{x:.2f}' for x in load_before)}, "
           f"after {' '.join(f'{x:.2f}' for x in load_after)}")
-    print(f"posterior max abs diff ONNX vs encode_mel: {err:.2e}\n")
+    print(f"posterior max abs diff ONNX vs encode_mel: {err:.2e}")
+    if ms_err is not None:
+        print(f"MS-EmoBoost posterior max abs diff ONNX vs PyTorch: {ms_err:.2e}")
+    print()
     print("| variant | median ms | p10-p90 ms | vs onnx |")
     print("|---|---:|---:|---:|")
     ref = {"encoder onnx": "encoder onnx", "encoder torch (same graph)": "encoder onnx",
-           "log-mel numpy": "log-mel numpy", "log-mel transformers": "log-mel numpy"}
+           "log-mel numpy": "log-mel numpy", "log-mel transformers": "log-mel numpy",
+           "msemoboost onnx": "msemoboost onnx", "msemoboost torch": "msemoboost onnx"}
     for k, v in times.items():
         p10, p90 = (1000 * float(np.percentile(v, q)) for q in (10, 90))
         base = med[ref.get(k, "onnx")]

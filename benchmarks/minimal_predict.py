@@ -8,6 +8,9 @@ read, mean-pool the clip's own frames, and average the softmax of every fold mod
 checks that both give the same posteriors.
 
     python benchmarks/minimal_predict.py --run runs/emodb-logreg3 --weights ../shared/weights/whisper-base-encoder clip.wav
+
+``--transformers`` runs transformers' ``WhisperEncoder`` modules (what emoboost runs) instead: the
+like-for-like reference when the question is emoboost's own overhead rather than transformers' import.
 """
 
 from __future__ import annotations
@@ -103,17 +106,50 @@ class Encoder:
         return out
 
 
+class TransformersEncoder(Encoder):
+    """The same work with transformers' ``WhisperEncoder`` modules (``--transformers``): the encoder
+    the toolkit itself runs, built on the meta device and given the checkpoint's tensors, cut at the
+    deepest layer used. The reference that uses the same model library as emoboost."""
+
+    def __init__(self, weights: str | Path, depth: int | None = None):
+        super().__init__(weights, depth)
+        from transformers import WhisperConfig
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        cfg = WhisperConfig.from_pretrained(str(weights))
+        with torch.device("meta"):
+            enc = WhisperEncoder(cfg)
+        enc.layers = enc.layers[: self.depth]
+        if self.depth < self.n_layers:
+            enc.layer_norm = None
+        enc.load_state_dict(self.w, strict=False, assign=True)
+        self.enc = enc.eval()
+
+    def hidden(self, mel: torch.Tensor) -> list[torch.Tensor]:
+        enc = self.enc
+        x = F.gelu(enc.conv2(F.gelu(enc.conv1(mel[None])))).transpose(1, 2)
+        x = x + enc.embed_positions.weight[: x.shape[1]]
+        out = [x[0]]
+        for layer in enc.layers:
+            x = layer(x, None)
+            x = x[0] if isinstance(x, tuple) else x
+            out.append(x[0])
+        if enc.layer_norm is not None:
+            out[-1] = enc.layer_norm(out[-1])
+        return out
+
+
 class Reference:
     """A pooled logreg run: the encoder up to the deepest layer its heads read, and every fold head."""
 
-    def __init__(self, run: str | Path, weights: str | Path):
+    def __init__(self, run: str | Path, weights: str | Path, transformers: bool = False):
         run = Path(run)
         bundle = json.loads((run / "bundle.json").read_text())
         if bundle.get("method") != "logreg":
             raise SystemExit(f"{run}: the reference implements pooled logreg heads only, not {bundle.get('method')!r}")
         self.classes = bundle["classes"]
         self.layers = [int(v) for v in bundle["upstream"]["layers"]]
-        self.encoder = Encoder(weights, max(self.layers))
+        self.encoder = (TransformersEncoder if transformers else Encoder)(weights, max(self.layers))
         self.models = []
         for m in bundle["models"]:
             with safe_open(str(run / m / "model.safetensors"), framework="numpy") as f:
@@ -139,9 +175,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", required=True, help="run directory of a pooled logreg run")
     ap.add_argument("--weights", required=True, help="Whisper encoder directory (config.json + model.safetensors)")
+    ap.add_argument("--transformers", action="store_true",
+                    help="run transformers' WhisperEncoder modules instead of the plain-torch encoder")
     ap.add_argument("audio", nargs="+")
     args = ap.parse_args()
-    ref = Reference(args.run, args.weights)
+    ref = Reference(args.run, args.weights, args.transformers)
     for a in args.audio:
         p = ref.posteriors(a)
         print(f"{a}\t{ref.classes[int(p.argmax())]}\t" + "  ".join(

@@ -302,6 +302,8 @@ def part_c(run: Path, clip: Path, reps: int) -> dict:
         "predict": [*emoboost_exe(), "--threads", "1", "predict", str(run), str(clip)],
         "reference": [sys.executable, str(REPO / "benchmarks" / "minimal_predict.py"), "--run", str(run),
                       "--weights", wdir, str(clip)],
+        "reference_tf": [sys.executable, str(REPO / "benchmarks" / "minimal_predict.py"), "--run", str(run),
+                         "--weights", wdir, "--transformers", str(clip)],
     }
     res: dict = {k: [] for k in cmds}
     l0 = load()
@@ -310,16 +312,19 @@ def part_c(run: Path, clip: Path, reps: int) -> dict:
         order = names[i % len(names):] + names[: i % len(names)]
         for k in order:
             res[k].append(run_child_ru(cmds[k], env))
-    labels = {k: _label(res[k][0]["out"]) for k in ("predict", "reference")}
+    labels = {k: _label(res[k][0]["out"]) for k in ("predict", "reference", "reference_tf")}
     if labels["predict"] is not None and labels["predict"] != labels["reference"]:
         raise SystemExit(f"predict and the reference disagree on {clip}: {labels}")
     summary = {k: {"wall_s": med([r["wall"] for r in v]), "cpu_s": med([r["cpu"] for r in v]),
                    "rss_mib": med([r["rss_mib"] for r in v])} for k, v in res.items()}
     pr = [a["cpu"] / b["cpu"] for a, b in zip(res["predict"], res["reference"])]
+    pr_tf = [a["cpu"] / b["cpu"] for a, b in zip(res["predict"], res["reference_tf"])]
     pw = [a["wall"] / b["wall"] for a, b in zip(res["predict"], res["reference"])]
     imports = {"predict": import_seconds(["-m", "emoboost.cli", "--threads", "1", "predict", str(run), str(clip)], env),
-               "reference": import_seconds(cmds["reference"][1:], env)}
+               "reference": import_seconds(cmds["reference"][1:], env),
+               "reference_tf": import_seconds(cmds["reference_tf"][1:], env)}
     return {"reps": reps, **summary, "predict_cpu_ratio": med(pr), "predict_wall_ratio": med(pw),
+            "predict_cpu_ratio_tf": med(pr_tf),
             "labels": labels, "imports_s": imports, "load_before": l0, "load_after": load()}
 
 
@@ -445,6 +450,10 @@ def table(r: dict) -> str:
                     f"{c['predict']['cpu_s']:.2f} CPU-s | {c['reference']['wall_s']:.2f} s, "
                     f"{c['reference']['cpu_s']:.2f} CPU-s (benchmarks/minimal_predict.py) | "
                     f"{c['predict_cpu_ratio']:.2f}× CPU, {c['predict_wall_ratio']:.2f}× wall (load {c['load_before']}) |")
+        if "reference_tf" in c:
+            rows.append(f"| cold `emoboost predict RUN clip.wav` vs the same with transformers' WhisperEncoder | | "
+                        f"{c['reference_tf']['wall_s']:.2f} s, {c['reference_tf']['cpu_s']:.2f} CPU-s "
+                        f"(minimal_predict.py --transformers) | {c['predict_cpu_ratio_tf']:.2f}× CPU |")
         im = c["imports_s"]
         rows.append("| of which imports (`-X importtime`, s by package) | " + ", ".join(
             f"{k} {v:.1f}" for k, v in im["predict"].items()) + " | " + ", ".join(

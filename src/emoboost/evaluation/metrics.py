@@ -1,15 +1,20 @@
-"""SER metrics: WA (accuracy), UA (mean per-class recall), macro-F1; per fold and pooled."""
+"""SER metrics: WA (accuracy), UA (mean per-class recall), macro-F1; per fold and pooled.
+
+scikit-learn is imported inside the functions: predicting with a saved model needs none of it, and
+importing it costs a cold ``emoboost predict`` ~2 CPU-s.
+"""
 
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
 
 def weighted_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """WA: plain accuracy over utterances (the SER literature's 'weighted' accuracy)."""
+    from sklearn.metrics import accuracy_score
+
     return float(accuracy_score(y_true, y_pred))
 
 
@@ -19,6 +24,8 @@ def unweighted_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     A test speaker may lack a class (EmoDB LOSO); sklearn then warns that predictions name
     classes absent from ``y_true``, which is expected here, so the warning is silenced.
     """
+    from sklearn.metrics import balanced_accuracy_score
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return float(balanced_accuracy_score(y_true, y_pred))
@@ -26,6 +33,8 @@ def unweighted_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int] | None = None) -> float:
     """Macro-F1 over the classes present in ``y_true`` (absent classes would add spurious zeros)."""
+    from sklearn.metrics import f1_score
+
     labels = sorted(set(np.asarray(y_true).tolist())) if labels is None else labels
     return float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
 
@@ -39,6 +48,8 @@ def all_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    from sklearn.metrics import confusion_matrix
+
     return confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
 
 

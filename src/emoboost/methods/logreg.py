@@ -9,18 +9,19 @@ speaker-grouped CV over the training (+ validation) speakers only — never the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupKFold
 
 from emoboost.evaluation.metrics import segment_posteriors_to_utterance, unweighted_accuracy
 from emoboost.methods.base import Method, UtteranceSet
 from emoboost.methods.linear import _saved_layers, head_dict
 from emoboost.methods.pooling import SpeakerNorm, pooled_inputs, resolve_layers
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
 
 
 class LogRegProbe(Method):
@@ -64,6 +65,10 @@ class LogRegProbe(Method):
         return (x - self.mean_) / self.scale_
 
     def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> LogRegProbe:
+        # fitting only: a loaded model predicts with numpy
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import GroupKFold
+
         data = UtteranceSet.concat([train, valid]) if valid is not None and len(valid) else train
         self.__dict__.pop("spk_", None)
         self.layers_ = self._layers(data.ssl_view().num_layers)  # the head contract names them

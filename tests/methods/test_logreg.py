@@ -22,14 +22,14 @@ def test_inner_cv_groups_are_training_speakers_only(monkeypatch):
     data = synthetic(n_utt=60)
     train = data.subset(range(40))
     seen = []
-    import emoboost.methods.logreg as mod
+    from sklearn.model_selection import GroupKFold
 
-    real = mod.GroupKFold.split
+    real = GroupKFold.split
 
     def spy(self, X, y, groups):
         seen.append(set(groups))
         return real(self, X, y, groups)
-    monkeypatch.setattr(mod.GroupKFold, "split", spy)
+    monkeypatch.setattr(GroupKFold, "split", spy)
     get_method("logreg")(["a", "b", "c"], layer=1).fit(train)
     assert seen and seen[0] == set(train.groups)
 
@@ -84,3 +84,20 @@ def test_no_head_for_segment_pooling():
     m = get_method("logreg")(["a", "b", "c"], layer=1, pooling="segment", Cs=[1.0]).fit(data)
     assert m.pooled_head() is None
     assert get_method("logreg")(["a", "b", "c"], layer=1, stats="meanstd", Cs=[1.0]).fit(data).pooled_head() is None
+
+
+def test_a_saved_model_predicts_without_scikit_learn(tmp_path):
+    """Loading and predicting a fitted probe imports no scikit-learn (cold `predict` start-up)."""
+    import subprocess
+    import sys
+
+    data = synthetic(n_utt=30)
+    m = get_method("logreg")(["a", "b", "c"], layer=1, Cs=[1.0]).fit(data)
+    m.save(tmp_path / "lr")
+    code = ("import sys\n"
+            "from emoboost.methods import Method\n"
+            f"Method.load({str(tmp_path / 'lr')!r})\n"
+            "print(sorted(k for k in sys.modules if k.split('.')[0] == 'sklearn'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

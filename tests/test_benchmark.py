@@ -39,7 +39,8 @@ def test_benchmark_same_folds_across_methods(corpus, tmp_path, capsys):
     out = tmp_path / "bench"
     rc = main(["benchmark", "--corpus", "emodb", "--data-root", str(corpus), "--upstreams", str(up),
                "--methods", "linear:layer=1", "linear:layer=weighted", "msemoboost:guidance=mfcc,lstm_hidden=8",
-               "--quick", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+               "--quick", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+               "--paired", "linear:layer=1", "linear:layer=weighted"])
     assert rc == 0
     res = json.loads((out / "benchmark.json").read_text())
     assert res["identical_folds"] is True
@@ -48,3 +49,12 @@ def test_benchmark_same_folds_across_methods(corpus, tmp_path, capsys):
     assert all([f["test_ids"] for f in x] == [f["test_ids"] for f in folds[0]] for x in folds)
     md = (out / "benchmark.md").read_text()
     assert "identical folds across entries**: yes" in md and "| WA % | UA % |" in md
+    assert [p["metric"] for p in res["paired"]] == ["UA", "WA"] and res["paired"][0]["units"] == 2
+    assert "Paired differences A − B" in md and "95 % CI" in md
+
+
+def test_paired_label_typo_fails_before_running(corpus, tmp_path, capsys):
+    rc = main(["benchmark", "--corpus", "emodb", "--data-root", str(corpus), "--methods", "svm:features=egemaps",
+               "--out", str(tmp_path / "b"), "--paired", "svm:features=egemaps", "linaer"])
+    assert rc != 0 and "--paired 'linaer': no matching entries" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

@@ -5,7 +5,8 @@ feature cache is shared, so an encoder's features are extracted once for every m
 checks that every entry was tested on exactly the same folds and says so.
 
 Method specs: ``name`` or ``name:key=value,key=value`` (e.g. ``msemoboost:guidance=mfcc,attention=false``),
-optionally labelled ``label=name:...``.
+optionally labelled ``label=name:...``. ``--paired A B`` adds A − B per (fold, seed) with a 95 %
+bootstrap interval (:mod:`emoboost.evaluation.paired`).
 """
 
 from __future__ import annotations
@@ -72,12 +73,37 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-save-models", action="store_true")
     p.add_argument("--no-tsne", action="store_true", help="skip the t-SNE plots (numbers are unaffected)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--paired", nargs=2, action="append", metavar=("A", "B"), default=[],
+                   help="also report A − B per (fold, seed) with a 95%% bootstrap CI and wins; A and B are "
+                        "entry labels (label=spec, or the method name; 'label @ upstream' with several upstreams)")
+
+
+def _paired_entries(pairs: list[list[str]], entries: list[str]) -> list[tuple[str, str]]:
+    """Resolve ``--paired`` labels to entries before anything runs (a typo must not cost a benchmark)."""
+    def find(label: str) -> str:
+        hits = [e for e in entries if e == label or e.split(" @ ")[0] == label]
+        if len(hits) != 1:
+            raise ValueError(f"--paired {label!r}: {'no' if not hits else 'several'} matching entries "
+                             f"(entries: {', '.join(entries)})")
+        return hits[0]
+
+    return [(find(a), find(b)) for a, b in pairs]
+
+
+def _entry_names(args: argparse.Namespace) -> list[str]:
+    names = []
+    for spec in args.methods:
+        label, name, params = parse_method_spec(spec)
+        ups = args.upstreams if _needs_upstream(name, params) else [None]
+        names += [label if up is None else f"{label} @ {up}" for up in ups]
+    return names
 
 
 def run(args: argparse.Namespace) -> int:
     from emoboost.runner import ExperimentConfig, default_cache_dir, run_experiment
 
     out = Path(args.out or f"runs/benchmark-{args.corpus}")
+    pairs = _paired_entries(getattr(args, "paired", []) or [], _entry_names(args))
     rows = []
     t_all = time.perf_counter()
     for spec in args.methods:
@@ -132,9 +158,23 @@ def run(args: argparse.Namespace) -> int:
     notes = {k: v for r in rows for k, v in r["protocol"].items() if k in ("alexnet", "pretrained_weights", "weights")}
     if notes:
         lines += [""] + [f"- {k}: {v}" for k, v in notes.items()]
+    paired_out = []
+    if pairs:
+        from emoboost.evaluation.paired import paired
+
+        by_entry = {r["entry"]: r["run_dir"] for r in rows}
+        lines += ["", "Paired differences A − B per (fold, seed), percentage points; 95 % CI = percentile bootstrap "
+                  "of the mean over the (fold, seed) differences (10,000 resamples); wins = units where A > B.", "",
+                  "| A | B | metric | units | A | B | A − B | 95 % CI | A wins |", "|---|---|---|---|---|---|---|---|---|"]
+        for a, b in pairs:
+            for metric in ("UA", "WA"):
+                res = paired(by_entry[a], by_entry[b], metric, a, b)
+                paired_out.append(res.to_dict())
+                lines.append(f"| {a} | {b} | {metric} | {res.units} | {res.mean_a:.2f} | {res.mean_b:.2f} | "
+                             f"{res.mean_diff:+.2f} | [{res.ci_low:+.2f}, {res.ci_high:+.2f}] | {res.wins}/{res.units} |")
     md = "\n".join(lines) + "\n"
     atomic_write_text(out / "benchmark.md", md)
-    atomic_write_text(out / "benchmark.json", json.dumps({"identical_folds": same, "rows": [
+    atomic_write_text(out / "benchmark.json", json.dumps({"identical_folds": same, "paired": paired_out, "rows": [
         {k: v for k, v in r.items() if k != "folds"} for r in rows]}, indent=2, default=str))
     print(md)
     return 0 if same else 1

@@ -142,11 +142,11 @@ class OnnxPredictor:
         self.head = self._session(ort, pre["head"]["file"], opts)
         self._enc_in = self.encoder.get_inputs()[0].name
         self._head_in = self.head.get_inputs()[0].name
-        self.kind = str(pre["head"].get("kind", "pooled"))
+        self.head_kind = str(pre["head"].get("kind", "pooled"))
         self.frame_rate = float(pre.get("frame_rate", 50.0))
         self.block_samples = self.window_samples
         self.min_tail = self.hop
-        if self.kind == "segments":
+        if self.head_kind == "segments":
             from emoboost.audio import Segmenting
 
             sg = pre["segments"]
@@ -161,8 +161,8 @@ class OnnxPredictor:
             unknown = [n for n in self.inputs if n != "ssl" and n not in self.acoustic]
             if unknown:
                 raise ValueError(f"{self.path}: head input(s) {unknown} have no preprocessing in {PREPROCESSING_FILE}")
-        elif self.kind != "pooled":
-            raise ValueError(f"{self.path}: unknown head kind {self.kind!r} in {PREPROCESSING_FILE}")
+        elif self.head_kind != "pooled":
+            raise ValueError(f"{self.path}: unknown head kind {self.head_kind!r} in {PREPROCESSING_FILE}")
 
     def _session(self, ort, name: str, opts):
         f = self.path / name
@@ -249,7 +249,7 @@ class OnnxPredictor:
             if a > 0 and len(chunk) < self.min_tail:
                 continue  # a tail shorter than one encoder frame adds nothing
             chunk = self._check(chunk, path)
-            if self.kind == "segments":
+            if self.head_kind == "segments":
                 p = self.segment_posteriors(chunk)
                 seg_probs.append(p)
                 starts = a + np.arange(len(p)) * self.seg.hop_samples
@@ -261,7 +261,7 @@ class OnnxPredictor:
             n_frames += frames.shape[1]
             if timeline:
                 tl.append({"start": a / sr, "end": n_samples / sr, "p": self.head_posteriors((s / frames.shape[1])[:, None, :])})
-        if self.kind == "segments":
+        if self.head_kind == "segments":
             proba = np.concatenate(seg_probs).mean(axis=0)
         else:
             proba = self.head_posteriors((total / n_frames)[:, None, :])

@@ -413,3 +413,29 @@ def test_frozen_save_load_round_trip_predicts_from_raw_spectrograms(fitted_froze
                                            .div(loaded.ssl_std_), **raw), -1).double().numpy()
     by_utt = np.stack([seg[seg_utt == i].mean(0) for i in range(len(test))])
     assert np.abs(by_utt - proba).max() < 1e-5
+
+
+@pytest.mark.parametrize("enh", ["softmax", "bounded"])
+def test_normalised_enhancement_starts_at_mean_pooling_and_stays_convex(enh):
+    data = utterances([2, 1], 2, 12, 8, 64, bins=64)
+    m, batch = built(data, guidance="both", layer=0, enh=enh)
+    net = m.module_
+    with torch.no_grad():
+        w = net.enhancement(batch["ssl"], batch["mfcc"], batch["spec"])
+        assert torch.allclose(w, torch.full_like(w, 1 / 12), atol=1e-7)  # zero-initialised f_enh: uniform 1/T'
+        assert torch.allclose(net.embed(batch["ssl"], batch["mfcc"], batch["spec"]), batch["ssl"].mean(1), atol=1e-6)
+        net.enhance.weight.normal_(0, 5.0)  # a trained-looking map: still weights >= 0 summing to 1
+        w = net.enhancement(batch["ssl"], batch["mfcc"], batch["spec"])
+        assert torch.all(w >= 0) and torch.allclose(w.sum(-1), torch.ones(w.shape[:2]), atol=1e-6)
+        if enh == "bounded":  # no frame outweighs another by more than exp(2 * bound)
+            ratio = w.max(-1).values / w.min(-1).values
+            assert torch.all(ratio <= np.exp(2 * 2.0) * (1 + 1e-5))
+    assert m.describe()["enhancement"].startswith("softmax")
+
+
+def test_enhancement_switches_are_checked():
+    with pytest.raises(ValueError, match="enh must be one of"):
+        MSEmoBoost(["a"], enh="sigmoid")
+    data = utterances([1], 2, 12, 8, 64, bins=64)
+    with pytest.raises(ValueError, match="enh_residual applies to enh='linear' only"):
+        built(data, enh="softmax", enh_residual=True)

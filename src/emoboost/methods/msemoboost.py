@@ -41,6 +41,14 @@ Not from the paper (it leaves them open or we could not confirm them): LSTM hidd
 direction), one LSTM layer with dropout 0.5 on its output, spatial tokens for the AlexNet map,
 standardisation, ``enh_residual`` (optional: X_enh = 1/T' + zero-initialised linear, so training
 starts from the SSL-only baseline and guidance learns a deviation from mean pooling).
+
+Normalised enhancement (``enh``, not from the paper; the paper's unnormalised linear X_enh is the
+default ``enh=linear``): the paper's X_enh has free scale and sign, so the weighting can drift far
+from any pooling. ``enh=softmax`` makes X_enh = softmax over the T' frames of a zero-initialised
+linear map — a convex weighting that starts exactly at mean pooling (every weight 1/T').
+``enh=bounded`` is softmax(``enh_bound`` · tanh(logits)): the same start, and no frame can weigh
+more than exp(2 · enh_bound) times another (default bound 2: at most e^4 ≈ 55×), which stops the
+collapse onto a handful of frames.
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ from emoboost.methods.layers import LayerSelect, parse_layer
 from emoboost.methods.trainer import TorchSegmentMethod
 
 GUIDANCE = ("none", "mfcc", "spec", "both")
+ENHANCEMENTS = ("linear", "softmax", "bounded")
 SSL_NORMS = ("frame", "pooled", "none")
 RANDOM_INIT = "random init (no ImageNet weights)"
 
@@ -248,6 +257,8 @@ class MSEmoBoostNet(nn.Module):
         freeze_alexnet: bool = False,
         enh_residual: bool = False,
         dropout: float = 0.0,
+        enh: str = "linear",
+        enh_bound: float = 2.0,
     ):
         super().__init__()
         if guidance not in GUIDANCE:
@@ -259,7 +270,14 @@ class MSEmoBoostNet(nn.Module):
             self.select = LayerSelect(num_layers, "weighted")
         else:
             self.frames, dim = ssl_shape
+        if enh not in ENHANCEMENTS:
+            raise ValueError(f"enh must be one of {ENHANCEMENTS}, got {enh!r}")
+        if enh != "linear" and enh_residual:
+            raise ValueError(f"enh_residual applies to enh='linear' only (enh={enh!r} already starts at mean pooling)")
+        if enh == "bounded" and not enh_bound > 0:
+            raise ValueError(f"enh_bound must be > 0, got {enh_bound}")
         self.enh_residual = enh_residual
+        self.enh, self.enh_bound = enh, float(enh_bound)
         head = {"out_dim": branch_dim, "attention": attention, "dropout": branch_dropout}
         used = branches(guidance)
         if "mfcc" in used:
@@ -272,7 +290,7 @@ class MSEmoBoostNet(nn.Module):
             self.spec_branch = SpecBranch(spec_shape[0], spec_shape[1], freeze_alexnet, head)
         if used:
             self.enhance = nn.Linear(len(used) * branch_dim, self.frames)
-            if enh_residual:  # start exactly at mean pooling
+            if enh_residual or enh != "linear":  # start exactly at mean pooling
                 nn.init.zeros_(self.enhance.weight)
                 nn.init.zeros_(self.enhance.bias)
         self.dropout = nn.Dropout(dropout)
@@ -300,6 +318,10 @@ class MSEmoBoostNet(nn.Module):
         if hasattr(self, "spec_branch"):
             parts.append(self.spec_branch(_need(spec, "spec")))
         enh = self.enhance(torch.cat(parts, dim=1)).unsqueeze(1)
+        if self.enh == "softmax":
+            return torch.softmax(enh, dim=-1)
+        if self.enh == "bounded":
+            return torch.softmax(self.enh_bound * torch.tanh(enh), dim=-1)
         return enh + uniform if self.enh_residual else enh
 
     def embed(self, ssl: torch.Tensor, mfcc: torch.Tensor | None = None,
@@ -331,6 +353,9 @@ class MSEmoBoost(TorchSegmentMethod):
         p["guidance"] = str(p["guidance"]).lower()
         if p["guidance"] not in GUIDANCE:
             raise ValueError(f"guidance must be one of {GUIDANCE}, got {p['guidance']!r}")
+        p["enh"] = str(p["enh"]).lower()
+        if p["enh"] not in ENHANCEMENTS:
+            raise ValueError(f"enh must be one of {ENHANCEMENTS}, got {p['enh']!r}")
         if p["ssl_norm"] not in SSL_NORMS:
             raise ValueError(f"ssl_norm must be one of {SSL_NORMS}, got {p['ssl_norm']!r}")
         for key in ("attention", "freeze_alexnet", "enh_residual", "mfcc_norm"):
@@ -359,6 +384,8 @@ class MSEmoBoost(TorchSegmentMethod):
             "branch_dropout": 0.1,
             "dropout": 0.0,
             "enh_residual": False,
+            "enh": "linear",  # the paper's unnormalised X_enh; softmax / bounded: see the module docstring
+            "enh_bound": 2.0,
             "ssl_norm": "frame",
             "mfcc_norm": True,
         }
@@ -431,6 +458,8 @@ class MSEmoBoost(TorchSegmentMethod):
             branch_dropout=float(p["branch_dropout"]),
             freeze_alexnet=p["freeze_alexnet"],
             enh_residual=p["enh_residual"],
+            enh=str(p["enh"]),
+            enh_bound=float(p["enh_bound"]),
             dropout=float(p["dropout"]),
         )
         if hasattr(net, "spec_branch") and not self._restoring:
@@ -451,7 +480,9 @@ class MSEmoBoost(TorchSegmentMethod):
             "layer": p["layer"],
             "enhancement": (
                 "uniform 1/T' (mean pooling: the SSL-only baseline)" if p["guidance"] == "none"
-                else "linear from guidance branches" + (" + 1/T' (residual)" if p["enh_residual"] else "")
+                else {"softmax": "softmax over frames of a linear map of the guidance (starts at mean pooling)",
+                      "bounded": f"softmax({p['enh_bound']:g} * tanh(linear)) over frames (starts at mean pooling)"}
+                .get(p["enh"], "linear from guidance branches" + (" + 1/T' (residual)" if p["enh_residual"] else ""))
             ),
             "alexnet_weights": self.alexnet_info_["description"] if uses_spec else "not used (no spectrogram branch)",
             "ssl_norm": p["ssl_norm"],

@@ -57,10 +57,7 @@ def _imported_after(code: str) -> set[str]:
 def test_help_and_data_list_import_no_torch_transformers_sklearn(code):
     mods = _imported_after(code)
     assert "emoboost" in mods
-    if "benchmark" in code:          # its argument list lives in a heavy module: loaded for that command only
-        assert "sklearn" in mods
-    else:
-        assert not mods & set(HEAVY), sorted(mods & set(HEAVY))
+    assert not mods & set(HEAVY), sorted(mods & set(HEAVY))
 
 
 def test_lazy_commands_register_their_arguments_when_chosen():

@@ -184,7 +184,8 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
             "encoder_built": lazy.built, "extraction": rep.summary()}
     if not rep.hashes:
         return None, rep.skipped, info
-    source = StoreSource(store, list(rep.hashes.values()), segmenting=cfg.segmenting)
+    source = StoreSource(store, list(rep.hashes.values()), segmenting=cfg.segmenting,
+                         stats=[rep.stats.get(u) for u in rep.hashes])
     info.update({"num_layers": source.num_layers, "hidden_size": source.hidden_size, "frame_rate": source.frame_rate})
     view = SSLView(source)
     view.ids = list(rep.hashes)  # type: ignore[attr-defined]

@@ -165,6 +165,30 @@ def test_damaged_entries_are_recomputed(tmp_path):
     assert rep.computed == 2 and np.isfinite(store.read_stats(h).mean).all()
 
 
+def test_a_warm_store_reads_each_entry_once(tmp_path, monkeypatch):
+    """A cached run opens each entry's statistics once: the check's read is kept for the report and
+    handed to the source, which never reads them again."""
+    m = manifest_of(tmp_path, [1.0, 1.5, 0.7])
+    store = FeatureStore(tmp_path / "cache", "tiny-0", StoreSpec())
+    first = extract_to_store(m, store, TinyUpstream(), progress=False)
+    assert first.computed == 3 and set(first.stats) == {"u0", "u1", "u2"}
+    reads: list[str] = []
+    real = FeatureStore.read_stats
+
+    def counting(self, h):
+        reads.append(h)
+        return real(self, h)
+
+    monkeypatch.setattr(FeatureStore, "read_stats", counting)
+    rep = extract_to_store(m, store, lambda: pytest.fail("the encoder was built"), progress=False)
+    assert rep.reused == 3 and len(reads) == 3
+    assert rep.audio_seconds == pytest.approx(first.audio_seconds)
+    src = StoreSource(store, list(rep.hashes.values()), stats=[rep.stats[u] for u in rep.hashes])
+    assert [src.stats(i).num_samples for i in range(3)] == [16000, 24000, 11200] and len(reads) == 3
+    with pytest.raises(ValueError, match="2 statistics given for 3 entries"):
+        StoreSource(store, list(rep.hashes.values()), stats=[None, None])
+
+
 def test_read_only_store_serves_reads(tmp_path):
     m = manifest_of(tmp_path, [1.0, 1.5])
     root = tmp_path / "cache"

@@ -323,6 +323,7 @@ class ExtractReport:
     """What one extraction did: entries per utterance, what was skipped and what it cost."""
 
     hashes: dict[str, str] = field(default_factory=dict)  # utt id -> audio hash, for entries now complete
+    stats: dict[str, Stats] = field(default_factory=dict)  # utt id -> its statistics, read (or computed) once
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
     computed: int = 0
     reused: int = 0
@@ -360,8 +361,13 @@ def _hash_entries(manifest: Manifest, skipped: list[tuple[str, str]], min_durati
 
 
 def missing_entries(manifest: Manifest, store: FeatureStore, progress: bool = False,
-                    min_duration: float = 0.0) -> tuple[dict[str, str], list[Utterance], list[tuple[str, str]]]:
-    """-> (complete entries {utt id: hash}, utterances still to encode, unreadable files)."""
+                    min_duration: float = 0.0, stats: dict[str, Stats] | None = None,
+                    ) -> tuple[dict[str, str], list[Utterance], list[tuple[str, str]]]:
+    """-> (complete entries {utt id: hash}, utterances still to encode, unreadable files).
+
+    ``stats``, when given, receives the statistics of the complete entries (read here anyway), so
+    callers never open the same entry twice.
+    """
     done: dict[str, str] = {}
     todo: list[Utterance] = []
     skipped: list[tuple[str, str]] = []
@@ -369,6 +375,8 @@ def missing_entries(manifest: Manifest, store: FeatureStore, progress: bool = Fa
         st = store.read_stats(h)
         if st is not None and store.frames_ok(h, st):
             done[utt.id] = h
+            if stats is not None:
+                stats[utt.id] = st
         else:
             todo.append(utt)
     return done, todo, skipped
@@ -394,7 +402,8 @@ def extract_to_store(
     if shard is not None:
         i, n = shard
         manifest = manifest.filter(lambda u: shard_of(u.id, n) == i)
-    done, todo, rep.skipped = missing_entries(manifest, store, progress=False, min_duration=min_duration)
+    done, todo, rep.skipped = missing_entries(manifest, store, progress=False, min_duration=min_duration,
+                                              stats=rep.stats)
     rep.reused = len(done)
     for uid, h in done.items():
         rep.hashes[uid] = h
@@ -429,16 +438,17 @@ def extract_to_store(
             if not np.isfinite(frames).all():
                 rep.skipped.append((utt.path, "encoder produced non-finite features"))
                 continue
-            store.write(h, frames, len(wav), enc.frame_rate, seg_frames)  # type: ignore[union-attr]
+            rep.stats[utt.id] = store.write(h, frames, len(wav), enc.frame_rate, seg_frames)  # type: ignore[union-attr]
             rep.hashes[utt.id] = h
             rep.computed += 1
     for utt in manifest:
         if utt.id in rep.hashes:
-            st = store.read_stats(rep.hashes[utt.id])
+            st = rep.stats.get(utt.id)
             if st is not None:
                 rep.audio_seconds += st.num_samples / 16000.0
             rep.bytes += store.entry_bytes(rep.hashes[utt.id])
     rep.hashes = {u.id: rep.hashes[u.id] for u in manifest if u.id in rep.hashes}  # manifest order
+    rep.stats = {u: rep.stats[u] for u in rep.hashes if u in rep.stats}
     rep.wall_s = time.perf_counter() - t0
     if rep.skipped:
         log.warning("skipped %d unusable file(s): %s", len(rep.skipped), "; ".join(f"{p}: {m}" for p, m in rep.skipped))
@@ -525,12 +535,16 @@ class SSLSource:
 class StoreSource(SSLSource):
     """Utterances backed by store entries: statistics read once and kept, frames memory-mapped per access."""
 
-    def __init__(self, store: FeatureStore, hashes: Sequence[str], segmenting: Segmenting | None = None):
+    def __init__(self, store: FeatureStore, hashes: Sequence[str], segmenting: Segmenting | None = None,
+                 stats: Sequence[Stats | None] | None = None):
         self.store = store
         self.hashes = list(hashes)
         if not self.hashes:
             raise ValueError("no utterances have SSL features in the store")
-        self._stats: dict[int, Stats] = {}
+        if stats is not None and len(stats) != len(self.hashes):
+            raise ValueError(f"{len(stats)} statistics given for {len(self.hashes)} entries")
+        # statistics already read (an extraction report's) are kept, not read again
+        self._stats: dict[int, Stats] = {i: st for i, st in enumerate(stats or []) if st is not None}
         first = self.stats(0)  # sizes come from the entries: a cached run never builds the encoder
         self.num_layers, self.hidden_size = first.mean.shape
         self.frame_rate = first.frame_rate

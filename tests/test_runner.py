@@ -206,3 +206,25 @@ def test_logreg_run_reads_only_pooled_statistics(corpus, upstream_dir, tmp_path,
     rep = run_experiment(cfg)
     assert rep["summary"]["UA"]["mean"] > 0.5
     assert not list((tmp_path / "cache").rglob("*.npy"))  # store=auto keeps statistics only for pooled methods
+
+
+def test_warm_pooled_run_never_imports_torch(corpus, upstream_dir, tmp_path):
+    """A logreg run on a filled store loads neither torch nor transformers (their import is most of
+    a cached run's start-up); the numbers equal the first run's."""
+    import subprocess
+    import sys
+
+    cfg = _cfg(corpus, upstream_dir, tmp_path / "first", tmp_path / "cache", method="logreg", tsne=False,
+               method_params={"layer": 1, "Cs": [1.0]})
+    first = run_experiment(cfg)["summary"]["UA"]["mean"]
+    code = (
+        "import json, sys\n"
+        "from emoboost.runner import ExperimentConfig, run_experiment\n"
+        f"cfg = ExperimentConfig(**{dict(cfg.__dict__, out_dir=str(tmp_path / 'warm'))!r})\n"
+        "ua = run_experiment(cfg)['summary']['UA']['mean']\n"
+        "print(json.dumps({'ua': ua, 'heavy': sorted(m for m in ('torch', 'transformers') if m in sys.modules)}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["heavy"] == [] and got["ua"] == pytest.approx(first)

@@ -286,7 +286,7 @@ def export_segment_model(upstream: WhisperEncoderUpstream, method, bundle: dict,
     import torch
 
     from emoboost.features.acoustic import feature_params
-    from emoboost.methods.layers import parse_layer
+    from emoboost.methods.layer_choice import parse_layer
 
     if getattr(method, "name", None) not in SEGMENT_METHODS or not hasattr(method, "module_"):
         raise ValueError(f"segment export supports trained {', '.join(SEGMENT_METHODS)} models, "

@@ -192,6 +192,16 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
     return view, rep.skipped, info
 
 
+def _machine_line() -> str:
+    """CPU and threads, without importing torch for a run that never needed it (pooled probes)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    threads = f"torch threads {torch.get_num_threads()}" if torch is not None else \
+        f"threads {os.environ.get('OMP_NUM_THREADS', 'default')} (torch not used)"
+    return f"{platform.machine()} {os.cpu_count()} CPU, {threads}"
+
+
 def _warn_duration_outliers(manifest: Manifest, factor: float = 20.0) -> list[str]:
     """Warn about clips far longer than the corpus's median (a 1-hour file among 3 s utterances)."""
     d = np.array([u.duration or 0.0 for u in manifest])
@@ -338,7 +348,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
         "segmenting": _segmenting_line(cfg, probe),
         "parameters": n_params,
         "skipped files": len(skipped),
-        "machine": f"{platform.machine()} {os.cpu_count()} CPU, torch threads {__import__('torch').get_num_threads()}",
+        "machine": _machine_line(),
     }
     for k, v in method_info.items():
         protocol_info[k if k not in protocol_info else f"method {k}"] = v

@@ -69,13 +69,15 @@ def default_cache_dir() -> str:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch so reruns give identical numbers on CPU."""
+    """Seed Python, NumPy and torch (when a method loaded it) so reruns give identical numbers on CPU."""
+    import sys
+
     import numpy as np
-    import torch
 
     random.seed(seed)
     np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
+    if "torch" in sys.modules:  # torch methods import it before seeding; pooled probes never load it
+        sys.modules["torch"].manual_seed(seed)
 
 
 def shared_root() -> Path:

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Iterable
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from emoboost.audio import AudioError, Segmenting, content_hash, load_audio, segment
@@ -105,7 +104,6 @@ def compute_corpus_features(
     return out, sorted(skipped.items())
 
 
-@torch.inference_mode()
 def wav_features(wav: np.ndarray, names: Iterable[str], seg: Segmenting, upstream=None,
                  start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
     """Features of segments ``start:stop`` of one waveform (predict streams long audio this way)."""
@@ -125,8 +123,11 @@ def wav_features(wav: np.ndarray, names: Iterable[str], seg: Segmenting, upstrea
         if n == "ssl":
             if upstream is None:
                 raise ValueError("feature 'ssl' needs an upstream encoder")
+            import torch
+
             x = torch.from_numpy(segs_all)
-            layers, _ = upstream(x, torch.full((len(x),), x.shape[1]))
+            with torch.inference_mode():
+                layers, _ = upstream(x, torch.full((len(x),), x.shape[1]))
             out[n] = layers.permute(1, 0, 2, 3).float().numpy().astype(np.float16)
         else:
             from emoboost.features.acoustic import segment_features

@@ -169,7 +169,7 @@ class Method(ABC):
     # -- what the feature store must hold for this configuration --------------------------------
     def ssl_layers(self, num_layers: int) -> list[int]:
         """Hidden-state indices the method reads (the deepest bounds how far the encoder runs)."""
-        from emoboost.methods.layers import parse_layer
+        from emoboost.methods.layer_choice import parse_layer
 
         layer = self.params.get("layer", "weighted")
         one = parse_layer(layer, num_layers) if not isinstance(layer, (list, tuple)) else None

@@ -5,19 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from emoboost.methods.layer_choice import parse_layer, parse_layers
 
-def parse_layer(layer: int | str, num_layers: int) -> int | str:
-    """Validate a layer choice: an index (negative counts from the top) or ``"weighted"``."""
-    if isinstance(layer, str) and layer not in ("weighted",):
-        try:
-            layer = int(layer)
-        except ValueError as e:
-            raise ValueError(f"layer must be an integer or 'weighted', got {layer!r}") from e
-    if isinstance(layer, int):
-        if not -num_layers <= layer < num_layers:
-            raise ValueError(f"layer {layer} out of range for an upstream with {num_layers} hidden states")
-        return layer % num_layers
-    return layer
+__all__ = ["LayerSelect", "parse_layer", "parse_layers"]
 
 
 class LayerSelect(nn.Module):
@@ -35,18 +25,3 @@ class LayerSelect(nn.Module):
             w = torch.softmax(self.weights, dim=0)
             return torch.einsum("l,bl...->b...", w, x)
         return x[:, self.layer]
-
-
-def parse_layers(layer: int | str | list | tuple, num_layers: int) -> list[int] | str:
-    """One layer, a list (``"2,3,4"`` or ``[2, 3, 4]``: concatenated in that order) or ``"weighted"``."""
-    if isinstance(layer, str) and "," in layer:
-        layer = [v for v in layer.split(",") if v.strip()]
-    if isinstance(layer, (list, tuple)):
-        if not layer:
-            raise ValueError("layer list is empty")
-        out = [parse_layer(v, num_layers) for v in layer]
-        if "weighted" in out:
-            raise ValueError("'weighted' cannot be combined with layer indices")
-        return [int(v) for v in out]
-    one = parse_layer(layer, num_layers)
-    return one if one == "weighted" else [int(one)]

@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
+from safetensors.numpy import load_file, save_file
 
 from emoboost.evaluation.metrics import segment_posteriors_to_utterance, unweighted_accuracy
 from emoboost.methods.base import Method, UtteranceSet
-from emoboost.methods.linear import _saved_layers, head_dict
-from emoboost.methods.pooling import SpeakerNorm, pooled_inputs, resolve_layers
+from emoboost.methods.pooling import SpeakerNorm, _saved_layers, head_dict, pooled_inputs, resolve_layers
 
 if TYPE_CHECKING:
     from sklearn.linear_model import LogisticRegression
@@ -169,13 +167,13 @@ class LogRegProbe(Method):
         arrays = {"coef": self.coef_, "intercept": self.intercept_, "mean": self.mean_, "scale": self.scale_}
         if hasattr(self, "spk_"):
             arrays.update({"spk_mean": self.spk_.mean_, "spk_std": self.spk_.std_})
-        t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64)) for k, v in arrays.items()}
+        t = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}
         tmp = directory / ".model.safetensors.tmp"
         save_file(t, str(tmp))
         tmp.replace(directory / "model.safetensors")
 
     def _load_weights(self, directory: Path, state: dict) -> None:
-        t = {k: v.numpy() for k, v in load_file(str(directory / "model.safetensors")).items()}
+        t = load_file(str(directory / "model.safetensors"))
         self.coef_, self.intercept_, self.mean_, self.scale_ = t["coef"], t["intercept"], t["mean"], t["scale"]
         if "spk_mean" in t:
             self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"]))

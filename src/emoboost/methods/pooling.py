@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from emoboost.methods.base import UtteranceSet
-from emoboost.methods.layers import parse_layers
+from emoboost.methods.layer_choice import parse_layers
 
 POOLINGS = ("utterance", "segment")
 STATS = ("mean", "meanstd")
@@ -74,3 +74,31 @@ class SpeakerNorm:
                 mu, sd = self.mean_, self.std_
             out[m] = (x[m] - mu) / sd
         return out
+
+
+def _saved_layers(layer, k: int, num_layers: int | None) -> list[int] | None:
+    """Hidden-state indices of a model saved before it recorded them (None when they cannot be known)."""
+    if layer == "weighted":
+        return list(range(k))
+    try:
+        layers = resolve_layers(layer, num_layers or 10**6)[0]  # non-negative indices need no layer count
+    except ValueError:
+        return None
+    negative = any(str(v).strip().startswith("-") for v in str(layer).strip("[]").split(","))
+    return None if negative and num_layers is None else layers
+
+
+def head_dict(classes: list[str], layers: list[int], mean: np.ndarray, scale: np.ndarray, weight: np.ndarray,
+              bias: np.ndarray, speaker_norm: SpeakerNorm | None = None) -> dict:
+    """A pooled linear head (see :mod:`emoboost.export`): float64 arrays, speaker-norm fallback folded in.
+
+    ((x - m1) / s1 - m2) / s2 = (x - (m1 + s1 m2)) / (s1 s2): the fallback z-norm followed by the
+    training standardisation is one standardisation.
+    """
+    mean, scale = np.asarray(mean, np.float64), np.asarray(scale, np.float64)
+    if speaker_norm is not None:
+        m1 = np.asarray(speaker_norm.mean_, np.float64).reshape(-1)
+        s1 = np.asarray(speaker_norm.std_, np.float64).reshape(-1)
+        mean, scale = m1 + s1 * mean, s1 * scale
+    return {"classes": list(classes), "layers": [int(v) for v in layers], "pooling": "mean", "mean": mean,
+            "scale": scale, "weight": np.asarray(weight, np.float64), "bias": np.asarray(bias, np.float64)}

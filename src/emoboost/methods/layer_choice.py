@@ -1,0 +1,36 @@
+"""Layer choices as users write them (``3``, ``-1``, ``2,3,4``, ``weighted``), validated without torch.
+
+Kept apart from :mod:`emoboost.methods.layers` (the torch module that applies a choice) so that pooled
+methods, which never touch torch, can parse layers without importing it.
+"""
+
+from __future__ import annotations
+
+
+def parse_layer(layer: int | str, num_layers: int) -> int | str:
+    """Validate a layer choice: an index (negative counts from the top) or ``"weighted"``."""
+    if isinstance(layer, str) and layer not in ("weighted",):
+        try:
+            layer = int(layer)
+        except ValueError as e:
+            raise ValueError(f"layer must be an integer or 'weighted', got {layer!r}") from e
+    if isinstance(layer, int):
+        if not -num_layers <= layer < num_layers:
+            raise ValueError(f"layer {layer} out of range for an upstream with {num_layers} hidden states")
+        return layer % num_layers
+    return layer
+
+
+def parse_layers(layer: int | str | list | tuple, num_layers: int) -> list[int] | str:
+    """One layer, a list (``"2,3,4"`` or ``[2, 3, 4]``: concatenated in that order) or ``"weighted"``."""
+    if isinstance(layer, str) and "," in layer:
+        layer = [v for v in layer.split(",") if v.strip()]
+    if isinstance(layer, (list, tuple)):
+        if not layer:
+            raise ValueError("layer list is empty")
+        out = [parse_layer(v, num_layers) for v in layer]
+        if "weighted" in out:
+            raise ValueError("'weighted' cannot be combined with layer indices")
+        return [int(v) for v in out]
+    one = parse_layer(layer, num_layers)
+    return one if one == "weighted" else [int(one)]

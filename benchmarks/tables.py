@@ -61,6 +61,16 @@ TABLES: dict[str, dict] = {
         SEG_LINEAR,
         f"both=msemoboost:guidance=both,layer={L},freeze_alexnet=true,max_epochs=10,patience=3",
         f"both+enh-residual=msemoboost:guidance=both,layer={L},freeze_alexnet=true,enh_residual=true,max_epochs=10,patience=3"]},
+    # --- issue 10: normalised enhancement on the feature store's frames (3 s windows of each clip's own
+    # frames), every row against MS-EmoBoost's own SSL-only baseline (guidance=none: uniform weights =
+    # mean pooling -> linear, on the same windows) and the strongest store baseline (logreg, pooled) ------
+    "msemoboost-enh-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "methods": [
+        f"logreg=logreg:layer={L}",
+        f"none=msemoboost:guidance=none,layer={L},{EP}",
+        f"paper=msemoboost:guidance=both,layer={L},freeze_alexnet=true,{EP}",
+        f"softmax=msemoboost:guidance=both,layer={L},freeze_alexnet=true,enh=softmax,{EP}",
+        f"bounded=msemoboost:guidance=both,layer={L},freeze_alexnet=true,enh=bounded,{EP}"],
+        "paired": [("paper", "none"), ("softmax", "none"), ("bounded", "none"), ("bounded", "logreg")]},
     "short-segments-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "segments": [2.0, 1.0],
                              "methods": [SSL_CNN]},
     "spec-cnn-emodb": {"corpus": "emodb", "methods": [
@@ -92,6 +102,8 @@ def commands(name: str, out_root: str = "runs", quick: bool = False) -> list[lis
             argv += ["--upstreams", *t["upstreams"]]
         if quick:
             argv.append("--quick")
+        for a, b in t.get("paired", []):
+            argv += ["--paired", a, b]
         cmds.append(argv + ["--methods", *t["methods"]])
     return cmds
 

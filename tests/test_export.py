@@ -331,7 +331,7 @@ def test_main_exports_a_bundle(tiny_random, tmp_path, capsys):
 # ---- MS-EmoBoost: the whole network as a segment head ------------------------------------------------
 
 def _msemoboost_bundle(up: WhisperEncoderUpstream, wavs: list[np.ndarray], out: Path, encoding: str = "utterance",
-                       layer: int | str = 1, guidance: str = "both") -> Path:
+                       layer: int | str = 1, guidance: str = "both", **params) -> Path:
     """A final-model directory: MS-EmoBoost fitted for one epoch on these clips' features, as training makes them."""
     from emoboost.audio import Segmenting
     from emoboost.features.pipeline import wav_features
@@ -353,7 +353,7 @@ def _msemoboost_bundle(up: WhisperEncoderUpstream, wavs: list[np.ndarray], out: 
     data = UtteranceSet([f"u{i}" for i in range(n)], np.arange(n) % 3, np.array([f"s{i}" for i in range(n)]),
                         feats, ssl=SSLView(src))
     m = MSEmoBoost(["a", "b", "c"], lstm_hidden=4, branch_dim=8, layer=layer, guidance=guidance, max_epochs=1,
-                   batch_size=4, lr=1e-2)
+                   batch_size=4, lr=1e-2, **params)
     m.fit(data, seed=0)
     for _ in range(8):  # shrink the output layer until posteriors are spread out: parity must see them
         if m.predict_proba(data).max() < 0.9:
@@ -388,17 +388,20 @@ def _segment_parity(bundle_dir: Path, onnx_dir: Path, wavs: dict[str, np.ndarray
     return worst
 
 
-@pytest.mark.parametrize("encoding,layer,guidance", [("utterance", 1, "both"), ("segment", "weighted", "mfcc")])
-def test_msemoboost_export_matches_pytorch(tiny_random, tmp_path, capsys, encoding, layer, guidance):
+@pytest.mark.parametrize("encoding,layer,guidance,params", [
+    ("utterance", 1, "both", {}), ("segment", "weighted", "mfcc", {}),
+    ("utterance", 2, "mfcc", {"mask_padding": True, "enh": "bounded"})])
+def test_msemoboost_export_matches_pytorch(tiny_random, tmp_path, capsys, encoding, layer, guidance, params):
     rng = np.random.default_rng(7)
     clips = [(0.1 * rng.standard_normal(int(16000 * s))).astype(np.float32) for s in (1.2, 3.0, 4.5, 2.0)]
-    bundle = _msemoboost_bundle(tiny_random, clips, tmp_path / "final", encoding, layer, guidance)
+    bundle = _msemoboost_bundle(tiny_random, clips, tmp_path / "final", encoding, layer, guidance, **params)
     parser = add_args(argparse.ArgumentParser())
     assert main(parser.parse_args([str(bundle), "--out", str(tmp_path / "onnx")])) == 0
     assert "msemoboost on 3 s segments" in capsys.readouterr().out
     pre = json.loads((tmp_path / "onnx" / "preprocessing.json").read_text())
     assert pre["head"]["kind"] == "segments" and pre["segments"]["encoding"] == encoding
-    assert set(pre["head"]["inputs"]) == {"ssl", *([guidance] if guidance != "both" else ["mfcc", "spec"])}
+    assert set(pre["head"]["inputs"]) == {"ssl", *([guidance] if guidance != "both" else ["mfcc", "spec"]),
+                                          *(["valid"] if params.get("mask_padding") else [])}
     long_ = np.concatenate([clips[2]] * 8)[: 16000 * 34]  # two encoder windows, 12 segments
     err = _segment_parity(bundle, tmp_path / "onnx", {"a": clips[0], "b": clips[2], "long": long_})
     assert err < 1e-4, err

@@ -297,7 +297,7 @@ def export_segment_model(upstream: WhisperEncoderUpstream, method, bundle: dict,
     layer = parse_layer(method.params["layer"], n_layers)
     layers = list(range(n_layers)) if layer == "weighted" else [int(layer)]
     shapes = {k: tuple(int(v) for v in s) for k, s in method.input_shapes_.items()}
-    names = ["ssl", *[n for n in ("mfcc", "spec") if n in shapes]]
+    names = ["ssl", *[n for n in ("mfcc", "spec", "valid") if n in shapes]]
     seg_len = float(bundle["segment_length"])
     hop = float(bundle.get("segment_hop") or seg_len)
     encoding = str(bundle.get("segment_encoding", "segment"))
@@ -321,7 +321,8 @@ def export_segment_model(upstream: WhisperEncoderUpstream, method, bundle: dict,
             return torch.softmax(self.net(**inputs), dim=-1)
 
     method.module_.eval()
-    examples = tuple(torch.zeros(2, *shapes[n]) for n in names)
+    examples = tuple(torch.full((2,), float(window_frames)) if n == "valid" else torch.zeros(2, *shapes[n])
+                     for n in names)
     dyn = {n: {0: "segments"} for n in names}
     dyn["probabilities"] = {0: "segments"}
     _export(SegmentHead().eval(), examples, out / "head.onnx", names, "probabilities", dyn, opset)
@@ -333,7 +334,8 @@ def export_segment_model(upstream: WhisperEncoderUpstream, method, bundle: dict,
                    "output": f"probabilities [S, {len(classes)}] (utterance = mean over its segments)"}
     pre["segments"] = {"length": seg_len, "hop": hop, "encoding": encoding, "window_frames": int(window_frames),
                        "squeeze": layer != "weighted", "block_samples": max(hop_samples, block - block % hop_samples)}
-    pre["acoustic"] = {n: {k: v for k, v in feature_params(n).items() if k != "sr"} for n in names if n != "ssl"}
+    pre["acoustic"] = {n: {k: v for k, v in feature_params(n).items() if k != "sr"} for n in names
+                       if n not in ("ssl", "valid")}
     atomic_write_text(out / PREPROCESSING_FILE, json.dumps(pre, indent=2) + "\n")
     return out
 

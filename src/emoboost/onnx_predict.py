@@ -158,7 +158,7 @@ class OnnxPredictor:
             self.min_tail = int(np.ceil(self.sample_rate / self.frame_rate)) + 1  # as the torch path
             self.inputs = [i.name for i in self.head.get_inputs()]
             self.acoustic = {k: dict(v) for k, v in pre.get("acoustic", {}).items()}
-            unknown = [n for n in self.inputs if n != "ssl" and n not in self.acoustic]
+            unknown = [n for n in self.inputs if n not in ("ssl", "valid") and n not in self.acoustic]
             if unknown:
                 raise ValueError(f"{self.path}: head input(s) {unknown} have no preprocessing in {PREPROCESSING_FILE}")
         elif self.head_kind != "pooled":
@@ -212,6 +212,7 @@ class OnnxPredictor:
         segs = segment(chunk, seg)
         if self.encoding == "segment":
             ssl = np.stack([self.encode_window(x) for x in segs])  # [S, k, T', D]
+            valid = np.full(len(segs), ssl.shape[2], dtype=np.float32)  # padding is inside each encoded segment
         else:
             frames = self.encode_window(chunk)  # [k, T, D]
             length = self.segment_frames
@@ -220,10 +221,13 @@ class OnnxPredictor:
             for j, st in enumerate(starts):
                 part = frames[:, st : st + length]
                 ssl[j, :, : part.shape[1]] = part
+            valid = np.clip(frames.shape[1] - starts, 0, length).astype(np.float32)  # real frames per window
         feed = {}
         for name in self.inputs:
             if name == "ssl":
                 x = ssl[:, 0] if self.squeeze else ssl
+            elif name == "valid":
+                x = valid
             else:
                 params = self.acoustic[name]
                 x = np.stack([segment_features(w, seg, name, **params)[0] for w in segs])

@@ -439,3 +439,58 @@ def test_enhancement_switches_are_checked():
     data = utterances([1], 2, 12, 8, 64, bins=64)
     with pytest.raises(ValueError, match="enh_residual applies to enh='linear' only"):
         built(data, enh="softmax", enh_residual=True)
+
+
+def padded_windows(seed: int = 0) -> UtteranceSet:
+    """Two clips on their own frames (utterance encoding), 12-frame windows: the last window of each
+    is mostly padding (valid 12, 12, 1 and 12, 5); MFCC/spectrogram padding set to a huge value."""
+    from emoboost.audio import Segmenting
+    from emoboost.features.store import ArraySource, SSLView
+
+    rng = np.random.default_rng(seed)
+    seg = Segmenting(0.24)  # 12 frames at 50 Hz
+    frames = [rng.standard_normal((2, 25, 8)).astype(np.float32), rng.standard_normal((2, 17, 8)).astype(np.float32)]
+    src = ArraySource(frames, [8000, 5440], frame_rate=50.0)
+    src.segmenting = seg
+    feats = {"mfcc": [], "spec": []}
+    for n_seg, last in ((3, 1), (2, 5)):
+        m = rng.standard_normal((n_seg, 64, 40)).astype(np.float32)
+        m[-1, int(round(last / 12 * 64)):] = 1e6  # the padded tail of the last window
+        feats["mfcc"].append(m)
+        feats["spec"].append(rng.standard_normal((n_seg, 64, 64)).astype(np.float32))
+    data = UtteranceSet(["u0", "u1"], np.array([0, 1]), np.array(["s0", "s1"]), feats, ssl=SSLView(src))
+    data.frames = frames
+    return data
+
+
+def test_mask_padding_removes_padded_frames_from_weights_and_statistics():
+    data = padded_windows()
+    m, batch = built(data, guidance="none", layer=1, mask_padding=True)
+    assert batch["valid"].tolist() == [12, 12, 1, 12, 5]
+    real = np.concatenate([f[1] for f in data.frames]).astype(np.float64)  # every real frame once (hop = length)
+    np.testing.assert_allclose(m.ssl_mean_.numpy().ravel(), real.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m.ssl_std_.numpy().ravel(), real.std(0) + 1e-5, rtol=1e-4, atol=1e-5)
+    guided, _ = built(data, guidance="mfcc", layer=1, mask_padding=True)
+    assert float(guided.mfcc_mean_.abs().max()) < 10  # the 1e6 padding is not in the MFCC statistics
+    unmasked, _ = built(data, guidance="mfcc", layer=1)
+    assert float(unmasked.mfcc_mean_.abs().max()) > 1e3  # (without masking it is)
+    with torch.no_grad():
+        emb = m.module_.embed(batch["ssl"], valid=batch["valid"])
+        for j, v in enumerate(batch["valid"].int().tolist()):  # mean over the window's real frames only
+            assert torch.allclose(emb[j], batch["ssl"][j, :v].mean(0), atol=1e-5)
+
+
+@pytest.mark.parametrize("enh", ["linear", "softmax", "bounded"])
+def test_masked_padded_frames_cannot_change_the_output(enh):
+    data = padded_windows(1)
+    m, batch = built(data, guidance="both", layer=1, mask_padding=True, enh=enh)
+    net = m.module_
+    with torch.no_grad():
+        net.enhance.weight.normal_(0, 1.0)  # non-trivial weights
+        ref = net(**batch)
+        ssl = batch["ssl"].clone()
+        for j, v in enumerate(batch["valid"].int().tolist()):
+            ssl[j, v:] = 1e3  # garbage in the padded frames
+        assert torch.allclose(net(**{**batch, "ssl": ssl}), ref, atol=1e-4)
+        w = net.enhancement(batch["ssl"], batch["mfcc"], batch["spec"], batch["valid"])
+        assert float(w[2, 0, 1:].abs().max()) == 0.0  # window 2 has one real frame

@@ -259,6 +259,7 @@ class MSEmoBoostNet(nn.Module):
         dropout: float = 0.0,
         enh: str = "linear",
         enh_bound: float = 2.0,
+        mask_padding: bool = False,
     ):
         super().__init__()
         if guidance not in GUIDANCE:
@@ -278,6 +279,7 @@ class MSEmoBoostNet(nn.Module):
             raise ValueError(f"enh_bound must be > 0, got {enh_bound}")
         self.enh_residual = enh_residual
         self.enh, self.enh_bound = enh, float(enh_bound)
+        self.mask_padding = bool(mask_padding)
         head = {"out_dim": branch_dim, "attention": attention, "dropout": branch_dropout}
         used = branches(guidance)
         if "mfcc" in used:
@@ -306,33 +308,46 @@ class MSEmoBoostNet(nn.Module):
         return x
 
     def enhancement(self, ssl: torch.Tensor, mfcc: torch.Tensor | None = None,
-                    spec: torch.Tensor | None = None) -> torch.Tensor:
-        """X_enh [B, 1, T']: learned from the guidance branches, or uniform 1/T' (= mean pooling)."""
+                    spec: torch.Tensor | None = None, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """X_enh [B, 1, T']: learned from the guidance branches, or uniform 1/T' (= mean pooling).
+
+        With ``mask_padding``, ``valid`` [B] = real frames per window: padded frames get weight 0
+        (uniform and residual weights become 1/valid; softmax weights renormalise over real frames).
+        """
         b = ssl.shape[0]
-        uniform = 1.0 / self.frames
+        mask = None
+        if self.mask_padding:
+            v = _need(valid, "valid").reshape(b, 1)
+            mask = (torch.arange(self.frames, device=ssl.device)[None, :] < v).to(ssl.dtype).unsqueeze(1)  # [B,1,T']
+            uniform = mask / v.clamp(min=1).unsqueeze(1)
+        else:
+            uniform = ssl.new_full((b, 1, self.frames), 1.0 / self.frames)
         if self.guidance == "none":
-            return ssl.new_full((b, 1, self.frames), uniform)
+            return uniform
         parts = []
         if hasattr(self, "mfcc_branch"):
             parts.append(self.mfcc_branch(_need(mfcc, "mfcc")))
         if hasattr(self, "spec_branch"):
             parts.append(self.spec_branch(_need(spec, "spec")))
         enh = self.enhance(torch.cat(parts, dim=1)).unsqueeze(1)
-        if self.enh == "softmax":
-            return torch.softmax(enh, dim=-1)
-        if self.enh == "bounded":
-            return torch.softmax(self.enh_bound * torch.tanh(enh), dim=-1)
+        if self.enh in ("softmax", "bounded"):
+            logits = enh if self.enh == "softmax" else self.enh_bound * torch.tanh(enh)
+            if mask is not None:
+                logits = logits.masked_fill(mask == 0, float("-inf"))
+            return torch.softmax(logits, dim=-1)
+        if mask is not None:
+            enh = enh * mask
         return enh + uniform if self.enh_residual else enh
 
     def embed(self, ssl: torch.Tensor, mfcc: torch.Tensor | None = None,
-              spec: torch.Tensor | None = None) -> torch.Tensor:
+              spec: torch.Tensor | None = None, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Enhanced SSL feature X'_w = X_enh . X_w: [B, D]."""
         x = self.frames_of(ssl)
-        return torch.bmm(self.enhancement(ssl, mfcc, spec), x).squeeze(1)
+        return torch.bmm(self.enhancement(ssl, mfcc, spec, valid), x).squeeze(1)
 
     def forward(self, ssl: torch.Tensor, mfcc: torch.Tensor | None = None,
-                spec: torch.Tensor | None = None) -> torch.Tensor:
-        return self.out(self.dropout(self.embed(ssl, mfcc, spec)))
+                spec: torch.Tensor | None = None, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.out(self.dropout(self.embed(ssl, mfcc, spec, valid)))
 
 
 def _need(x: torch.Tensor | None, name: str) -> torch.Tensor:
@@ -358,7 +373,7 @@ class MSEmoBoost(TorchSegmentMethod):
             raise ValueError(f"enh must be one of {ENHANCEMENTS}, got {p['enh']!r}")
         if p["ssl_norm"] not in SSL_NORMS:
             raise ValueError(f"ssl_norm must be one of {SSL_NORMS}, got {p['ssl_norm']!r}")
-        for key in ("attention", "freeze_alexnet", "enh_residual", "mfcc_norm"):
+        for key in ("attention", "freeze_alexnet", "enh_residual", "mfcc_norm", "mask_padding"):
             p[key] = _as_bool(p[key], key)
         if isinstance(p["layer"], str) and p["layer"] != "weighted":
             parse_layer(p["layer"], 10**6)  # syntax check now; range is checked against the data
@@ -386,6 +401,7 @@ class MSEmoBoost(TorchSegmentMethod):
             "enh_residual": False,
             "enh": "linear",  # the paper's unnormalised X_enh; softmax / bounded: see the module docstring
             "enh_bound": 2.0,
+            "mask_padding": False,  # True: zero-padded frames of a clip's last window get no weight, no statistics
             "ssl_norm": "frame",
             "mfcc_norm": True,
         }
@@ -405,6 +421,8 @@ class MSEmoBoost(TorchSegmentMethod):
         counts = np.bincount(seg_utt, minlength=len(data))
         ssl = [range(c) for c in counts]  # per-utterance segment counts, for the branch checks below
         inputs: dict[str, Any] = {"ssl": x}
+        if self.params["mask_padding"]:
+            inputs["valid"] = x.valid_frames().astype(np.float32)  # real frames per window (the rest is padding)
         for name in branches(self.params["guidance"]):
             arrs = data.feature(name)
             for uid, a, s in zip(data.ids, arrs, ssl):
@@ -426,10 +444,15 @@ class MSEmoBoost(TorchSegmentMethod):
         return self.module_.spec_branch
 
     def fit_preprocessing(self, inputs: dict[str, np.ndarray]) -> None:
-        self.ssl_mean_, self.ssl_std_ = _ssl_stats(inputs["ssl"], self.params["ssl_norm"])
+        valid = inputs.get("valid")
+        self.ssl_mean_, self.ssl_std_ = _ssl_stats(inputs["ssl"], self.params["ssl_norm"], valid=valid)
         self.mfcc_mean_ = self.mfcc_std_ = None
         if "mfcc" in inputs and self.params["mfcc_norm"]:
             m = inputs["mfcc"].astype(np.float64)
+            if valid is not None:  # the MFCC frames of the windows' real part (same fraction as the SSL frames)
+                n_ssl = inputs["ssl"].shape[-2]
+                keep = np.round(np.asarray(valid, np.float64) / n_ssl * m.shape[1]).astype(int)
+                m = np.concatenate([seg[: max(k, 1)] for seg, k in zip(m, keep)])[None]
             self.mfcc_mean_ = torch.from_numpy(m.mean(axis=(0, 1)).astype(np.float32))
             self.mfcc_std_ = torch.from_numpy(m.std(axis=(0, 1)).astype(np.float32) + 1e-5)
 
@@ -460,6 +483,7 @@ class MSEmoBoost(TorchSegmentMethod):
             enh_residual=p["enh_residual"],
             enh=str(p["enh"]),
             enh_bound=float(p["enh_bound"]),
+            mask_padding=p["mask_padding"],
             dropout=float(p["dropout"]),
         )
         if hasattr(net, "spec_branch") and not self._restoring:
@@ -486,6 +510,7 @@ class MSEmoBoost(TorchSegmentMethod):
             ),
             "alexnet_weights": self.alexnet_info_["description"] if uses_spec else "not used (no spectrogram branch)",
             "ssl_norm": p["ssl_norm"],
+            "mask_padding": p["mask_padding"],
         }
         if uses_spec:
             d["alexnet_frozen"] = p["freeze_alexnet"]
@@ -523,25 +548,46 @@ class MSEmoBoost(TorchSegmentMethod):
         self.alexnet_info_ = dict(state.get("alexnet_weights", {"description": RANDOM_INIT}))
 
 
-def _ssl_stats(x: np.ndarray, mode: str, chunk: int = 16) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _ssl_stats(x: np.ndarray, mode: str, chunk: int = 16, valid: np.ndarray | None = None
+               ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Per (layer,) dimension mean/std of [N, (L,) T', D] training frames, shaped to broadcast.
 
     ``frame``: over all frames (float64, chunked: the float16 array may be GBs). ``pooled``: over
     per-segment frame means, computed like linear.py so ``guidance="none"`` matches it exactly.
+    ``valid`` [N] (``mask_padding``): only each window's first ``valid`` frames count.
     """
     if mode == "none":
         return None, None
+    t = x.shape[-2]
     if mode == "pooled":
-        pooled = np.concatenate([x[s : s + chunk].astype(np.float32).mean(axis=-2) for s in range(0, len(x), chunk)])
+        parts = []
+        for s in range(0, len(x), chunk):
+            c = x[s : s + chunk].astype(np.float32)
+            if valid is None:
+                parts.append(c.mean(axis=-2))
+            else:
+                w = (np.arange(t)[None, :] < np.asarray(valid[s : s + chunk])[:, None]).astype(np.float32)
+                w = w.reshape(w.shape[0], *([1] * (c.ndim - 3)), t, 1)
+                parts.append((c * w).sum(axis=-2) / np.maximum(w.sum(axis=-2), 1))
+        pooled = np.concatenate(parts)
         mean, std = pooled.mean(axis=0), pooled.std(axis=0) + 1e-5
     else:
         total = np.zeros(x.shape[1:-2] + x.shape[-1:], dtype=np.float64)
         sq = np.zeros_like(total)
+        n = 0
         for s in range(0, len(x), chunk):
             c = x[s : s + chunk].astype(np.float64)
-            total += c.sum(axis=(0, -2))
-            sq += (c * c).sum(axis=(0, -2))
-        n = len(x) * x.shape[-2]
+            if valid is None:
+                total += c.sum(axis=(0, -2))
+                sq += (c * c).sum(axis=(0, -2))
+                n += len(c) * t
+                continue
+            w = (np.arange(t)[None, :] < np.asarray(valid[s : s + chunk])[:, None]).astype(np.float64)
+            n += int(w.sum())
+            w = w.reshape(w.shape[0], *([1] * (c.ndim - 3)), t, 1)
+            total += (c * w).sum(axis=(0, -2))
+            sq += (c * c * w).sum(axis=(0, -2))
+        n = max(n, 1)
         mean = total / n
         std = np.sqrt(np.maximum(sq / n - mean * mean, 0.0)) + 1e-5
     mean_t = torch.from_numpy(np.asarray(mean, dtype=np.float32)).unsqueeze(-2)  # [(L,) 1, D]

@@ -182,3 +182,17 @@ def test_training_segments_are_capped_per_utterance():
     assert np.bincount(seg_utt[keep]).tolist() == [10, 3, 1]
     assert keep[0] == 0 and keep[9] == 999  # evenly spaced over the long utterance
     assert len(cap_per_utterance(seg_utt, None)) == len(seg_utt)
+
+
+@pytest.mark.parametrize("select", ["ua", "loss"])
+def test_early_stopping_selects_on_the_chosen_validation_score(select):
+    data = synthetic(n_utt=60)
+    train, valid = data.subset(range(45)), data.subset(range(45, 60))
+    m = get_method("linear")(["a", "b", "c"], layer=1, max_epochs=12, patience=12, lr=0.05, select=select)
+    m.fit(train, valid)
+    h = m.history_
+    assert len(h) == 12 and all("valid_loss" in r and "valid_UA" in r for r in h)
+    scores = [r["valid_UA"] if select == "ua" else -r["valid_loss"] for r in h]
+    assert m.best_epoch_ == int(np.argmax(scores)) + 1  # first best epoch, by the chosen score
+    with pytest.raises(ValueError, match="select must be one of"):
+        get_method("linear")(["a", "b", "c"], layer=1, select="f1").fit(train, valid)

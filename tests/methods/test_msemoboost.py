@@ -494,3 +494,15 @@ def test_masked_padded_frames_cannot_change_the_output(enh):
         assert torch.allclose(net(**{**batch, "ssl": ssl}), ref, atol=1e-4)
         w = net.enhancement(batch["ssl"], batch["mfcc"], batch["spec"], batch["valid"])
         assert float(w[2, 0, 1:].abs().max()) == 0.0  # window 2 has one real frame
+
+
+def test_guidance_weight_decay_gets_its_own_parameter_group():
+    data = utterances([1, 2], 2, 12, 8, 64, bins=64)
+    m, _ = built(data, guidance="both", layer=0, guidance_weight_decay=0.1)
+    rest, guided = m.param_groups()
+    assert guided["weight_decay"] == 0.1 and "weight_decay" not in rest
+    n_guided = sum(q.numel() for q in guided["params"])
+    expect = sum(q.numel() for n in ("mfcc_branch", "spec_branch", "enhance") for q in getattr(m.module_, n).parameters())
+    assert n_guided == expect and n_guided + sum(q.numel() for q in rest["params"]) == m.num_parameters()
+    plain, _ = built(data, guidance="both", layer=0)
+    assert len(plain.param_groups()) == 1

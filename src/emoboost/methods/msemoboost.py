@@ -401,6 +401,7 @@ class MSEmoBoost(TorchSegmentMethod):
             "enh_residual": False,
             "enh": "linear",  # the paper's unnormalised X_enh; softmax / bounded: see the module docstring
             "enh_bound": 2.0,
+            "guidance_weight_decay": None,  # weight decay of the guidance branches and f_enh (None: weight_decay)
             "mask_padding": False,  # True: zero-padded frames of a clip's last window get no weight, no statistics
             "ssl_norm": "frame",
             "mfcc_norm": True,
@@ -462,6 +463,18 @@ class MSEmoBoost(TorchSegmentMethod):
         if name == "mfcc" and self.mfcc_mean_ is not None:
             return (x - self.mfcc_mean_) / self.mfcc_std_
         return x
+
+    def param_groups(self) -> list[dict]:
+        """The guidance branches and f_enh in their own group when ``guidance_weight_decay`` is set:
+        they hold ~99 % of the parameters and overfit first (the MFCC branch memorises its segments)."""
+        wd = self.params.get("guidance_weight_decay")
+        if wd is None:
+            return super().param_groups()
+        names = ("mfcc_branch", "spec_branch", "enhance")
+        guided = [q for n, c in self.module_.named_children() if n in names for q in c.parameters()]
+        ids = {id(q) for q in guided}
+        rest = [q for q in self.module_.parameters() if id(q) not in ids]
+        return [{"params": rest}, {"params": guided, "weight_decay": float(wd)}]
 
     # -- model ---------------------------------------------------------------------------------
     def build_module(self, shapes: dict[str, tuple[int, ...]]) -> nn.Module:

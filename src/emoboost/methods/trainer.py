@@ -1,8 +1,10 @@
 """Shared training loop for segment-level PyTorch methods.
 
 Training happens on segments (each labelled with its utterance's label); validation and prediction
-average segment posteriors per utterance. Early stopping watches UA on the validation speakers
-(drawn from training speakers by :mod:`emoboost.protocols`), restoring the best epoch's weights.
+average segment posteriors per utterance. Early stopping watches UA (``select=ua``, the default) or
+the utterance-level cross-entropy (``select=loss``: smoother than UA on a handful of validation
+speakers) on the validation speakers (drawn from training speakers by :mod:`emoboost.protocols`),
+restoring the best epoch's weights.
 Without validation data the model trains for ``max_epochs`` with no selection at all.
 """
 
@@ -37,7 +39,10 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     # At most this many (evenly spaced) training segments per utterance, so one very long recording
     # cannot outweigh hundreds of normal ones (None: no cap). Evaluation always uses every segment.
     "max_segments_per_utt": 200,
+    # What early stopping watches on the validation speakers: "ua" or "loss" (utterance cross-entropy).
+    "select": "ua",
 }
+SELECT = ("ua", "loss")
 
 
 def cap_per_utterance(seg_utt: np.ndarray, cap: int | None) -> np.ndarray:
@@ -81,6 +86,10 @@ class TorchSegmentMethod(Method):
     def preprocess(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return x
 
+    def param_groups(self) -> list[dict]:
+        """Optimizer parameter groups (default: one, with the ``lr`` / ``weight_decay`` parameters)."""
+        return [{"params": list(self.module_.parameters())}]
+
     # -- training ------------------------------------------------------------------------------
     def _batches(self, inputs: dict[str, np.ndarray], idx: np.ndarray, bs: int):
         for s in range(0, len(idx), bs):
@@ -104,18 +113,21 @@ class TorchSegmentMethod(Method):
         self.fit_preprocessing(inputs)
         self.input_shapes_ = {k: tuple(int(d) for d in v.shape[1:]) for k, v in inputs.items()}
         self.module_ = self.build_module(self.input_shapes_)
-        opt = torch.optim.Adam(self.module_.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
+        opt = torch.optim.Adam(self.param_groups(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
         weight = None
         if p.get("class_weighted"):
             counts = np.bincount(y_seg, minlength=len(self.classes)).astype(np.float64)
             weight = torch.tensor(len(y_seg) / (len(self.classes) * np.maximum(counts, 1)), dtype=torch.float32)
         loss_fn = nn.CrossEntropyLoss(weight=weight)
+        select = str(p.get("select", "ua")).lower()
+        if select not in SELECT:
+            raise ValueError(f"select must be one of {SELECT}, got {p.get('select')!r}")
         have_valid = valid is not None and len(valid) > 0
         if have_valid:
             v_inputs, v_seg_utt = self.segment_inputs(valid)
         rng = np.random.default_rng(seed)
         train_idx = cap_per_utterance(seg_utt, p.get("max_segments_per_utt"))
-        best, best_state, bad = -1.0, None, 0
+        best, best_state, bad = -np.inf, None, 0
         self.history_: list[dict[str, float]] = []
         y_t = torch.from_numpy(y_seg.astype(np.int64))
         t0 = time.perf_counter()
@@ -136,9 +148,11 @@ class TorchSegmentMethod(Method):
             if have_valid:
                 proba = segment_posteriors_to_utterance(self._segment_proba(v_inputs), v_seg_utt, len(valid))
                 ua = unweighted_accuracy(valid.y, proba.argmax(1))
-                rec["valid_UA"] = ua
-                if ua > best:
-                    best, best_state, bad = ua, copy.deepcopy(self.module_.state_dict()), 0
+                loss = float(-np.log(np.clip(proba[np.arange(len(valid)), valid.y], 1e-12, None)).mean())
+                rec["valid_UA"], rec["valid_loss"] = ua, loss
+                score = ua if select == "ua" else -loss  # higher is better
+                if score > best:
+                    best, best_state, bad = score, copy.deepcopy(self.module_.state_dict()), 0
                     self.best_epoch_ = epoch + 1
                 else:
                     bad += 1

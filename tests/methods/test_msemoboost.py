@@ -506,3 +506,20 @@ def test_guidance_weight_decay_gets_its_own_parameter_group():
     assert n_guided == expect and n_guided + sum(q.numel() for q in rest["params"]) == m.num_parameters()
     plain, _ = built(data, guidance="both", layer=0)
     assert len(plain.param_groups()) == 1
+
+
+def test_imagenet_input_prepares_spectrograms_like_the_parent_code():
+    from emoboost.methods.msemoboost import IMAGENET_MEAN, IMAGENET_STD, SpecBranch, imagenet_image
+
+    spec = torch.randn(2, 300, 200) * 3 + 5
+    img = imagenet_image(spec)
+    assert img.shape == (2, 3, 224, 224)
+    raw = img * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    assert torch.allclose(raw[:, 0], raw[:, 2], atol=1e-6)  # one grey image in 3 channels
+    assert float(raw.min()) >= -1e-6 and float(raw.max()) <= 1 + 1e-6  # min-max scaled before normalising
+    branch = SpecBranch(300, 200, frozen=True, head={"out_dim": 8, "attention": True, "dropout": 0.0}, image="imagenet")
+    assert branch.tokens(spec).shape == (2, 36, 256) and branch.head.tokens == 36
+    with torch.no_grad():
+        assert torch.allclose(branch(branch.tokens(spec)), branch(spec), atol=1e-6)  # precomputed tokens path
+    with pytest.raises(ValueError, match="alexnet_input must be one of"):
+        SpecBranch(300, 200, frozen=True, head={"out_dim": 8, "attention": True, "dropout": 0.0}, image="rgb")

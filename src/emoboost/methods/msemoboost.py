@@ -9,6 +9,9 @@ Per segment (3 s by default; every size below is read from the input shapes):
   were replicated to 3 channels, so torchvision's ImageNet state dict loads unchanged (see
   :mod:`emoboost.methods.alexnet`). The spectrogram is fed as delivered (already per-segment
   normalised, close to the zero-mean / unit-variance input ImageNet weights expect).
+  ``alexnet_input="imagenet"`` instead prepares each spectrogram as the parent code does for its
+  ImageNet AlexNet: min-max to [0, 1], bilinear resize to 224 x 224, 3 channels, ImageNet mean/std
+  (feature map 6 x 6 = 36 tokens) — for users who load ImageNet weights (``alexnet_weights``).
 - Each branch: self-attention with residual (softmax(QK^T/sqrt(d)) V + X; ``attention=False``
   skips it) -> flatten -> dropout 0.1 -> linear + ReLU to 128.
 - Enhancement: concat(128, 128) -> linear to T' -> X_enh [1, T'] (one weight per SSL frame).
@@ -59,6 +62,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from emoboost.methods.alexnet import AlexNet, feature_map_shape, load_alexnet_weights
@@ -139,6 +143,25 @@ class MFCCBranch(nn.Module):
         return self.head(self.dropout(x))
 
 
+ALEXNET_INPUTS = ("mono", "imagenet")
+IMAGENET_SIZE = 224
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet_image(spec: torch.Tensor) -> torch.Tensor:
+    """[B, T, F] spectrograms -> [B, 3, 224, 224] images as ImageNet weights expect (the parent
+    code's preprocessing): per-image min-max to [0, 1], bilinear resize, 3 channels, ImageNet mean/std."""
+    x = spec.unsqueeze(1)
+    lo = x.amin(dim=(2, 3), keepdim=True)
+    hi = x.amax(dim=(2, 3), keepdim=True)
+    x = (x - lo) / (hi - lo).clamp(min=1e-8)
+    x = F.interpolate(x, size=(IMAGENET_SIZE, IMAGENET_SIZE), mode="bilinear", align_corners=False)
+    mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x.expand(-1, 3, -1, -1) - mean) / std
+
+
 class SpecBranch(nn.Module):
     """AlexNet features over the spectrogram image -> spatial tokens -> guidance head.
 
@@ -147,9 +170,12 @@ class SpecBranch(nn.Module):
     AlexNet shrinks both sides at least 32-fold, so h*w < T whenever F = 256.
     """
 
-    def __init__(self, frames: int, bins: int, frozen: bool, head: dict):
+    def __init__(self, frames: int, bins: int, frozen: bool, head: dict, image: str = "mono"):
         super().__init__()
-        channels, h, w = feature_map_shape(frames, bins)
+        if image not in ALEXNET_INPUTS:
+            raise ValueError(f"alexnet_input must be one of {ALEXNET_INPUTS}, got {image!r}")
+        self.image = image
+        channels, h, w = feature_map_shape(*((IMAGENET_SIZE, IMAGENET_SIZE) if image == "imagenet" else (frames, bins)))
         self.frames, self.bins = frames, bins
         self.alexnet = AlexNet(features_only=True)
         self.frozen = frozen
@@ -164,6 +190,8 @@ class SpecBranch(nn.Module):
                 f"spectrogram branch built for {self.frames} x {self.bins} spectrograms got "
                 f"{tuple(spec.shape[1:])} (different segment length or frequency bins than in training?)"
             )
+        if self.image == "imagenet":
+            return self.alexnet.features(imagenet_image(spec)).flatten(2).transpose(1, 2)
         return self.alexnet.forward_mono(spec.unsqueeze(1)).flatten(2).transpose(1, 2)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
@@ -260,6 +288,7 @@ class MSEmoBoostNet(nn.Module):
         enh: str = "linear",
         enh_bound: float = 2.0,
         mask_padding: bool = False,
+        alexnet_input: str = "mono",
     ):
         super().__init__()
         if guidance not in GUIDANCE:
@@ -289,7 +318,7 @@ class MSEmoBoostNet(nn.Module):
         if "spec" in used:
             if spec_shape is None:
                 raise ValueError(f"guidance={guidance!r} needs the spec input shape")
-            self.spec_branch = SpecBranch(spec_shape[0], spec_shape[1], freeze_alexnet, head)
+            self.spec_branch = SpecBranch(spec_shape[0], spec_shape[1], freeze_alexnet, head, alexnet_input)
         if used:
             self.enhance = nn.Linear(len(used) * branch_dim, self.frames)
             if enh_residual or enh != "linear":  # start exactly at mean pooling
@@ -402,6 +431,7 @@ class MSEmoBoost(TorchSegmentMethod):
             "enh": "linear",  # the paper's unnormalised X_enh; softmax / bounded: see the module docstring
             "enh_bound": 2.0,
             "guidance_weight_decay": None,  # weight decay of the guidance branches and f_enh (None: weight_decay)
+            "alexnet_input": "mono",  # "imagenet": min-max, resize 224, 3 channels, ImageNet mean/std (for ImageNet weights)
             "mask_padding": False,  # True: zero-padded frames of a clip's last window get no weight, no statistics
             "ssl_norm": "frame",
             "mfcc_norm": True,
@@ -497,6 +527,7 @@ class MSEmoBoost(TorchSegmentMethod):
             enh=str(p["enh"]),
             enh_bound=float(p["enh_bound"]),
             mask_padding=p["mask_padding"],
+            alexnet_input=str(p["alexnet_input"]),
             dropout=float(p["dropout"]),
         )
         if hasattr(net, "spec_branch") and not self._restoring:

@@ -348,6 +348,7 @@ def _msemoboost_bundle(up: WhisperEncoderUpstream, wavs: list[np.ndarray], out: 
     src = ArraySource(frames, [len(w) for w in wavs], frame_rate=float(up.frame_rate), encoding=encoding,
                       segment_frames=seg_frames or None)
     src.segmenting = seg
+    src.upstream_spec = str(up.source)  # finetune_top copies layers from it
     feats = {n: [wav_features(w, [n], seg)[n] for w in wavs] for n in ("mfcc", "spec")}
     n = len(wavs)
     data = UtteranceSet([f"u{i}" for i in range(n)], np.arange(n) % 3, np.array([f"s{i}" for i in range(n)]),
@@ -390,7 +391,8 @@ def _segment_parity(bundle_dir: Path, onnx_dir: Path, wavs: dict[str, np.ndarray
 
 @pytest.mark.parametrize("encoding,layer,guidance,params", [
     ("utterance", 1, "both", {}), ("segment", "weighted", "mfcc", {}),
-    ("utterance", 2, "mfcc", {"mask_padding": True, "enh": "bounded"})])
+    ("utterance", 2, "mfcc", {"mask_padding": True, "enh": "bounded"}),
+    ("utterance", -1, "mfcc", {"finetune_top": 1})])
 def test_msemoboost_export_matches_pytorch(tiny_random, tmp_path, capsys, encoding, layer, guidance, params):
     rng = np.random.default_rng(7)
     clips = [(0.1 * rng.standard_normal(int(16000 * s))).astype(np.float32) for s in (1.2, 3.0, 4.5, 2.0)]

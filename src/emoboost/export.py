@@ -295,7 +295,7 @@ def export_segment_model(upstream: WhisperEncoderUpstream, method, bundle: dict,
     _check_upstream(upstream, fp)
     n_layers = int(upstream.num_layers)
     layer = parse_layer(method.params["layer"], n_layers)
-    layers = list(range(n_layers)) if layer == "weighted" else [int(layer)]
+    layers = list(range(n_layers)) if layer == "weighted" else [int(v) for v in method.ssl_layers(n_layers)]
     shapes = {k: tuple(int(v) for v in s) for k, s in method.input_shapes_.items()}
     names = ["ssl", *[n for n in ("mfcc", "spec", "valid") if n in shapes]]
     seg_len = float(bundle["segment_length"])

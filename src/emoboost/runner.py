@@ -186,6 +186,7 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
         return None, rep.skipped, info
     source = StoreSource(store, list(rep.hashes.values()), segmenting=cfg.segmenting,
                          stats=[rep.stats.get(u) for u in rep.hashes])
+    source.upstream_spec = cfg.upstream  # type: ignore[attr-defined]  # methods that fine-tune encoder layers load them
     info.update({"num_layers": source.num_layers, "hidden_size": source.hidden_size, "frame_rate": source.frame_rate})
     view = SSLView(source)
     view.ids = list(rep.hashes)  # type: ignore[attr-defined]

@@ -289,8 +289,10 @@ class MSEmoBoostNet(nn.Module):
         enh_bound: float = 2.0,
         mask_padding: bool = False,
         alexnet_input: str = "mono",
+        top: nn.Module | None = None,
     ):
         super().__init__()
+        self.top = top  # finetune_top: trainable encoder layers run on the windows before pooling
         if guidance not in GUIDANCE:
             raise ValueError(f"guidance must be one of {GUIDANCE}, got {guidance!r}")
         self.guidance = guidance
@@ -329,6 +331,8 @@ class MSEmoBoostNet(nn.Module):
 
     def frames_of(self, ssl: torch.Tensor) -> torch.Tensor:
         x = self.select(ssl) if self.weighted else ssl
+        if self.top is not None:
+            x = self.top(x)
         if x.shape[1] != self.frames:
             raise ValueError(
                 f"model built for {self.frames} SSL frames per segment got {x.shape[1]} "
@@ -397,6 +401,12 @@ class MSEmoBoost(TorchSegmentMethod):
         p["guidance"] = str(p["guidance"]).lower()
         if p["guidance"] not in GUIDANCE:
             raise ValueError(f"guidance must be one of {GUIDANCE}, got {p['guidance']!r}")
+        p["finetune_top"] = int(p["finetune_top"])
+        if p["finetune_top"] < 0:
+            raise ValueError(f"finetune_top must be >= 0, got {p['finetune_top']}")
+        if p["finetune_top"] and p["layer"] == "weighted":
+            raise ValueError("finetune_top needs one output layer (layer=-1 for the last), not layer=weighted")
+        self._finetune_state: dict | None = None
         p["enh"] = str(p["enh"]).lower()
         if p["enh"] not in ENHANCEMENTS:
             raise ValueError(f"enh must be one of {ENHANCEMENTS}, got {p['enh']!r}")
@@ -432,12 +442,28 @@ class MSEmoBoost(TorchSegmentMethod):
             "enh_bound": 2.0,
             "guidance_weight_decay": None,  # weight decay of the guidance branches and f_enh (None: weight_decay)
             "alexnet_input": "mono",  # "imagenet": min-max, resize 224, 3 channels, ImageNet mean/std (for ImageNet weights)
+            "finetune_top": 0,  # k > 0: train the encoder's top k layers with the model (see emoboost.methods.finetune)
+            "finetune_lr_scale": 0.1,  # their learning rate = lr x this (pretrained layers move slower)
             "mask_padding": False,  # True: zero-padded frames of a clip's last window get no weight, no statistics
             "ssl_norm": "frame",
             "mfcc_norm": True,
         }
 
     # -- inputs --------------------------------------------------------------------------------
+    def _finetune_span(self, num_layers: int) -> tuple[int, int] | None:
+        """(input hidden state, output hidden state) when fine-tuning the top ``finetune_top`` layers."""
+        k = int(self.params["finetune_top"])
+        if not k:
+            return None
+        out = int(parse_layer(self.params["layer"], num_layers))
+        if out - k < 0:
+            raise ValueError(f"finetune_top={k} reaches below the embeddings for output layer {out}")
+        return out - k, out
+
+    def ssl_layers(self, num_layers: int) -> list[int]:
+        span = self._finetune_span(num_layers)
+        return [span[0]] if span else super().ssl_layers(num_layers)
+
     def segment_inputs(self, data: UtteranceSet) -> tuple[dict[str, np.ndarray], np.ndarray]:
         view = data.ssl_view()
         if not len(view):
@@ -445,7 +471,11 @@ class MSEmoBoost(TorchSegmentMethod):
         layer = parse_layer(self.params["layer"], view.num_layers)
         self.ssl_layers_ = int(view.num_layers)
         # Windows are drawn lazily from the store batch by batch: the corpus's frames never sit in RAM.
-        if layer == "weighted":
+        span = self._finetune_span(int(view.num_layers))
+        if span is not None:
+            self.upstream_spec_ = getattr(view.source, "upstream_spec", None) or getattr(self, "upstream_spec_", None)
+            x, seg_utt = view.segments([span[0]], squeeze=True)  # the hidden state below the fine-tuned layers
+        elif layer == "weighted":
             x, seg_utt = view.segments(list(range(view.num_layers)))
         else:
             x, seg_utt = view.segments([int(layer)], squeeze=True)
@@ -476,7 +506,9 @@ class MSEmoBoost(TorchSegmentMethod):
 
     def fit_preprocessing(self, inputs: dict[str, np.ndarray]) -> None:
         valid = inputs.get("valid")
-        self.ssl_mean_, self.ssl_std_ = _ssl_stats(inputs["ssl"], self.params["ssl_norm"], valid=valid)
+        # fine-tuned layers expect the encoder's own hidden states: no standardisation in front of them
+        norm = "none" if self.params["finetune_top"] else self.params["ssl_norm"]
+        self.ssl_mean_, self.ssl_std_ = _ssl_stats(inputs["ssl"], norm, valid=valid)
         self.mfcc_mean_ = self.mfcc_std_ = None
         if "mfcc" in inputs and self.params["mfcc_norm"]:
             m = inputs["mfcc"].astype(np.float64)
@@ -494,22 +526,48 @@ class MSEmoBoost(TorchSegmentMethod):
             return (x - self.mfcc_mean_) / self.mfcc_std_
         return x
 
+    def _build_top(self) -> nn.Module | None:
+        """The trainable top layers: copied from the upstream for a fit, rebuilt from the saved config on load."""
+        if not self.params["finetune_top"]:
+            return None
+        from emoboost.methods.finetune import TopLayers, top_layers_from_upstream
+
+        if self._restoring:
+            st = self._finetune_state or {}
+            if not st:
+                raise ValueError("saved model has finetune_top but no saved encoder layer config")
+            return TopLayers(st["config"], st["first"], st["last"], st["total"])
+        spec = getattr(self, "upstream_spec_", None)
+        if not spec:
+            raise ValueError("finetune_top needs to know the upstream: run it through `emoboost run` / a store "
+                             "source that names its upstream")
+        first, last = self._finetune_span(int(self.ssl_layers_))
+        top = top_layers_from_upstream(spec, first, last)
+        self._finetune_state = {"config": top.config_dict, "first": top.first, "last": top.last, "total": top.total}
+        return top
+
     def param_groups(self) -> list[dict]:
         """The guidance branches and f_enh in their own group when ``guidance_weight_decay`` is set:
         they hold ~99 % of the parameters and overfit first (the MFCC branch memorises its segments)."""
         wd = self.params.get("guidance_weight_decay")
-        if wd is None:
-            return super().param_groups()
         names = ("mfcc_branch", "spec_branch", "enhance")
-        guided = [q for n, c in self.module_.named_children() if n in names for q in c.parameters()]
-        ids = {id(q) for q in guided}
-        rest = [q for q in self.module_.parameters() if id(q) not in ids]
-        return [{"params": rest}, {"params": guided, "weight_decay": float(wd)}]
+        guided = [q for n, c in self.module_.named_children() if n in names for q in c.parameters()] \
+            if wd is not None else []
+        top = list(self.module_.top.parameters()) if self.module_.top is not None else []
+        ids = {id(q) for q in guided + top}
+        groups = [{"params": [q for q in self.module_.parameters() if id(q) not in ids]}]
+        if guided:
+            groups.append({"params": guided, "weight_decay": float(wd)})
+        if top:  # pretrained layers: a lower learning rate
+            groups.append({"params": top, "lr": float(self.params["lr"]) * float(self.params["finetune_lr_scale"])})
+        return groups
 
     # -- model ---------------------------------------------------------------------------------
     def build_module(self, shapes: dict[str, tuple[int, ...]]) -> nn.Module:
         p = self.params
+        top = self._build_top()
         net = MSEmoBoostNet(
+            top=top,
             ssl_shape=shapes["ssl"],
             n_classes=len(self.classes),
             layer="weighted" if p["layer"] == "weighted" else int(p["layer"]),
@@ -556,6 +614,10 @@ class MSEmoBoost(TorchSegmentMethod):
             "ssl_norm": p["ssl_norm"],
             "mask_padding": p["mask_padding"],
         }
+        if p["finetune_top"]:
+            d["finetune"] = (self.module_.top.describe() if hasattr(self, "module_") and self.module_.top is not None
+                             else f"top {p['finetune_top']} encoder layers fine-tuned") + \
+                f", lr x {p['finetune_lr_scale']:g}; SSL inputs not standardised"
         if uses_spec:
             d["alexnet_frozen"] = p["freeze_alexnet"]
             if p["freeze_alexnet"]:
@@ -580,11 +642,15 @@ class MSEmoBoost(TorchSegmentMethod):
             setattr(self, f"{n}_", tensors.get(n))
 
     def _state_config(self) -> dict:
-        return {**super()._state_config(), "alexnet_weights": self.alexnet_info_}
+        d = {**super()._state_config(), "alexnet_weights": self.alexnet_info_}
+        if self._finetune_state:
+            d["finetune"] = self._finetune_state
+        return d
 
     def _load_weights(self, directory: Path, state: dict) -> None:
         """Restore trained weights; ImageNet weights are inside them, so the file is not needed again."""
         self._restoring = True
+        self._finetune_state = state.get("finetune")
         try:
             super()._load_weights(directory, state)
         finally:

@@ -1,0 +1,77 @@
+"""finetune_top: a trainable copy of the encoder's top k layers inside MS-EmoBoost."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from emoboost.audio import Segmenting
+from emoboost.features.pipeline import wav_features
+from emoboost.features.store import ArraySource, SSLView, StoreSpec, encode_clip
+from emoboost.methods import Method, UtteranceSet
+from emoboost.methods.finetune import top_layers_from_upstream
+from emoboost.methods.msemoboost import MSEmoBoost
+from emoboost.upstreams.whisper import WhisperEncoderUpstream
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from test_export import save_tiny_whisper
+
+    d = save_tiny_whisper(tmp_path_factory.mktemp("w") / "tiny")
+    up = WhisperEncoderUpstream(d)
+    rng = np.random.default_rng(0)
+    wavs = [(0.1 * rng.standard_normal(int(16000 * s))).astype(np.float32) for s in (1.0, 2.5, 3.5, 1.5, 2.0, 3.0)]
+    seg = Segmenting(3.0)
+    frames = [encode_clip(up, w, StoreSpec(segmenting=seg))[0] for w in wavs]
+    src = ArraySource(frames, [len(w) for w in wavs], frame_rate=50.0)
+    src.segmenting = seg
+    src.upstream_spec = str(d)
+    feats = {"mfcc": [wav_features(w, ["mfcc"], seg)["mfcc"] for w in wavs]}
+    y = np.arange(len(wavs)) % 2
+    data = UtteranceSet([f"u{i}" for i in range(len(wavs))], y, np.array([f"s{i}" for i in range(len(wavs))]),
+                        feats, ssl=SSLView(src))
+    return d, up, frames, data
+
+
+def test_the_copied_layers_reproduce_the_encoder(setup):
+    d, up, frames, _ = setup
+    top = top_layers_from_upstream(str(d), 1, 2)  # hidden state 1 -> 2 (the last: with the final layer norm)
+    assert len(top.layers) == 1 and top.layer_norm is not None
+    with torch.no_grad():
+        out = top(torch.from_numpy(frames[0][1])[None])[0].numpy()
+    np.testing.assert_allclose(out, frames[0][2], atol=2e-5)
+
+
+def test_finetune_top_trains_only_the_top_layers(setup, tmp_path):
+    d, up, _, data = setup
+    m = MSEmoBoost(["a", "b"], layer=-1, finetune_top=1, guidance="mfcc", lstm_hidden=4, branch_dim=8,
+                   max_epochs=3, batch_size=4, lr=1e-2, finetune_lr_scale=1.0)
+    assert m.ssl_layers(3) == [1]  # the store must hold hidden state 1, below the fine-tuned layer
+    m.fit(data, seed=0)
+    assert m.module_.top.first == 1 and m.module_.top.last == 2 and len(m.module_.top.layers) == 1
+    trained = m.module_.top.layers[0].state_dict()
+    original = {k[len("encoder.layers.1."):]: v for k, v in load_file(str(d / "model.safetensors")).items()
+                if k.startswith("encoder.layers.1.")}
+    assert set(trained) == set(original)
+    assert any(not torch.allclose(trained[k], original[k]) for k in original)  # the top layer was trained
+    for k, v in up.encoder.layers[1].state_dict().items():  # the upstream's own weights are untouched
+        assert torch.equal(v, original[k])
+    groups = m.param_groups()
+    assert any(g.get("lr") == pytest.approx(1e-2) and g["params"][0] is next(m.module_.top.parameters())
+               for g in groups)
+    assert "fine-tuned" in m.describe()["finetune"]
+    m.save(tmp_path / "m")
+    loaded = Method.load(tmp_path / "m")
+    np.testing.assert_allclose(loaded.predict_proba(data), m.predict_proba(data), atol=1e-6)
+
+
+def test_finetune_top_errors():
+    with pytest.raises(ValueError, match="not layer=weighted"):
+        MSEmoBoost(["a"], layer="weighted", finetune_top=1)
+    with pytest.raises(ValueError, match="reaches below the embeddings"):
+        MSEmoBoost(["a"], layer=1, finetune_top=2).ssl_layers(3)
+    with pytest.raises(ValueError, match="finetune_top must be >= 0"):
+        MSEmoBoost(["a"], finetune_top=-1)

@@ -89,6 +89,12 @@ def build_corpus(shared: Path, hours: float, root: Path) -> Path:
     return manifest
 
 
+def emoboost_exe() -> list[str]:
+    """The ``emoboost`` of the running interpreter's environment (works without activating it)."""
+    exe = Path(sys.executable).with_name("emoboost")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "emoboost.cli"]
+
+
 def timed(cmd: list[str], env: dict) -> dict:
     """Run ``cmd`` under /usr/bin/time -v -> wall s, peak RSS MiB, return code."""
     t0 = time.perf_counter()
@@ -97,6 +103,7 @@ def timed(cmd: list[str], env: dict) -> dict:
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
     if p.returncode:
         print(p.stdout[-2000:], p.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"failed (exit {p.returncode}): {' '.join(cmd)}")
     return {"wall_s": round(wall, 1), "peak_rss_mib": round(int(m.group(1)) / 1024, 1) if m else None,
             "rc": p.returncode}
 
@@ -126,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         for up in args.upstreams:
             cache = work / f"cache-{up}-{hours:g}h"
             env = {**os.environ, "EMOBOOST_CACHE": str(cache)}
-            base = ["emoboost", "--threads", args.threads]
+            base = [*emoboost_exe(), "--threads", args.threads]
             ext = timed([*base, "extract", "--manifest", str(manifest), "--upstream", up, "--layers", str(args.layer),
                          "--no-progress", "--cache-dir", str(cache)], env)
             store_b = dir_bytes(cache) if cache.exists() else 0

@@ -44,7 +44,8 @@ class TopLayers(nn.Module):
 
     def describe(self) -> str:
         norm = " + final layer norm" if self.layer_norm is not None else ""
-        return f"encoder layers {self.first + 1}..{self.last} fine-tuned (hidden state {self.first} -> {self.last}){norm}"
+        which = f"layer {self.last}" if self.last - self.first == 1 else f"layers {self.first + 1}..{self.last}"
+        return f"encoder {which} fine-tuned (hidden state {self.first} -> {self.last}){norm}"
 
 
 def top_layers_from_upstream(spec: str, first: int, last: int) -> TopLayers:

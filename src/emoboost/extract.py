@@ -124,9 +124,9 @@ def fill_store(manifest: Manifest, store: FeatureStore, upstream: str, *, lazy: 
         i, n = shard
         manifest = manifest.filter(lambda u: shard_of(u.id, n) == i)
     res = ExtractResult(files=len(manifest), engine=engine, shard=shard)
-    stats: dict = {}
+    samples: dict[str, int] = {}  # audio lengths only: statistics are not kept (memory must not grow with the corpus)
     done, todo, res.skipped = missing_entries(manifest, store, progress=progress, min_duration=min_duration,
-                                              stats=stats)
+                                              samples=samples)
     res.reused = len(done)
     new: dict[str, str] = {}
     if todo and engine == "local":
@@ -135,7 +135,7 @@ def fill_store(manifest: Manifest, store: FeatureStore, upstream: str, *, lazy: 
         rep = extract_to_store(Manifest(todo), store, lazy or LazyUpstream(upstream), progress=progress,
                                min_duration=min_duration, reject_silence=reject_silence)
         new, res.computed, res.encode_s = rep.hashes, rep.computed, rep.encode_s
-        stats.update(rep.stats)
+        samples.update(rep.samples)
         res.reused += rep.reused  # written by another process since the check above
         res.skipped += rep.skipped
     elif todo:
@@ -148,8 +148,11 @@ def fill_store(manifest: Manifest, store: FeatureStore, upstream: str, *, lazy: 
     complete = {**done, **new}
     res.hashes = {u.id: complete[u.id] for u in manifest if u.id in complete}
     for uid, h in res.hashes.items():
-        st = stats.get(uid) or store.read_stats(h)  # entries written by Ray workers are read here, once
-        seconds = st.num_samples / SAMPLE_RATE if st is not None else 0.0
+        n = samples.get(uid)
+        if n is None:  # entries written by Ray workers are read here, once
+            st = store.read_stats(h)
+            n = st.num_samples if st is not None else 0
+        seconds = n / SAMPLE_RATE
         res.audio_seconds += seconds
         if uid in new:
             res.computed_seconds += seconds

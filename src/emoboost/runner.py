@@ -179,7 +179,7 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
                              f"{list(have)} only; add them to --layers")
     # Digital silence carries no emotion: corpus runs skip such files and list them in skipped.json.
     rep = extract_to_store(manifest, store, lazy, progress=cfg.progress, min_duration=cfg.min_duration,
-                           reject_silence=True)
+                           reject_silence=True, keep_stats=True)  # the source keeps them for the run anyway
     info = {"spec": cfg.upstream, "fingerprint": store.fingerprint, "store": spec.describe(),
             "encoder_built": lazy.built, "extraction": rep.summary()}
     if not rep.hashes:

@@ -171,7 +171,8 @@ def test_a_warm_store_reads_each_entry_once(tmp_path, monkeypatch):
     m = manifest_of(tmp_path, [1.0, 1.5, 0.7])
     store = FeatureStore(tmp_path / "cache", "tiny-0", StoreSpec())
     first = extract_to_store(m, store, TinyUpstream(), progress=False)
-    assert first.computed == 3 and set(first.stats) == {"u0", "u1", "u2"}
+    assert first.computed == 3 and first.stats == {}  # not kept unless asked: memory must not grow with the corpus
+    assert first.samples == {"u0": 16000, "u1": 24000, "u2": 11200}
     reads: list[str] = []
     real = FeatureStore.read_stats
 
@@ -180,7 +181,7 @@ def test_a_warm_store_reads_each_entry_once(tmp_path, monkeypatch):
         return real(self, h)
 
     monkeypatch.setattr(FeatureStore, "read_stats", counting)
-    rep = extract_to_store(m, store, lambda: pytest.fail("the encoder was built"), progress=False)
+    rep = extract_to_store(m, store, lambda: pytest.fail("the encoder was built"), progress=False, keep_stats=True)
     assert rep.reused == 3 and len(reads) == 3
     assert rep.audio_seconds == pytest.approx(first.audio_seconds)
     src = StoreSource(store, list(rep.hashes.values()), stats=[rep.stats[u] for u in rep.hashes])

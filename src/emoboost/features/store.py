@@ -323,7 +323,8 @@ class ExtractReport:
     """What one extraction did: entries per utterance, what was skipped and what it cost."""
 
     hashes: dict[str, str] = field(default_factory=dict)  # utt id -> audio hash, for entries now complete
-    stats: dict[str, Stats] = field(default_factory=dict)  # utt id -> its statistics, read (or computed) once
+    stats: dict[str, Stats] = field(default_factory=dict)  # utt id -> statistics, only with keep_stats=True
+    samples: dict[str, int] = field(default_factory=dict)  # utt id -> samples of audio (always; a few bytes each)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
     computed: int = 0
     reused: int = 0
@@ -362,11 +363,13 @@ def _hash_entries(manifest: Manifest, skipped: list[tuple[str, str]], min_durati
 
 def missing_entries(manifest: Manifest, store: FeatureStore, progress: bool = False,
                     min_duration: float = 0.0, stats: dict[str, Stats] | None = None,
+                    samples: dict[str, int] | None = None,
                     ) -> tuple[dict[str, str], list[Utterance], list[tuple[str, str]]]:
     """-> (complete entries {utt id: hash}, utterances still to encode, unreadable files).
 
-    ``stats``, when given, receives the statistics of the complete entries (read here anyway), so
-    callers never open the same entry twice.
+    ``stats`` / ``samples``, when given, receive the statistics / audio length of the complete
+    entries (read here anyway), so callers never open the same entry twice. Statistics are [L, D]
+    per utterance: keep them only where they are used next (a run), not in a corpus-wide extraction.
     """
     done: dict[str, str] = {}
     todo: list[Utterance] = []
@@ -377,6 +380,8 @@ def missing_entries(manifest: Manifest, store: FeatureStore, progress: bool = Fa
             done[utt.id] = h
             if stats is not None:
                 stats[utt.id] = st
+            if samples is not None:
+                samples[utt.id] = st.num_samples
         else:
             todo.append(utt)
     return done, todo, skipped
@@ -390,12 +395,14 @@ def extract_to_store(
     min_duration: float = 0.0,
     shard: tuple[int, int] | None = None,
     reject_silence: bool = False,
+    keep_stats: bool = False,
 ) -> ExtractReport:
     """Fill ``store`` for every utterance of ``manifest`` (or of one shard); resumable and idempotent.
 
     ``upstream`` may be a zero-argument factory: the encoder is then built only when some entry is
     missing, so a fully cached corpus never loads weights. Unusable audio is listed in the report's
-    ``skipped`` and never stops the run.
+    ``skipped`` and never stops the run. ``keep_stats`` keeps every entry's statistics in the report
+    (``run`` hands them to its source); without it memory does not grow with the corpus.
     """
     t0 = time.perf_counter()
     rep = ExtractReport()
@@ -403,7 +410,7 @@ def extract_to_store(
         i, n = shard
         manifest = manifest.filter(lambda u: shard_of(u.id, n) == i)
     done, todo, rep.skipped = missing_entries(manifest, store, progress=False, min_duration=min_duration,
-                                              stats=rep.stats)
+                                              stats=rep.stats if keep_stats else None, samples=rep.samples)
     rep.reused = len(done)
     for uid, h in done.items():
         rep.hashes[uid] = h
@@ -438,14 +445,15 @@ def extract_to_store(
             if not np.isfinite(frames).all():
                 rep.skipped.append((utt.path, "encoder produced non-finite features"))
                 continue
-            rep.stats[utt.id] = store.write(h, frames, len(wav), enc.frame_rate, seg_frames)  # type: ignore[union-attr]
+            st = store.write(h, frames, len(wav), enc.frame_rate, seg_frames)  # type: ignore[union-attr]
+            rep.samples[utt.id] = st.num_samples
+            if keep_stats:
+                rep.stats[utt.id] = st
             rep.hashes[utt.id] = h
             rep.computed += 1
     for utt in manifest:
         if utt.id in rep.hashes:
-            st = rep.stats.get(utt.id)
-            if st is not None:
-                rep.audio_seconds += st.num_samples / 16000.0
+            rep.audio_seconds += rep.samples.get(utt.id, 0) / 16000.0
             rep.bytes += store.entry_bytes(rep.hashes[utt.id])
     rep.hashes = {u.id: rep.hashes[u.id] for u in manifest if u.id in rep.hashes}  # manifest order
     rep.stats = {u: rep.stats[u] for u in rep.hashes if u in rep.stats}

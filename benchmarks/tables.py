@@ -71,6 +71,13 @@ TABLES: dict[str, dict] = {
         f"softmax=msemoboost:guidance=both,layer={L},freeze_alexnet=true,enh=softmax,{EP}",
         f"bounded=msemoboost:guidance=both,layer={L},freeze_alexnet=true,enh=bounded,{EP}"],
         "paired": [("paper", "none"), ("softmax", "none"), ("bounded", "none"), ("bounded", "logreg")]},
+    # the paper's regime: the encoder's last layer (Whisper-base hidden state 6), where SSL-only is weaker
+    "msemoboost-enh-last-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "methods": [
+        "logreg=logreg:layer=6",
+        f"none=msemoboost:guidance=none,layer=6,{EP}",
+        f"paper=msemoboost:guidance=both,layer=6,freeze_alexnet=true,{EP}",
+        f"bounded=msemoboost:guidance=both,layer=6,freeze_alexnet=true,enh=bounded,{EP}"],
+        "paired": [("paper", "none"), ("bounded", "none"), ("bounded", "logreg")]},
     "short-segments-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "segments": [2.0, 1.0],
                              "methods": [SSL_CNN]},
     "spec-cnn-emodb": {"corpus": "emodb", "methods": [

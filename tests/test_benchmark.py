@@ -51,6 +51,8 @@ def test_benchmark_same_folds_across_methods(corpus, tmp_path, capsys):
     assert "identical folds across entries**: yes" in md and "| WA % | UA % |" in md
     assert [p["metric"] for p in res["paired"]] == ["UA", "WA"] and res["paired"][0]["units"] == 2
     assert "Paired differences A − B" in md and "95 % CI" in md
+    seg_line = next(line for line in md.splitlines() if line.startswith("- **segmenting**"))
+    assert "msemoboost:guidance=mfcc,lstm_hidden=8 @" in seg_line  # pooled and windowed entries: one per entry
 
 
 def test_paired_label_typo_fails_before_running(corpus, tmp_path, capsys):

@@ -143,7 +143,11 @@ def run(args: argparse.Namespace) -> int:
     proto = rows[0]["protocol"]
     lines = [f"# emoboost benchmark: {proto['corpus']}", ""]
     for k in ("corpus", "utterances", "speakers", "classes", "protocol", "seeds", "features", "segmenting", "machine"):
-        lines.append(f"- **{k}**: {proto.get(k)}")
+        values = [r["protocol"].get(k) for r in rows]
+        if len({str(v) for v in values}) > 1:  # entries differ (pooled vs windowed methods): say so per entry
+            lines.append(f"- **{k}**: " + "; ".join(f"{r['entry']}: {v}" for r, v in zip(rows, values)))
+        else:
+            lines.append(f"- **{k}**: {proto.get(k)}")
     lines.append(f"- **identical folds across entries**: {'yes' if same else 'NO (some entries skipped different files)'}")
     lines.append(f"- **total wall time**: {time.perf_counter() - t_all:.0f} s (machine: {platform.machine()})")
     lines += ["", "WA/UA/macro-F1: fold mean ± std; pooled: over all test utterances of all folds (mean over seeds).", "",

@@ -213,15 +213,14 @@ class OnnxPredictor:
         if self.encoding == "segment":
             ssl = np.stack([self.encode_window(x) for x in segs])  # [S, k, T', D]
             valid = np.full(len(segs), ssl.shape[2], dtype=np.float32)  # padding is inside each encoded segment
-        else:
+        else:  # the training windows exactly: the store's window index over this block's frames
+            from emoboost.features.store import ArraySource, SSLView
+
             frames = self.encode_window(chunk)  # [k, T, D]
-            length = self.segment_frames
-            ssl = np.zeros((len(segs), frames.shape[0], length, frames.shape[2]), dtype=np.float32)
-            starts = np.round(np.arange(len(segs)) * seg.hop_samples / seg.sample_rate * self.frame_rate).astype(int)
-            for j, st in enumerate(starts):
-                part = frames[:, st : st + length]
-                ssl[j, :, : part.shape[1]] = part
-            valid = np.clip(frames.shape[1] - starts, 0, length).astype(np.float32)  # real frames per window
+            src = ArraySource([frames], [len(chunk)], frame_rate=self.frame_rate, sample_rate=self.sample_rate)
+            src.segmenting = seg
+            win, _ = SSLView(src).segments(list(range(frames.shape[0])))
+            ssl, valid = np.asarray(win), win.valid_frames().astype(np.float32)  # [S, k, T', D], real frames
         feed = {}
         for name in self.inputs:
             if name == "ssl":

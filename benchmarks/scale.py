@@ -121,9 +121,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shared", default=os.environ.get("EMOBOOST_SHARED", str(Path(__file__).resolve().parents[1].parent / "shared")))
     ap.add_argument("--threads", default="1")
     ap.add_argument("--skip-ssl-cnn", action="store_true")
+    ap.add_argument("--redo", nargs="*", default=[], choices=["extract", "logreg", "ssl_cnn"],
+                    help="measure these phases again even where work/scale.json already has them")
     args = ap.parse_args(argv)
     work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    done_path = work / "scale.json"  # measured phases per (hours, upstream): a stopped benchmark resumes
+    previous = {(r["hours_asked"], r["upstream"]): r for r in json.loads(done_path.read_text())
+                if "hours_asked" in r} if done_path.is_file() else {}
     results = []
+
+    def save() -> None:
+        keep = {(r["hours_asked"], r["upstream"]): r for r in [*previous.values(), *results]}
+        tmp = done_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(list(keep.values()), indent=2))
+        os.replace(tmp, done_path)
     for hours in args.hours:
         manifest = build_corpus(Path(args.shared), hours, work / f"corpus-{hours:g}h")
         with open(manifest) as f:
@@ -134,26 +146,43 @@ def main(argv: list[str] | None = None) -> int:
             cache = work / f"cache-{up}-{hours:g}h"
             env = {**os.environ, "EMOBOOST_CACHE": str(cache)}
             base = [*emoboost_exe(), "--threads", args.threads]
-            ext = timed([*base, "extract", "--manifest", str(manifest), "--upstream", up, "--layers", str(args.layer),
-                         "--no-progress", "--cache-dir", str(cache)], env)
-            store_b = dir_bytes(cache) if cache.exists() else 0
-            stats_b = sum(dir_bytes(d) for d in cache.glob("sslstats__*")) if cache.exists() else 0
-            lr = timed([*base, "run", "--manifest", str(manifest), "--upstream", up, "--method", "logreg",
-                        "-p", f"layer={args.layer}", "-p", "Cs=[0.1]", "--folds", "5", "--protocol", "group-kfold",
-                        "--layers", str(args.layer), "--no-progress", "--no-save-models", "-o", "tsne=false",
-                        "--cache-dir", str(cache), "--out", str(work / f"run-logreg-{up}-{hours:g}h")], env)
-            row = {"hours": round(audio_h, 2), "utterances": len(rows), "speakers": n_spk, "upstream": up,
-                   "extract": ext, "x_real_time": round(audio_h * 3600 / ext["wall_s"], 1) if ext["wall_s"] else None,
-                   "store_bytes": store_b, "stats_bytes": stats_b, "logreg": lr}
-            if not args.skip_ssl_cnn:
-                row["ssl_cnn"] = timed([*base, "run", "--manifest", str(manifest), "--upstream", up, "--method",
-                                        "ssl_cnn", "-p", f"layer={args.layer}", "-p", "max_epochs=2", "--folds", "5",
-                                        "--protocol", "group-kfold", "--layers", str(args.layer), "-o", "max_folds=1",
-                                        "-o", "tsne=false", "--no-progress", "--no-save-models",
-                                        "--cache-dir", str(cache), "--out", str(work / f"run-sslcnn-{up}-{hours:g}h")], env)
+            row = dict(previous.get((hours, up), {}))
+            row.update({"hours_asked": hours, "hours": round(audio_h, 2), "utterances": len(rows),
+                        "speakers": n_spk, "upstream": up})
             results.append(row)
+
+            def phase(name: str, cmd: list[str], row: dict = row, env: dict = env) -> None:
+                if name in row and name not in args.redo:
+                    return  # measured before (a cached store would time nothing)
+                row[name] = timed(cmd, env)
+                save()
+
+            fresh = "extract" not in row or "extract" in args.redo
+            if fresh and cache.exists() and any(cache.iterdir()):
+                raise SystemExit(f"{cache} already holds entries: an extraction timed now would time the cache; "
+                                 f"move it away (or keep its measured row in {done_path})")
+            phase("extract", [*base, "extract", "--manifest", str(manifest), "--upstream", up, "--layers",
+                              str(args.layer), "--no-progress", "--cache-dir", str(cache)])
+            if fresh:
+                row["store_bytes"] = dir_bytes(cache)
+                row["stats_bytes"] = sum(dir_bytes(d) for d in cache.glob("sslstats__*"))
+                row["x_real_time"] = round(audio_h * 3600 / row["extract"]["wall_s"], 1)
+                save()
+            phase("logreg", [*base, "run", "--manifest", str(manifest), "--upstream", up, "--method", "logreg",
+                             "-p", f"layer={args.layer}", "-p", "Cs=[0.1]", "--folds", "5", "--protocol",
+                             "group-kfold", "--layers", str(args.layer), "--no-progress", "--no-save-models",
+                             "-o", "tsne=false", "--cache-dir", str(cache),
+                             "--out", str(work / f"run-logreg-{up}-{hours:g}h")])
+            if not args.skip_ssl_cnn:
+                phase("ssl_cnn", [*base, "run", "--manifest", str(manifest), "--upstream", up, "--method",
+                                  "ssl_cnn", "-p", f"layer={args.layer}", "-p", "max_epochs=2", "--folds", "5",
+                                  "--protocol", "group-kfold", "--layers", str(args.layer), "-o", "max_folds=1",
+                                  "-o", "tsne=false", "--no-progress", "--no-save-models",
+                                  "--cache-dir", str(cache), "--out", str(work / f"run-sslcnn-{up}-{hours:g}h")])
+            save()
             print(json.dumps(row), flush=True)
-    (work / "scale.json").write_text(json.dumps(results, indent=2))
+    results = sorted({(r["hours_asked"], r["upstream"]): r for r in [*previous.values(), *results]}.values(),
+                     key=lambda r: (r["hours_asked"], r["upstream"]))
     print("\n| audio h | utts | pseudo-speakers | upstream | extract wall s | × real time | extract peak RSS MiB | "
           "store GB (stats GB) | logreg wall s / peak MiB | ssl_cnn 1 fold wall s / peak MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|")

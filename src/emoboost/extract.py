@@ -126,7 +126,7 @@ def fill_store(manifest: Manifest, store: FeatureStore, upstream: str, *, lazy: 
     res = ExtractResult(files=len(manifest), engine=engine, shard=shard)
     samples: dict[str, int] = {}  # audio lengths only: statistics are not kept (memory must not grow with the corpus)
     done, todo, res.skipped = missing_entries(manifest, store, progress=progress, min_duration=min_duration,
-                                              samples=samples)
+                                              on_entry=lambda uid, st: samples.__setitem__(uid, st.num_samples))
     res.reused = len(done)
     new: dict[str, str] = {}
     if todo and engine == "local":

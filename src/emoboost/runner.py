@@ -169,6 +169,7 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
 
     spec = store_spec(cfg, method)
     store, lazy = open_store(cfg.upstream, cfg.cache_dir, spec)
+    keep: list[int] | None = None
     if method.needs_frames():  # fail before spending: the layers the method reads must be stored
         n_layers = store_num_layers(store, manifest, lazy)
         need = method.ssl_layers(n_layers)
@@ -177,15 +178,23 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
         if missing:
             raise ValueError(f"method {cfg.method!r} reads layer(s) {missing}, but store_layers keeps frames of "
                              f"{list(have)} only; add them to --layers")
+    else:  # pooled probes: the run keeps the statistics of the layers they read, N × k × D, nothing more
+        try:
+            keep = method.ssl_layers(store_num_layers(store, manifest, lazy))
+        except ValueError:
+            keep = None  # an invalid layer choice is reported by the method itself
     # Digital silence carries no emotion: corpus runs skip such files and list them in skipped.json.
     rep = extract_to_store(manifest, store, lazy, progress=cfg.progress, min_duration=cfg.min_duration,
-                           reject_silence=True, keep_stats=True)  # the source keeps them for the run anyway
+                           reject_silence=True, keep_layers=keep)
     info = {"spec": cfg.upstream, "fingerprint": store.fingerprint, "store": spec.describe(),
             "encoder_built": lazy.built, "extraction": rep.summary()}
     if not rep.hashes:
         return None, rep.skipped, info
+    ids = list(rep.hashes)
+    kept = [rep.kept[u] for u in ids] if keep and all(u in rep.kept for u in ids) else None
     source = StoreSource(store, list(rep.hashes.values()), segmenting=cfg.segmenting,
-                         stats=[rep.stats.get(u) for u in rep.hashes])
+                         num_samples=[rep.samples[u] for u in ids], num_frames=[rep.frames[u] for u in ids],
+                         kept_layers=keep or (), kept=kept)
     source.upstream_spec = cfg.upstream  # type: ignore[attr-defined]  # methods that fine-tune encoder layers load them
     info.update({"num_layers": source.num_layers, "hidden_size": source.hidden_size, "frame_rate": source.frame_rate})
     view = SSLView(source)

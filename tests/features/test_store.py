@@ -18,6 +18,7 @@ from emoboost.features.store import (
     ArraySource,
     FeatureStore,
     SSLView,
+    Stats,
     StoreSource,
     StoreSpec,
     encode_clip,
@@ -166,12 +167,12 @@ def test_damaged_entries_are_recomputed(tmp_path):
 
 
 def test_a_warm_store_reads_each_entry_once(tmp_path, monkeypatch):
-    """A cached run opens each entry's statistics once: the check's read is kept for the report and
-    handed to the source, which never reads them again."""
+    """A cached run opens each entry's statistics once: the check keeps the sizes and the layers the
+    method reads, and hands them to the source, which keeps nothing else per utterance."""
     m = manifest_of(tmp_path, [1.0, 1.5, 0.7])
     store = FeatureStore(tmp_path / "cache", "tiny-0", StoreSpec())
     first = extract_to_store(m, store, TinyUpstream(), progress=False)
-    assert first.computed == 3 and first.stats == {}  # not kept unless asked: memory must not grow with the corpus
+    assert first.computed == 3 and first.kept == {}  # not kept unless asked: memory must not grow with the corpus
     assert first.samples == {"u0": 16000, "u1": 24000, "u2": 11200}
     reads: list[str] = []
     real = FeatureStore.read_stats
@@ -181,13 +182,30 @@ def test_a_warm_store_reads_each_entry_once(tmp_path, monkeypatch):
         return real(self, h)
 
     monkeypatch.setattr(FeatureStore, "read_stats", counting)
-    rep = extract_to_store(m, store, lambda: pytest.fail("the encoder was built"), progress=False, keep_stats=True)
+    rep = extract_to_store(m, store, lambda: pytest.fail("the encoder was built"), progress=False, keep_layers=[1])
     assert rep.reused == 3 and len(reads) == 3
     assert rep.audio_seconds == pytest.approx(first.audio_seconds)
-    src = StoreSource(store, list(rep.hashes.values()), stats=[rep.stats[u] for u in rep.hashes])
-    assert [src.stats(i).num_samples for i in range(3)] == [16000, 24000, 11200] and len(reads) == 3
-    with pytest.raises(ValueError, match="2 statistics given for 3 entries"):
-        StoreSource(store, list(rep.hashes.values()), stats=[None, None])
+    ids = list(rep.hashes)
+    full = [real(store, rep.hashes[u]) for u in ids]
+    reads.clear()
+    src = StoreSource(store, list(rep.hashes.values()), num_samples=[rep.samples[u] for u in ids],
+                      num_frames=[rep.frames[u] for u in ids], kept_layers=[1], kept=[rep.kept[u] for u in ids])
+    assert len(reads) == 1  # the first entry, for the encoder's sizes; nothing per utterance
+    assert [src.num_samples(i) for i in range(3)] == [16000, 24000, 11200]
+    assert [src.num_frames(i) for i in range(3)] == [st.num_frames for st in full]
+    got = src.pooled([2, 0], [1], std=True)
+    want = np.stack([np.concatenate([full[i].mean[[1]], full[i].std[[1]]], axis=-1) for i in (2, 0)])
+    np.testing.assert_array_equal(got, want)
+    assert len(reads) == 1
+    # the source holds [N, k, D] for the kept layer, never [L, D] per utterance
+    assert src._kept_mean.shape == (3, 1, full[0].mean.shape[1])
+    assert not any(isinstance(v, (list, dict)) and v and isinstance(next(iter(v.values()) if isinstance(v, dict)
+                   else iter(v)), Stats) for v in vars(src).values())
+    # a layer that was not kept is read from the entries, and matches
+    np.testing.assert_array_equal(src.pooled([0, 1], [0]), np.stack([full[i].mean[[0]] for i in (0, 1)]))
+    assert len(reads) == 3
+    with pytest.raises(ValueError, match="2 sizes given for 3 entries"):
+        StoreSource(store, list(rep.hashes.values()), num_samples=[1, 2], num_frames=[1, 2])
 
 
 def test_read_only_store_serves_reads(tmp_path):

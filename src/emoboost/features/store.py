@@ -323,8 +323,11 @@ class ExtractReport:
     """What one extraction did: entries per utterance, what was skipped and what it cost."""
 
     hashes: dict[str, str] = field(default_factory=dict)  # utt id -> audio hash, for entries now complete
-    stats: dict[str, Stats] = field(default_factory=dict)  # utt id -> statistics, only with keep_stats=True
     samples: dict[str, int] = field(default_factory=dict)  # utt id -> samples of audio (always; a few bytes each)
+    frames: dict[str, int] = field(default_factory=dict)  # utt id -> stored frames (always)
+    # with keep_layers: utt id -> (mean, std) [k, D] float32 of those layers only, so memory is N × k × D
+    kept_layers: tuple[int, ...] = ()
+    kept: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
     computed: int = 0
     reused: int = 0
@@ -362,14 +365,13 @@ def _hash_entries(manifest: Manifest, skipped: list[tuple[str, str]], min_durati
 
 
 def missing_entries(manifest: Manifest, store: FeatureStore, progress: bool = False,
-                    min_duration: float = 0.0, stats: dict[str, Stats] | None = None,
-                    samples: dict[str, int] | None = None,
+                    min_duration: float = 0.0, on_entry: Callable[[str, Stats], None] | None = None,
                     ) -> tuple[dict[str, str], list[Utterance], list[tuple[str, str]]]:
     """-> (complete entries {utt id: hash}, utterances still to encode, unreadable files).
 
-    ``stats`` / ``samples``, when given, receive the statistics / audio length of the complete
-    entries (read here anyway), so callers never open the same entry twice. Statistics are [L, D]
-    per utterance: keep them only where they are used next (a run), not in a corpus-wide extraction.
+    ``on_entry(utt id, stats)`` sees the statistics of each complete entry (read here anyway), so
+    callers never open the same entry twice; it should keep only what it needs (sizes, a few layers),
+    so that memory does not grow with the corpus by [L, D] per utterance.
     """
     done: dict[str, str] = {}
     todo: list[Utterance] = []
@@ -378,10 +380,8 @@ def missing_entries(manifest: Manifest, store: FeatureStore, progress: bool = Fa
         st = store.read_stats(h)
         if st is not None and store.frames_ok(h, st):
             done[utt.id] = h
-            if stats is not None:
-                stats[utt.id] = st
-            if samples is not None:
-                samples[utt.id] = st.num_samples
+            if on_entry is not None:
+                on_entry(utt.id, st)
         else:
             todo.append(utt)
     return done, todo, skipped
@@ -395,22 +395,31 @@ def extract_to_store(
     min_duration: float = 0.0,
     shard: tuple[int, int] | None = None,
     reject_silence: bool = False,
-    keep_stats: bool = False,
+    keep_layers: Sequence[int] | None = None,
 ) -> ExtractReport:
     """Fill ``store`` for every utterance of ``manifest`` (or of one shard); resumable and idempotent.
 
     ``upstream`` may be a zero-argument factory: the encoder is then built only when some entry is
     missing, so a fully cached corpus never loads weights. Unusable audio is listed in the report's
-    ``skipped`` and never stops the run. ``keep_stats`` keeps every entry's statistics in the report
-    (``run`` hands them to its source); without it memory does not grow with the corpus.
+    ``skipped`` and never stops the run. The report keeps each entry's sizes and, with ``keep_layers``,
+    the pooled mean/std of those layers only (``run`` hands them to its source, so the statistics
+    are read once); memory grows by a few bytes per utterance plus N × k × D for the kept layers.
     """
     t0 = time.perf_counter()
     rep = ExtractReport()
+    keep = [int(v) for v in keep_layers] if keep_layers is not None else None
+    rep.kept_layers = tuple(keep or ())
+
+    def note(uid: str, st: Stats) -> None:
+        rep.samples[uid], rep.frames[uid] = st.num_samples, st.num_frames
+        if keep:
+            rep.kept[uid] = (st.mean[keep], st.std[keep])  # fancy indexing copies: the [L, D] arrays are freed
+
     if shard is not None:
         i, n = shard
         manifest = manifest.filter(lambda u: shard_of(u.id, n) == i)
     done, todo, rep.skipped = missing_entries(manifest, store, progress=False, min_duration=min_duration,
-                                              stats=rep.stats if keep_stats else None, samples=rep.samples)
+                                              on_entry=note)
     rep.reused = len(done)
     for uid, h in done.items():
         rep.hashes[uid] = h
@@ -446,9 +455,8 @@ def extract_to_store(
                 rep.skipped.append((utt.path, "encoder produced non-finite features"))
                 continue
             st = store.write(h, frames, len(wav), enc.frame_rate, seg_frames)  # type: ignore[union-attr]
-            rep.samples[utt.id] = st.num_samples
-            if keep_stats:
-                rep.stats[utt.id] = st
+            del frames
+            note(utt.id, st)
             rep.hashes[utt.id] = h
             rep.computed += 1
     for utt in manifest:
@@ -456,7 +464,7 @@ def extract_to_store(
             rep.audio_seconds += rep.samples.get(utt.id, 0) / 16000.0
             rep.bytes += store.entry_bytes(rep.hashes[utt.id])
     rep.hashes = {u.id: rep.hashes[u.id] for u in manifest if u.id in rep.hashes}  # manifest order
-    rep.stats = {u: rep.stats[u] for u in rep.hashes if u in rep.stats}
+    rep.kept = {u: rep.kept[u] for u in rep.hashes if u in rep.kept}
     rep.wall_s = time.perf_counter() - t0
     if rep.skipped:
         log.warning("skipped %d unusable file(s): %s", len(rep.skipped), "; ".join(f"{p}: {m}" for p, m in rep.skipped))
@@ -487,6 +495,12 @@ class SSLSource:
 
     def stats(self, i: int) -> Stats:
         raise NotImplementedError
+
+    def num_samples(self, i: int) -> int:
+        return self.stats(i).num_samples
+
+    def num_frames(self, i: int) -> int:
+        return self.stats(i).num_frames
 
     def raw_frames(self, i: int) -> np.ndarray:
         """[L_kept, T, D] float16 (possibly memory-mapped)."""
@@ -523,12 +537,11 @@ class SSLSource:
         """Windows per utterance: (seg_utt [N_seg], start frame [N_seg]) for fixed-length segments."""
         seg_utt, starts = [], []
         for i in range(len(self)):
-            st = self.stats(i)
             if self.encoding == "segment":
-                n = st.num_frames // int(self.segment_frames or 1)
+                n = self.num_frames(i) // int(self.segment_frames or 1)
                 s0 = np.arange(n) * int(self.segment_frames or 1)
             else:
-                n = seg.num_segments(st.num_samples)
+                n = seg.num_segments(self.num_samples(i))
                 s0 = np.round(np.arange(n) * seg.hop_samples / self.sample_rate * self.frame_rate).astype(int)
             seg_utt.append(np.full(n, i))
             starts.append(s0)
@@ -541,18 +554,24 @@ class SSLSource:
 
 
 class StoreSource(SSLSource):
-    """Utterances backed by store entries: statistics read once and kept, frames memory-mapped per access."""
+    """Utterances backed by store entries, in memory that does not grow by [L, D] per utterance.
+
+    The source keeps each entry's sizes (two integers) and, when given, the pooled mean/std of the
+    few layers the run's method reads (``kept_layers``, e.g. an extraction report's ``kept``).
+    Anything else (other layers' statistics, frames) is read from the store on demand: statistics
+    file by file, frames memory-mapped per access.
+    """
 
     def __init__(self, store: FeatureStore, hashes: Sequence[str], segmenting: Segmenting | None = None,
-                 stats: Sequence[Stats | None] | None = None):
+                 num_samples: Sequence[int] | None = None, num_frames: Sequence[int] | None = None,
+                 kept_layers: Sequence[int] = (), kept: Sequence[tuple[np.ndarray, np.ndarray]] | None = None):
         self.store = store
         self.hashes = list(hashes)
         if not self.hashes:
             raise ValueError("no utterances have SSL features in the store")
-        if stats is not None and len(stats) != len(self.hashes):
-            raise ValueError(f"{len(stats)} statistics given for {len(self.hashes)} entries")
-        # statistics already read (an extraction report's) are kept, not read again
-        self._stats: dict[int, Stats] = {i: st for i, st in enumerate(stats or []) if st is not None}
+        for name, v in (("sizes", num_samples), ("sizes", num_frames), ("kept statistics", kept)):
+            if v is not None and len(v) != len(self.hashes):
+                raise ValueError(f"{len(v)} {name} given for {len(self.hashes)} entries")
         first = self.stats(0)  # sizes come from the entries: a cached run never builds the encoder
         self.num_layers, self.hidden_size = first.mean.shape
         self.frame_rate = first.frame_rate
@@ -561,19 +580,41 @@ class StoreSource(SSLSource):
         self.frame_layers = store.spec.frame_layers(self.num_layers)
         if segmenting is not None:
             self.segmenting = segmenting
+        if num_samples is None or num_frames is None:
+            sts = [self.stats(i) for i in range(len(self.hashes))]  # one entry at a time; only sizes are kept
+            num_samples, num_frames = [st.num_samples for st in sts], [st.num_frames for st in sts]
+        self._samples = np.asarray(num_samples, dtype=np.int64)
+        self._frames = np.asarray(num_frames, dtype=np.int64)
+        self.kept_layers = tuple(int(v) for v in kept_layers) if kept else ()
+        if kept:
+            self._kept_mean = np.stack([m for m, _ in kept]).astype(np.float32, copy=False)  # [N, k, D]
+            self._kept_std = np.stack([s for _, s in kept]).astype(np.float32, copy=False)
 
     def __len__(self) -> int:
         return len(self.hashes)
 
     def stats(self, i: int) -> Stats:
-        st = self._stats.get(i)
+        """The entry's full statistics, read from the store (not kept)."""
+        st = self.store.read_stats(self.hashes[i])
         if st is None:
-            st = self.store.read_stats(self.hashes[i])
-            if st is None:
-                raise ValueError(f"store entry {self.store.stats_path(self.hashes[i])} is missing or invalid; "
-                                 f"rerun extraction")
-            self._stats[i] = st
+            raise ValueError(f"store entry {self.store.stats_path(self.hashes[i])} is missing or invalid; "
+                             f"rerun extraction")
         return st
+
+    def num_samples(self, i: int) -> int:
+        return int(self._samples[i]) if hasattr(self, "_samples") else self.stats(i).num_samples
+
+    def num_frames(self, i: int) -> int:
+        return int(self._frames[i]) if hasattr(self, "_frames") else self.stats(i).num_frames
+
+    def pooled(self, idx: Sequence[int] | np.ndarray, layers: Sequence[int], std: bool = False) -> np.ndarray:
+        layers = [int(v) for v in layers]
+        if not self.kept_layers or not set(layers) <= set(self.kept_layers):
+            return super().pooled(idx, layers, std)  # reads the entries' statistics one by one
+        idx = np.asarray(idx, dtype=int)
+        rows = [self.kept_layers.index(v) for v in layers]
+        mean = self._kept_mean[idx][:, rows]
+        return np.concatenate([mean, self._kept_std[idx][:, rows]], axis=-1) if std else mean
 
     def raw_frames(self, i: int) -> np.ndarray:
         return self.store.open_frames(self.hashes[i])
@@ -720,7 +761,7 @@ class WindowArray:
         return len(self.utt)
 
     def valid_frames(self) -> np.ndarray:
-        n = np.array([self.source.stats(int(u)).num_frames for u in self.utt])
+        n = np.array([self.source.num_frames(int(u)) for u in self.utt])
         return np.clip(n - self.starts, 0, self.length)
 
     def astype(self, dtype: Any) -> np.ndarray:

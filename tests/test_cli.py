@@ -115,6 +115,15 @@ def test_quick_caps_epochs_only_for_methods_that_have_them():
     assert d["method_params"]["max_epochs"] == 3
 
 
+def test_tsne_is_opt_in():
+    from emoboost.runner import ExperimentConfig
+
+    assert ExperimentConfig().tsne is False
+    assert "tsne" not in _experiment_dict(build_parser().parse_args(["run", "--method", "svm"]))
+    assert _experiment_dict(build_parser().parse_args(["run", "--method", "svm", "--tsne"]))["tsne"] is True
+    assert _experiment_dict(build_parser().parse_args(["run", "--method", "svm", "--tsne", "--quick"]))["tsne"] is False
+
+
 # ---- every error is one line on stderr and a non-zero exit --------------------------------------------------
 
 def _one_error_line(capsys) -> str:

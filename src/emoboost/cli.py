@@ -62,6 +62,8 @@ def _experiment_dict(args: argparse.Namespace) -> dict:
         if _accepts(cfg.get("method", "linear"), "max_epochs"):
             params.setdefault("max_epochs", 3)
         cfg["tsne"] = False
+    if getattr(args, "tsne", False) and not args.quick:
+        cfg["tsne"] = True
     if args.no_save_models:
         cfg["save_models"] = False
     if args.no_progress:
@@ -125,6 +127,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="run directory (default runs/<corpus>-<method>)")
     p.add_argument("--cache-dir", help="feature cache (default $EMOBOOST_CACHE or ~/.cache/emoboost)")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 folds, 3 epochs, no t-SNE")
+    p.add_argument("--tsne", action="store_true", help="also plot a t-SNE of the test embeddings (tsne.png)")
     p.add_argument("--no-save-models", action="store_true")
     p.add_argument("--no-progress", action="store_true")
 

@@ -62,7 +62,7 @@ class ExperimentConfig:
     out_dir: str = "runs/experiment"
     cache_dir: str = field(default_factory=default_cache_dir)
     save_models: bool = True
-    tsne: bool = True
+    tsne: bool = False  # opt-in (--tsne): the plot costs more than fitting a pooled probe
     batch_size: int = 8
     progress: bool = True
     max_folds: int | None = None  # run only the first k folds (smoke tests / --quick)

@@ -78,6 +78,17 @@ TABLES: dict[str, dict] = {
         f"paper=msemoboost:guidance=both,layer=6,freeze_alexnet=true,{EP}",
         f"bounded=msemoboost:guidance=both,layer=6,freeze_alexnet=true,enh=bounded,{EP}"],
         "paired": [("paper", "none"), ("bounded", "none"), ("bounded", "logreg")]},
+    # 3 seeds × 10 folds for the rows the verdict rests on (seed 0 equals the tables above)
+    "msemoboost-seeds-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "seeds": [0, 1, 2], "methods": [
+        f"logreg=logreg:layer={L}",
+        f"none=msemoboost:guidance=none,layer={L},{EP}",
+        f"bounded=msemoboost:guidance=both,layer={L},freeze_alexnet=true,enh=bounded,{EP}"],
+        "paired": [("bounded", "none"), ("bounded", "logreg")]},
+    "msemoboost-seeds-last-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "seeds": [0, 1, 2], "methods": [
+        "logreg=logreg:layer=6",
+        f"none=msemoboost:guidance=none,layer=6,{EP}",
+        f"bounded=msemoboost:guidance=both,layer=6,freeze_alexnet=true,enh=bounded,{EP}"],
+        "paired": [("bounded", "none"), ("bounded", "logreg")]},
     "short-segments-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "segments": [2.0, 1.0],
                              "methods": [SSL_CNN]},
     "spec-cnn-emodb": {"corpus": "emodb", "methods": [
@@ -109,6 +120,8 @@ def commands(name: str, out_root: str = "runs", quick: bool = False) -> list[lis
             argv += ["--upstreams", *t["upstreams"]]
         if quick:
             argv.append("--quick")
+        if t.get("seeds"):
+            argv += ["--seeds", *map(str, t["seeds"])]
         for a, b in t.get("paired", []):
             argv += ["--paired", a, b]
         cmds.append(argv + ["--methods", *t["methods"]])

@@ -117,6 +117,29 @@ def test_changed_config_refused(finished_run):
         run_experiment(ExperimentConfig(**d))
 
 
+def test_more_seeds_extend_a_finished_run(finished_run, tmp_path, monkeypatch):
+    import shutil
+
+    cfg, rep = finished_run
+    out = tmp_path / "copy"
+    shutil.copytree(cfg.out_dir, out)
+    calls: list[int] = []
+    orig = runner.get_method
+
+    def spy(name):
+        klass = orig(name)
+
+        class Spy(klass):
+            def fit(self, *a, seed=0, **k):
+                calls.append(seed)
+                return super().fit(*a, seed=seed, **k)
+        return Spy
+    monkeypatch.setattr(runner, "get_method", spy)
+    rep2 = run_experiment(ExperimentConfig(**dict(cfg.__dict__, out_dir=str(out), seeds=[0, 1])))
+    assert calls == [1] * len(rep["per_fold"])  # seed 0's folds are reused, only seed 1 is fitted
+    assert len(rep2["per_fold"]) == 2 * len(rep["per_fold"])
+
+
 def test_leaky_fold_refused(corpus, upstream_dir, tmp_path, monkeypatch):
     real = protocols.make_folds
 

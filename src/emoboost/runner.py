@@ -244,6 +244,8 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
         old = json.loads(cfg_path.read_text())
         ignore = {"progress", "out_dir", "cache_dir", "tsne", "save_models", "max_folds", "batch_size"}
         diff = {k for k in set(old) | set(asdict(cfg)) if k not in ignore and old.get(k) != asdict(cfg).get(k)}
+        if diff == {"seeds"} and set(old.get("seeds") or []) <= set(cfg.seeds):
+            diff = set()  # more seeds for a finished run: its folds are kept, the new seeds are added
         finished = list((out / "folds").glob("fold*_seed*.json")) if (out / "folds").is_dir() else []
         if diff and finished:
             raise ValueError(f"{out} holds a run with a different config ({sorted(diff)}); choose another --out")

@@ -523,3 +523,10 @@ def test_imagenet_input_prepares_spectrograms_like_the_parent_code():
         assert torch.allclose(branch(branch.tokens(spec)), branch(spec), atol=1e-6)  # precomputed tokens path
     with pytest.raises(ValueError, match="alexnet_input must be one of"):
         SpecBranch(300, 200, frozen=True, head={"out_dim": 8, "attention": True, "dropout": 0.0}, image="rgb")
+
+
+def test_guidance_hidden_names_the_bilstm_size():
+    m = MSEmoBoost(["a", "b"], guidance_hidden=16)
+    assert m.params["lstm_hidden"] == 16 and "guidance_hidden" not in m.params
+    with pytest.raises(ValueError, match="same Bi-LSTM size"):
+        MSEmoBoost(["a", "b"], guidance_hidden=16, lstm_hidden=32)

@@ -41,7 +41,7 @@ AlexNet's weights stay in the network and the saved model, so ``predict`` turns 
 tokens with the same frozen AlexNet. Not from the paper, which fine-tunes AlexNet.
 
 Not from the paper (it leaves them open or we could not confirm them): LSTM hidden size (64 per
-direction), one LSTM layer with dropout 0.5 on its output, spatial tokens for the AlexNet map,
+direction; ``lstm_hidden``, alias ``guidance_hidden``), one LSTM layer with dropout 0.5 on its output, spatial tokens for the AlexNet map,
 standardisation, ``enh_residual`` (optional: X_enh = 1/T' + zero-initialised linear, so training
 starts from the SSL-only baseline and guidance learns a deviation from mean pooling).
 
@@ -396,6 +396,12 @@ class MSEmoBoost(TorchSegmentMethod):
     requires = ("ssl", "mfcc", "spec")  # the most any configuration needs; instances narrow it
 
     def __init__(self, classes: list[str], **params: Any):
+        if "guidance_hidden" in params:  # the issue tracker's and docs' name for the Bi-LSTM size
+            gh = params.pop("guidance_hidden")
+            if "lstm_hidden" in params and int(params["lstm_hidden"]) != int(gh):
+                raise ValueError(f"guidance_hidden={gh} and lstm_hidden={params['lstm_hidden']} name the same "
+                                 f"Bi-LSTM size; give one")
+            params["lstm_hidden"] = gh
         super().__init__(classes, **params)
         p = self.params
         p["guidance"] = str(p["guidance"]).lower()

@@ -20,6 +20,7 @@ from emoboost.audio import (
     content_hash,
     is_silent,
     load_audio,
+    peak_dbfs,
     rms_dbfs,
     segment,
 )
@@ -230,17 +231,27 @@ def test_rms_dbfs_levels():
     assert is_silent(np.full(100, 1e-2), threshold_db=-30.0)
 
 
+def test_quiet_speech_is_not_digital_silence():
+    """A soft take has a low RMS but clear peaks (RAVDESS's quietest: -64 dBFS RMS, -42 dBFS peak): it
+    must be kept. Only a clip whose every sample stays below -60 dBFS is digital silence."""
+    wav = np.zeros(16000 * 3, dtype=np.float32)
+    wav[16000 : 16800] = 0.008 * np.sin(np.arange(800) * 0.3)  # one soft 50 ms burst in 3 s
+    assert rms_dbfs(wav) < -60.0 and peak_dbfs(wav) > -45.0
+    assert not is_silent(wav)
+    assert is_silent(np.full(1000, 5e-4)) and peak_dbfs(np.zeros(4)) == -math.inf
+
+
 def test_load_audio_rejects_silence_only_when_asked(tmp_path):
     p = tmp_path / "silence.wav"
     sf.write(str(p), np.zeros(48000, dtype=np.float32), 16000)
     assert len(load_audio(p)) == 48000                                          # default: unchanged
-    with pytest.raises(AudioError, match=r"digital silence \(RMS -inf dBFS < -60 dBFS\)") as e:
+    with pytest.raises(AudioError, match=r"digital silence \(peak -inf dBFS < -60 dBFS\)") as e:
         load_audio(p, reject_silence=True)
     assert str(p) in str(e.value)
     hiss = tmp_path / "hiss.wav"
     sf.write(str(hiss), 1e-4 * np.random.default_rng(0).standard_normal(16000).astype(np.float32), 16000,
              subtype="FLOAT")
-    with pytest.raises(AudioError, match=r"RMS -80\.\d dBFS < -60 dBFS"):
+    with pytest.raises(AudioError, match=r"peak -6\d\.\d dBFS < -60 dBFS"):
         load_audio(hiss, reject_silence=True)
     assert len(load_audio(hiss, reject_silence=True, silence_db=-90.0)) == 16000
     tone = write_tone(tmp_path / "tone.wav", seconds=0.2)

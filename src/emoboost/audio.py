@@ -46,7 +46,9 @@ class NotRegularFileError(AudioError, OSError):
 
 
 SILENCE_DB = -60.0
-"""RMS level (dBFS) below which a clip counts as digital silence (:func:`is_silent`)."""
+"""Peak level (dBFS) below which a clip counts as digital silence (:func:`is_silent`): no sample
+reaches ~33 steps of 16-bit audio. A peak, not an RMS, criterion: quiet takes of real speech have a
+low RMS but clear peaks (RAVDESS's quietest, a soft sad line, is -64 dBFS RMS with a -42 dBFS peak)."""
 
 
 def load_audio(
@@ -87,7 +89,7 @@ def load_audio(
     if duration < min_duration:
         raise AudioError(path, f"too short: {duration:.3f} s < minimum {min_duration:.3f} s")
     if reject_silence and is_silent(wav, silence_db):
-        raise AudioError(path, f"digital silence (RMS {_fmt_db(rms_dbfs(wav))} dBFS < {silence_db:g} dBFS)")
+        raise AudioError(path, f"digital silence (peak {_fmt_db(peak_dbfs(wav))} dBFS < {silence_db:g} dBFS)")
     return wav
 
 
@@ -100,9 +102,16 @@ def rms_dbfs(wav: np.ndarray) -> float:
     return 10.0 * math.log10(ms) if ms > 0.0 else -math.inf
 
 
+def peak_dbfs(wav: np.ndarray) -> float:
+    """Peak level in dB relative to full scale 1.0 (all zeros or empty: -inf)."""
+    x = np.asarray(wav)
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    return 20.0 * math.log10(peak) if peak > 0.0 else -math.inf
+
+
 def is_silent(wav: np.ndarray, threshold_db: float = SILENCE_DB) -> bool:
-    """True when the clip's RMS level is below ``threshold_db`` dBFS (-60: far below any speech take)."""
-    return rms_dbfs(wav) < threshold_db
+    """True when no sample of the clip reaches ``threshold_db`` dBFS (see :data:`SILENCE_DB`)."""
+    return peak_dbfs(wav) < threshold_db
 
 
 def _fmt_db(db: float) -> str:

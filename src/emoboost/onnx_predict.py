@@ -308,7 +308,7 @@ class OnnxPredictor:
         duration = meter.samples / sr
         if meter.samples < MIN_DURATION * sr:
             raise too_short(path, duration)
-        if meter.dbfs() < SILENCE_DB:
+        if meter.peak_dbfs() < SILENCE_DB:
             return silent_prediction(str(path), duration)
         pred = Prediction(str(path), self._label(proba), self._rounded(proba), tl)
         pred.duration = duration

@@ -15,7 +15,7 @@ What is labelled (decisions, see the README):
 * clips shorter than :data:`MIN_DURATION` (0.25 s) are refused with an :class:`~emoboost.audio.AudioError`:
   the shortest speech region the VAD keeps, and far above one encoder frame (20-25 ms), below which
   there is nothing to classify;
-* digital silence (RMS below -60 dBFS, :data:`emoboost.audio.SILENCE_DB`) is not classified: the result
+* digital silence (peak below -60 dBFS, :data:`emoboost.audio.SILENCE_DB`) is not classified: the result
   has ``silent: true``, ``label: null`` and no probabilities (a model fed silence still answers
   confidently, and that answer means nothing);
 * files longer than :data:`VAD_AUTO_SECONDS` (30 s, one Whisper encoder window) get voice activity
@@ -55,7 +55,7 @@ class Prediction:
     label: str | None
     probabilities: dict[str, float]
     timeline: list[dict] = field(default_factory=list)
-    silent: bool = False  # RMS below -60 dBFS: not classified
+    silent: bool = False  # peak below -60 dBFS: not classified
     duration: float | None = None  # seconds of audio read
     speech_seconds: float | None = None  # with VAD: seconds classified (None: the whole file was)
 
@@ -377,7 +377,7 @@ class Predictor:
         pred = self._predict_ssl(meter, str(path), timeline)
         if meter.samples < self.min_samples():
             raise too_short(path, meter.samples / sr, self.min_samples() / sr)
-        if meter.dbfs() < SILENCE_DB:
+        if meter.peak_dbfs() < SILENCE_DB:
             return silent_prediction(str(path), meter.samples / sr)
         return pred
 
@@ -490,7 +490,7 @@ def predict_regions(
         duration = meter.samples / sr
         if meter.samples < MIN_DURATION * sr:
             raise too_short(path, duration)
-        if meter.dbfs() < SILENCE_DB:
+        if meter.peak_dbfs() < SILENCE_DB:
             return silent_prediction(str(path), duration)
     else:
         duration = audio_info(path)[0]
@@ -646,18 +646,24 @@ def expand_inputs(items: Iterable[str | Path]) -> tuple[list[Path], list[tuple[s
 # helpers
 # ------------------------------------------------------------------------------------------------
 class _Meter:
-    """Passes blocks through, counting samples and their energy (file-level silence in one pass)."""
+    """Passes blocks through, counting samples, their energy and peak (file-level silence in one pass)."""
 
     def __init__(self, blocks: Iterable[np.ndarray]):
         self.blocks = blocks
         self.samples = 0
         self.energy = 0.0
+        self.peak = 0.0
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for b in self.blocks:
             self.samples += len(b)
             self.energy += float(np.square(b, dtype=np.float64).sum())
+            if len(b):
+                self.peak = max(self.peak, float(np.abs(b).max()))
             yield b
+
+    def peak_dbfs(self) -> float:
+        return 20.0 * math.log10(self.peak) if self.peak > 0 else -math.inf
 
     def dbfs(self) -> float:
         ms = self.energy / self.samples if self.samples else 0.0
@@ -745,7 +751,7 @@ def add_args(parser):
                         help="timeline plot: a .png path for one input, else a folder (<name>.timeline.png per file)")
     parser.add_argument("--upstream", help="override where the encoder is loaded from (must match its fingerprint)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    parser.epilog = (f"Clips shorter than {MIN_DURATION:g} s are refused; digital silence (RMS below "
+    parser.epilog = (f"Clips shorter than {MIN_DURATION:g} s are refused; digital silence (peak below "
                      f"{SILENCE_DB:g} dBFS) is reported as silent with no label. A bad input is reported on "
                      f"stderr (one line) and the others still run; the exit code is then 1.")
     return parser
@@ -796,7 +802,7 @@ def _file_fields(classes: list[str]) -> list[str]:
 
 def _text_line(d: dict) -> str:
     if d["silent"]:
-        return f"{d['path']}\t(silent)\tRMS below {SILENCE_DB:g} dBFS: not classified"
+        return f"{d['path']}\t(silent)\tpeak below {SILENCE_DB:g} dBFS: not classified"
     if d["label"] is None:
         return f"{d['path']}\t(no speech)\tVAD found no speech in {d.get('duration', 0):.1f} s"
     probs = "  ".join(f"{c}={p:.3f}" for c, p in sorted(d["probabilities"].items(), key=lambda kv: -kv[1]))

@@ -255,3 +255,16 @@ def test_entries_are_validated_on_read(tmp_path):
     assert c.get_or_compute("mfcc-k", "abcd1234", lambda: np.ones((2, 3), np.float32)).sum() == 6
     c.put("mfcc-k", "abcd1235", np.zeros((0,), dtype=np.float32))
     assert c.get("mfcc-k", "abcd1235") is None
+
+
+def test_skipped_warning_names_a_few_files_not_all(caplog):
+    import logging
+
+    from emoboost.features.cache import warn_skipped
+
+    with caplog.at_level(logging.WARNING):
+        warn_skipped([(f"/c/{i}.wav", "digital silence") for i in range(1000)])
+    (rec,) = caplog.records
+    msg = rec.getMessage()
+    assert msg.startswith("skipped 1000 unusable file(s): /c/0.wav: digital silence")
+    assert "/c/4.wav" in msg and "/c/5.wav" not in msg and "995 more" in msg

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from emoboost.audio import SAMPLE_RATE, AudioError, Segmenting, load_audio, segment
-from emoboost.features.cache import FeatureCache, feature_key, iter_utterances, params_fingerprint
+from emoboost.features.cache import (
+    FeatureCache,
+    feature_key,
+    iter_utterances,
+    params_fingerprint,
+    warn_skipped,
+)
 
 if TYPE_CHECKING:
     from emoboost.data.manifest import Manifest
@@ -210,6 +216,5 @@ def extract_acoustic(
         arr = segment_features(wav, segmenting, kind, **params).astype(np.float32)
         cache.put(key, h, arr)
         out[utt.id] = arr
-    if skipped:
-        log.warning("skipped %d unusable file(s): %s", len(skipped), "; ".join(f"{p}: {m}" for p, m in skipped))
+    warn_skipped(skipped)
     return out, skipped

@@ -260,6 +260,15 @@ def extract_ssl(
             flush()
     flush()
     out = {u.id: out[u.id] for u in manifest if u.id in out}  # manifest order
-    if skipped:
-        log.warning("skipped %d unusable file(s): %s", len(skipped), "; ".join(f"{p}: {m}" for p, m in skipped))
+    warn_skipped(skipped)
     return out, skipped
+
+
+def warn_skipped(skipped: list[tuple[str, str]], shown: int = 5) -> None:
+    """One warning line naming the first few unusable files; the full list goes to the run's
+    ``skipped.json`` or the extraction summary (thousands of bad files must not make one huge line)."""
+    if not skipped:
+        return
+    more = f"; and {len(skipped) - shown} more (listed in full in skipped.json or the summary)" if len(skipped) > shown else ""
+    log.warning("skipped %d unusable file(s): %s%s", len(skipped),
+                "; ".join(f"{p}: {m}" for p, m in skipped[:shown]), more)

@@ -37,7 +37,7 @@ import numpy as np
 
 from emoboost.audio import AudioError, Segmenting, content_hash, load_audio, segment
 from emoboost.features.cache import atomic_write_file as _atomic_write
-from emoboost.features.cache import feature_key, to_float16
+from emoboost.features.cache import feature_key, to_float16, warn_skipped
 
 if TYPE_CHECKING:
     from emoboost.data.manifest import Manifest, Utterance
@@ -466,8 +466,7 @@ def extract_to_store(
     rep.hashes = {u.id: rep.hashes[u.id] for u in manifest if u.id in rep.hashes}  # manifest order
     rep.kept = {u: rep.kept[u] for u in rep.hashes if u in rep.kept}
     rep.wall_s = time.perf_counter() - t0
-    if rep.skipped:
-        log.warning("skipped %d unusable file(s): %s", len(rep.skipped), "; ".join(f"{p}: {m}" for p, m in rep.skipped))
+    warn_skipped(rep.skipped)
     return rep
 
 

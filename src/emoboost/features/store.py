@@ -601,10 +601,10 @@ class StoreSource(SSLSource):
         return st
 
     def num_samples(self, i: int) -> int:
-        return int(self._samples[i]) if hasattr(self, "_samples") else self.stats(i).num_samples
+        return int(self._samples[i])
 
     def num_frames(self, i: int) -> int:
-        return int(self._frames[i]) if hasattr(self, "_frames") else self.stats(i).num_frames
+        return int(self._frames[i])
 
     def pooled(self, idx: Sequence[int] | np.ndarray, layers: Sequence[int], std: bool = False) -> np.ndarray:
         layers = [int(v) for v in layers]

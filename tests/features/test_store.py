@@ -251,3 +251,18 @@ def test_array_source_segments_match_old_layout():
     win, seg_utt = view.segments([0, 1])
     assert seg_utt.tolist() == [0, 1, 1, 1]
     assert np.array_equal(win[np.arange(4)], np.concatenate(arrs).astype(np.float32))
+
+
+def test_segments_of_a_subset_follow_the_view_order():
+    """Windows come grouped by the view's utterances, in the view's order, whatever the source order."""
+    rng = np.random.default_rng(0)
+    frames = [rng.standard_normal((2, t, 4)).astype(np.float32) for t in (400, 120, 260, 30)]
+    src = ArraySource(frames, frame_rate=50.0)
+    view = SSLView(src).subset([2, 0, 3])
+    win, owner = view.segments([1], seg=Segmenting(3.0))
+    counts = [Segmenting(3.0).num_segments(src.num_samples(u)) for u in (2, 0, 3)]
+    assert owner.tolist() == [j for j, c in enumerate(counts) for _ in range(c)]
+    assert win.utt.tolist() == [u for u, c in zip((2, 0, 3), counts) for _ in range(c)]
+    np.testing.assert_array_equal(win[0][0], frames[2][1, :150])  # first window of utterance 2
+    capped, owner2 = view.segments([1], seg=Segmenting(3.0), max_per_utt=1)
+    assert owner2.tolist() == [0, 1, 2] and capped.starts.tolist() == [0, 0, 0]

@@ -725,15 +725,21 @@ class SSLView:
         """
         seg = seg or self.source.segmenting
         seg_utt_all, starts_all = self.source.segment_index(seg)
-        pos = {int(u): j for j, u in enumerate(self.idx)}
-        order = [np.flatnonzero(seg_utt_all == u) for u in self.idx]
-        if max_per_utt:
-            order = [o[np.linspace(0, len(o) - 1, max_per_utt).round().astype(int)] if len(o) > max_per_utt else o
-                     for o in order]
-        sel = np.concatenate(order) if order else np.zeros(0, dtype=int)
+        # segment_index lists each utterance's windows contiguously, in source order: utterance u owns
+        # rows first[u] .. first[u] + count[u] (linear in the corpus, however many utterances a view has)
+        count = np.bincount(seg_utt_all, minlength=len(self.source))
+        first = np.concatenate([[0], np.cumsum(count)[:-1]])
+        order = []
+        for u in self.idx:
+            o = first[u] + np.arange(count[u])
+            if max_per_utt and len(o) > max_per_utt:
+                o = o[np.linspace(0, len(o) - 1, max_per_utt).round().astype(int)]
+            order.append(o)
+        sel = np.concatenate(order).astype(int) if order else np.zeros(0, dtype=int)
+        owner = np.repeat(np.arange(len(self.idx)), [len(o) for o in order]) if order else np.zeros(0, dtype=int)
         win = WindowArray(self.source, seg_utt_all[sel], starts_all[sel], self.source.window_frames(seg),
                           list(layers), squeeze)
-        return win, np.array([pos[int(u)] for u in seg_utt_all[sel]], dtype=int)
+        return win, owner.astype(int)
 
 
 class WindowArray:

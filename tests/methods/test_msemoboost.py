@@ -496,6 +496,22 @@ def test_masked_padded_frames_cannot_change_the_output(enh):
         assert float(w[2, 0, 1:].abs().max()) == 0.0  # window 2 has one real frame
 
 
+@pytest.mark.parametrize("enh", ["linear", "softmax", "bounded"])
+def test_a_window_with_no_real_frame_gives_finite_outputs(enh):
+    """A clip a few ms over 3 s has a last window with 0 real frames; masking it entirely gave a
+    NaN softmax, NaN losses and a model that predicts one class."""
+    data = padded_windows(1)
+    m, batch = built(data, guidance="both", layer=1, mask_padding=True, enh=enh)
+    valid = batch["valid"].clone()
+    valid[2] = 0
+    with torch.no_grad():
+        m.module_.enhance.weight.normal_(0, 1.0)
+        out = m.module_(**{**batch, "valid": valid})
+        w = m.module_.enhancement(batch["ssl"], batch["mfcc"], batch["spec"], valid)
+    assert torch.isfinite(out).all() and torch.isfinite(w).all()
+    assert float(w[2, 0, 1:].abs().max()) == 0.0  # it keeps its first frame only
+
+
 def test_guidance_weight_decay_gets_its_own_parameter_group():
     data = utterances([1, 2], 2, 12, 8, 64, bins=64)
     m, _ = built(data, guidance="both", layer=0, guidance_weight_decay=0.1)

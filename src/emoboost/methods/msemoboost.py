@@ -346,11 +346,13 @@ class MSEmoBoostNet(nn.Module):
 
         With ``mask_padding``, ``valid`` [B] = real frames per window: padded frames get weight 0
         (uniform and residual weights become 1/valid; softmax weights renormalise over real frames).
+        A window with no real frame (the last one of a clip a few ms over a multiple of 3 s) keeps its
+        first frame, as the unmasked model does: an all-masked softmax would be NaN.
         """
         b = ssl.shape[0]
         mask = None
         if self.mask_padding:
-            v = _need(valid, "valid").reshape(b, 1)
+            v = _need(valid, "valid").reshape(b, 1).clamp(min=1)
             mask = (torch.arange(self.frames, device=ssl.device)[None, :] < v).to(ssl.dtype).unsqueeze(1)  # [B,1,T']
             uniform = mask / v.clamp(min=1).unsqueeze(1)
         else:

@@ -88,8 +88,11 @@ TABLES: dict[str, dict] = {
         f"logreg=logreg:layer={L}",
         f"none=msemoboost:guidance=none,layer={L},{EP}",
         f"bounded=msemoboost:guidance=both,layer={L},freeze_alexnet=true,enh=bounded,{EP}",
-        f"small=msemoboost:{SMALL},layer={L},{EP}"],
-        "paired": [("bounded", "none"), ("small", "none"), ("bounded", "logreg")]},
+        f"small=msemoboost:{SMALL},layer={L},{EP}",
+        # the small variant's fair baseline: the same masking of padded frames, uniform weights
+        f"none-masked=msemoboost:guidance=none,mask_padding=true,layer={L},{EP}"],
+        "paired": [("bounded", "none"), ("small", "none"), ("small", "none-masked"), ("none-masked", "none"),
+                   ("small", "logreg")]},
     "msemoboost-seeds-last-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "seeds": [0, 1, 2], "methods": [
         "logreg=logreg:layer=6",
         f"none=msemoboost:guidance=none,layer=6,{EP}",

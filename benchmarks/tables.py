@@ -93,6 +93,12 @@ TABLES: dict[str, dict] = {
         f"none-masked=msemoboost:guidance=none,mask_padding=true,layer={L},{EP}"],
         "paired": [("bounded", "none"), ("small", "none"), ("small", "none-masked"), ("none-masked", "none"),
                    ("small", "logreg")]},
+    "msemoboost-small-last-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "methods": [
+        "logreg=logreg:layer=6",
+        f"none=msemoboost:guidance=none,layer=6,{EP}",
+        f"none-masked=msemoboost:guidance=none,mask_padding=true,layer=6,{EP}",
+        f"small=msemoboost:{SMALL},layer=6,{EP}"],
+        "paired": [("small", "none-masked"), ("none-masked", "none"), ("small", "logreg")]},
     "msemoboost-seeds-last-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "seeds": [0, 1, 2], "methods": [
         "logreg=logreg:layer=6",
         f"none=msemoboost:guidance=none,layer=6,{EP}",

@@ -25,6 +25,22 @@ SMALL = ("guidance=both,freeze_alexnet=true,enh=bounded,guidance_hidden=16,branc
          "guidance_weight_decay=0.01,mask_padding=true")
 SSL_CNN = f"ssl-cnn=ssl_cnn:layer={L},proj_dim=64,pool=[2,2],head=global,max_epochs=20,patience=8"
 
+
+def ms_rows(layer: int | str, *names: str) -> list[str]:
+    """Issue-10 rows by name at one encoder layer: MS-EmoBoost variants, their own SSL-only baselines
+    (``none``: uniform weights = mean pooling -> linear on the same windows; ``none-masked``: over real
+    frames only, the small variant's fair baseline) and the pooled store baseline ``logreg``."""
+    specs = {
+        "logreg": "logreg:layer={l}",
+        "none": "msemoboost:guidance=none,layer={l},{ep}",
+        "paper": "msemoboost:guidance=both,layer={l},freeze_alexnet=true,{ep}",
+        "softmax": "msemoboost:guidance=both,layer={l},freeze_alexnet=true,enh=softmax,{ep}",
+        "bounded": "msemoboost:guidance=both,layer={l},freeze_alexnet=true,enh=bounded,{ep}",
+        "small": "msemoboost:{small},layer={l},{ep}",
+        "none-masked": "msemoboost:guidance=none,mask_padding=true,layer={l},{ep}",
+    }
+    return [f"{n}=" + specs[n].format(l=layer, ep=EP, small=SMALL) for n in names]
+
 TABLES: dict[str, dict] = {
     # --- the feature store (utterance-level pooling of each clip's own frames) ---------------------
     "store-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "methods": [
@@ -69,41 +85,25 @@ TABLES: dict[str, dict] = {
     # --- issue 10: normalised enhancement on the feature store's frames (3 s windows of each clip's own
     # frames), every row against MS-EmoBoost's own SSL-only baseline (guidance=none: uniform weights =
     # mean pooling -> linear, on the same windows) and the strongest store baseline (logreg, pooled) ------
-    "msemoboost-enh-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "methods": [
-        f"logreg=logreg:layer={L}",
-        f"none=msemoboost:guidance=none,layer={L},{EP}",
-        f"paper=msemoboost:guidance=both,layer={L},freeze_alexnet=true,{EP}",
-        f"softmax=msemoboost:guidance=both,layer={L},freeze_alexnet=true,enh=softmax,{EP}",
-        f"bounded=msemoboost:guidance=both,layer={L},freeze_alexnet=true,enh=bounded,{EP}"],
-        "paired": [("paper", "none"), ("softmax", "none"), ("bounded", "none"), ("bounded", "logreg")]},
+    "msemoboost-enh-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"],
+                             "methods": ms_rows(L, "logreg", "none", "paper", "softmax", "bounded"),
+                             "paired": [("paper", "none"), ("softmax", "none"), ("bounded", "none"),
+                                        ("bounded", "logreg")]},
     # the paper's regime: the encoder's last layer (Whisper-base hidden state 6), where SSL-only is weaker
-    "msemoboost-enh-last-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "methods": [
-        "logreg=logreg:layer=6",
-        f"none=msemoboost:guidance=none,layer=6,{EP}",
-        f"paper=msemoboost:guidance=both,layer=6,freeze_alexnet=true,{EP}",
-        f"bounded=msemoboost:guidance=both,layer=6,freeze_alexnet=true,enh=bounded,{EP}"],
-        "paired": [("paper", "none"), ("bounded", "none"), ("bounded", "logreg")]},
+    "msemoboost-enh-last-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"],
+                                  "methods": ms_rows(6, "logreg", "none", "paper", "bounded"),
+                                  "paired": [("paper", "none"), ("bounded", "none"), ("bounded", "logreg")]},
     # 3 seeds × 10 folds for the rows the verdict rests on (seed 0 equals the tables above)
-    "msemoboost-seeds-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "seeds": [0, 1, 2], "methods": [
-        f"logreg=logreg:layer={L}",
-        f"none=msemoboost:guidance=none,layer={L},{EP}",
-        f"bounded=msemoboost:guidance=both,layer={L},freeze_alexnet=true,enh=bounded,{EP}",
-        f"small=msemoboost:{SMALL},layer={L},{EP}",
-        # the small variant's fair baseline: the same masking of padded frames, uniform weights
-        f"none-masked=msemoboost:guidance=none,mask_padding=true,layer={L},{EP}"],
-        "paired": [("bounded", "none"), ("small", "none"), ("small", "none-masked"), ("none-masked", "none"),
-                   ("small", "logreg")]},
-    "msemoboost-small-last-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "methods": [
-        "logreg=logreg:layer=6",
-        f"none=msemoboost:guidance=none,layer=6,{EP}",
-        f"none-masked=msemoboost:guidance=none,mask_padding=true,layer=6,{EP}",
-        f"small=msemoboost:{SMALL},layer=6,{EP}"],
-        "paired": [("small", "none-masked"), ("none-masked", "none"), ("small", "logreg")]},
-    "msemoboost-seeds-last-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "seeds": [0, 1, 2], "methods": [
-        "logreg=logreg:layer=6",
-        f"none=msemoboost:guidance=none,layer=6,{EP}",
-        f"bounded=msemoboost:guidance=both,layer=6,freeze_alexnet=true,enh=bounded,{EP}"],
-        "paired": [("bounded", "none"), ("bounded", "logreg")]},
+    "msemoboost-seeds-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "seeds": [0, 1, 2],
+                               "methods": ms_rows(L, "logreg", "none", "bounded", "small", "none-masked"),
+                               "paired": [("bounded", "none"), ("small", "none"), ("small", "none-masked"),
+                                          ("none-masked", "none"), ("small", "logreg")]},
+    "msemoboost-small-last-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"],
+                                    "methods": ms_rows(6, "logreg", "none", "none-masked", "small"),
+                                    "paired": [("small", "none-masked"), ("none-masked", "none"), ("small", "logreg")]},
+    "msemoboost-seeds-last-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "seeds": [0, 1, 2],
+                                    "methods": ms_rows(6, "logreg", "none", "bounded"),
+                                    "paired": [("bounded", "none"), ("bounded", "logreg")]},
     "short-segments-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "segments": [2.0, 1.0],
                              "methods": [SSL_CNN]},
     "spec-cnn-emodb": {"corpus": "emodb", "methods": [

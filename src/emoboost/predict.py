@@ -27,14 +27,22 @@ What is labelled (decisions, see the README):
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from emoboost.audio import SAMPLE_RATE, SILENCE_DB, AudioError, Segmenting, audio_info, is_silent, load_audio
+from emoboost.audio import (
+    SAMPLE_RATE,
+    SILENCE_DB,
+    AudioError,
+    Segmenting,
+    audio_info,
+    is_silent,
+    load_audio,
+    peak_dbfs,
+)
 from emoboost.methods import Method, UtteranceSet
 
 CHUNK_SEGMENTS = 16
@@ -646,28 +654,22 @@ def expand_inputs(items: Iterable[str | Path]) -> tuple[list[Path], list[tuple[s
 # helpers
 # ------------------------------------------------------------------------------------------------
 class _Meter:
-    """Passes blocks through, counting samples, their energy and peak (file-level silence in one pass)."""
+    """Passes blocks through, counting samples and their peak (file-level silence in one pass)."""
 
     def __init__(self, blocks: Iterable[np.ndarray]):
         self.blocks = blocks
         self.samples = 0
-        self.energy = 0.0
         self.peak = 0.0
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for b in self.blocks:
             self.samples += len(b)
-            self.energy += float(np.square(b, dtype=np.float64).sum())
             if len(b):
                 self.peak = max(self.peak, float(np.abs(b).max()))
             yield b
 
     def peak_dbfs(self) -> float:
-        return 20.0 * math.log10(self.peak) if self.peak > 0 else -math.inf
-
-    def dbfs(self) -> float:
-        ms = self.energy / self.samples if self.samples else 0.0
-        return 10.0 * math.log10(ms) if ms > 0 else -math.inf
+        return peak_dbfs(np.float64(self.peak))
 
 
 def limit_heap_growth(threshold: int = 4 << 20) -> bool:

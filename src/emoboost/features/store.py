@@ -326,7 +326,6 @@ class ExtractReport:
     samples: dict[str, int] = field(default_factory=dict)  # utt id -> samples of audio (always; a few bytes each)
     frames: dict[str, int] = field(default_factory=dict)  # utt id -> stored frames (always)
     # with keep_layers: utt id -> (mean, std) [k, D] float32 of those layers only, so memory is N × k × D
-    kept_layers: tuple[int, ...] = ()
     kept: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
     computed: int = 0
@@ -408,7 +407,6 @@ def extract_to_store(
     t0 = time.perf_counter()
     rep = ExtractReport()
     keep = [int(v) for v in keep_layers] if keep_layers is not None else None
-    rep.kept_layers = tuple(keep or ())
 
     def note(uid: str, st: Stats) -> None:
         rep.samples[uid], rep.frames[uid] = st.num_samples, st.num_frames
@@ -579,9 +577,9 @@ class StoreSource(SSLSource):
         self.frame_layers = store.spec.frame_layers(self.num_layers)
         if segmenting is not None:
             self.segmenting = segmenting
-        if num_samples is None or num_frames is None:
-            sts = [self.stats(i) for i in range(len(self.hashes))]  # one entry at a time; only sizes are kept
-            num_samples, num_frames = [st.num_samples for st in sts], [st.num_frames for st in sts]
+        if num_samples is None or num_frames is None:  # read one entry at a time; only its sizes are kept
+            sizes = [(st.num_samples, st.num_frames) for st in map(self.stats, range(len(self.hashes)))]
+            num_samples, num_frames = [n for n, _ in sizes], [t for _, t in sizes]
         self._samples = np.asarray(num_samples, dtype=np.int64)
         self._frames = np.asarray(num_frames, dtype=np.int64)
         self.kept_layers = tuple(int(v) for v in kept_layers) if kept else ()

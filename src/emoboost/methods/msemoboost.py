@@ -354,7 +354,7 @@ class MSEmoBoostNet(nn.Module):
         if self.mask_padding:
             v = _need(valid, "valid").reshape(b, 1).clamp(min=1)
             mask = (torch.arange(self.frames, device=ssl.device)[None, :] < v).to(ssl.dtype).unsqueeze(1)  # [B,1,T']
-            uniform = mask / v.clamp(min=1).unsqueeze(1)
+            uniform = mask / v.unsqueeze(1)
         else:
             uniform = ssl.new_full((b, 1, self.frames), 1.0 / self.frames)
         if self.guidance == "none":

@@ -26,10 +26,11 @@ SMALL = ("guidance=both,freeze_alexnet=true,enh=bounded,guidance_hidden=16,branc
 SSL_CNN = f"ssl-cnn=ssl_cnn:layer={L},proj_dim=64,pool=[2,2],head=global,max_epochs=20,patience=8"
 
 
-def ms_rows(layer: int | str, *names: str) -> list[str]:
+def ms_rows(layer: int | str, *names: str, finetune_top: int = 0) -> list[str]:
     """Issue-10 rows by name at one encoder layer: MS-EmoBoost variants, their own SSL-only baselines
     (``none``: uniform weights = mean pooling -> linear on the same windows; ``none-masked``: over real
-    frames only, the small variant's fair baseline) and the pooled store baseline ``logreg``."""
+    frames only, the small variant's fair baseline) and the pooled store baseline ``logreg``.
+    ``finetune_top=k`` trains the encoder's top k layers with each MS-EmoBoost row (row names get ``ftK-``)."""
     specs = {
         "logreg": "logreg:layer={l}",
         "none": "msemoboost:guidance=none,layer={l},{ep}",
@@ -39,7 +40,10 @@ def ms_rows(layer: int | str, *names: str) -> list[str]:
         "small": "msemoboost:{small},layer={l},{ep}",
         "none-masked": "msemoboost:guidance=none,mask_padding=true,layer={l},{ep}",
     }
-    return [f"{n}=" + specs[n].format(l=layer, ep=EP, small=SMALL) for n in names]
+    if not finetune_top:
+        return [f"{n}=" + specs[n].format(l=layer, ep=EP, small=SMALL) for n in names]
+    return [f"ft{finetune_top}-{n}=" + specs[n].format(l=layer, ep=EP, small=SMALL) + f",finetune_top={finetune_top}"
+            for n in names if n != "logreg"]
 
 TABLES: dict[str, dict] = {
     # --- the feature store (utterance-level pooling of each clip's own frames) ---------------------
@@ -104,6 +108,17 @@ TABLES: dict[str, dict] = {
     "msemoboost-seeds-last-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "seeds": [0, 1, 2],
                                     "methods": ms_rows(6, "logreg", "none", "bounded"),
                                     "paired": [("bounded", "none"), ("bounded", "logreg")]},
+    # the paper's regime with a fine-tuned encoder (its parent code fine-tunes wav2vec2): Whisper-tiny.en's
+    # last layer (hidden state 4), frozen vs its top layer trained with the head
+    "msemoboost-finetune-tiny-emodb": {"corpus": "emodb", "upstreams": ["whisper-tiny.en"],
+                                       "methods": [*ms_rows(4, "logreg", "none-masked", "small"),
+                                                   *ms_rows(4, "none-masked", "small", finetune_top=1)],
+                                       "paired": [("small", "none-masked"), ("ft1-none-masked", "none-masked"),
+                                                  ("ft1-small", "ft1-none-masked"), ("ft1-none-masked", "logreg")]},
+    # the second corpus: RAVDESS, 6 actor-disjoint folds, Whisper-base hidden state 3
+    "msemoboost-ravdess-store": {"corpus": "ravdess", "upstreams": ["whisper-base"],
+                                 "methods": ms_rows(L, "logreg", "none", "none-masked", "small"),
+                                 "paired": [("small", "none-masked"), ("none-masked", "none"), ("small", "logreg")]},
     "short-segments-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "segments": [2.0, 1.0],
                              "methods": [SSL_CNN]},
     "spec-cnn-emodb": {"corpus": "emodb", "methods": [

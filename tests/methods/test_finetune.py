@@ -45,6 +45,22 @@ def test_the_copied_layers_reproduce_the_encoder(setup):
     np.testing.assert_allclose(out, frames[0][2], atol=2e-5)
 
 
+def test_padded_frames_do_not_leak_into_real_frames(setup):
+    d, _, frames, _ = setup
+    top = top_layers_from_upstream(str(d), 1, 2)
+    real = torch.from_numpy(frames[0][1][:20])[None]  # 20 real frames
+    x = torch.cat([real, torch.zeros(1, 10, real.shape[2])], dim=1)  # + 10 padded ones
+    y = x.clone()
+    y[:, 20:] = 5.0  # different padding
+    with torch.no_grad():
+        alone = top(real)[0]
+        a, b = top(x, torch.tensor([20.0]))[0, :20], top(y, torch.tensor([20.0]))[0, :20]
+        unmasked = top(x)[0, :20]
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a, alone, atol=2e-5, rtol=1e-4)
+    assert not torch.allclose(unmasked, alone, atol=1e-3)  # without the mask the padding does leak
+
+
 def test_finetune_top_trains_only_the_top_layers(setup, tmp_path):
     d, up, _, data = setup
     m = MSEmoBoost(["a", "b"], layer=-1, finetune_top=1, guidance="mfcc", lstm_hidden=4, branch_dim=8,

@@ -36,9 +36,18 @@ class TopLayers(nn.Module):
         self.layers = nn.ModuleList([WhisperEncoderLayer(cfg) for _ in range(last - first)])
         self.layer_norm = nn.LayerNorm(cfg.d_model) if last == total else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``valid`` [B] (optional) = real frames per window: padded frames are masked out as attention
+        keys, so they cannot leak into the real frames (their own outputs are ignored downstream)."""
+        mask = None
+        if valid is not None:
+            t = x.shape[1]
+            v = valid.reshape(-1, 1).clamp(min=1)
+            pad = torch.arange(t, device=x.device)[None, :] >= v  # [B, T] True = padded key
+            mask = torch.zeros(pad.shape, dtype=x.dtype, device=x.device).masked_fill(pad, torch.finfo(x.dtype).min)
+            mask = mask[:, None, None, :].expand(-1, 1, t, t)  # additive [B, 1, T, T]
         for layer in self.layers:
-            out = layer(x, None)
+            out = layer(x, mask)
             x = out[0] if isinstance(out, tuple) else out
         return self.layer_norm(x) if self.layer_norm is not None else x
 

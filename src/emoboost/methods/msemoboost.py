@@ -329,10 +329,10 @@ class MSEmoBoostNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(dim, n_classes)
 
-    def frames_of(self, ssl: torch.Tensor) -> torch.Tensor:
+    def frames_of(self, ssl: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         x = self.select(ssl) if self.weighted else ssl
         if self.top is not None:
-            x = self.top(x)
+            x = self.top(x, valid if self.mask_padding else None)
         if x.shape[1] != self.frames:
             raise ValueError(
                 f"model built for {self.frames} SSL frames per segment got {x.shape[1]} "
@@ -377,7 +377,7 @@ class MSEmoBoostNet(nn.Module):
     def embed(self, ssl: torch.Tensor, mfcc: torch.Tensor | None = None,
               spec: torch.Tensor | None = None, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Enhanced SSL feature X'_w = X_enh . X_w: [B, D]."""
-        x = self.frames_of(ssl)
+        x = self.frames_of(ssl, valid)
         return torch.bmm(self.enhancement(ssl, mfcc, spec, valid), x).squeeze(1)
 
     def forward(self, ssl: torch.Tensor, mfcc: torch.Tensor | None = None,

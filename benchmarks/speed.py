@@ -296,6 +296,13 @@ def import_seconds(cmd: list[str], env: dict) -> dict[str, float]:
 def part_c(run: Path, clip: Path, reps: int) -> dict:
     env = child_env()
     wdir = str(weights_dir(run))
+    # The deployable path (not timed): a final model from the same CV run (`train --from-run`: one head on
+    # all speakers, same layer), exported to ONNX. Head cost is negligible next to the encoder's, so it
+    # is compared with the same reference as the run dir's 10 fold heads.
+    export_dir = Path(tempfile.mkdtemp(prefix="emoboost-speed-onnx-"))
+    for cmd in (["train", "--from-run", str(run), "--out", str(export_dir / "final"), "--no-progress"],
+                ["export", str(export_dir / "final"), "--out", str(export_dir / "onnx")]):
+        subprocess.run([*emoboost_exe(), "--threads", "1", *cmd], check=True, env=env, stdout=subprocess.DEVNULL)
     cmds = {
         "help": [*emoboost_exe(), "--help"],
         "bare": [sys.executable, "-c", "pass"],
@@ -304,6 +311,7 @@ def part_c(run: Path, clip: Path, reps: int) -> dict:
                       "--weights", wdir, str(clip)],
         "reference_tf": [sys.executable, str(REPO / "benchmarks" / "minimal_predict.py"), "--run", str(run),
                          "--weights", wdir, "--transformers", str(clip)],
+        "predict_onnx": [*emoboost_exe(), "--threads", "1", "predict", str(export_dir / "onnx"), str(clip)],
     }
     res: dict = {k: [] for k in cmds}
     l0 = load()
@@ -312,19 +320,21 @@ def part_c(run: Path, clip: Path, reps: int) -> dict:
         order = names[i % len(names):] + names[: i % len(names)]
         for k in order:
             res[k].append(run_child_ru(cmds[k], env))
-    labels = {k: _label(res[k][0]["out"]) for k in ("predict", "reference", "reference_tf")}
-    if labels["predict"] is not None and labels["predict"] != labels["reference"]:
+    shutil.rmtree(export_dir)
+    labels = {k: _label(res[k][0]["out"]) for k in ("predict", "reference", "reference_tf", "predict_onnx")}
+    if len({v for v in labels.values() if v is not None}) > 1:
         raise SystemExit(f"predict and the reference disagree on {clip}: {labels}")
     summary = {k: {"wall_s": med([r["wall"] for r in v]), "cpu_s": med([r["cpu"] for r in v]),
                    "rss_mib": med([r["rss_mib"] for r in v])} for k, v in res.items()}
     pr = [a["cpu"] / b["cpu"] for a, b in zip(res["predict"], res["reference"])]
     pr_tf = [a["cpu"] / b["cpu"] for a, b in zip(res["predict"], res["reference_tf"])]
     pw = [a["wall"] / b["wall"] for a, b in zip(res["predict"], res["reference"])]
+    po = [a["cpu"] / b["cpu"] for a, b in zip(res["predict_onnx"], res["reference"])]
     imports = {"predict": import_seconds(["-m", "emoboost.cli", "--threads", "1", "predict", str(run), str(clip)], env),
                "reference": import_seconds(cmds["reference"][1:], env),
                "reference_tf": import_seconds(cmds["reference_tf"][1:], env)}
     return {"reps": reps, **summary, "predict_cpu_ratio": med(pr), "predict_wall_ratio": med(pw),
-            "predict_cpu_ratio_tf": med(pr_tf),
+            "predict_cpu_ratio_tf": med(pr_tf), "predict_onnx_cpu_ratio": med(po),
             "labels": labels, "imports_s": imports, "load_before": l0, "load_after": load()}
 
 
@@ -454,6 +464,11 @@ def table(r: dict) -> str:
             rows.append(f"| cold `emoboost predict RUN clip.wav` vs the same with transformers' WhisperEncoder | | "
                         f"{c['reference_tf']['wall_s']:.2f} s, {c['reference_tf']['cpu_s']:.2f} CPU-s "
                         f"(minimal_predict.py --transformers) | {c['predict_cpu_ratio_tf']:.2f}× CPU |")
+        if "predict_onnx" in c:
+            rows.append(f"| cold `emoboost predict EXPORT clip.wav` (the same run exported: onnxruntime, no torch) | "
+                        f"{c['predict_onnx']['wall_s']:.2f} s wall, {c['predict_onnx']['cpu_s']:.2f} CPU-s | "
+                        f"{c['reference']['cpu_s']:.2f} CPU-s (plain-torch reference) | "
+                        f"{c['predict_onnx_cpu_ratio']:.2f}× CPU |")
         im = c["imports_s"]
         rows.append("| of which imports (`-X importtime`, s by package) | " + ", ".join(
             f"{k} {v:.1f}" for k, v in im["predict"].items()) + " | " + ", ".join(

@@ -117,6 +117,21 @@ def test_changed_config_refused(finished_run):
         run_experiment(ExperimentConfig(**d))
 
 
+def test_folds_on_other_features_are_not_resumed(finished_run, tmp_path):
+    import shutil
+
+    cfg, _ = finished_run
+    out = tmp_path / "copy"
+    shutil.copytree(cfg.out_dir, out)
+    f = sorted((out / "folds").glob("fold*_seed*.json"))[1]
+    d = json.loads(f.read_text())
+    assert d["info"]["features"]  # each fold records the features it was computed on
+    d["info"]["features"] = "tiny-w2v2-0000000000000000"  # as if the weights behind the path had changed
+    f.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=f"{f.name}: this fold was computed on features tiny-w2v2-0000"):
+        run_experiment(ExperimentConfig(**dict(cfg.__dict__, out_dir=str(out))))
+
+
 def test_more_seeds_extend_a_finished_run(finished_run, tmp_path, monkeypatch):
     import shutil
 

@@ -162,6 +162,17 @@ def store_spec(cfg: ExperimentConfig, method) -> Any:
                      window=cfg.encoder_window, segmenting=cfg.segmenting)
 
 
+def check_finished_features(out: Path, fingerprint: str) -> None:
+    """Refuse to resume folds computed on other features (new weights behind the same upstream path or
+    name): their results cannot be mixed with new ones. Folds from before this record was kept pass."""
+    folds = out / "folds"
+    for p in sorted(folds.glob("fold*_seed*.json")) if folds.is_dir() else []:
+        got = json.loads(p.read_text()).get("info", {}).get("features")
+        if got and got != fingerprint:
+            raise ValueError(f"{p}: this fold was computed on features {got}, but the upstream now gives "
+                             f"{fingerprint} (its weights changed); choose another --out")
+
+
 def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any, list[tuple[str, str]], dict]:
     """Fill (or reuse) the feature store for the run -> (SSLView over the usable utterances, skipped, info)."""
     from emoboost.features.pipeline import open_store, store_num_layers
@@ -169,6 +180,7 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
 
     spec = store_spec(cfg, method)
     store, lazy = open_store(cfg.upstream, cfg.cache_dir, spec)
+    check_finished_features(Path(cfg.out_dir), store.fingerprint)  # before any extraction
     keep: list[int] | None = None
     if method.needs_frames():  # fail before spending: the layers the method reads must be stored
         n_layers = store_num_layers(store, manifest, lazy)
@@ -326,7 +338,8 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
             t_inf = time.perf_counter() - t2
             method_info = method.describe()
             n_params = method.num_parameters()
-            info_d = {"best_epoch": getattr(method, "best_epoch_", None), "method": method_info, "n_params": n_params}
+            info_d = {"best_epoch": getattr(method, "best_epoch_", None), "method": method_info, "n_params": n_params,
+                      "features": up_info.get("fingerprint")}
             r = FoldResult(fold.index, seed, list(fold.test_groups), test.ids, test.y.tolist(),
                            proba.argmax(1).tolist(), proba.round(6).tolist(),
                            {"fit_s": t_fit, "predict_s": t_inf}, info_d)

@@ -39,6 +39,7 @@ def ms_rows(layer: int | str, *names: str, finetune_top: int = 0) -> list[str]:
         "bounded": "msemoboost:guidance=both,layer={l},freeze_alexnet=true,enh=bounded,{ep}",
         "small": "msemoboost:{small},layer={l},{ep}",
         "none-masked": "msemoboost:guidance=none,mask_padding=true,layer={l},{ep}",
+        "small-loss": "msemoboost:{small},select=loss,layer={l},{ep}",  # early stopping on validation loss
     }
     if not finetune_top:
         return [f"{n}=" + specs[n].format(l=layer, ep=EP, small=SMALL) for n in names]
@@ -99,15 +100,19 @@ TABLES: dict[str, dict] = {
                                   "paired": [("paper", "none"), ("bounded", "none"), ("bounded", "logreg")]},
     # 3 seeds × 10 folds for the rows the verdict rests on (seed 0 equals the tables above)
     "msemoboost-seeds-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "seeds": [0, 1, 2],
-                               "methods": ms_rows(L, "logreg", "none", "bounded", "small", "none-masked"),
+                               "methods": ms_rows(L, "logreg", "none", "bounded", "small", "none-masked",
+                                                  "small-loss", "paper", "softmax"),
                                "paired": [("bounded", "none"), ("small", "none"), ("small", "none-masked"),
-                                          ("none-masked", "none"), ("small", "logreg")]},
+                                          ("none-masked", "none"), ("small", "logreg"), ("small-loss", "small"),
+                                          ("paper", "none"), ("softmax", "none")]},
     "msemoboost-small-last-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"],
                                     "methods": ms_rows(6, "logreg", "none", "none-masked", "small"),
                                     "paired": [("small", "none-masked"), ("none-masked", "none"), ("small", "logreg")]},
     "msemoboost-seeds-last-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "seeds": [0, 1, 2],
-                                    "methods": ms_rows(6, "logreg", "none", "bounded"),
-                                    "paired": [("bounded", "none"), ("bounded", "logreg")]},
+                                    "methods": ms_rows(6, "logreg", "none", "none-masked", "small", "bounded",
+                                                       "paper", "softmax"),
+                                    "paired": [("bounded", "none"), ("small", "none-masked"), ("none-masked", "none"),
+                                               ("paper", "none"), ("softmax", "none"), ("bounded", "logreg")]},
     # the paper's regime with a fine-tuned encoder (its parent code fine-tunes wav2vec2): Whisper-tiny.en's
     # last layer (hidden state 4), frozen vs its top layer trained with the head
     "msemoboost-finetune-tiny-emodb": {"corpus": "emodb", "upstreams": ["whisper-tiny.en"],
@@ -117,8 +122,15 @@ TABLES: dict[str, dict] = {
                                                   ("ft1-small", "ft1-none-masked"), ("ft1-none-masked", "logreg")]},
     # the second corpus: RAVDESS, 6 actor-disjoint folds, Whisper-base hidden state 3
     "msemoboost-ravdess-store": {"corpus": "ravdess", "upstreams": ["whisper-base"],
-                                 "methods": ms_rows(L, "logreg", "none", "none-masked", "small"),
-                                 "paired": [("small", "none-masked"), ("none-masked", "none"), ("small", "logreg")]},
+                                 "methods": ms_rows(L, "logreg", "none", "none-masked", "small", "bounded", "paper",
+                                                    "softmax"),
+                                 "paired": [("small", "none-masked"), ("none-masked", "none"), ("small", "logreg"),
+                                            ("bounded", "none"), ("paper", "none"), ("softmax", "none")]},
+    "msemoboost-ravdess-last": {"corpus": "ravdess", "upstreams": ["whisper-base"],
+                                "methods": ms_rows(6, "logreg", "none", "none-masked", "small", "bounded", "paper",
+                                                   "softmax"),
+                                "paired": [("small", "none-masked"), ("none-masked", "none"), ("small", "logreg"),
+                                           ("bounded", "none"), ("paper", "none"), ("softmax", "none")]},
     "short-segments-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "segments": [2.0, 1.0],
                              "methods": [SSL_CNN]},
     "spec-cnn-emodb": {"corpus": "emodb", "methods": [

@@ -33,6 +33,7 @@ def ms_rows(layer: int | str, *names: str, finetune_top: int = 0) -> list[str]:
     ``finetune_top=k`` trains the encoder's top k layers with each MS-EmoBoost row (row names get ``ftK-``)."""
     specs = {
         "logreg": "logreg:layer={l}",
+        "logreg-fusion": "logreg:layer=[2,3,4]",  # the strongest inductive store baseline (section 0)
         "none": "msemoboost:guidance=none,layer={l},{ep}",
         "paper": "msemoboost:guidance=both,layer={l},freeze_alexnet=true,{ep}",
         "softmax": "msemoboost:guidance=both,layer={l},freeze_alexnet=true,enh=softmax,{ep}",
@@ -100,7 +101,7 @@ TABLES: dict[str, dict] = {
                                   "paired": [("paper", "none"), ("bounded", "none"), ("bounded", "logreg")]},
     # 3 seeds × 10 folds for the rows the verdict rests on (seed 0 equals the tables above)
     "msemoboost-seeds-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "seeds": [0, 1, 2],
-                               "methods": ms_rows(L, "logreg", "none", "bounded", "small", "none-masked",
+                               "methods": ms_rows(L, "logreg", "logreg-fusion", "none", "bounded", "small", "none-masked",
                                                   "small-loss", "paper", "softmax"),
                                "paired": [("bounded", "none"), ("small", "none"), ("small", "none-masked"),
                                           ("none-masked", "none"), ("small", "logreg"), ("small-loss", "small"),
@@ -109,7 +110,7 @@ TABLES: dict[str, dict] = {
                                     "methods": ms_rows(6, "logreg", "none", "none-masked", "small"),
                                     "paired": [("small", "none-masked"), ("none-masked", "none"), ("small", "logreg")]},
     "msemoboost-seeds-last-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "seeds": [0, 1, 2],
-                                    "methods": ms_rows(6, "logreg", "none", "none-masked", "small", "bounded",
+                                    "methods": ms_rows(6, "logreg", "logreg-fusion", "none", "none-masked", "small", "bounded",
                                                        "paper", "softmax"),
                                     "paired": [("bounded", "none"), ("small", "none-masked"), ("none-masked", "none"),
                                                ("paper", "none"), ("softmax", "none"), ("bounded", "logreg")]},
@@ -122,12 +123,12 @@ TABLES: dict[str, dict] = {
                                                   ("ft1-small", "ft1-none-masked"), ("ft1-none-masked", "logreg")]},
     # the second corpus: RAVDESS, 6 actor-disjoint folds, Whisper-base hidden state 3
     "msemoboost-ravdess-store": {"corpus": "ravdess", "upstreams": ["whisper-base"],
-                                 "methods": ms_rows(L, "logreg", "none", "none-masked", "small", "bounded", "paper",
+                                 "methods": ms_rows(L, "logreg", "logreg-fusion", "none", "none-masked", "small", "bounded", "paper",
                                                     "softmax"),
                                  "paired": [("small", "none-masked"), ("none-masked", "none"), ("small", "logreg"),
                                             ("bounded", "none"), ("paper", "none"), ("softmax", "none")]},
     "msemoboost-ravdess-last": {"corpus": "ravdess", "upstreams": ["whisper-base"],
-                                "methods": ms_rows(6, "logreg", "none", "none-masked", "small", "bounded", "paper",
+                                "methods": ms_rows(6, "logreg", "logreg-fusion", "none", "none-masked", "small", "bounded", "paper",
                                                    "softmax"),
                                 "paired": [("small", "none-masked"), ("none-masked", "none"), ("small", "logreg"),
                                            ("bounded", "none"), ("paper", "none"), ("softmax", "none")]},

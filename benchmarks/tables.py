@@ -148,6 +148,82 @@ TABLES: dict[str, dict] = {
 }
 
 
+# --- one combined MS-EmoBoost table (issue 10) from the run directories of the tables above -----------
+COMBINED = [  # (regime, table): every finished row of each table, in this order
+    ("EmoDB, Whisper-base hidden state 3 (best layer)", "msemoboost-seeds-emodb"),
+    ("EmoDB, Whisper-base hidden state 6 (last layer)", "msemoboost-seeds-last-emodb"),
+    ("EmoDB, Whisper-tiny.en hidden state 4 (last layer), frozen vs top layer fine-tuned",
+     "msemoboost-finetune-tiny-emodb"),
+    ("RAVDESS, Whisper-base hidden state 3 (best layer)", "msemoboost-ravdess-store"),
+    ("RAVDESS, Whisper-base hidden state 6 (last layer)", "msemoboost-ravdess-last"),
+]
+LABELS = {
+    "logreg": "logreg, same layer (pooled store baseline)",
+    "logreg-fusion": "logreg, layers 2-4 (strongest inductive store baseline)",
+    "none": "uniform weights = own SSL-only baseline",
+    "none-masked": "uniform weights over real frames = own masked baseline",
+    "paper": "MS-EmoBoost, paper recipe (linear X_enh)",
+    "softmax": "MS-EmoBoost, enh=softmax",
+    "bounded": "MS-EmoBoost, enh=bounded",
+    "small": "MS-EmoBoost, small guidance (a priori; masked, bounded)",
+    "small-loss": "MS-EmoBoost, small guidance, select=loss",
+}
+# each MS-EmoBoost row is paired with the own baseline that sees the same frames
+OWN_BASELINE = {"paper": "none", "softmax": "none", "bounded": "none", "small": "none-masked",
+                "small-loss": "none-masked", "ft1-small": "ft1-none-masked", "ft1-none-masked": "none-masked"}
+
+
+def _label(name: str) -> str:
+    if name.startswith("ft"):
+        k, rest = name.split("-", 1)
+        return f"{LABELS[rest]}, top {k[2:]} layer(s) fine-tuned"
+    return LABELS[name]
+
+
+def combined_table(out_root: str = "runs") -> str:
+    """Markdown: one row per finished (regime, row) with UA mean ± std over its (fold, seed) units, and
+    the paired UA difference to its own baseline and to the pooled logreg baseline on the units both
+    finished (95 % percentile bootstrap, 10,000 resamples)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from emoboost.evaluation.paired import bootstrap_ci, fold_metrics
+
+    def cell(a: dict, b: dict | None) -> str:
+        if not b:
+            return ""
+        units = sorted(set(a) & set(b))
+        d = np.array([a[u] - b[u] for u in units])
+        lo, hi = bootstrap_ci(d)
+        return f"{d.mean():+.2f} [{lo:+.2f}, {hi:+.2f}], {int((d > 0).sum())}/{len(units)}"
+
+    lines: list[str] = []
+    for regime, table in COMBINED:
+        t = TABLES[table]
+        root = Path(out_root) / table
+        up = t["upstreams"][0]
+        runs = {}
+        for spec in t["methods"]:
+            name = spec.split("=", 1)[0]
+            d = root / f"{name}__{up}"
+            if (d / "summary.json").is_file():
+                runs[name] = fold_metrics(d, "UA")
+        if not runs:
+            continue
+        lines += [f"**{regime}** (`python benchmarks/tables.py {table}`)", "",
+                  "| row | units | UA % | A − own baseline: UA [95 % CI], A wins | A − logreg, same layer |",
+                  "|---|---|---|---|---|"]
+        for name, m in runs.items():
+            ua = np.array(list(m.values()))
+            base = OWN_BASELINE.get(name)
+            lines.append(f"| {_label(name)} | {len(m)} | {ua.mean():.2f} ± {ua.std():.2f} | "
+                         f"{cell(m, runs.get(base)) if base else ''} | "
+                         f"{cell(m, runs.get('logreg')) if name != 'logreg' else ''} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def commands(name: str, out_root: str = "runs", quick: bool = False) -> list[list[str]]:
     """The ``emoboost`` argument lists behind table ``name``."""
     t = TABLES[name]
@@ -178,7 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--print", action="store_true", help="print the command(s), run nothing")
     ap.add_argument("--out-root", default="runs")
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 folds, 2 epochs")
+    ap.add_argument("--combined", action="store_true",
+                    help="print the combined MS-EmoBoost table from the finished runs under --out-root")
     args = ap.parse_args(argv)
+    if args.combined:
+        print(combined_table(args.out_root))
+        return 0
     if args.list or not args.table:
         print("\n".join(TABLES))
         return 0

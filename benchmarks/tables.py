@@ -121,6 +121,13 @@ TABLES: dict[str, dict] = {
                                                    *ms_rows(4, "none-masked", "small", finetune_top=1)],
                                        "paired": [("small", "none-masked"), ("ft1-none-masked", "none-masked"),
                                                   ("ft1-small", "ft1-none-masked"), ("ft1-none-masked", "logreg")]},
+    # the paper's other weak-baseline regime: our own CPU-pretrained encoders (seed 0, random masking;
+    # pretrain them first: python benchmarks/ems.py --out runs/ems --seeds 0 --strategies random --stages pretrain),
+    # last hidden state
+    "msemoboost-own-emodb": {"corpus": "emodb",
+                             "upstreams": ["runs/ems/pretrain/mockingjay-random-s0", "runs/ems/pretrain/npc-random-s0"],
+                             "methods": ms_rows(-1, "logreg", "none", "none-masked", "small", "bounded"),
+                             "paired": [("small", "none-masked"), ("bounded", "none"), ("none-masked", "none")]},
     # the second corpus: RAVDESS, 6 actor-disjoint folds, Whisper-base hidden state 3
     "msemoboost-ravdess-store": {"corpus": "ravdess", "upstreams": ["whisper-base"],
                                  "methods": ms_rows(L, "logreg", "logreg-fusion", "none", "none-masked", "small", "bounded", "paper",
@@ -154,6 +161,7 @@ COMBINED = [  # (regime, table): every finished row of each table, in this order
     ("EmoDB, Whisper-base hidden state 6 (last layer)", "msemoboost-seeds-last-emodb"),
     ("EmoDB, Whisper-tiny.en hidden state 4 (last layer), frozen vs top layer fine-tuned",
      "msemoboost-finetune-tiny-emodb"),
+    ("EmoDB, own CPU-pretrained encoder, last hidden state", "msemoboost-own-emodb"),
     ("RAVDESS, Whisper-base hidden state 3 (best layer)", "msemoboost-ravdess-store"),
     ("RAVDESS, Whisper-base hidden state 6 (last layer)", "msemoboost-ravdess-last"),
 ]
@@ -199,18 +207,19 @@ def combined_table(out_root: str = "runs") -> str:
         return f"{d.mean():+.2f} [{lo:+.2f}, {hi:+.2f}], {int((d > 0).sum())}/{len(units)}"
 
     lines: list[str] = []
-    for regime, table in COMBINED:
+    for regime, table, up in [(r, t, u) for r, t in COMBINED for u in TABLES[t]["upstreams"]]:
         t = TABLES[table]
         root = Path(out_root) / table
-        up = t["upstreams"][0]
         runs = {}
         for spec in t["methods"]:
             name = spec.split("=", 1)[0]
-            d = root / f"{name}__{up}"
+            d = root / "".join(c if c.isalnum() or c in "-_.=" else "_" for c in f"{name}__{up}")  # as benchmark names it
             if (d / "summary.json").is_file():
                 runs[name] = fold_metrics(d, "UA")
         if not runs:
             continue
+        if len(t["upstreams"]) > 1:
+            regime = f"{regime}: {Path(up).name}"
         lines += [f"**{regime}** (`python benchmarks/tables.py {table}`)", "",
                   "| row | units | UA % | A − own baseline: UA [95 % CI], A wins | A − logreg, same layer |",
                   "|---|---|---|---|---|"]

@@ -250,8 +250,13 @@ def commands(name: str, out_root: str = "runs", quick: bool = False) -> list[lis
             argv.append("--quick")
         if t.get("seeds"):
             argv += ["--seeds", *map(str, t["seeds"])]
+        ups = t.get("upstreams") or []
         for a, b in t.get("paired", []):
-            argv += ["--paired", a, b]
+            if len(ups) > 1:  # one pair per upstream: entries are named "row @ upstream"
+                for up in ups:
+                    argv += ["--paired", f"{a} @ {up}", f"{b} @ {up}"]
+            else:
+                argv += ["--paired", a, b]
         cmds.append(argv + ["--methods", *t["methods"]])
     return cmds
 

@@ -184,7 +184,8 @@ OWN_BASELINE = {"paper": "none", "softmax": "none", "bounded": "none", "small": 
 def _label(name: str) -> str:
     if name.startswith("ft"):
         k, rest = name.split("-", 1)
-        return f"{LABELS[rest]}, top {k[2:]} layer(s) fine-tuned"
+        n = int(k[2:])
+        return f"{LABELS[rest]}, top {'layer' if n == 1 else f'{n} layers'} fine-tuned"
     return LABELS[name]
 
 

@@ -197,6 +197,7 @@ def combined_table(out_root: str = "runs") -> str:
 
     import numpy as np
 
+    from emoboost.benchmark import entry_dir_name
     from emoboost.evaluation.paired import bootstrap_ci, fold_metrics
 
     def cell(a: dict, b: dict | None) -> str:
@@ -214,7 +215,7 @@ def combined_table(out_root: str = "runs") -> str:
         runs = {}
         for spec in t["methods"]:
             name = spec.split("=", 1)[0]
-            d = root / "".join(c if c.isalnum() or c in "-_.=" else "_" for c in f"{name}__{up}")  # as benchmark names it
+            d = root / entry_dir_name(f"{name} @ {up}")
             if (d / "summary.json").is_file():
                 runs[name] = fold_metrics(d, "UA")
         if not runs:

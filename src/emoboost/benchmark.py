@@ -101,6 +101,11 @@ def _entry_names(args: argparse.Namespace) -> list[str]:
     return names
 
 
+def entry_dir_name(entry: str) -> str:
+    """The run directory name of a benchmark entry (``label @ upstream`` -> ``label__upstream``)."""
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in entry.replace(" @ ", "__"))
+
+
 def run(args: argparse.Namespace) -> int:
     from emoboost.runner import ExperimentConfig, default_cache_dir, run_experiment
 
@@ -119,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                 if accepts_param(get_method(name), "max_epochs"):
                     params = {"max_epochs": 2, **params}
             entry = label if up is None else f"{label} @ {up}"
-            safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in entry.replace(" @ ", "__"))
+            safe = entry_dir_name(entry)
             cfg = ExperimentConfig(
                 corpus=args.corpus, data_root=args.data_root, manifest=args.manifest, upstream=up, method=name,
                 method_params=params, protocol=args.protocol, n_folds=args.folds, seeds=list(args.seeds),

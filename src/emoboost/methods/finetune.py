@@ -39,13 +39,9 @@ class TopLayers(nn.Module):
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """``valid`` [B] (optional) = real frames per window: padded frames are masked out as attention
         keys, so they cannot leak into the real frames (their own outputs are ignored downstream)."""
-        mask = None
-        if valid is not None:
-            t = x.shape[1]
-            v = valid.reshape(-1, 1).clamp(min=1)
-            pad = torch.arange(t, device=x.device)[None, :] >= v  # [B, T] True = padded key
-            mask = torch.zeros(pad.shape, dtype=x.dtype, device=x.device).masked_fill(pad, torch.finfo(x.dtype).min)
-            mask = mask[:, None, None, :].expand(-1, 1, t, t)  # additive [B, 1, T, T]
+        from emoboost.upstreams.whisper import key_padding_mask
+
+        mask = key_padding_mask(valid.clamp(min=1), x.shape[1], x.dtype) if valid is not None else None
         for layer in self.layers:
             out = layer(x, mask)
             x = out[0] if isinstance(out, tuple) else out

@@ -95,6 +95,14 @@ def load_encoder(directory: str | Path, max_layer: int | None = None):
     return enc, config
 
 
+def key_padding_mask(lengths: torch.Tensor, t: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive attention mask [B, 1, 1, T] for Whisper encoder layers: keys at or past each row's
+    length get the dtype's minimum, so padded frames never reach the real ones."""
+    pad = torch.arange(t, device=lengths.device)[None] >= lengths.reshape(-1, 1)
+    return torch.zeros(pad.shape, dtype=dtype, device=lengths.device).masked_fill(pad, torch.finfo(dtype).min)[
+        :, None, None, :]
+
+
 class WhisperEncoderUpstream(Upstream):
     """Frame-level Whisper encoder: returns embeddings output + every layer (last after layer_norm).
 
@@ -186,11 +194,7 @@ class WhisperEncoderUpstream(Upstream):
             x = x * in_mask[:, None]
         x = F.gelu(enc.conv2(x)).permute(0, 2, 1)
         x = x + enc.embed_positions.weight[:t_out]
-        attn_mask = None
-        if padded:
-            keep = torch.arange(t_out, device=dev)[None] < out_lengths[:, None]  # [B, T']
-            attn_mask = torch.zeros(keep.shape, dtype=x.dtype, device=dev)
-            attn_mask = attn_mask.masked_fill(~keep, torch.finfo(x.dtype).min)[:, None, None, :]
+        attn_mask = key_padding_mask(out_lengths, t_out, x.dtype) if padded else None
         hidden = [x]
         for layer in enc.layers:  # layers 1..max_layer only when cut
             x = layer(x, attn_mask)

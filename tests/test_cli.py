@@ -281,3 +281,12 @@ def test_predict_export_serve_register_their_arguments_when_chosen():
 def test_predict_help_imports_no_torch_transformers_sklearn():
     mods = _imported_after("from emoboost.cli import main\ntry:\n    main(['predict', '--help'])\nexcept SystemExit:\n    pass")
     assert "emoboost" in mods and not mods & set(HEAVY), sorted(mods & set(HEAVY))
+
+
+def test_plots_are_opt_in():
+    from emoboost.cli import _experiment_dict, build_parser
+    from emoboost.runner import ExperimentConfig
+
+    assert ExperimentConfig().plots is False
+    assert "plots" not in _experiment_dict(build_parser().parse_args(["run", "--method", "svm"]))
+    assert _experiment_dict(build_parser().parse_args(["run", "--method", "svm", "--plots"]))["plots"] is True

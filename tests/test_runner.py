@@ -67,7 +67,7 @@ def _cfg(corpus, upstream_dir, out, cache, **kw) -> ExperimentConfig:
 @pytest.fixture(scope="module")
 def finished_run(corpus, upstream_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
-    cfg = _cfg(corpus, upstream_dir, tmp / "out", tmp / "cache", tsne=True)
+    cfg = _cfg(corpus, upstream_dir, tmp / "out", tmp / "cache", tsne=True, plots=True)
     return cfg, run_experiment(cfg)
 
 

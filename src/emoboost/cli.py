@@ -64,6 +64,8 @@ def _experiment_dict(args: argparse.Namespace) -> dict:
         cfg["tsne"] = False
     if getattr(args, "tsne", False) and not args.quick:
         cfg["tsne"] = True
+    if getattr(args, "plots", False):
+        cfg["plots"] = True
     if args.no_save_models:
         cfg["save_models"] = False
     if args.no_progress:
@@ -128,6 +130,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", help="feature cache (default $EMOBOOST_CACHE or ~/.cache/emoboost)")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 folds, 3 epochs, no t-SNE")
     p.add_argument("--tsne", action="store_true", help="also plot a t-SNE of the test embeddings (tsne.png)")
+    p.add_argument("--plots", action="store_true",
+                   help="also draw confusion.png (summary.md always has the matrix as a table); rerun a "
+                        "finished run with --plots to draw it in seconds")
     p.add_argument("--no-save-models", action="store_true")
     p.add_argument("--no-progress", action="store_true")
 

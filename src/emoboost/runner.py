@@ -63,6 +63,7 @@ class ExperimentConfig:
     cache_dir: str = field(default_factory=default_cache_dir)
     save_models: bool = True
     tsne: bool = False  # opt-in (--tsne): the plot costs more than fitting a pooled probe
+    plots: bool = False  # opt-in (--plots): confusion.png; summary.md always has the matrix as a table
     batch_size: int = 8
     progress: bool = True
     max_folds: int | None = None  # run only the first k folds (smoke tests / --quick)
@@ -254,7 +255,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     cfg_json = json.dumps(asdict(cfg), indent=2, sort_keys=True)
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
-        ignore = {"progress", "out_dir", "cache_dir", "tsne", "save_models", "max_folds", "batch_size"}
+        ignore = {"progress", "out_dir", "cache_dir", "tsne", "plots", "save_models", "max_folds", "batch_size"}
         diff = {k for k in set(old) | set(asdict(cfg)) if k not in ignore and old.get(k) != asdict(cfg).get(k)}
         if diff == {"seeds"} and set(old.get("seeds") or []) <= set(cfg.seeds):
             diff = set()  # more seeds for a finished run: its folds are kept, the new seeds are added
@@ -378,7 +379,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     for k, v in method_info.items():
         protocol_info[k if k not in protocol_info else f"method {k}"] = v
     t3 = time.perf_counter()
-    rep = write_report(out, results, classes, protocol_info)
+    rep = write_report(out, results, classes, protocol_info, plots=cfg.plots)
     t_report = time.perf_counter() - t3
     t3 = time.perf_counter()
     if cfg.tsne and len(embeddings) >= 10:  # once per run, on every test utterance's fold embedding

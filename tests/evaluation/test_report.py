@@ -76,7 +76,11 @@ def test_summary_pools_folds_and_writes_the_report(tmp_path):
     assert s["timings_total_s"] == {"fit_s": 2.0}
     write_report(tmp_path, [r0, r1], ["x", "y"], {"corpus": "toy"})
     assert json.loads((tmp_path / "summary.json").read_text())["protocol"] == {"corpus": "toy"}
-    assert "**corpus**: toy" in (tmp_path / "summary.md").read_text()
+    md = (tmp_path / "summary.md").read_text()
+    assert "**corpus**: toy" in md
+    assert "| x | 2 | 0 | 100.0 |" in md and "| y | 1 | 1 | 50.0 |" in md  # the confusion table, rows = true
+    assert not (tmp_path / "confusion.png").exists()  # plots are opt-in
+    write_report(tmp_path, [r0, r1], ["x", "y"], {"corpus": "toy"}, plots=True)
     assert (tmp_path / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     back = FoldResult.from_json(r0.to_json())
     assert back == r0

@@ -88,6 +88,13 @@ def markdown(report: dict, protocol: dict) -> str:
             f"| {f['fold']} | {f['seed']} | {', '.join(f['test_groups'])} | {f['n']} | "
             f"{100 * f['WA']:.2f} | {100 * f['UA']:.2f} | {100 * f['macro_F1']:.2f} |"
         )
+    classes = s.get("classes")
+    if classes and s.get("confusion"):
+        lines += ["", "## Confusion (pooled over test folds and seeds; rows = true, columns = predicted)", "",
+                  "| true / predicted | " + " | ".join(classes) + " | recall |", "|---" * (len(classes) + 2) + "|"]
+        for c, row in zip(classes, s["confusion"]):
+            lines.append(f"| {c} | " + " | ".join(str(int(v)) for v in row)
+                         + f" | {100 * row[classes.index(c)] / max(sum(row), 1):.1f} |")
     if s.get("timings_total_s"):
         lines += ["", "## Timings (s, summed over folds)", ""]
         lines += [f"- {k}: {v:.1f}" for k, v in s["timings_total_s"].items()]
@@ -191,12 +198,16 @@ def plot_tsne(emb: np.ndarray, y: np.ndarray, classes: list[str], path: Path, se
     return path
 
 
-def write_report(out_dir: Path, results: list[FoldResult], classes: list[str], protocol: dict) -> dict:
-    """Write summary.json, summary.md, per_fold.json and confusion.png; return the report dict."""
+def write_report(out_dir: Path, results: list[FoldResult], classes: list[str], protocol: dict,
+                 plots: bool = False) -> dict:
+    """Write summary.json and summary.md (confusion matrix included as a table); with ``plots`` also
+    confusion.png. Why opt-in: importing matplotlib and drawing the figure costs about as much as
+    fitting a pooled probe on every fold, and the table carries the same numbers."""
     out_dir = Path(out_dir)
     rep = summarise(results, classes)
     rep["protocol"] = protocol
     atomic_write_text(out_dir / "summary.json", json.dumps(rep, indent=2))
     atomic_write_text(out_dir / "summary.md", markdown(rep, protocol))
-    plot_confusion(np.asarray(rep["summary"]["confusion"]), classes, out_dir / "confusion.png")
+    if plots:
+        plot_confusion(np.asarray(rep["summary"]["confusion"]), classes, out_dir / "confusion.png")
     return rep

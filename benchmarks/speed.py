@@ -19,6 +19,10 @@ d. warm-cache ``emoboost run --corpus emodb --method logreg -p layer=3`` (the st
 e. peak RSS of ``emoboost predict`` on a 3 s and a 10 s clip against the reference script.
 f. BLAS threads: one logistic-regression fit of EmoDB's size with 1 vs 2 BLAS threads, on the machine
    as it is and with one more busy-loop process per extra core.
+g. two ways to raise extraction's matmul efficiency, against the store's one-clip-at-a-time encoding
+   (CPU seconds, interleaved, every 8th EmoDB file): length-sorted padded batches through the
+   encoder's masked batch path (~10 s and ~20 s of audio per batch; largest deviation from the clip
+   run alone), and ``torch.compile(dynamic=True)`` of the encoder (compile time reported apart).
 
     python benchmarks/speed.py --run runs/emodb-logreg3                 # everything (~5-10 min)
     python benchmarks/speed.py --run runs/emodb-logreg3 --quick --parts a,c
@@ -390,7 +394,87 @@ def part_d(cache: str, reps: int) -> dict:
     best = sorted(rows, key=lambda x: x["wall_s"])[len(rows) // 2]
     if best["features_s"] > 60:
         print(f"warning: features took {best['features_s']:.0f} s: the store in {cache} was not warm", file=sys.stderr)
-    return {"reps": reps, "cache": cache, "median_run": best, "all": rows, "load_before": l0, "load_after": load()}
+    # what the run imports before it can fit: emoboost's runner and scikit-learn (whose own start-up
+    # imports scipy.stats and pandas)
+    imports = import_seconds(["-c", "import emoboost.runner, emoboost.methods.logreg, sklearn.linear_model"], child_env())
+    return {"reps": reps, "cache": cache, "median_run": best, "all": rows, "imports_s": imports,
+            "load_before": l0, "load_after": load()}
+
+
+# ------------------------------------------------------------------------------------------------
+# g. alternatives for extraction: padded batches, torch.compile
+# ------------------------------------------------------------------------------------------------
+def part_g(step: int, rounds: int) -> dict:
+    from emoboost.audio import load_audio
+    from emoboost.upstreams import build_upstream
+    from emoboost.utils import shared_root
+
+    files = sorted((shared_root() / "data" / "emodb" / "wav").glob("*.wav"))[::step]
+    up = build_upstream("whisper-base").eval()
+    wavs = [load_audio(f) for f in files]
+    order = np.argsort([len(w) for w in wavs], kind="stable")
+
+    def batches(seconds: float) -> list[list[int]]:
+        out, cur, longest = [], [], 0
+        for i in order:
+            n = len(wavs[i])
+            if cur and max(longest, n) * (len(cur) + 1) > seconds * 16000:
+                out.append(cur)
+                cur, longest = [], 0
+            cur.append(int(i))
+            longest = max(longest, n)
+        return out + [cur]
+
+    def one_by_one(fn) -> list[torch.Tensor]:
+        return [fn(torch.from_numpy(w)[None], torch.tensor([len(w)]))[0][:, 0] for w in wavs]
+
+    def batched(seconds: float) -> list[torch.Tensor]:
+        res: list = [None] * len(wavs)
+        for b in batches(seconds):
+            x = torch.zeros(len(b), max(len(wavs[i]) for i in b))
+            for j, i in enumerate(b):
+                x[j, : len(wavs[i])] = torch.from_numpy(wavs[i])
+            layers, lens = up(x, torch.tensor([len(wavs[i]) for i in b]))
+            for j, i in enumerate(b):
+                res[i] = layers[:, j, : int(lens[j])]
+        return res
+
+    def mel_encode(m: torch.Tensor, n: torch.Tensor):
+        return up.encode_mel(m, n)
+
+    mels = [torch.from_numpy(up.log_mel(w))[None] for w in wavs]
+    l0 = load()
+    with torch.inference_mode():
+        t = time.perf_counter()
+        compiled = torch.compile(mel_encode, dynamic=True)
+        compiled(mels[0], torch.tensor([mels[0].shape[-1]]))
+        compiled(mels[1], torch.tensor([mels[1].shape[-1]]))
+        compile_s = time.perf_counter() - t
+        ways = {"one clip at a time (the store)": lambda: one_by_one(up),
+                "padded batches, ~10 s of audio": lambda: batched(10.0),
+                "padded batches, ~20 s of audio": lambda: batched(20.0),
+                "torch.compile, one clip at a time (mel given)": lambda: [
+                    compiled(m, torch.tensor([m.shape[-1]]))[0][:, 0] for m in mels],
+                "eager, one clip at a time (mel given)": lambda: [
+                    up.encode_mel(m, torch.tensor([m.shape[-1]]))[0][:, 0] for m in mels]}
+        cpu: dict[str, list[float]] = {k: [] for k in ways}
+        for r in range(rounds):
+            for k in (list(ways) if r % 2 == 0 else list(ways)[::-1]):
+                t = time.process_time()
+                ways[k]()
+                cpu[k].append(time.process_time() - t)
+        alone = one_by_one(up)
+        dev = {}
+        for sec in (10.0, 20.0):
+            got = batched(sec)
+            dev[f"{sec:g}s"] = max(float((a - b).abs().max()) for a, b in zip(alone, got))
+    base = med(cpu["one clip at a time (the store)"])
+    eager_mel = med(cpu["eager, one clip at a time (mel given)"])
+    return {"files": len(wavs), "audio_s": sum(len(w) for w in wavs) / 16000, "compile_s": compile_s,
+            "cpu_s": {k: med(v) for k, v in cpu.items()},
+            "ratio_to_store": {k: med(v) / base for k, v in cpu.items()},
+            "compiled_to_eager": med(cpu["torch.compile, one clip at a time (mel given)"]) / eager_mel,
+            "max_abs_dev_batched": dev, "rounds": rounds, "load_before": l0, "load_after": load()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -487,6 +571,17 @@ def table(r: dict) -> str:
                     f"t-SNE {100 * d['tsne_s'] / w:.0f} %, report plots {100 * d['report_s'] / w:.0f} %, "
                     f"other in run {100 * d['other_in_run_s'] / w:.0f} %, process start/exit "
                     f"{100 * d['start_and_exit_s'] / w:.0f} % | | |")
+        rows.append("| of which the run's imports (`-X importtime`, s by package) | " + ", ".join(
+            f"{k} {v:.2f}" for k, v in r["d"]["imports_s"].items()) + " | | |")
+    if "g" in r:
+        g = r["g"]
+        ratios = g["ratio_to_store"]
+        rows.append(f"| extraction alternatives, {g['files']} EmoDB files ({g['audio_s']:.0f} s): CPU time against "
+                    "one clip at a time | " + "; ".join(
+                        f"{k} {ratios[k]:.2f}×" for k in ratios if not k.startswith(("one clip", "eager"))) +
+                    f" (compiled against eager on the same mels: {g['compiled_to_eager']:.2f}×, after "
+                    f"{g['compile_s']:.0f} s of compiling) | largest deviation of a batched clip from its run alone: "
+                    + ", ".join(f"{k} {v:.1e}" for k, v in g["max_abs_dev_batched"].items()) + f" | load {g['load_before']} |")
     if "f" in r:
         f = r["f"]
         rows.append(f"| logreg fit (480 × 512, 7 classes), 2 vs 1 BLAS threads | {f['as_is']['ratio_2_to_1']:.2f}× the "
@@ -499,7 +594,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="runs/emodb-logreg3", help="run dir of a layer=3 logreg EmoDB run")
     ap.add_argument("--clip", default=None, help="3 s clip (default: the EmoDB file closest to 3 s)")
-    ap.add_argument("--parts", default="a,b,c,d,e,f")
+    ap.add_argument("--parts", default="a,b,c,d,e,f,g")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and 60 EmoDB files in part b")
     ap.add_argument("--files", type=int, default=None, help="part b: EmoDB files (default all; 60 with --quick)")
     ap.add_argument("--cache", default=os.environ.get("EMOBOOST_CACHE"), help="part d: the warm feature store")
@@ -521,6 +616,7 @@ def main() -> None:
         "d": lambda: part_d(args.cache or str(Path.home() / ".cache" / "emoboost"), 1 if q else 3),
         "e": lambda: part_e(run, clip, 1 if q else 2),
         "f": lambda: part_f(2 if q else 5),
+        "g": lambda: part_g(16 if q else 8, 2 if q else 3),
     }
     for p in parts:
         if p not in steps:

@@ -121,6 +121,17 @@ TABLES: dict[str, dict] = {
                                                    *ms_rows(4, "none-masked", "small", finetune_top=1)],
                                        "paired": [("small", "none-masked"), ("ft1-none-masked", "none-masked"),
                                                   ("ft1-small", "ft1-none-masked"), ("ft1-none-masked", "logreg")]},
+    # The GPU config (not run here: no GPU): the paper's regime in full, Whisper-base's whole encoder (all 6
+    # layers, from hidden state 0) fine-tuned with each head, and the paper's ImageNet AlexNet fine-tuned too
+    # (downloads torchvision's weights once). Not run yet: no GPU was available for these tables.
+    "msemoboost-finetune-gpu-emodb": {
+        "corpus": "emodb", "upstreams": ["whisper-base"], "seeds": [0, 1, 2], "extra": ["--device", "cuda"],
+        "methods": [*ms_rows(6, "logreg", "logreg-fusion"),
+                    *ms_rows(6, "none", "none-masked", "small", "bounded", "paper", finetune_top=6),
+                    f"ft6-paper-imagenet=msemoboost:guidance=both,layer=6,alexnet_weights=imagenet,"
+                    f"alexnet_input=imagenet,freeze_alexnet=false,{EP},finetune_top=6"],
+        "paired": [("ft6-small", "ft6-none-masked"), ("ft6-bounded", "ft6-none"), ("ft6-paper", "ft6-none"),
+                   ("ft6-paper-imagenet", "ft6-none"), ("ft6-none-masked", "logreg"), ("ft6-none-masked", "logreg-fusion")]},
     # the paper's other weak-baseline regime: our own CPU-pretrained encoders (seed 0, random masking;
     # pretrain them first: python benchmarks/ems.py --out runs/ems --seeds 0 --strategies random --stages pretrain),
     # last hidden state

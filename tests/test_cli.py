@@ -290,3 +290,10 @@ def test_plots_are_opt_in():
     assert ExperimentConfig().plots is False
     assert "plots" not in _experiment_dict(build_parser().parse_args(["run", "--method", "svm"]))
     assert _experiment_dict(build_parser().parse_args(["run", "--method", "svm", "--plots"]))["plots"] is True
+
+
+def test_device_flag_reaches_the_config():
+    from emoboost.cli import _experiment_dict, build_parser
+
+    assert "device" not in _experiment_dict(build_parser().parse_args(["run", "--method", "svm"]))
+    assert _experiment_dict(build_parser().parse_args(["run", "--method", "svm", "--device", "cpu"]))["device"] == "cpu"

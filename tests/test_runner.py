@@ -266,3 +266,13 @@ def test_warm_pooled_run_never_imports_torch(corpus, upstream_dir, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["heavy"] == [] and got["ua"] == pytest.approx(first)
+
+
+def test_missing_device_fails_before_any_extraction(corpus, upstream_dir, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = _cfg(corpus, upstream_dir, tmp_path / "out", tmp_path / "cache", device="cuda")
+    with pytest.raises(ValueError, match="no CUDA device is visible"):
+        run_experiment(cfg)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npz"))

@@ -47,3 +47,23 @@ def test_default_cache_dir_and_parse_value(monkeypatch, tmp_path):
     monkeypatch.delenv("EMOBOOST_CACHE")
     assert default_cache_dir().endswith(os.path.join(".cache", "emoboost"))
     assert parse_value("1e-4") == 1e-4 and parse_value("[1, 2]") == [1, 2] and parse_value("[0-9]+") == "[0-9]+"
+
+
+def test_resolve_device_auto_and_one_line_errors(monkeypatch):
+    import torch
+
+    from emoboost.utils import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == resolve_device(None) == resolve_device("CPU") == "cpu"
+    with pytest.raises(ValueError, match="no CUDA device is visible"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        resolve_device("gpu0")
+    with pytest.raises(ValueError, match="unsupported device 'meta'"):
+        resolve_device("meta")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda:0") == "cuda:0"
+    with pytest.raises(ValueError, match="only 1 CUDA device"):
+        resolve_device("cuda:1")

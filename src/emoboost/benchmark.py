@@ -74,6 +74,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tsne", action="store_true", help="also plot a t-SNE per entry (off by default: it can cost "
                    "more than the fit)")
     p.add_argument("--plots", action="store_true", help="also draw each entry's confusion.png")
+    p.add_argument("--device", default="auto", help="encoder and torch methods: auto (cuda when visible), cpu, cuda, cuda:N, mps")
     p.add_argument("--no-tsne", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--paired", nargs=2, action="append", metavar=("A", "B"), default=[],
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
                 method_params=params, protocol=args.protocol, n_folds=args.folds, seeds=list(args.seeds),
                 segment_length=args.segment_length, segment_encoding=args.segment_encoding, out_dir=str(out / safe),
                 cache_dir=args.cache_dir or default_cache_dir(), save_models=not args.no_save_models,
-                tsne=args.tsne and not (args.quick or args.no_tsne), plots=args.plots, progress=not args.no_progress, max_folds=2 if args.quick else None,
+                tsne=args.tsne and not (args.quick or args.no_tsne), plots=args.plots, device=args.device, progress=not args.no_progress, max_folds=2 if args.quick else None,
             )
             t0 = time.perf_counter()
             rep = run_experiment(cfg)

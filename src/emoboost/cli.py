@@ -66,6 +66,8 @@ def _experiment_dict(args: argparse.Namespace) -> dict:
         cfg["tsne"] = True
     if getattr(args, "plots", False):
         cfg["plots"] = True
+    if getattr(args, "device", None):
+        cfg["device"] = args.device
     if args.no_save_models:
         cfg["save_models"] = False
     if args.no_progress:
@@ -128,6 +130,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="corpus scan option (repeatable), e.g. speaker_regex='^(\\d+)_' for --corpus folder")
     p.add_argument("--out", help="run directory (default runs/<corpus>-<method>)")
     p.add_argument("--cache-dir", help="feature cache (default $EMOBOOST_CACHE or ~/.cache/emoboost)")
+    p.add_argument("--device", help="encoder and torch methods: auto (default: cuda when visible), cpu, cuda, "
+                                    "cuda:N, mps; also the config key device:")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 folds, 3 epochs, no t-SNE")
     p.add_argument("--tsne", action="store_true", help="also plot a t-SNE of the test embeddings (tsne.png)")
     p.add_argument("--plots", action="store_true",

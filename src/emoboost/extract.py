@@ -59,6 +59,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="utterance encoding: longer clips are encoded in windows of this many seconds")
     p.add_argument("--min-duration", type=float, default=0.1, help="skip clips shorter than this (seconds)")
     p.add_argument("--cache-dir", help="feature store root (default $EMOBOOST_CACHE or ~/.cache/emoboost)")
+    p.add_argument("--device", default="auto", help="local engine: encoder device, auto (cuda when visible), cpu, "
+                                                    "cuda, cuda:N, mps (ray: see --num-gpus)")
     p.add_argument("--shard", metavar="i/N", help="take share i (0-based) of N disjoint, deterministic shares")
     p.add_argument("--engine", choices=ENGINES, default="local",
                    help="local: this process; ray: a Ray Data pipeline (pip install 'emoboost[ray]')")
@@ -189,7 +191,7 @@ def _config(args: argparse.Namespace) -> Any:
         classes=args.classes, min_class_count=1, corpus_options=options, min_duration=args.min_duration,
         segment_length=args.segment_length, segment_hop=args.segment_hop, segment_encoding=args.segment_encoding,
         store=args.store, store_layers=args.layers, encoder_window=args.encoder_window,
-        cache_dir=args.cache_dir or default_cache_dir(), progress=not args.no_progress)
+        cache_dir=args.cache_dir or default_cache_dir(), progress=not args.no_progress, device=args.device)
 
 
 def _ray_options(args: argparse.Namespace) -> RayOptions | None:
@@ -213,7 +215,7 @@ def main(args: argparse.Namespace) -> int:
     spec = store_spec_of(args)
     cfg = _config(args)
     manifest, scan_skipped, _ = load_manifest(cfg)
-    store, lazy = open_store(cfg.upstream, cfg.cache_dir, spec)
+    store, lazy = open_store(cfg.upstream, cfg.cache_dir, spec, device=cfg.device)
     res = fill_store(manifest, store, cfg.upstream, lazy=lazy, shard=shard, engine=args.engine, ray=ray,
                      min_duration=cfg.min_duration, progress=cfg.progress)
     if scan_skipped and (shard is None or shard[0] == 0):  # listed by one share only, so shares add up

@@ -221,7 +221,8 @@ def training_set(cfg, manifest, method, classes: list[str]):
     return build_dataset(manifest, feats, classes, ssl=view), manifest, skipped, up_info
 
 
-def train_final(run_dir: str | Path, out: str | Path, cache_dir: str | None = None, progress: bool = True) -> dict:
+def train_final(run_dir: str | Path, out: str | Path, cache_dir: str | None = None, progress: bool = True,
+                device: str | None = None) -> dict:
     """Fit the final model of a finished CV run into bundle directory ``out``; returns bundle.json's dict."""
     from emoboost.data.manifest import Manifest
     from emoboost.methods import get_method
@@ -236,10 +237,13 @@ def train_final(run_dir: str | Path, out: str | Path, cache_dir: str | None = No
     cfg_d = {**rec.config, "progress": progress}
     if cache_dir:
         cfg_d["cache_dir"] = cache_dir
+    if device:
+        cfg_d["device"] = device
     cfg = ExperimentConfig.from_dict(cfg_d)
     classes = list(rec.bundle["classes"])
     sel = select_settings(cfg.method, cfg.method_params, rec.fold_infos, rec.fold_states)
     method = get_method(cfg.method)(classes, **sel.params)
+    method.device = cfg.device
     mpath = rec.path / "manifest.jsonl"
     manifest = Manifest.read(mpath) if mpath.is_file() else load_manifest(cfg)[0]
     data, manifest, skipped, up_info = training_set(cfg, manifest, method, classes)
@@ -350,7 +354,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.cv_out) if args.cv_out else out / "cv"
         d["out_dir"] = str(run_dir)
         run_experiment(ExperimentConfig.from_dict(d))
-    bundle = train_final(run_dir, out, cache_dir=args.cache_dir, progress=not args.no_progress)
+    bundle = train_final(run_dir, out, cache_dir=args.cache_dir, progress=not args.no_progress, device=args.device)
     sel, tr = bundle["selection"], bundle["training"]
     chosen = ", ".join(f"{k}={v}" for k, v in sel["chosen"].items() if v is not None) or "-"
     print(f"final {bundle['method']} model: {out}")

@@ -64,6 +64,7 @@ class ExperimentConfig:
     save_models: bool = True
     tsne: bool = False  # opt-in (--tsne): the plot costs more than fitting a pooled probe
     plots: bool = False  # opt-in (--plots): confusion.png; summary.md always has the matrix as a table
+    device: str = "auto"  # encoder and torch methods: auto (cuda when visible), cpu, cuda, cuda:N, mps
     batch_size: int = 8
     progress: bool = True
     max_folds: int | None = None  # run only the first k folds (smoke tests / --quick)
@@ -180,7 +181,7 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
     from emoboost.features.store import SSLView, StoreSource, extract_to_store
 
     spec = store_spec(cfg, method)
-    store, lazy = open_store(cfg.upstream, cfg.cache_dir, spec)
+    store, lazy = open_store(cfg.upstream, cfg.cache_dir, spec, device=cfg.device)
     check_finished_features(Path(cfg.out_dir), store.fingerprint)  # before any extraction
     keep: list[int] | None = None
     if method.needs_frames():  # fail before spending: the layers the method reads must be stored
@@ -215,14 +216,18 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
     return view, rep.skipped, info
 
 
-def _machine_line() -> str:
-    """CPU and threads, without importing torch for a run that never needed it (pooled probes)."""
+def _machine_line(device: str = "auto") -> str:
+    """CPU, threads and torch's device, without importing torch for a run that never needed it (pooled probes)."""
     import sys
 
     torch = sys.modules.get("torch")
-    threads = f"torch threads {torch.get_num_threads()}" if torch is not None else \
-        f"threads {os.environ.get('OMP_NUM_THREADS', 'default')} (torch not used)"
-    return f"{platform.machine()} {os.cpu_count()} CPU, {threads}"
+    if torch is None:
+        return f"{platform.machine()} {os.cpu_count()} CPU, threads {os.environ.get('OMP_NUM_THREADS', 'default')} (torch not used)"
+    from emoboost.utils import resolve_device
+
+    dev = resolve_device(device)
+    name = f" ({torch.cuda.get_device_name(torch.device(dev))})" if dev.startswith("cuda") else ""
+    return f"{platform.machine()} {os.cpu_count()} CPU, torch threads {torch.get_num_threads()}, device {dev}{name}"
 
 
 def _warn_duration_outliers(manifest: Manifest, factor: float = 20.0) -> list[str]:
@@ -255,7 +260,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     cfg_json = json.dumps(asdict(cfg), indent=2, sort_keys=True)
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
-        ignore = {"progress", "out_dir", "cache_dir", "tsne", "plots", "save_models", "max_folds", "batch_size"}
+        ignore = {"progress", "out_dir", "cache_dir", "tsne", "plots", "device", "save_models", "max_folds", "batch_size"}
         diff = {k for k in set(old) | set(asdict(cfg)) if k not in ignore and old.get(k) != asdict(cfg).get(k)}
         if diff == {"seeds"} and set(old.get("seeds") or []) <= set(cfg.seeds):
             diff = set()  # more seeds for a finished run: its folds are kept, the new seeds are added
@@ -270,6 +275,10 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     protocol = cfg.protocol or info.get("default_protocol", "loso")
     n_folds = cfg.n_folds if cfg.n_folds is not None else (info.get("default_folds") if protocol != "loso" else None)
     probe = get_method(cfg.method)(classes, **cfg.method_params)
+    if str(cfg.device).lower() not in ("auto", "cpu"):  # a device this machine lacks fails here, not after extraction
+        from emoboost.utils import resolve_device
+
+        resolve_device(cfg.device)
     names = required_features(probe)
     make_folds(manifest, protocol, n_folds=n_folds, valid_speakers=cfg.valid_speakers, seed=0)
     _warn_duration_outliers(manifest)
@@ -330,6 +339,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
                         embeddings[k] = e[i]
                 continue
             method = get_method(cfg.method)(classes, **cfg.method_params)
+            method.device = cfg.device
             train, valid, test = data.subset(fold.train), data.subset(fold.valid), data.subset(fold.test)
             t1 = time.perf_counter()
             method.fit(train, valid if len(valid) else None, seed=seed)
@@ -374,7 +384,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
         "segmenting": _segmenting_line(cfg, probe),
         "parameters": n_params,
         "skipped files": len(skipped),
-        "machine": _machine_line(),
+        "machine": _machine_line(cfg.device),
     }
     for k, v in method_info.items():
         protocol_info[k if k not in protocol_info else f"method {k}"] = v

@@ -80,6 +80,39 @@ def seed_everything(seed: int) -> None:
         sys.modules["torch"].manual_seed(seed)
 
 
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def resolve_device(name: str | None = "auto") -> str:
+    """``auto`` -> ``cuda`` when a CUDA device is visible, else ``cpu``; any other name is checked.
+
+    Why a string: methods and configs keep it as plain data, and the device never changes what a run
+    *is* (results from cpu and cuda are the same experiment, equal up to float rounding), so it is a
+    runtime option, not a method parameter. A device this machine lacks is a one-line error.
+    """
+    import torch
+
+    name = str(name or "auto").strip().lower()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"unknown device {name!r} (use {DEVICES})") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r}: no CUDA device is visible to torch {torch.__version__} "
+                             "(CPU build, or CUDA_VISIBLE_DEVICES empty); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError(f"device {name!r}: MPS is not available on this machine; use --device cpu")
+    elif dev.type != "cpu":
+        raise ValueError(f"unsupported device {name!r} (use {DEVICES})")
+    return str(dev)
+
+
 def shared_root() -> Path:
     """The read-only shared folder (corpora + offline weights): $EMOBOOST_SHARED or ../shared."""
     env = os.environ.get("EMOBOOST_SHARED")

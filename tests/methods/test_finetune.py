@@ -91,3 +91,15 @@ def test_finetune_top_errors():
         MSEmoBoost(["a"], layer=1, finetune_top=2).ssl_layers(3)
     with pytest.raises(ValueError, match="finetune_top must be >= 0"):
         MSEmoBoost(["a"], finetune_top=-1)
+
+
+def test_whole_encoder_fine_tuned_from_the_embeddings(setup):
+    """finetune_top = every layer (the GPU config): the store serves hidden state 0 and all layers train."""
+    _, up, _, data = setup
+    m = MSEmoBoost(["a", "b"], layer=-1, finetune_top=2, guidance="none", mask_padding=True, max_epochs=2,
+                   batch_size=4)
+    assert m.ssl_layers(3) == [0]
+    m.fit(data, seed=0)
+    top = m.module_.top
+    assert (top.first, top.last, len(top.layers)) == (0, 2, 2) and top.layer_norm is not None
+    assert m.predict_proba(data).shape == (len(data), 2)

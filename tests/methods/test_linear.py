@@ -196,3 +196,18 @@ def test_early_stopping_selects_on_the_chosen_validation_score(select):
     assert m.best_epoch_ == int(np.argmax(scores)) + 1  # first best epoch, by the chosen score
     with pytest.raises(ValueError, match="select must be one of"):
         get_method("linear")(["a", "b", "c"], layer=1, select="f1").fit(train, valid)
+
+
+def test_device_is_a_runtime_option_checked_before_training(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    data = synthetic()
+    m = get_method("linear")(["a", "b", "c"], layer=1, max_epochs=3)
+    assert m.device == "cpu" and "device" not in m.params  # never part of what the model is
+    m.device = "cuda"
+    with pytest.raises(ValueError, match="no CUDA device"):
+        m.fit(data.subset(range(40)), seed=0)
+    m.device = "auto"  # resolves to the CPU here; the weights and outputs stay plain CPU tensors / arrays
+    m.fit(data.subset(range(40)), seed=0)
+    assert {p.device.type for p in m.module_.parameters()} == {"cpu"}
+    ref = get_method("linear")(["a", "b", "c"], layer=1, max_epochs=3).fit(data.subset(range(40)), seed=0)
+    assert np.array_equal(m.predict_proba(data.subset(range(40, 60))), ref.predict_proba(data.subset(range(40, 60))))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,9 @@ class FoldResult:
     timings: dict[str, float] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
 
-    @property
+    @cached_property
     def metrics(self) -> dict[str, float]:
+        """Computed once: the run log, the fold file and the summary all read it."""
         return all_metrics(np.asarray(self.y_true), np.asarray(self.y_pred))
 
     def to_json(self) -> str:

@@ -143,15 +143,17 @@ def wav_features(wav: np.ndarray, names: Iterable[str], seg: Segmenting, upstrea
 class LazyUpstream:
     """Builds the encoder on first use only: a fully cached corpus never loads weights."""
 
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, device: str = "cpu"):
         self.spec = spec
+        self.device = device
         self._up = None
 
     def __call__(self):
         if self._up is None:
             from emoboost.upstreams import build_upstream
+            from emoboost.utils import resolve_device
 
-            self._up = build_upstream(self.spec)
+            self._up = build_upstream(self.spec, device=resolve_device(self.device))
         return self._up
 
     @property
@@ -169,11 +171,11 @@ class LazyUpstream:
         return self().fingerprint()
 
 
-def open_store(upstream_spec: str, cache_dir: str, spec, lazy: LazyUpstream | None = None):
-    """-> (FeatureStore for this encoder and store spec, the lazy encoder factory)."""
+def open_store(upstream_spec: str, cache_dir: str, spec, lazy: LazyUpstream | None = None, device: str = "cpu"):
+    """-> (FeatureStore for this encoder and store spec, the lazy encoder factory on ``device``)."""
     from emoboost.features.store import FeatureStore
 
-    lazy = lazy or LazyUpstream(upstream_spec)
+    lazy = lazy or LazyUpstream(upstream_spec, device)
     return FeatureStore(cache_dir, lazy.fingerprint(), spec), lazy
 
 

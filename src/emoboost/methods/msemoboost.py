@@ -213,12 +213,13 @@ class SpecBranch(nn.Module):
         Stacks only a batch at a time: never a second copy of all spectrograms.
         """
         out = np.empty((sum(len(a) for a in spectrograms), self.head.tokens, self.head.dim), dtype=np.float32)
+        dev = next(self.alexnet.parameters()).device
         pos, group = 0, []
         for i, a in enumerate(spectrograms):
             group.append(a)
             if sum(len(g) for g in group) >= batch_size or i == len(spectrograms) - 1:
                 x = torch.from_numpy(np.concatenate(group).astype(np.float32, copy=False))
-                out[pos : pos + len(x)] = self.tokens(x).numpy()
+                out[pos : pos + len(x)] = self.tokens(x.to(dev)).cpu().numpy()
                 pos, group = pos + len(x), []
         return out
 

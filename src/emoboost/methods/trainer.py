@@ -64,9 +64,18 @@ class TorchSegmentMethod(Method):
     and optionally ``embed(**inputs) -> [B, E]``).
     """
 
+    # Where fit and predict run ("auto": cuda when visible). A runtime option set by the runner
+    # (--device), not a parameter: it never changes what the model is, and saved models load on the CPU.
+    device: str = "cpu"
+
     def __init__(self, classes: list[str], **params: Any):
         merged = {**TRAIN_DEFAULTS, **self.default_params(), **params}
         super().__init__(classes, **merged)
+
+    def _device(self) -> torch.device:
+        from emoboost.utils import resolve_device
+
+        return torch.device(resolve_device(self.device))
 
     # -- hooks -------------------------------------------------------------------------------
     def default_params(self) -> dict[str, Any]:
@@ -91,10 +100,19 @@ class TorchSegmentMethod(Method):
         return [{"params": list(self.module_.parameters())}]
 
     # -- training ------------------------------------------------------------------------------
+    def _batch(self, inputs: dict[str, np.ndarray], b: np.ndarray, dev: torch.device) -> dict[str, torch.Tensor]:
+        """Rows ``b`` of every input, preprocessed on the CPU (normalisation statistics live there), on ``dev``."""
+        return {k: self.preprocess(k, torch.from_numpy(np.asarray(v[b], dtype=np.float32))).to(dev)
+                for k, v in inputs.items()}
+
     def _batches(self, inputs: dict[str, np.ndarray], idx: np.ndarray, bs: int):
+        dev = self._module_device()
         for s in range(0, len(idx), bs):
-            b = idx[s : s + bs]
-            yield {k: self.preprocess(k, torch.from_numpy(np.asarray(v[b], dtype=np.float32))) for k, v in inputs.items()}
+            yield self._batch(inputs, idx[s : s + bs], dev)
+
+    def _module_device(self) -> torch.device:
+        p = next(self.module_.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
 
     def _segment_proba(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         n = len(next(iter(inputs.values())))
@@ -102,7 +120,7 @@ class TorchSegmentMethod(Method):
         out = []
         with torch.inference_mode():
             for batch in self._batches(inputs, np.arange(n), int(self.params["eval_batch_size"])):
-                out.append(torch.softmax(self.module_(**batch), dim=-1).double().numpy())
+                out.append(torch.softmax(self.module_(**batch), dim=-1).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)))
 
     def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> TorchSegmentMethod:
@@ -112,12 +130,13 @@ class TorchSegmentMethod(Method):
         y_seg = train.y[seg_utt]
         self.fit_preprocessing(inputs)
         self.input_shapes_ = {k: tuple(int(d) for d in v.shape[1:]) for k, v in inputs.items()}
-        self.module_ = self.build_module(self.input_shapes_)
+        dev = self._device()
+        self.module_ = self.build_module(self.input_shapes_).to(dev)
         opt = torch.optim.Adam(self.param_groups(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
         weight = None
         if p.get("class_weighted"):
             counts = np.bincount(y_seg, minlength=len(self.classes)).astype(np.float64)
-            weight = torch.tensor(len(y_seg) / (len(self.classes) * np.maximum(counts, 1)), dtype=torch.float32)
+            weight = torch.tensor(len(y_seg) / (len(self.classes) * np.maximum(counts, 1)), dtype=torch.float32, device=dev)
         loss_fn = nn.CrossEntropyLoss(weight=weight)
         select = str(p.get("select", "ua")).lower()
         if select not in SELECT:
@@ -129,7 +148,7 @@ class TorchSegmentMethod(Method):
         train_idx = cap_per_utterance(seg_utt, p.get("max_segments_per_utt"))
         best, best_state, bad = -np.inf, None, 0
         self.history_: list[dict[str, float]] = []
-        y_t = torch.from_numpy(y_seg.astype(np.int64))
+        y_t = torch.from_numpy(y_seg.astype(np.int64)).to(dev)
         t0 = time.perf_counter()
         for epoch in range(int(p["max_epochs"])):
             self.module_.train()
@@ -137,8 +156,7 @@ class TorchSegmentMethod(Method):
             total, nb = 0.0, 0
             for s in range(0, len(perm), int(p["batch_size"])):
                 b = perm[s : s + int(p["batch_size"])]
-                batch = {k: self.preprocess(k, torch.from_numpy(np.asarray(v[b], dtype=np.float32))) for k, v in inputs.items()}
-                loss = loss_fn(self.module_(**batch), y_t[b])
+                loss = loss_fn(self.module_(**self._batch(inputs, b, dev)), y_t[torch.from_numpy(b).to(dev)])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -193,7 +211,7 @@ class TorchSegmentMethod(Method):
         outs = []
         with torch.inference_mode():
             for batch in self._batches(inputs, np.arange(len(seg_utt)), int(self.params["eval_batch_size"])):
-                outs.append(self.module_.embed(**batch).double().numpy())
+                outs.append(self.module_.embed(**batch).double().cpu().numpy())
         e = np.concatenate(outs)
         return segment_posteriors_to_utterance(e, seg_utt, len(data))
 
@@ -212,7 +230,7 @@ class TorchSegmentMethod(Method):
         return {"input_shapes": {k: list(v) for k, v in self.input_shapes_.items()}}
 
     def _save_weights(self, directory: Path) -> None:
-        tensors = {f"model.{k}": v.detach().contiguous() for k, v in self.module_.state_dict().items()}
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
         tensors.update({f"extra.{k}": v.contiguous() for k, v in self.extra_tensors().items()})
         tmp = directory / ".model.safetensors.tmp"
         save_file(tensors, str(tmp))

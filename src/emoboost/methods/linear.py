@@ -130,10 +130,10 @@ class LinearProbe(TorchSegmentMethod):
             return None
         mod = self.module_
         k, dim = self.input_shapes_["pooled"]
-        weight = mod.out.weight.detach().double().numpy()
-        bias = mod.out.bias.detach().double().numpy()
+        weight = mod.out.weight.detach().cpu().double().numpy()
+        bias = mod.out.bias.detach().cpu().double().numpy()
         if mod.weighted:  # out(sum_l w_l x'_l) = sum_l (w_l W) x'_l + b
-            w = torch.softmax(mod.weights.detach().double(), dim=0).numpy()
+            w = torch.softmax(mod.weights.detach().cpu().double(), dim=0).numpy()
             weight = np.concatenate([w[i] * weight for i in range(k)], axis=1)
         layers = getattr(self, "layers_", None) or _saved_layers(p["layer"], k, num_layers)
         if layers is None or len(layers) != k or len(set(layers)) != k:

@@ -18,9 +18,14 @@ from emoboost.upstreams.whisper import WhisperEncoderUpstream
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    return finetune_data(tmp_path_factory.mktemp("w"))
+
+
+def finetune_data(tmp):
+    """(tiny Whisper dir, its upstream, stored frames per clip, a 6-clip UtteranceSet with MFCCs)."""
     from test_export import save_tiny_whisper
 
-    d = save_tiny_whisper(tmp_path_factory.mktemp("w") / "tiny")
+    d = save_tiny_whisper(tmp / "tiny")
     up = WhisperEncoderUpstream(d)
     rng = np.random.default_rng(0)
     wavs = [(0.1 * rng.standard_normal(int(16000 * s))).astype(np.float32) for s in (1.0, 2.5, 3.5, 1.5, 2.0, 3.0)]

@@ -241,6 +241,10 @@ def test_bad_inputs(tiny_random, tmp_path):
 
     out = export_onnx(tiny_random, random_head(tiny_random, [1]), tmp_path / "x")
     pred = OnnxPredictor(out)
+    from emoboost.predict import load_predictor
+
+    with pytest.raises(ValueError, match="CPU provider; --device cuda does not apply"):
+        load_predictor(out, device="cuda")
     with pytest.raises(AudioError, match="x.wav: too short"):
         pred.predict_wav(np.zeros(100, np.float32), "x.wav")
     with pytest.raises(AudioError, match="NaN"):

@@ -389,3 +389,14 @@ def test_predict_help_documents_the_vad_default(capsys):
 def test_prediction_dict_shape():
     d = Prediction("a.wav", "x", {"x": 1.0}, duration=2.0).to_dict()
     assert d == {"path": "a.wav", "label": "x", "probabilities": {"x": 1.0}, "silent": False, "duration": 2.0}
+
+
+def test_predict_device_option(models, tmp_path, capsys, monkeypatch):
+    run = models[0]
+    monkeypatch.setenv("EMOBOOST_CACHE", str(run / "cache"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    wav = write(tmp_path / "a.wav", tone(1.0, 200.0))
+    rc, _, err = run_cli(capsys, run, wav, "--device", "cuda")
+    assert rc == 2 and "no CUDA device is visible" in err and err.count("\n") == 1
+    auto = Predictor.load(run, device="auto")  # resolves to the CPU here: the same numbers as the default
+    assert auto.predict_file(wav).to_dict() == Predictor.load(run).predict_file(wav).to_dict()

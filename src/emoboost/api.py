@@ -186,11 +186,12 @@ class Model:
         return "array", to_mono(item, sample_rate, self.sample_rate)
 
 
-def load(path: str | Path, upstream: str | None = None, threads: int | None = None) -> Model:
+def load(path: str | Path, upstream: str | None = None, threads: int | None = None, device: str = "cpu") -> Model:
     """A final-model bundle, a run directory (fold ensemble) or an ONNX export directory, ready to predict.
 
     ``upstream`` overrides where the encoder is loaded from (its fingerprint must match the bundle's);
-    ``threads`` sets onnxruntime's threads for an ONNX export.
+    ``threads`` sets onnxruntime's threads for an ONNX export; ``device`` where a run directory's or
+    final model's encoder and torch models run (cpu, auto, cuda, cuda:N, mps).
     """
-    return Model(load_predictor(path, upstream=upstream, threads=threads), path)
+    return Model(load_predictor(path, upstream=upstream, threads=threads, device=device), path)
 

@@ -105,7 +105,10 @@ class Predictor:
         self.upstream = upstream
 
     @classmethod
-    def load(cls, path: str | Path, upstream: str | None = None, max_models: int | None = None) -> Predictor:
+    def load(cls, path: str | Path, upstream: str | None = None, max_models: int | None = None,
+             device: str = "cpu") -> Predictor:
+        """``device`` runs the encoder and the torch models there (cpu by default: no CUDA start-up for a
+        clip; ``auto``, ``cuda``, ``cuda:N``, ``mps`` as for ``run``)."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such run directory or model")
@@ -125,6 +128,14 @@ class Predictor:
         if max_models:
             model_dirs = model_dirs[:max_models]
         models = [Method.load(d) for d in model_dirs]
+        if str(device).lower() != "cpu":
+            from emoboost.utils import resolve_device
+
+            device = resolve_device(device)
+            for m in models:
+                if hasattr(m, "module_"):  # torch models: inference follows the module's device
+                    m.module_.to(device)
+                    m.device = device
         up = None
         if "ssl" in bundle["features"]:
             from emoboost.upstreams import build_upstream
@@ -132,7 +143,8 @@ class Predictor:
             spec = upstream or bundle["upstream"]["spec"]
             layers = bundle["upstream"].get("layers")  # fingerprint checked before any weights are read;
             up = build_upstream(spec, expect_fingerprint=bundle["upstream"].get("fingerprint") or None,
-                                max_layer=max(layers) if layers else None)  # encoder cut at the deepest layer used
+                                max_layer=max(layers) if layers else None,  # encoder cut at the deepest layer used
+                                device=device)
         pred = cls(models, bundle, up)
         pred.kind = bundle_kind(bundle, len(models))  # type: ignore[attr-defined]
         return pred
@@ -402,17 +414,21 @@ class Predictor:
 # ------------------------------------------------------------------------------------------------
 # files, VAD regions, inputs: shared by Predictor and OnnxPredictor
 # ------------------------------------------------------------------------------------------------
-def load_predictor(path: str | Path, upstream: str | None = None, threads: int | None = None):
+def load_predictor(path: str | Path, upstream: str | None = None, threads: int | None = None,
+                   device: str = "cpu"):
     """A :class:`Predictor` for a run or model directory, an ``OnnxPredictor`` for an ONNX export."""
     from emoboost.onnx_predict import is_onnx_export
 
     if is_onnx_export(path):
         if upstream:
             raise ValueError(f"{path}: an ONNX export holds its own encoder; --upstream does not apply")
+        if str(device).lower() not in ("cpu", "auto"):
+            raise ValueError(f"{path}: an ONNX export runs on onnxruntime's CPU provider; --device {device} does not "
+                             "apply (predict the run directory or final model on the GPU instead)")
         from emoboost.onnx_predict import OnnxPredictor
 
         return OnnxPredictor(path, threads=threads)
-    return Predictor.load(path, upstream=upstream)
+    return Predictor.load(path, upstream=upstream, device=device)
 
 
 def describe_predictor(predictor, path: str | Path) -> dict:
@@ -752,6 +768,8 @@ def add_args(parser):
     parser.add_argument("--plot", metavar="DIR_OR_PNG",
                         help="timeline plot: a .png path for one input, else a folder (<name>.timeline.png per file)")
     parser.add_argument("--upstream", help="override where the encoder is loaded from (must match its fingerprint)")
+    parser.add_argument("--device", default="cpu", help="run directory / final model: encoder and torch models on "
+                                                        "cpu (default), auto, cuda, cuda:N or mps")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.epilog = (f"Clips shorter than {MIN_DURATION:g} s are refused; digital silence (peak below "
                      f"{SILENCE_DB:g} dBFS) is reported as silent with no label. A bad input is reported on "
@@ -768,10 +786,11 @@ def _load_for_cli(args):
     if is_onnx_export(model):
         from emoboost.cli import default_threads
 
-        return load_predictor(model, args.upstream, threads=getattr(args, "threads", None) or default_threads())
+        return load_predictor(model, args.upstream, threads=getattr(args, "threads", None) or default_threads(),
+                              device=getattr(args, "device", "cpu"))
     bundle = _check_bundle(model)
     try:
-        return load_predictor(model, args.upstream)
+        return load_predictor(model, args.upstream, device=getattr(args, "device", "cpu"))
     except (KeyError, TypeError) as e:
         if bundle is None:
             raise

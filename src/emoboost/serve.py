@@ -204,7 +204,8 @@ def create_app(predictor, max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: i
 
 
 def run(bundle_path: str | Path, host: str = "127.0.0.1", port: int = 8000, upstream: str | None = None,
-        max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: int = DEFAULT_MAX_BYTES, log_level: str = "info") -> None:
+        max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: int = DEFAULT_MAX_BYTES, log_level: str = "info",
+        device: str = "cpu") -> None:
     """Load a bundle (run directory or model) and serve it with uvicorn until interrupted."""
     try:
         import uvicorn
@@ -212,7 +213,7 @@ def run(bundle_path: str | Path, host: str = "127.0.0.1", port: int = 8000, upst
         raise ImportError(INSTALL_HINT) from e
     from emoboost.predict import Predictor
 
-    predictor = Predictor.load(bundle_path, upstream=upstream)
+    predictor = Predictor.load(bundle_path, upstream=upstream, device=device)
     app = create_app(predictor, max_seconds=max_seconds, max_bytes=max_bytes)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
@@ -223,6 +224,7 @@ def add_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all interfaces)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--upstream", help="override where the encoder is loaded from (must match its fingerprint)")
+    parser.add_argument("--device", default="cpu", help="encoder and torch models: cpu (default), auto, cuda, cuda:N, mps")
     parser.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS,
                         help="longest audio accepted per upload, seconds (default %(default)g)")
     parser.add_argument("--max-mb", type=float, default=DEFAULT_MAX_BYTES / 2**20,
@@ -233,5 +235,5 @@ def add_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     run(args.bundle, host=args.host, port=args.port, upstream=args.upstream, max_seconds=args.max_seconds,
-        max_bytes=int(args.max_mb * 2**20), log_level=args.log_level)
+        max_bytes=int(args.max_mb * 2**20), log_level=args.log_level, device=args.device)
     return 0

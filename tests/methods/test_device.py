@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from emoboost.methods import Method, get_method
+from test_predict import models, tone, write  # noqa: F401  (models: a tiny fold-ensemble run, a module fixture)
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to torch here)")
 
@@ -61,3 +62,16 @@ def test_whisper_upstream_on_the_gpu_matches_the_cpu(tmp_path):
     np.testing.assert_allclose(build_upstream(str(d), device="cuda").extract(wav),
                                build_upstream(str(d)).extract(wav), rtol=1e-3, atol=1e-3)
 
+
+
+@needs_cuda
+def test_predictor_on_the_gpu_matches_the_cpu(models, tmp_path, monkeypatch):  # noqa: F811
+    from emoboost.predict import Predictor
+
+    monkeypatch.setenv("EMOBOOST_CACHE", str(models[0] / "cache"))
+    wav = write(tmp_path / "a.wav", tone(1.0, 200.0))
+    gpu = Predictor.load(models[0], device="cuda").predict_file(wav).to_dict()
+    cpu = Predictor.load(models[0]).predict_file(wav).to_dict()
+    assert gpu["label"] == cpu["label"]
+    np.testing.assert_allclose([gpu["probabilities"][c] for c in cpu["probabilities"]],
+                               list(cpu["probabilities"].values()), atol=1e-3)

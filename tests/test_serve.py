@@ -198,11 +198,11 @@ def test_cli_args_and_main(monkeypatch):
     args = serve.add_args(argparse.ArgumentParser()).parse_args(["runs/x", "--port", "8123", "--max-seconds", "42", "--max-mb", "1.5"])
     assert serve.main(args) == 0
     assert seen["load"] == ("runs/x", None, "cpu") and seen["port"] == 8123 and seen["host"] == "127.0.0.1"
+    h = TestClient(seen["app"]).get("/health").json()
+    assert h["limits"] == {"max_seconds": 42.0, "max_bytes": int(1.5 * 2**20)}
     seen.clear()
     assert serve.main(serve.add_args(argparse.ArgumentParser()).parse_args(["runs/x", "--device", "cuda:1"])) == 0
     assert seen["load"] == ("runs/x", None, "cuda:1")
-    h = TestClient(seen["app"]).get("/health").json()
-    assert h["limits"] == {"max_seconds": 42.0, "max_bytes": int(1.5 * 2**20)}
 
 
 def test_real_emoboost_model(shared_dir, tmp_path, upload_dir):

@@ -132,10 +132,7 @@ class Predictor:
             from emoboost.utils import resolve_device
 
             device = resolve_device(device)
-            for m in models:
-                if hasattr(m, "module_"):  # torch models: inference follows the module's device
-                    m.module_.to(device)
-                    m.device = device
+            models = [m.to_device(device) for m in models]
         up = None
         if "ssl" in bundle["features"]:
             from emoboost.upstreams import build_upstream

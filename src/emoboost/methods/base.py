@@ -163,6 +163,10 @@ class Method(ABC):
         """[N_utt, E] utterance embeddings for t-SNE (None if the method has none)."""
         return None
 
+    def to_device(self, device: str) -> Method:
+        """Run later inference on ``device`` (a resolved name); methods without torch weights ignore it."""
+        return self
+
     def num_parameters(self) -> int:
         return 0
 

@@ -215,6 +215,13 @@ class TorchSegmentMethod(Method):
         e = np.concatenate(outs)
         return segment_posteriors_to_utterance(e, seg_utt, len(data))
 
+    def to_device(self, device: str) -> TorchSegmentMethod:
+        """Move a fitted (or loaded) model to ``device``: later batches follow the module there."""
+        self.device = device
+        if hasattr(self, "module_"):
+            self.module_.to(torch.device(device))
+        return self
+
     def num_parameters(self) -> int:
         return int(sum(p.numel() for p in self.module_.parameters())) if hasattr(self, "module_") else 0
 

@@ -193,3 +193,25 @@ def match_or_skip(pattern: re.Pattern[str], path: Path, col: Collector, conventi
     if m is None:
         col.skip(path, f"name does not follow the {convention} convention")
     return m
+
+
+def scan_named(root: Path, files: Iterable[Path], col: Collector, pattern: re.Pattern[str], convention: str,
+               expected: str, add: Callable[[Path, re.Match[str]], bool]) -> tuple[Manifest, Skipped]:
+    """The loop of every corpus whose file names carry the labels.
+
+    Each file's stem is matched against ``pattern`` (a mismatch is skipped, naming ``convention``);
+    ``add(path, match)`` records the file through ``col`` and returns whether it is one of the
+    corpus's own files (True even when it then skips it as inconsistent; False for files that are not
+    part of the corpus, such as RAVDESS songs). A tree with none of the corpus's own files is a layout
+    error naming ``root`` and ``expected`` (what the files look like), not an empty manifest.
+    """
+    files = list(files)
+    matched = 0
+    for path in files:
+        m = match_or_skip(pattern, path, col, convention)
+        if m is not None and add(path, m):
+            matched += 1
+    if matched == 0:
+        raise CorpusLayoutError(f"no {expected} under {root}"
+                                + (f" ({len(files)} other audio file(s) found)" if files else ""))
+    return col.result()

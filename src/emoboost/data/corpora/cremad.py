@@ -20,13 +20,12 @@ from pathlib import Path
 from emoboost.data.corpora.base import (
     Collector,
     CorpusInfo,
-    CorpusLayoutError,
     Skipped,
     check_root,
     find_audio,
-    match_or_skip,
     normalise_classes,
     prepare_with,
+    scan_named,
 )
 from emoboost.data.download import download_corpus
 from emoboost.data.manifest import Manifest
@@ -81,24 +80,20 @@ def scan(root: str | Path, classes: Iterable[str] | None = None,
     if demographics is not None and not demo_path.is_file():
         raise FileNotFoundError(f"CREMA-D demographics file {demo_path} does not exist")
     genders = read_demographics(demo_path) if demo_path is not None else {}
-    files = find_audio(audio_dir, recursive=False)
-    matched = 0
-    for path in files:
-        m = match_or_skip(PATTERN, path, col, "CREMA-D (e.g. 1001_DFA_ANG_XX.wav)")
-        if m is None:
-            continue
+
+    def add(path: Path, m: re.Match[str]) -> bool:
         emo, level = m["emotion"], m["level"]
         if emo not in EMOTIONS or level not in LEVELS:
             col.skip(path, f"unknown CREMA-D emotion {emo!r} or level {level!r}")
-            continue
-        matched += 1
+            return False
         actor = m["actor"]
         col.add(path, id=path.stem, speaker=actor, label=EMOTIONS[emo], gender=genders.get(actor),
                 intensity=LEVELS[level], text=m["sentence"], extra={"level": "XX" if level == "X" else level})
-    if matched == 0:
-        raise CorpusLayoutError(f"no CREMA-D wav files (AudioWAV/1001_DFA_ANG_XX.wav, ...) under {root}"
-                                + (f" ({len(files)} other audio file(s) found)" if files else ""))
-    return col.result()
+        return True
+
+    return scan_named(root, find_audio(audio_dir, recursive=False), col, PATTERN,
+                      "CREMA-D (e.g. 1001_DFA_ANG_XX.wav)", "CREMA-D wav files (AudioWAV/1001_DFA_ANG_XX.wav, ...)",
+                      add)
 
 
 def prepare(root: str | Path, **options) -> Manifest:

@@ -14,13 +14,12 @@ from pathlib import Path
 from emoboost.data.corpora.base import (
     Collector,
     CorpusInfo,
-    CorpusLayoutError,
     Skipped,
     check_root,
     find_audio,
-    match_or_skip,
     normalise_classes,
     prepare_with,
+    scan_named,
 )
 from emoboost.data.download import download_corpus
 from emoboost.data.manifest import Manifest
@@ -48,20 +47,15 @@ def scan(root: str | Path, classes: Iterable[str] | None = None) -> tuple[Manife
     """Parse an EmoDB folder: (manifest, [(path, problem)] for files that could not be used)."""
     root = check_root(root, "EmoDB")
     col = Collector(INFO.name, normalise_classes(classes, INFO.classes, "EmoDB"))
-    files = find_audio(root)
-    matched = 0
-    for path in files:
-        m = match_or_skip(PATTERN, path, col, "EmoDB (e.g. 03a01Fa.wav)")
-        if m is None:
-            continue
-        matched += 1
+
+    def add(path: Path, m: re.Match[str]) -> bool:
         spk = m["speaker"]
         col.add(path, id=path.stem, speaker=spk, label=EMOTIONS[m["emotion"]], gender=GENDERS.get(spk),
                 text=m["text"], extra={"version": m["version"]})
-    if matched == 0:
-        raise CorpusLayoutError(f"no EmoDB wav files (named like 03a01Fa.wav) under {root}"
-                                + (f" ({len(files)} other audio file(s) found)" if files else ""))
-    return col.result()
+        return True
+
+    return scan_named(root, find_audio(root), col, PATTERN, "EmoDB (e.g. 03a01Fa.wav)",
+                      "EmoDB wav files (named like 03a01Fa.wav)", add)
 
 
 def prepare(root: str | Path, **options) -> Manifest:

@@ -14,13 +14,12 @@ from pathlib import Path
 from emoboost.data.corpora.base import (
     Collector,
     CorpusInfo,
-    CorpusLayoutError,
     Skipped,
     check_root,
     find_audio,
-    match_or_skip,
     normalise_classes,
     prepare_with,
+    scan_named,
 )
 from emoboost.data.download import download_corpus
 from emoboost.data.manifest import Manifest
@@ -46,27 +45,22 @@ def scan(root: str | Path, classes: Iterable[str] | None = None) -> tuple[Manife
     """Parse an EMOVO folder (``<actor>/<emo>-<actor>-<sentence>.wav``)."""
     root = check_root(root, "EMOVO")
     col = Collector(INFO.name, normalise_classes(classes, INFO.classes, "EMOVO"))
-    files = find_audio(root)
-    matched = 0
-    for path in files:
-        m = match_or_skip(PATTERN, path, col, "EMOVO (e.g. dis-f1-b1.wav)")
-        if m is None:
-            continue
+
+    def add(path: Path, m: re.Match[str]) -> bool:
         emo, actor, sentence = m["emotion"].lower(), m["actor"].lower(), m["sentence"].lower()
         if emo not in EMOTIONS:
             col.skip(path, f"unknown EMOVO emotion code {emo!r} (expected one of {sorted(EMOTIONS)})")
-            continue
-        matched += 1
+            return False
         folder = path.parent.name.lower()
         if folder in ACTORS and folder != actor:
             col.skip(path, f"file of actor {actor} lies in the folder of actor {folder}")
-            continue
+            return True
         col.add(path, id=f"{emo}-{actor}-{sentence}", speaker=actor, label=EMOTIONS[emo], gender=actor[0],
                 text=sentence)
-    if matched == 0:
-        raise CorpusLayoutError(f"no EMOVO wav files (named like dis-f1-b1.wav) under {root}"
-                                + (f" ({len(files)} other audio file(s) found)" if files else ""))
-    return col.result()
+        return True
+
+    return scan_named(root, find_audio(root), col, PATTERN, "EMOVO (e.g. dis-f1-b1.wav)",
+                      "EMOVO wav files (named like dis-f1-b1.wav)", add)
 
 
 def prepare(root: str | Path, **options) -> Manifest:

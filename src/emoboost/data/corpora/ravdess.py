@@ -19,13 +19,12 @@ from pathlib import Path
 from emoboost.data.corpora.base import (
     Collector,
     CorpusInfo,
-    CorpusLayoutError,
     Skipped,
     check_root,
     find_audio,
-    match_or_skip,
     normalise_classes,
     prepare_with,
+    scan_named,
 )
 from emoboost.data.download import download_corpus
 from emoboost.data.manifest import Manifest
@@ -59,26 +58,21 @@ def scan(root: str | Path, classes: Iterable[str] | None = None) -> tuple[Manife
     """Parse a RAVDESS speech folder (``Actor_NN/*.wav|flac``, any depth)."""
     root = check_root(root, "RAVDESS")
     col = Collector(INFO.name, normalise_classes(classes, INFO.classes, "RAVDESS"))
-    files = find_audio(root)
-    matched = 0
-    for path in files:
-        m = match_or_skip(PATTERN, path, col, "RAVDESS (e.g. 03-01-05-01-02-01-12)")
-        if m is None:
-            continue
+
+    def add(path: Path, m: re.Match[str]) -> bool:
         if m["modality"] != "03" or m["channel"] != "01":
-            continue  # song or audio-visual material: not part of the speech corpus
-        matched += 1
+            return False  # song or audio-visual material: not part of the speech corpus
         actor = m["actor"]
         if not 1 <= int(actor) <= 24:
             col.skip(path, f"actor {actor} outside 01..24")
-            continue
+            return True
         col.add(path, id=path.stem, speaker=speaker_of(actor), label=EMOTIONS[m["emotion"]],
                 gender="m" if int(actor) % 2 == 1 else "f", intensity=INTENSITIES[m["intensity"]],
                 text=m["statement"], extra={"repetition": int(m["repetition"])})
-    if matched == 0:
-        raise CorpusLayoutError(f"no RAVDESS speech files (03-01-EE-II-SS-RR-AA.wav|.flac) under {root}"
-                                + (f" ({len(files)} other audio file(s) found)" if files else ""))
-    return col.result()
+        return True
+
+    return scan_named(root, find_audio(root), col, PATTERN, "RAVDESS (e.g. 03-01-05-01-02-01-12)",
+                      "RAVDESS speech files (03-01-EE-II-SS-RR-AA.wav|.flac)", add)
 
 
 def prepare(root: str | Path, **options) -> Manifest:

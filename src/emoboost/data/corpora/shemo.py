@@ -15,13 +15,12 @@ from pathlib import Path
 from emoboost.data.corpora.base import (
     Collector,
     CorpusInfo,
-    CorpusLayoutError,
     Skipped,
     check_root,
     find_audio,
-    match_or_skip,
     normalise_classes,
     prepare_with,
+    scan_named,
 )
 from emoboost.data.download import download_corpus
 from emoboost.data.manifest import Manifest
@@ -47,24 +46,19 @@ def scan(root: str | Path, classes: Iterable[str] | None = None) -> tuple[Manife
     """Parse a ShEMO folder (``female/`` and ``male/`` with ``F01A01.wav``-style files)."""
     root = check_root(root, "ShEMO")
     col = Collector(INFO.name, normalise_classes(classes, INFO.classes, "ShEMO"))
-    files = find_audio(root)
-    matched = 0
-    for path in files:
-        m = match_or_skip(PATTERN, path, col, "ShEMO (e.g. F01A01.wav)")
-        if m is None:
-            continue
-        matched += 1
+
+    def add(path: Path, m: re.Match[str]) -> bool:
         g = m["gender"]
         folder_gender = GENDER_FOLDERS.get(path.parent.name.lower())
         if folder_gender is not None and folder_gender != g:
             col.skip(path, f"gender letter {g} contradicts the folder {path.parent.name}/")
-            continue
+            return True
         col.add(path, id=path.stem, speaker=f"{g}{m['number']}", label=EMOTIONS[m["emotion"]], gender=g.lower(),
                 extra={"index": int(m["index"])})
-    if matched == 0:
-        raise CorpusLayoutError(f"no ShEMO wav files (female/F01A01.wav, male/M01N01.wav, ...) under {root}"
-                                + (f" ({len(files)} other audio file(s) found)" if files else ""))
-    return col.result()
+        return True
+
+    return scan_named(root, find_audio(root), col, PATTERN, "ShEMO (e.g. F01A01.wav)",
+                      "ShEMO wav files (female/F01A01.wav, male/M01N01.wav, ...)", add)
 
 
 def prepare(root: str | Path, **options) -> Manifest:

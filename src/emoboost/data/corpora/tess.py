@@ -18,13 +18,12 @@ from pathlib import Path
 from emoboost.data.corpora.base import (
     Collector,
     CorpusInfo,
-    CorpusLayoutError,
     Skipped,
     check_root,
     find_audio,
-    match_or_skip,
     normalise_classes,
     prepare_with,
+    scan_named,
 )
 from emoboost.data.download import download_corpus
 from emoboost.data.manifest import Manifest
@@ -55,29 +54,24 @@ def scan(root: str | Path, classes: Iterable[str] | None = None) -> tuple[Manife
     """Parse a TESS folder (``OAF_angry/OAF_back_angry.wav``, any depth)."""
     root = check_root(root, "TESS")
     col = Collector(INFO.name, normalise_classes(classes, INFO.classes, "TESS"))
-    files = find_audio(root)
-    matched = 0
-    for path in files:
-        m = match_or_skip(PATTERN, path, col, "TESS (e.g. OAF_back_angry.wav)")
-        if m is None:
-            continue
+
+    def add(path: Path, m: re.Match[str]) -> bool:
         label = _emotion(m["emotion"])
         if label is None:
             col.skip(path, f"unknown TESS emotion {m['emotion']!r} in the file name")
-            continue
-        matched += 1
+            return False
         speaker = m["speaker"].upper()
         fm = FOLDER.fullmatch(path.parent.name)
         if fm is not None and _emotion(fm["emotion"]) is not None:
             if _emotion(fm["emotion"]) != label or fm["speaker"].upper() != speaker:
                 col.skip(path, f"file name ({speaker}, {label}) contradicts its folder {path.parent.name}/")
-                continue
+                return True
         col.add(path, id=f"{speaker}_{m['word'].lower()}_{m['emotion'].lower()}", speaker=speaker, label=label,
                 gender="f", text=m["word"].lower(), extra={"age_group": "older" if speaker == "OAF" else "younger"})
-    if matched == 0:
-        raise CorpusLayoutError(f"no TESS wav files (OAF_angry/OAF_back_angry.wav, ...) under {root}"
-                                + (f" ({len(files)} other audio file(s) found)" if files else ""))
-    return col.result()
+        return True
+
+    return scan_named(root, find_audio(root), col, PATTERN, "TESS (e.g. OAF_back_angry.wav)",
+                      "TESS wav files (OAF_angry/OAF_back_angry.wav, ...)", add)
 
 
 def prepare(root: str | Path, **options) -> Manifest:

@@ -297,3 +297,29 @@ def test_device_flag_reaches_the_config():
 
     assert "device" not in _experiment_dict(build_parser().parse_args(["run", "--method", "svm"]))
     assert _experiment_dict(build_parser().parse_args(["run", "--method", "svm", "--device", "cpu"]))["device"] == "cpu"
+
+
+def test_methods_lists_methods_and_one_methods_parameters(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "msemoboost" in out and "logreg" in out
+    assert main(["methods", "logreg", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert {p["name"]: p["default"] for p in info["parameters"]}["Cs"] == [0.01, 0.1, 1.0]
+    assert main(["methods", "msemoboost"]) == 0
+    assert "enh_bound" in capsys.readouterr().out
+    assert main(["methods", "nosuch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown method 'nosuch'" in err
+
+
+def test_closed_stdout_ends_quietly():
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "emoboost.cli", "methods", "msemoboost", "--long"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader is gone before anything is written (`| head` that already quit)
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141
+    assert "Traceback" not in err and "error" not in err

@@ -1,4 +1,4 @@
-"""Command line: ``emoboost {data,run,predict,export,serve,benchmark,pretrain,intensity}``.
+"""emoboost: speech emotion recognition on self-supervised speech representations (one subcommand per step).
 
 Heavy modules are imported inside each command so ``emoboost --help`` is instant and one missing
 optional dependency never breaks unrelated commands: building the parser imports neither torch,
@@ -233,6 +233,25 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 2
 
 
+def cmd_methods(args: argparse.Namespace) -> int:
+    from emoboost.methods.catalog import catalog, describe, format_method
+
+    if args.name is None:
+        infos = catalog()
+        if args.json:
+            print(json.dumps([i.to_dict() for i in infos], indent=2))
+            return 0
+        width = max(len(i.name) for i in infos)
+        for i in infos:
+            print(f"{i.name:<{width}}  {'+'.join(i.requires):<14} {i.summary}")
+        print("\nemoboost methods NAME: its parameters (-p NAME=VALUE) with defaults")
+        return 0
+    info = describe(args.name)
+    print(json.dumps(info.to_dict(), indent=2, default=repr) if args.json else format_method(info, long=args.long),
+          end="" if not args.json else "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="emoboost", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -247,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _lazy(sub, "predict", "label audio files, folders or lists with a run, final model or ONNX export "
           "(VAD for long files)", "emoboost.predict", "add_args", "main")
+
+    p = sub.add_parser("methods", help="the methods, or one method's parameters (-p NAME=VALUE) with defaults")
+    p.add_argument("name", nargs="?", help="a method (linear, logreg, msemoboost, ...)")
+    p.add_argument("--long", action="store_true", help="also print the method module's description")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_methods)
 
     p = sub.add_parser("data", help="corpora: list, download, prepare manifests")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
@@ -402,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
         if threads:
             _set_threads(threads)
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # the reader went away (`emoboost predict ... | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush cannot fail again
+        return 141
     except KeyboardInterrupt:
         if args.verbose:
             raise

@@ -45,8 +45,18 @@ class LinearProbe(TorchSegmentMethod):
     requires = ("ssl",)
 
     def default_params(self) -> dict[str, Any]:
-        return {"layer": -1, "pooling": "utterance", "stats": "mean", "speaker_norm": "none", "min_speaker_utts": 5,
-                "dropout": 0.0, "lr": 1e-3, "weight_decay": 1e-4, "max_epochs": 100, "patience": 10}
+        return {
+            "layer": -1,  # hidden state (-1 = last); a list (2,3,4) concatenates; "weighted": learned layer sum
+            "pooling": "utterance",  # the clip's own frames; "segment": 3 s windows, mean window posterior
+            "stats": "mean",  # "meanstd": the frames' std concatenated to their mean
+            "speaker_norm": "none",  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
+            "min_speaker_utts": 5,  # speakers with fewer utterances fall back to the global statistics
+            "dropout": 0.0,
+            "lr": 1e-3,
+            "weight_decay": 1e-4,
+            "max_epochs": 100,
+            "patience": 10,  # epochs without a better validation score before stopping
+        }
 
     def ssl_layers(self, num_layers: int) -> list[int]:
         """Hidden states this configuration reads (the store may stop the encoder at the deepest)."""

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 
 class LogRegProbe(Method):
+    """Pooled SSL frames -> standardise -> L2 logistic regression, C by speaker-grouped inner CV."""
+
     name = "logreg"
     requires = ("ssl",)
 
@@ -31,8 +33,16 @@ class LogRegProbe(Method):
 
     @staticmethod
     def default_params() -> dict[str, Any]:
-        return {"layer": -1, "pooling": "utterance", "stats": "mean", "speaker_norm": "none", "min_speaker_utts": 5,
-                "Cs": [0.01, 0.1, 1.0], "inner_folds": 3, "max_iter": 2000}
+        return {
+            "layer": -1,  # hidden state (0 = embeddings, -1 = last); a list (2,3,4) concatenates layers
+            "pooling": "utterance",  # the clip's own frames; "segment": 3 s windows, mean window posterior
+            "stats": "mean",  # "meanstd": the frames' std concatenated to their mean
+            "speaker_norm": "none",  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
+            "min_speaker_utts": 5,  # speakers with fewer utterances fall back to the global statistics
+            "Cs": [0.01, 0.1, 1.0],  # inverse L2 strengths the inner CV chooses from
+            "inner_folds": 3,  # speaker-grouped folds of the training speakers that choose C
+            "max_iter": 2000,  # L-BFGS iterations
+        }
 
     def ssl_layers(self, num_layers: int) -> list[int]:
         return self._layers(num_layers)

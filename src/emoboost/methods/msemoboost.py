@@ -434,28 +434,28 @@ class MSEmoBoost(TorchSegmentMethod):
 
     def default_params(self) -> dict[str, Any]:
         return {
-            "guidance": "both",
-            "attention": True,
-            "layer": -1,
+            "guidance": "both",  # which branches weight the frames: none (mean pooling) | mfcc | spec | both
+            "attention": True,  # residual self-attention in each guidance branch
+            "layer": -1,  # hidden state (-1 = last) or "weighted" (a learned sum of all layers)
             "alexnet_weights": None,  # None | path | URL | "imagenet" (torchvision's official file)
             "alexnet_cache": None,  # download folder for URLs (default: torch hub's checkpoints)
-            "freeze_alexnet": False,
-            "lstm_hidden": 64,
+            "freeze_alexnet": False,  # True: AlexNet fixed, its tokens computed once per segment (CPU-feasible)
+            "lstm_hidden": 64,  # Bi-LSTM size per direction (alias guidance_hidden; the paper leaves it open)
             "lstm_layers": 1,
             "lstm_dropout": 0.5,
-            "branch_dim": 128,
+            "branch_dim": 128,  # each guidance branch's output size (the paper's 128)
             "branch_dropout": 0.1,
-            "dropout": 0.0,
-            "enh_residual": False,
+            "dropout": 0.0,  # on the enhanced SSL vector before the classifier
+            "enh_residual": False,  # X_enh = 1/T' + a zero-initialised linear map (starts at mean pooling)
             "enh": "linear",  # the paper's unnormalised X_enh; softmax / bounded: see the module docstring
-            "enh_bound": 2.0,
+            "enh_bound": 2.0,  # enh=bounded: no frame weighs more than exp(2 x bound) times another
             "guidance_weight_decay": None,  # weight decay of the guidance branches and f_enh (None: weight_decay)
             "alexnet_input": "mono",  # "imagenet": min-max, resize 224, 3 channels, ImageNet mean/std (for ImageNet weights)
             "finetune_top": 0,  # k > 0: train the encoder's top k layers with the model (see emoboost.methods.finetune)
             "finetune_lr_scale": 0.1,  # their learning rate = lr x this (pretrained layers move slower)
             "mask_padding": False,  # True: zero-padded frames of a clip's last window get no weight, no statistics
-            "ssl_norm": "frame",
-            "mfcc_norm": True,
+            "ssl_norm": "frame",  # SSL standardisation from training frames | pooled (frame means) | none
+            "mfcc_norm": True,  # standardise each MFCC coefficient with training statistics
         }
 
     # -- inputs --------------------------------------------------------------------------------

@@ -26,13 +26,13 @@ from emoboost.methods.base import Method, UtteranceSet
 from emoboost.utils import seed_everything
 
 TRAIN_DEFAULTS: dict[str, Any] = {
-    "lr": 1e-3,
+    "lr": 1e-3,  # Adam
     "weight_decay": 0.0,
-    "batch_size": 32,
+    "batch_size": 32,  # training segments per step
     "max_epochs": 40,
-    "patience": 8,
+    "patience": 8,  # epochs without a better validation score before stopping
     "eval_batch_size": 64,
-    "class_weighted": False,
+    "class_weighted": False,  # True: cross-entropy weighted by inverse class frequency
     # After early stopping picks an epoch count on the validation speakers, retrain from scratch on
     # training + validation speakers for that many epochs (no test-fold information is used).
     "refit": False,

@@ -53,6 +53,7 @@ def _imported_after(code: str) -> set[str]:
     "from emoboost.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
     "from emoboost.cli import main\ntry:\n    main(['benchmark', '--help'])\nexcept SystemExit:\n    pass",
     "from emoboost.cli import main; main(['data', 'list'])",
+    "from emoboost.cli import main; main(['upstreams'])",
 ])
 def test_help_and_data_list_import_no_torch_transformers_sklearn(code):
     mods = _imported_after(code)
@@ -323,3 +324,26 @@ def test_closed_stdout_ends_quietly():
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 141
     assert "Traceback" not in err and "error" not in err
+
+
+def test_upstreams_say_where_each_name_loads_from(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    weights = tmp_path / "shared" / "weights" / "whisper-base-encoder"
+    weights.mkdir(parents=True)
+    (weights / "config.json").write_text(json.dumps({"model_type": "whisper", "encoder_layers": 6, "d_model": 512}))
+    snap = tmp_path / "hub" / "snap"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text(json.dumps({"model_type": "wavlm", "num_hidden_layers": 12, "hidden_size": 768}))
+    monkeypatch.setenv("EMOBOOST_SHARED", str(tmp_path / "shared"))
+    cached = {"microsoft/wavlm-base-plus": str(snap / "config.json")}
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: cached.get(repo))
+    assert main(["upstreams", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert (rows["whisper-base"]["where"], rows["whisper-base"]["size"]) == ("offline copy", "6 layers x 512")
+    assert rows["whisper-base"]["path"] == str(weights)
+    assert (rows["wavlm-base-plus"]["where"], rows["wavlm-base-plus"]["size"]) == ("hub cache", "12 layers x 768")
+    assert rows["hubert-base"]["where"] == "download" and rows["hubert-base"]["path"] is None
+    assert main(["upstreams"]) == 0
+    out = capsys.readouterr().out
+    assert f"offline copy {weights}" in out and "facebook/hubert-base-ls960" in out

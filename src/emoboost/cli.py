@@ -252,6 +252,23 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upstreams(args: argparse.Namespace) -> int:
+    from emoboost.upstreams import upstream_sources
+
+    rows = upstream_sources()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        where = {"offline copy": f"offline copy {r['path']}", "hub cache": f"hub cache {r['path']}",
+                 "download": f"downloaded from the hub ({r['hub_id']}) on first use"}[r["where"]]
+        print(f"{r['name']:<{width}}  {r['size']:<16} {where}")
+    print("\n--upstream also takes a Hugging Face id (owner/model) or a local folder: Hugging Face layout, "
+          "or an emoboost pretrain checkpoint")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="emoboost", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -272,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--long", action="store_true", help="also print the method module's description")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("upstreams", help="the encoders known by name and where each would load from (no download)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_upstreams)
 
     p = sub.add_parser("data", help="corpora: list, download, prepare manifests")
     dsub = p.add_subparsers(dest="data_cmd", required=True)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from emoboost.upstreams.base import Upstream
 
 __all__ = ["KNOWN_UPSTREAMS", "Upstream", "build_upstream", "fingerprint_spec", "known_upstreams",
-           "resolve_upstream", "state_dict_hash"]
+           "resolve_upstream", "state_dict_hash", "upstream_sources"]
 
 
 def __getattr__(name: str):
@@ -70,6 +70,37 @@ HF_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
 
 def known_upstreams() -> list[str]:
     return sorted(KNOWN_UPSTREAMS)
+
+
+def _depth(config: dict) -> str:
+    """'6 layers x 512' from a Hugging Face config (Whisper's encoder or a wav2vec2-style model)."""
+    layers = config.get("encoder_layers", config.get("num_hidden_layers"))
+    dim = config.get("d_model", config.get("hidden_size"))
+    return f"{layers} layers x {dim}" if layers and dim else ""
+
+
+def upstream_sources() -> list[dict]:
+    """Where each known name would load from, without contacting the hub (``emoboost upstreams``).
+
+    ``where`` is ``"offline copy"`` (the shared weights folder), ``"hub cache"`` (downloaded earlier)
+    or ``"download"`` (fetched from the hub on first use).
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    rows = []
+    for name in known_upstreams():
+        hub_id = KNOWN_UPSTREAMS[name]
+        local = _shared_weights(name)
+        cached = None if local is not None else try_to_load_from_cache(hub_id, "config.json")
+        where, path = ("offline copy", local) if local is not None else (
+            ("hub cache", Path(cached).parent) if isinstance(cached, str) else ("download", None))
+        try:
+            size = _depth(read_config(path)) if path is not None else ""
+        except ValueError:
+            size = ""
+        rows.append({"name": name, "hub_id": hub_id, "where": where, "path": str(path) if path else None,
+                     "size": size})
+    return rows
 
 
 def _shared_weights(name: str) -> Path | None:

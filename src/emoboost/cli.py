@@ -366,6 +366,8 @@ def _add_lazy_commands(sub) -> None:
           "emoboost.extract", "add_args", "main")
     _lazy(sub, "benchmark", "several methods × encoders on identical folds -> one table",
           "emoboost.benchmark", "add_args", "run")
+    _lazy(sub, "compare", "finished run directories side by side, with paired differences and bootstrap CIs",
+          "emoboost.evaluation.compare", "add_args", "main")
     _lazy(sub, "pretrain", "self-supervised pretraining (Mockingjay / NPC, random or EMS masking)",
           "emoboost.pretrain.cli", "add_pretrain_args", "run_pretrain")
     _lazy(sub, "intensity", "frame-level emotion intensity curve of audio files",

@@ -84,13 +84,17 @@ def _test_ids(run_dir: str | Path) -> dict[tuple[int, int], list[str]]:
 
 
 def paired(run_a: str | Path, run_b: str | Path, metric: str = "UA", a: str = "A", b: str = "B",
-           n_boot: int = 10_000, seed: int = 0) -> PairedResult:
-    """A − B per (fold, seed) present in both runs, which must have tested the same utterances."""
+           n_boot: int = 10_000, seed: int = 0, common_only: bool = False) -> PairedResult:
+    """A − B per (fold, seed) present in both runs, which must have tested the same utterances.
+
+    Both runs must have finished the same (fold, seed) units, unless ``common_only`` (runs still in
+    progress: the units both finished are paired, and ``units`` says how many).
+    """
     ma, mb = fold_metrics(run_a, metric), fold_metrics(run_b, metric)
     units = sorted(set(ma) & set(mb))
     if not units:
         raise ValueError(f"{run_a} and {run_b} share no (fold, seed): nothing to pair")
-    if set(ma) != set(mb):
+    if set(ma) != set(mb) and not common_only:
         only = sorted(set(ma) ^ set(mb))
         raise ValueError(f"{run_a} and {run_b} have different (fold, seed) sets (unmatched: {only}); "
                          f"finish both runs first")

@@ -129,23 +129,21 @@ def test_frames_are_memory_mapped_and_read_per_batch(tmp_path, monkeypatch):
     rep = extract_to_store(m, store, TinyUpstream(), progress=False)
     src = StoreSource(store, list(rep.hashes.values()), segmenting=Segmenting(3.0))
     assert isinstance(src.raw_frames(1), np.memmap)
-    read = []
-    real = StoreSource.frames
+    opened = []
+    real = StoreSource.raw_frames
 
-    def counting(self, i, layers):
-        out = real(self, i, layers)
-        read.append(out.nbytes)
-        return out
-    monkeypatch.setattr(StoreSource, "frames", counting)
+    def counting(self, i):
+        opened.append(i)
+        return real(self, i)
+    monkeypatch.setattr(StoreSource, "raw_frames", counting)
     view = SSLView(src)
     view.pooled([1])  # pooled features never touch frames
-    assert read == []
+    assert opened == []
     win, seg_utt = view.segments([1])
     assert seg_utt.tolist() == [0, 0, 1, 1, 1, 2, 3, 3]
-    batch = win[np.array([2, 3])]  # two windows of utterance 1: one read of that utterance only
-    assert batch.shape == (2, 1, 150, 4) and len(read) == 1
-    per_utt = src.raw_frames(1)[1:2].nbytes
-    assert read[0] == per_utt
+    batch = win[np.array([2, 3])]  # two windows of utterance 1: that utterance is mapped once
+    assert batch.shape == (2, 1, 150, 4) and opened == [1]
+    np.testing.assert_array_equal(batch[:, 0], np.asarray(real(src, 1)[1, :300], np.float32).reshape(2, 150, 4))
     # the last window of utterance 1 runs past its end: zero-padded, valid frames counted
     assert win.valid_frames()[4] == src.stats(1).num_frames - 300
     assert not win[4][0, win.valid_frames()[4]:].any()
@@ -266,3 +264,23 @@ def test_segments_of_a_subset_follow_the_view_order():
     np.testing.assert_array_equal(win[0][0], frames[2][1, :150])  # first window of utterance 2
     capped, owner2 = view.segments([1], seg=Segmenting(3.0), max_per_utt=1)
     assert owner2.tolist() == [0, 1, 2] and capped.starts.tolist() == [0, 0, 0]
+
+
+def test_a_window_of_a_long_recording_reads_that_window_only():
+    """Memory and copying follow the windows a batch asks for, not the length of their recordings."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    long = rng.standard_normal((3, 200_000, 16)).astype(np.float16)  # ~67 min at 50 frames/s, 19 MB
+    src = ArraySource([long, long[:, :500]], frame_rate=50.0)
+    win, _ = SSLView(src).segments([2], seg=Segmenting(3.0))
+    pick = np.array([0, 700, 1334])  # windows of the long recording (1334 of them) and of the short one
+    tracemalloc.start()
+    batch = win[pick]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1_000_000, peak  # the batch itself is 3 x 150 x 16 float32; the clip is 6.4 MB per layer
+    starts = win.starts[pick]
+    np.testing.assert_array_equal(batch[0, 0], long[2, :150].astype(np.float32))
+    np.testing.assert_array_equal(batch[1, 0], long[2, starts[1] : starts[1] + 150].astype(np.float32))
+    assert win.utt[pick].tolist() == [0, 0, 1]

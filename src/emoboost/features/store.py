@@ -782,12 +782,16 @@ class WindowArray:
         by_utt: dict[int, list[int]] = {}
         for j, i in enumerate(idx):
             by_utt.setdefault(int(self.utt[i]), []).append(j)
+        rows = self.source._rows(self.layers)
         for u, js in by_utt.items():
-            f = self.source.frames(u, self.layers)  # [k, T, D] float16, this utterance only
+            # only the windows' own frames are read: the utterance stays memory-mapped (or in memory),
+            # so a long recording costs its windows, not a copy of the whole clip per batch
+            f = self.source.raw_frames(u)  # [L_kept, T, D] float16
             for j in js:
                 s = int(self.starts[idx[j]])
-                chunk = f[:, s : s + self.length]
+                chunk = f[rows, s : s + self.length]
                 out[j, :, : chunk.shape[1]] = chunk
+            del f  # drop the mapping now: RSS must not grow with the corpus
         if not np.isfinite(out).all():
             bad = sorted({int(self.utt[i]) for i in idx})
             raise ValueError(f"non-finite values in stored frames of utterance(s) {bad}; delete the entries and "

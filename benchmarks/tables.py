@@ -116,7 +116,7 @@ TABLES: dict[str, dict] = {
                                                ("paper", "none"), ("softmax", "none"), ("bounded", "logreg")]},
     # the paper's regime with a fine-tuned encoder (its parent code fine-tunes wav2vec2): Whisper-tiny.en's
     # last layer (hidden state 4), frozen vs its top layer trained with the head
-    "msemoboost-finetune-tiny-emodb": {"corpus": "emodb", "upstreams": ["whisper-tiny.en"],
+    "msemoboost-finetune-tiny-emodb": {"corpus": "emodb", "upstreams": ["whisper-tiny.en"], "seeds": [0, 1, 2],
                                        "methods": [*ms_rows(4, "logreg", "none-masked", "small"),
                                                    *ms_rows(4, "none-masked", "small", finetune_top=1)],
                                        "paired": [("small", "none-masked"), ("ft1-none-masked", "none-masked"),
@@ -135,7 +135,7 @@ TABLES: dict[str, dict] = {
     # the paper's other weak-baseline regime: our own CPU-pretrained encoders (seed 0, random masking;
     # pretrain them first: python benchmarks/ems.py --out runs/ems --seeds 0 --strategies random --stages pretrain),
     # last hidden state
-    "msemoboost-own-emodb": {"corpus": "emodb",
+    "msemoboost-own-emodb": {"corpus": "emodb", "seeds": [0, 1, 2],
                              "upstreams": ["runs/ems/pretrain/mockingjay-random-s0", "runs/ems/pretrain/npc-random-s0"],
                              "methods": ms_rows(-1, "logreg", "none", "none-masked", "small", "bounded"),
                              "paired": [("small", "none-masked"), ("bounded", "none"), ("none-masked", "none")]},
@@ -246,6 +246,30 @@ def combined_table(out_root: str = "runs") -> str:
     return "\n".join(lines)
 
 
+def status(names: list[str], out_root: str = "runs") -> str:
+    """Finished (fold, seed) units of every entry of the named tables, against folds x seeds."""
+    import json
+    from pathlib import Path
+
+    from emoboost.benchmark import entry_dir_name
+
+    lines = []
+    for name in names:
+        t = TABLES[name]
+        seeds = t.get("seeds") or [0]
+        lines.append(f"{name} ({out_root}/{name}):")
+        for up in t.get("upstreams") or [None]:
+            for spec in t["methods"]:
+                label = spec.split("=", 1)[0] if "=" in spec.split(":", 1)[0] else spec
+                d = Path(out_root) / name / entry_dir_name(label if up is None else f"{label} @ {up}")
+                done = len(list((d / "folds").glob("fold*_seed*.json"))) if (d / "folds").is_dir() else 0
+                folds = len(json.loads((d / "folds.json").read_text())) if (d / "folds.json").is_file() else None
+                want = f"{folds * len(seeds)}" if folds else "?"
+                mark = "done" if folds and done >= folds * len(seeds) else ("not started" if not done else "part-way")
+                lines.append(f"  {label + (' @ ' + up if up else ''):<60} {done:>3}/{want:<3} {mark}")
+    return "\n".join(lines)
+
+
 def commands(name: str, out_root: str = "runs", quick: bool = False) -> list[list[str]]:
     """The ``emoboost`` argument lists behind table ``name``."""
     t = TABLES[name]
@@ -283,7 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 folds, 2 epochs")
     ap.add_argument("--combined", action="store_true",
                     help="print the combined MS-EmoBoost table from the finished runs under --out-root")
+    ap.add_argument("--status", action="store_true", help="finished (fold, seed) units per entry of the table "
+                    "(default: the tables of the combined MS-EmoBoost table); runs nothing")
     args = ap.parse_args(argv)
+    if args.status:
+        print(status([args.table] if args.table else list(dict.fromkeys(t for _, t in COMBINED)), args.out_root))
+        return 0
     if args.combined:
         print(combined_table(args.out_root))
         return 0

@@ -200,9 +200,17 @@ def cmd_data(args: argparse.Namespace) -> int:
     from emoboost.data.corpora import CORPORA, get_corpus, scan_corpus
 
     if args.data_cmd == "list":
+        from emoboost.data.corpora import locate_corpus
+
         for name in sorted(CORPORA):
             info = get_corpus(name).INFO
-            print(f"{name:10s} {len(info.classes):2d} classes  protocol={info.default_protocol:13s} {info.url or ''}")
+            if name in ("folder", "csv"):  # your own data: always --data-root / --manifest
+                where = "your own data: --data-root DIR"
+            else:
+                how, folder = locate_corpus(name)
+                where = {"download": f"downloaded on first use from {info.url or 'its official URL'}",
+                         "not here": f"no direct download: --data-root DIR (see {info.url})"}.get(how, f"{how}: {folder}")
+            print(f"{name:10s} {len(info.classes):2d} classes  protocol={info.default_protocol:13s} {where}")
         return 0
     if args.data_cmd == "download":
         from emoboost.data.download import MAX_EXTRACT_BYTES, MAX_RATIO, download_corpus

@@ -22,7 +22,7 @@ from emoboost.data.manifest import Manifest
 from emoboost.evaluation.report import FoldResult, plot_tsne, write_report
 from emoboost.methods import UtteranceSet, get_method
 from emoboost.protocols import check_disjoint, describe, make_folds
-from emoboost.utils import atomic_write_text, shared_root
+from emoboost.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +86,11 @@ def resolve_data_root(corpus: str, data_root: str | None) -> Path:
     """Explicit path > $EMOBOOST_DATA/<corpus> > <shared>/data/<corpus> > official download into the cache."""
     if data_root:
         return Path(data_root)
-    env = os.environ.get("EMOBOOST_DATA")
-    if env and (Path(env) / corpus).exists():
-        return Path(env) / corpus
-    shared = shared_root() / "data" / corpus
-    if shared.exists():
-        return shared
-    from emoboost.data.corpora import get_corpus
+    from emoboost.data.corpora import get_corpus, locate_corpus
 
+    how, folder = locate_corpus(corpus)
+    if how in ("EMOBOOST_DATA", "shared"):
+        return folder
     mod = get_corpus(corpus)
     if not hasattr(mod, "download"):
         raise FileNotFoundError(

@@ -476,3 +476,36 @@ def test_scan_corpus_passes_options_and_refuses_unknown_ones(tmp_path):
     with pytest.raises(ValueError, match=r"speaker_regex must be a string, got \['0-9'\] \(quote it"):
         scan_corpus("folder", tmp_path, {"speaker_regex": ["0-9"]})
     assert corpus_options("emodb") == ["classes"]
+
+
+def test_locate_corpus_follows_the_lookup_order_and_never_downloads(tmp_path, monkeypatch, capsys):
+    import json as _json
+
+    from emoboost.cli import main
+    from emoboost.data.corpora import locate_corpus
+    from emoboost.data.download import COMPLETE_MARKER
+    from emoboost.runner import resolve_data_root
+
+    shared, data, cache = tmp_path / "shared", tmp_path / "data", tmp_path / "cache"
+    monkeypatch.setenv("EMOBOOST_SHARED", str(shared))
+    monkeypatch.setenv("EMOBOOST_CACHE", str(cache))
+    monkeypatch.delenv("EMOBOOST_DATA", raising=False)
+    assert locate_corpus("emodb") == ("download", None)  # has an official URL: fetched on first use
+    assert locate_corpus("iemocap") == ("not here", None)  # no direct download
+    done = cache / "corpora" / "emodb"
+    (done / "wav").mkdir(parents=True)
+    (done / "lablaut").mkdir()
+    (done / COMPLETE_MARKER).write_text(_json.dumps({"corpus": "emodb"}))
+    assert locate_corpus("emodb") == ("downloaded", done)
+    (shared / "data" / "emodb").mkdir(parents=True)
+    assert locate_corpus("emodb") == ("shared", shared / "data" / "emodb")
+    (data / "RAVDESS").mkdir(parents=True)
+    (shared / "data" / "ravdess").mkdir(parents=True)
+    monkeypatch.setenv("EMOBOOST_DATA", str(data))
+    assert locate_corpus("RAVDESS") == ("EMOBOOST_DATA", data / "RAVDESS")  # $EMOBOOST_DATA before the shared copy
+    assert locate_corpus("ravdess") == ("shared", shared / "data" / "ravdess")
+    assert resolve_data_root("emodb", None) == shared / "data" / "emodb"
+    assert resolve_data_root("emodb", "/x/y") == Path("/x/y")
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert f"shared: {shared / 'data' / 'emodb'}" in out and "no direct download" in out

@@ -56,4 +56,29 @@ def scan_corpus(name: str, root: str | Path, options: dict[str, Any] | None = No
     return get_corpus(name).scan(root, **options)
 
 
-__all__ = ["CORPORA", "CorpusInfo", "corpus_options", "get_corpus", "scan_corpus"]
+def locate_corpus(name: str) -> tuple[str, Path | None]:
+    """Where a run without ``--data-root`` finds corpus ``name``, without downloading anything.
+
+    -> (how, folder): ``"EMOBOOST_DATA"`` or ``"shared"`` (a local copy), ``"downloaded"`` (an earlier
+    official download in the cache), ``"download"`` (fetched from its official URL on first use, no
+    folder yet) or ``"not here"`` (licensed corpora: pass ``--data-root``).
+    """
+    import os
+
+    from emoboost.data.download import COMPLETE_MARKER, SOURCES, corpus_root
+    from emoboost.utils import default_cache_dir, shared_root
+
+    key = name.lower().replace("-", "").replace("_", "")
+    env = os.environ.get("EMOBOOST_DATA")
+    names = list(dict.fromkeys((name, key)))  # the name as given (a folder RAVDESS/), then the registry key
+    for how, base in (("EMOBOOST_DATA", Path(env) if env else None), ("shared", shared_root() / "data")):
+        for folder_name in names if base is not None else ():
+            if (base / folder_name).exists():
+                return how, base / folder_name
+    cached = Path(default_cache_dir()) / "corpora" / key
+    if (cached / COMPLETE_MARKER).is_file():
+        return "downloaded", corpus_root(cached)
+    return ("download", None) if key in SOURCES else ("not here", None)
+
+
+__all__ = ["CORPORA", "CorpusInfo", "corpus_options", "get_corpus", "locate_corpus", "scan_corpus"]

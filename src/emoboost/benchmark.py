@@ -183,8 +183,7 @@ def run(args: argparse.Namespace) -> int:
             for metric in ("UA", "WA"):
                 res = paired(by_entry[a], by_entry[b], metric, a, b)
                 paired_out.append(res.to_dict())
-                lines.append(f"| {a} | {b} | {metric} | {res.units} | {res.mean_a:.2f} | {res.mean_b:.2f} | "
-                             f"{res.mean_diff:+.2f} | [{res.ci_low:+.2f}, {res.ci_high:+.2f}] | {res.wins}/{res.units} |")
+                lines.append(res.table_row())
     md = "\n".join(lines) + "\n"
     atomic_write_text(out / "benchmark.md", md)
     atomic_write_text(out / "benchmark.json", json.dumps({"identical_folds": same, "paired": paired_out, "rows": [

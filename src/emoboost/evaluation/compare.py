@@ -136,8 +136,7 @@ def compare(runs: list[RunSummary], pairs: list[tuple[str, str]], metrics: tuple
             for m in metrics:
                 res = paired(ra.path, rb.path, m, a, b, n_boot=n_boot, common_only=True)
                 results.append(res)
-                lines.append(f"| {a} | {b} | {m} | {res.units} | {res.mean_a:.2f} | {res.mean_b:.2f} | "
-                             f"{res.mean_diff:+.2f} | [{res.ci_low:+.2f}, {res.ci_high:+.2f}] | {res.wins}/{res.units} |")
+                lines.append(res.table_row())
     return "\n".join(lines) + "\n", results
 
 

@@ -39,6 +39,11 @@ class PairedResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def table_row(self) -> str:
+        """One row of the Markdown table ``| A | B | metric | units | A | B | A − B | 95 % CI | A wins |``."""
+        return (f"| {self.a} | {self.b} | {self.metric} | {self.units} | {self.mean_a:.2f} | {self.mean_b:.2f} | "
+                f"{self.mean_diff:+.2f} | [{self.ci_low:+.2f}, {self.ci_high:+.2f}] | {self.wins}/{self.units} |")
+
     def line(self) -> str:
         sig = "excludes 0" if self.ci_low > 0 or self.ci_high < 0 else "includes 0"
         return (f"{self.a} − {self.b}, {self.metric}: {self.mean_diff:+.2f} pp "

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from emoboost.methods import get_method
     from emoboost.protocols import make_folds
-    from emoboost.runner import ExperimentConfig, load_manifest, prepare_ssl
+    from emoboost.experiment.run import ExperimentConfig, load_manifest, prepare_ssl
 
     cfg = ExperimentConfig(corpus=args.corpus, upstream=args.upstream, method="logreg",
                            method_params={"layer": args.layers[0]}, out_dir="", progress=False)

@@ -8,7 +8,7 @@ Stages (each resumable; rerun the same command to continue after an interruption
    (never EmoDB), small CPU configs from recipes/pretrain/*-small.yaml.
 3. ``probe``: TIMIT frame phone classification (39 phones, speaker-disjoint 12/4) for every
    pretrained model and a plain log-mel baseline.
-4. ``ser``: EmoDB 7-class, 10-fold leave-one-speaker-out through ``emoboost.runner`` (the linear
+4. ``ser``: EmoDB 7-class, 10-fold leave-one-speaker-out through ``emoboost.experiment.run`` (the linear
    SSL-only probe over a learned weighted sum of layers by default; add ``msemoboost``).
 5. ``maskstats``: where random and EMS masks fall on the pretraining audio (intensity of masked
    frames, share of masked frames in pauses).
@@ -165,10 +165,10 @@ def stage_probe(args, out: Path, results: dict) -> None:
 
 def stage_ser(args, out: Path, results: dict) -> None:
     try:
-        from emoboost.benchmark import parse_method_spec
-        from emoboost.runner import ExperimentConfig, run_experiment
+        from emoboost.experiment.benchmark import parse_method_spec
+        from emoboost.experiment.run import ExperimentConfig, run_experiment
     except ImportError as e:  # the spine's runner is not there yet
-        log.warning("SER stage skipped: emoboost.runner unavailable (%s)", e)
+        log.warning("SER stage skipped: emoboost.experiment.run unavailable (%s)", e)
         return
     results.setdefault("ser", {})
     for name, *_ in run_names(args):

@@ -36,7 +36,7 @@ RAVDESS_TO_EMODB = {"angry": "anger", "sad": "sadness", "neutral": "neutral", "h
 
 
 def ensure_run(run: Path, upstream: str, layer: int, cache_dir: str | None) -> None:
-    from emoboost.runner import ExperimentConfig, run_experiment
+    from emoboost.experiment.run import ExperimentConfig, run_experiment
 
     if (run / "summary.json").is_file() and (run / "bundle.json").is_file():
         return
@@ -51,7 +51,7 @@ def ensure_run(run: Path, upstream: str, layer: int, cache_dir: str | None) -> N
 def ravdess_set(run_cfg: dict, classes: list[str], data_root: str | None, cache_dir: str):
     """RAVDESS clips with an EmoDB class, as an UtteranceSet over the feature store (y: EmoDB class index)."""
     from emoboost.methods import get_method
-    from emoboost.runner import ExperimentConfig, build_dataset, load_manifest, prepare_ssl
+    from emoboost.experiment.run import ExperimentConfig, build_dataset, load_manifest, prepare_ssl
 
     cfg = ExperimentConfig.from_dict({**{k: run_cfg[k] for k in ("upstream", "method", "method_params",
                                                                   "segment_encoding", "encoder_window",
@@ -89,7 +89,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    from emoboost.final import train_final
+    from emoboost.experiment.refit import train_final
     from emoboost.methods import Method
     from emoboost.utils import read_json
 

@@ -4,7 +4,7 @@ All variants run in one process, interleaved (one call of each per round, so loa
 them alike), with torch threads = onnxruntime intra-op threads (1 by default). Medians of warm calls.
 
 Rows:
-- ``onnx``: what :class:`emoboost.onnx_predict.OnnxPredictor` runs: numpy log-mel + encoder.onnx (up to
+- ``onnx``: what :class:`emoboost.inference.onnx_predict.OnnxPredictor` runs: numpy log-mel + encoder.onnx (up to
   the head's layer) + head.onnx.
 - ``torch (encode_mel)``: the training-time path: transformers' log-mel + ``upstream.encode_mel``
   (every layer) + the numpy head.
@@ -16,9 +16,9 @@ The head has fixed random weights: latency does not depend on them. Also prints 
 abs difference ONNX vs encode_mel on the clip.
 
 ``--msemoboost`` adds MS-EmoBoost (guidance=both, the first ``--layers`` layer, untrained weights,
-input standardisation fitted on the clip) exported with :func:`emoboost.export.export_segment_model`:
+input standardisation fitted on the clip) exported with :func:`emoboost.inference.export.export_segment_model`:
 ``msemoboost onnx`` (:class:`OnnxPredictor`: encoder.onnx + librosa MFCC/spectrogram + head.onnx) vs
-``msemoboost torch`` (:class:`emoboost.predict.Predictor` on the same model, encoder cut at that
+``msemoboost torch`` (:class:`emoboost.inference.predict.Predictor` on the same model, encoder cut at that
 layer as ``emoboost predict`` loads it), and their posterior difference.
 
     python benchmarks/onnx_latency.py                 # whisper-base, layer 3, 30 runs, 1 thread
@@ -43,8 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from emoboost.audio import load_audio  # noqa: E402
-from emoboost.export import export_onnx, head_posteriors, torch_graphs  # noqa: E402
-from emoboost.onnx_predict import OnnxPredictor, log_mel  # noqa: E402
+from emoboost.inference.export import export_onnx, head_posteriors, torch_graphs  # noqa: E402
+from emoboost.inference.onnx_predict import OnnxPredictor, log_mel  # noqa: E402
 from emoboost.upstreams import build_upstream  # noqa: E402
 from emoboost.utils import shared_root  # noqa: E402
 
@@ -61,12 +61,12 @@ def clip_near(wav_dir: Path, seconds: float) -> Path:
 def msemoboost_pair(up, wav: np.ndarray, layer: int, out: Path, threads: int):
     """(OnnxPredictor, Predictor) of one untrained MS-EmoBoost on ``layer`` (standardisation fitted on ``wav``)."""
     from emoboost.audio import Segmenting
-    from emoboost.export import export_segment_model
+    from emoboost.inference.export import export_segment_model
     from emoboost.features.pipeline import wav_features
     from emoboost.features.store import ArraySource, SSLView, StoreSpec, encode_clip
     from emoboost.methods import UtteranceSet
     from emoboost.methods.msemoboost import MSEmoBoost
-    from emoboost.predict import Predictor
+    from emoboost.inference.predict import Predictor
 
     seg = Segmenting(3.0)
     frames, _ = encode_clip(up, wav, StoreSpec(encoding="utterance", frames="all", window=30.0, segmenting=seg))

@@ -138,7 +138,7 @@ def child_env(**extra: str) -> dict:
 # a. warm predict
 # ------------------------------------------------------------------------------------------------
 def part_a(run: Path, clip: Path, reps: int) -> dict:
-    from emoboost.predict import Predictor
+    from emoboost.inference.predict import Predictor
 
     pred = Predictor.load(run)
     ref = Reference(run, weights_dir(run))
@@ -396,7 +396,7 @@ def part_d(cache: str, reps: int) -> dict:
         print(f"warning: features took {best['features_s']:.0f} s: the store in {cache} was not warm", file=sys.stderr)
     # what the run imports before it can fit: emoboost's runner and scikit-learn (whose own start-up
     # imports scipy.stats and pandas)
-    imports = import_seconds(["-c", "import emoboost.runner, emoboost.methods.logreg, sklearn.linear_model"], child_env())
+    imports = import_seconds(["-c", "import emoboost.experiment.run, emoboost.methods.logreg, sklearn.linear_model"], child_env())
     return {"reps": reps, "cache": cache, "median_run": best, "all": rows, "imports_s": imports,
             "load_before": l0, "load_after": load()}
 

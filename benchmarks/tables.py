@@ -208,7 +208,7 @@ def combined_table(out_root: str = "runs") -> str:
 
     import numpy as np
 
-    from emoboost.benchmark import entry_dir_name
+    from emoboost.experiment.benchmark import entry_dir_name
     from emoboost.evaluation.paired import bootstrap_ci, fold_metrics
 
     def cell(a: dict, b: dict | None) -> str:
@@ -251,7 +251,7 @@ def status(names: list[str], out_root: str = "runs") -> str:
     import json
     from pathlib import Path
 
-    from emoboost.benchmark import entry_dir_name
+    from emoboost.experiment.benchmark import entry_dir_name
 
     lines = []
     for name in names:

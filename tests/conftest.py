@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from audio_helpers import write_tone
+from builders import write_tone
 
 torch.set_num_threads(1)
 

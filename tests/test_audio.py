@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio_helpers import write_tone
+from builders import write_tone
 from emoboost.audio import (
     SAMPLE_RATE,
     AudioError,

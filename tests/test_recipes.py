@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from emoboost.cli import _read_yaml
+from emoboost.cli.run import _read_yaml
 from emoboost.data.corpora import get_corpus
+from emoboost.experiment.run import ExperimentConfig, store_spec
 from emoboost.methods import get_method
 from emoboost.pretrain.train import PretrainConfig
-from emoboost.runner import ExperimentConfig, store_spec
 from emoboost.upstreams import KNOWN_UPSTREAMS
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from emoboost.api import Model
+    from emoboost.inference.api import Model
 
 
 def load(path: str | Path, upstream: str | None = None, threads: int | None = None) -> Model:
@@ -24,6 +24,6 @@ def load(path: str | Path, upstream: str | None = None, threads: int | None = No
         m.predict(samples, sample_rate=44100).probabilities
         m.predict_many(["a.wav", "b.wav"], batch_size=8)
     """
-    from emoboost.api import load as _load
+    from emoboost.inference.api import load as _load
 
     return _load(path, upstream=upstream, threads=threads)

@@ -6,11 +6,13 @@ its parser, and ``emoboost --help`` must not pay for the numeric stack.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import random
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -135,3 +137,9 @@ def parse_value(v: str):
         except ValueError:
             return out
     return out
+
+
+def import_attr(spec: str) -> Any:
+    """'pkg.module:attr' -> attr (lazy registry imports)."""
+    mod, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(mod), attr)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from audio_helpers import write_tone
+from builders import write_tone
 from emoboost.data.corpora import (
     CORPORA,
     cremad,
@@ -484,7 +484,7 @@ def test_locate_corpus_follows_the_lookup_order_and_never_downloads(tmp_path, mo
     from emoboost.cli import main
     from emoboost.data.corpora import locate_corpus
     from emoboost.data.download import COMPLETE_MARKER
-    from emoboost.runner import resolve_data_root
+    from emoboost.experiment.run import resolve_data_root
 
     shared, data, cache = tmp_path / "shared", tmp_path / "data", tmp_path / "cache"
     monkeypatch.setenv("EMOBOOST_SHARED", str(shared))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audio_helpers import write_tone
+from builders import write_tone
 from emoboost.data import download as dl
 from emoboost.data.corpora import emodb, iemocap, ravdess
 from emoboost.data.download import DownloadError, download_corpus, extract_zip

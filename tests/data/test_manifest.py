@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audio_helpers import write_tone
+from builders import write_tone
 from emoboost.data.corpora import emodb, iemocap
 from emoboost.data.manifest import Manifest, Utterance
 

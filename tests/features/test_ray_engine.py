@@ -13,9 +13,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from audio_helpers import write_tone
-from emoboost import extract
+from builders import write_tone
 from emoboost.audio import content_hash
+from emoboost.cli import extract
 from emoboost.features import ray_engine
 from emoboost.features.pipeline import open_store
 from emoboost.features.ray_engine import RayOptions, pool_size

@@ -9,16 +9,20 @@ import numpy as np
 import pytest
 import torch
 
+from builders import finetune_data, pitch_tone, pooled_ensemble, save_tiny_whisper, synthetic, write_wav
 from emoboost.methods import Method, get_method
-from test_predict import models, tone, write  # noqa: F401  (models: a tiny fold-ensemble run, a module fixture)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return pooled_ensemble(tmp_path_factory.mktemp("predict"))
+
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to torch here)")
 
 
 @needs_cuda
 def test_linear_trains_on_the_gpu_and_loads_on_the_cpu(tmp_path):
-    from test_linear import synthetic
-
     data = synthetic()
     train, valid, test = data.subset(range(0, 40)), data.subset(range(40, 50)), data.subset(range(50, 60))
     gpu = get_method("linear")(["a", "b", "c"], layer=1, max_epochs=60, lr=3e-3)
@@ -37,8 +41,6 @@ def test_linear_trains_on_the_gpu_and_loads_on_the_cpu(tmp_path):
 
 @needs_cuda
 def test_finetuned_msemoboost_on_the_gpu(tmp_path):
-    from test_finetune import finetune_data
-
     from emoboost.methods.msemoboost import MSEmoBoost
 
     data = finetune_data(tmp_path)[3]
@@ -55,8 +57,6 @@ def test_finetuned_msemoboost_on_the_gpu(tmp_path):
 @needs_cuda
 def test_whisper_upstream_on_the_gpu_matches_the_cpu(tmp_path):
     from emoboost.upstreams import build_upstream
-    from test_export import save_tiny_whisper
-
     d = save_tiny_whisper(tmp_path / "tiny")
     wav = (0.1 * np.random.default_rng(0).standard_normal(24000)).astype(np.float32)
     np.testing.assert_allclose(build_upstream(str(d), device="cuda").extract(wav),
@@ -66,10 +66,10 @@ def test_whisper_upstream_on_the_gpu_matches_the_cpu(tmp_path):
 
 @needs_cuda
 def test_predictor_on_the_gpu_matches_the_cpu(models, tmp_path, monkeypatch):  # noqa: F811
-    from emoboost.predict import Predictor
+    from emoboost.inference.predict import Predictor
 
     monkeypatch.setenv("EMOBOOST_CACHE", str(models[0] / "cache"))
-    wav = write(tmp_path / "a.wav", tone(1.0, 200.0))
+    wav = write_wav(tmp_path / "a.wav", pitch_tone(1.0, 200.0))
     gpu = Predictor.load(models[0], device="cuda").predict_file(wav).to_dict()
     cpu = Predictor.load(models[0]).predict_file(wav).to_dict()
     assert gpu["label"] == cpu["label"]

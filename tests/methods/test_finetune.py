@@ -7,38 +7,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from emoboost.audio import Segmenting
-from emoboost.features.pipeline import wav_features
-from emoboost.features.store import ArraySource, SSLView, StoreSpec, encode_clip
-from emoboost.methods import Method, UtteranceSet
+from builders import finetune_data
+from emoboost.methods import Method
 from emoboost.methods.finetune import top_layers_from_upstream
 from emoboost.methods.msemoboost import MSEmoBoost
-from emoboost.upstreams.whisper import WhisperEncoderUpstream
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     return finetune_data(tmp_path_factory.mktemp("w"))
-
-
-def finetune_data(tmp):
-    """(tiny Whisper dir, its upstream, stored frames per clip, a 6-clip UtteranceSet with MFCCs)."""
-    from test_export import save_tiny_whisper
-
-    d = save_tiny_whisper(tmp / "tiny")
-    up = WhisperEncoderUpstream(d)
-    rng = np.random.default_rng(0)
-    wavs = [(0.1 * rng.standard_normal(int(16000 * s))).astype(np.float32) for s in (1.0, 2.5, 3.5, 1.5, 2.0, 3.0)]
-    seg = Segmenting(3.0)
-    frames = [encode_clip(up, w, StoreSpec(segmenting=seg))[0] for w in wavs]
-    src = ArraySource(frames, [len(w) for w in wavs], frame_rate=50.0)
-    src.segmenting = seg
-    src.upstream_spec = str(d)
-    feats = {"mfcc": [wav_features(w, ["mfcc"], seg)["mfcc"] for w in wavs]}
-    y = np.arange(len(wavs)) % 2
-    data = UtteranceSet([f"u{i}" for i in range(len(wavs))], y, np.array([f"s{i}" for i in range(len(wavs))]),
-                        feats, ssl=SSLView(src))
-    return d, up, frames, data
 
 
 def test_the_copied_layers_reproduce_the_encoder(setup):

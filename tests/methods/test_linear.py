@@ -2,22 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from builders import clips, head_proba, lone_clips, synthetic
 from emoboost.methods import Method, UtteranceSet, get_method
-
-
-def synthetic(n_utt=60, L=3, T=10, D=16, n_classes=3, seed=0, informative_layer=1):
-    """Class is encoded (weakly) in one layer's mean; other layers are noise."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n_utt) % n_classes
-    centers = rng.standard_normal((n_classes, D)) * 3
-    feats = []
-    for i in range(n_utt):
-        s = 1 + i % 2
-        x = rng.standard_normal((s, L, T, D)).astype(np.float32)
-        x[:, informative_layer] += centers[y[i]][None, None]
-        feats.append(x.astype(np.float16))
-    return UtteranceSet([f"u{i}" for i in range(n_utt)], y, np.array([f"s{i % 6}" for i in range(n_utt)]),
-                        {"ssl": feats})
 
 
 @pytest.mark.parametrize("layer,pooling", [(1, "utterance"), ("weighted", "utterance"), (1, "segment"),
@@ -109,33 +95,6 @@ def test_speaker_norm_removes_a_speaker_offset():
     assert np.allclose(m.predict_proba(test2), p, atol=1e-4)
     plain = get_method("linear")(["a", "b", "c"], layer=1, max_epochs=30).fit(train, seed=0)
     assert not np.allclose(plain.predict_proba(test2), plain.predict_proba(test), atol=1e-2)
-
-
-def clips(n_utt=60, L=3, D=8, n_classes=3, seed=0):
-    """Utterance-encoded clips [L, T, D] float32 of varying length; class in layer 1's mean, 6 speakers."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n_utt) % n_classes
-    centers = rng.standard_normal((n_classes, D)) * 1.5
-    frames = []
-    for i in range(n_utt):
-        x = rng.standard_normal((L, 5 + i % 7, D)).astype(np.float32) + rng.standard_normal(D).astype(np.float32)
-        x[1] += centers[y[i]]
-        frames.append(x)
-    groups = np.array([f"s{(i // 3) % 6}" for i in range(n_utt)])  # every speaker has every class
-    return UtteranceSet([f"u{i}" for i in range(n_utt)], y, groups, {"ssl": frames}), frames
-
-
-def lone_clips(frames, y):
-    """Each clip its own speaker: what predict sees (speaker norm then falls back to training statistics)."""
-    return UtteranceSet([f"t{i}" for i in range(len(frames))], np.asarray(y),
-                        np.array([f"lone{i}" for i in range(len(frames))]), {"ssl": list(frames)})
-
-
-def head_proba(head, frames):
-    from emoboost.export import check_head, head_posteriors
-
-    check_head(head)  # the head passes the exporter's own validation
-    return np.stack([head_posteriors(head, f[head["layers"]]) for f in frames])
 
 
 @pytest.mark.parametrize("layer", [1, "weighted", "2,1", -1])

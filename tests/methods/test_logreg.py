@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from test_linear import synthetic
 
+from builders import clips, head_proba, lone_clips, synthetic
 from emoboost.methods import Method, get_method
 
 
@@ -52,8 +52,6 @@ def test_layer_list_concatenates():
 @pytest.mark.parametrize("layer", [1, "2,1", -1])
 @pytest.mark.parametrize("speaker_norm", ["none", "speaker"])
 def test_pooled_head_equals_predict_proba(tmp_path, layer, speaker_norm):
-    from test_linear import clips, head_proba, lone_clips
-
     data, frames = clips()
     m = get_method("logreg")(["a", "b", "c"], layer=layer, speaker_norm=speaker_norm, Cs=[1.0])
     m.fit(data.subset(range(40)))
@@ -69,8 +67,6 @@ def test_pooled_head_equals_predict_proba(tmp_path, layer, speaker_norm):
 
 def test_speaker_norm_head_uses_the_fallback_statistics():
     """The head folds the training-set z-norm in: it differs from the plain model's standardisation."""
-    from test_linear import clips
-
     data, _ = clips()
     a = get_method("logreg")(["a", "b", "c"], layer=1, speaker_norm="speaker", Cs=[1.0]).fit(data)
     sn = a.spk_

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from builders import save_tiny_whisper
+
 TINY_SSL = dict(
     hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
     conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 4),
@@ -29,25 +31,6 @@ def save_tiny_ssl(path: Path, model_type: str = "wav2vec2", feat_extract_norm: s
     model_cls(cfg).save_pretrained(path)
     if preprocessor is not None:
         (path / "preprocessor_config.json").write_text(json.dumps(preprocessor))
-    return path
-
-
-def save_tiny_whisper(path: Path, seed: int = 0) -> Path:
-    """A 2-layer, 32-dim Whisper saved with encoder weights only (like ../shared/weights)."""
-    from safetensors.torch import save_file
-    from transformers import WhisperConfig, WhisperModel
-
-    torch.manual_seed(seed)
-    cfg = WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
-                        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
-                        vocab_size=100, max_source_positions=1500, max_target_positions=32,
-                        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3,
-                        begin_suppress_tokens=None, suppress_tokens=None)
-    model = WhisperModel(cfg)
-    path.mkdir(parents=True, exist_ok=True)
-    cfg.save_pretrained(path)
-    enc = {f"encoder.{k}": v.contiguous() for k, v in model.encoder.state_dict().items()}
-    save_file(enc, str(path / "model.safetensors"), metadata={"format": "pt"})
     return path
 
 

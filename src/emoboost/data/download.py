@@ -75,9 +75,7 @@ def corpus_key(name: str) -> str:
     """
     key = str(name).lower().replace("-", "").replace("_", "")
     if not _SLUG.fullmatch(key):
-        from emoboost.data.corpora import CORPORA
-
-        raise DownloadError(f"invalid corpus name {name!r}: use a registered corpus ({', '.join(sorted(CORPORA))}) "
+        raise DownloadError(f"invalid corpus name {name!r}: use a registered corpus (emoboost data list) "
                             "or, with a URL, a name of 1-64 letters and digits (it becomes the folder name)")
     return key
 

@@ -12,7 +12,6 @@ them, marked). Differences are taken on the units both runs finished, and the ta
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,6 @@ import numpy as np
 
 from emoboost.evaluation.metrics import all_metrics, mean_std
 from emoboost.evaluation.paired import METRICS, PairedResult, paired
-from emoboost.utils import atomic_write_text
 
 
 @dataclass
@@ -138,26 +136,3 @@ def compare(runs: list[RunSummary], pairs: list[tuple[str, str]], metrics: tuple
                 results.append(res)
                 lines.append(res.table_row())
     return "\n".join(lines) + "\n", results
-
-
-def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories, each as PATH or LABEL=PATH; the first is "
-                   "the baseline the others are paired with unless --paired is given")
-    p.add_argument("--paired", nargs=2, action="append", metavar=("A", "B"), default=[],
-                   help="pair run A with run B (labels); repeatable. Default: every run against the first")
-    p.add_argument("--metric", choices=METRICS, action="append", help="metric(s) to pair (default UA and WA)")
-    p.add_argument("--out", help="also write the table to this Markdown file (and the numbers beside it as .json)")
-
-
-def main(args: argparse.Namespace) -> int:
-    runs = [load_run(*parse_run_arg(a)) for a in args.runs]
-    pairs = [tuple(p) for p in args.paired] or [(r.label, runs[0].label) for r in runs[1:]
-                                                 if same_folds(runs[0], r)]
-    md, results = compare(runs, pairs, tuple(args.metric or ("UA", "WA")))
-    print(md, end="")
-    if args.out:
-        out = Path(args.out)
-        atomic_write_text(out, md)
-        atomic_write_text(out.with_suffix(".json"), json.dumps(
-            {"runs": [r.row() for r in runs], "paired": [p.to_dict() for p in results]}, indent=2))
-    return 0

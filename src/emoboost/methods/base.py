@@ -16,9 +16,9 @@ Feature names the runner knows:
 
 from __future__ import annotations
 
-import importlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -27,6 +27,19 @@ import numpy as np
 
 if TYPE_CHECKING:
     from emoboost.features.store import SSLView
+
+
+def speaker_rows(groups: np.ndarray) -> Iterator[tuple[Any, np.ndarray]]:
+    """(speaker, row indices) of every named speaker in ``groups``.
+
+    Rows whose speaker is None belong to no speaker: clips at inference are never pooled into one
+    "speaker" because they happen to arrive in the same batch, so per-speaker statistics come only from
+    clips the caller said share a voice.
+    """
+    groups = np.asarray(groups, dtype=object)
+    known = np.array([g is not None for g in groups], dtype=bool)
+    for g in sorted({str(v) for v in groups[known]}):
+        yield g, np.flatnonzero(known & (groups.astype(str) == g))
 
 
 @dataclass
@@ -41,7 +54,7 @@ class UtteranceSet:
 
     ids: list[str]
     y: np.ndarray  # int class index per utterance (-1 = unknown)
-    groups: np.ndarray  # speaker per utterance
+    groups: np.ndarray  # speaker per utterance (None: unknown, e.g. a clip at inference; see speaker_rows)
     features: dict[str, list[np.ndarray]] = field(default_factory=dict)
     ssl: SSLView | None = None
 
@@ -208,7 +221,7 @@ class Method(ABC):
     @classmethod
     def load(cls, directory: str | Path) -> Method:
         """Rebuild a saved method; a broken ``method.json`` or weight file raises one line naming it."""
-        from emoboost.methods import get_method
+        from emoboost.methods.registry import get_method
         from emoboost.utils import read_json
 
         directory = Path(directory)
@@ -294,9 +307,3 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o)}")
-
-
-def import_attr(spec: str) -> Any:
-    """'pkg.module:attr' -> attr (lazy registry imports)."""
-    mod, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(mod), attr)

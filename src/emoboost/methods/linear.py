@@ -124,7 +124,7 @@ class LinearProbe(TorchSegmentMethod):
         if "layers" in state:
             self.layers_ = [int(v) for v in state["layers"]]
 
-    # -- the model as a pooled linear head (emoboost.export's ONNX contract) ----------------------
+    # -- the model as a pooled linear head (emoboost.inference.export's ONNX contract) ----------------------
     def pooled_head(self, num_layers: int | None = None) -> dict | None:
         """The fitted probe as a pooled linear head, or None where it is not one.
 

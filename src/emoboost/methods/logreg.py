@@ -157,7 +157,7 @@ class LogRegProbe(Method):
         return {"C": self.C_, "layers": list(getattr(self, "layers_", []))}
 
     def pooled_head(self, num_layers: int | None = None) -> dict | None:
-        """The fitted model as a pooled linear head (:mod:`emoboost.export`), or None where it is not one.
+        """The fitted model as a pooled linear head (:mod:`emoboost.inference.export`), or None where it is not one.
 
         Utterance pooling of frame means: posterior = softmax(coef ((x - mean) / scale) + intercept)
         already is the head. ``speaker_norm=speaker`` folds in the training-set fallback statistics

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emoboost.methods.base import UtteranceSet
+from emoboost.methods.base import UtteranceSet, speaker_rows
 from emoboost.methods.layer_choice import parse_layers
 
 POOLINGS = ("utterance", "segment")
@@ -64,15 +64,12 @@ class SpeakerNorm:
         return self
 
     def transform(self, x: np.ndarray, groups: np.ndarray) -> np.ndarray:
-        out = np.empty_like(x, dtype=np.float32)
-        groups = np.asarray(groups)
-        for g in np.unique(groups):
-            m = groups == g
-            if m.sum() >= self.min_utts:
-                mu, sd = x[m].mean(axis=0), x[m].std(axis=0) + 1e-5
-            else:
-                mu, sd = self.mean_, self.std_
-            out[m] = (x[m] - mu) / sd
+        """Rows of a named speaker with at least ``min_utts`` rows use that speaker's statistics; the
+        others (small speakers, unknown speakers: ``None``) the training set's."""
+        out = ((x - self.mean_) / self.std_).astype(np.float32)
+        for _, rows in speaker_rows(groups):
+            if len(rows) >= self.min_utts:
+                out[rows] = (x[rows] - x[rows].mean(axis=0)) / (x[rows].std(axis=0) + 1e-5)
         return out
 
 
@@ -90,7 +87,7 @@ def _saved_layers(layer, k: int, num_layers: int | None) -> list[int] | None:
 
 def head_dict(classes: list[str], layers: list[int], mean: np.ndarray, scale: np.ndarray, weight: np.ndarray,
               bias: np.ndarray, speaker_norm: SpeakerNorm | None = None) -> dict:
-    """A pooled linear head (see :mod:`emoboost.export`): float64 arrays, speaker-norm fallback folded in.
+    """A pooled linear head (see :mod:`emoboost.inference.export`): float64 arrays, speaker-norm fallback folded in.
 
     ((x - m1) / s1 - m2) / s2 = (x - (m1 + s1 m2)) / (s1 s2): the fallback z-norm followed by the
     training standardisation is one standardisation.

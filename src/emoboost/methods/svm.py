@@ -52,7 +52,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from emoboost.methods.base import Method, UtteranceSet
+from emoboost.methods.base import Method, UtteranceSet, speaker_rows
 
 FEATURE_KINDS = ("egemaps", "compare", "mfcc_stats")
 
@@ -234,8 +234,7 @@ class FunctionalsSVM(Method):
             return x
         x = np.where(np.isfinite(x), x, np.nan)
         out = (x - self.pooled_mean_) / self.pooled_std_
-        for g in np.unique(groups):
-            rows = np.flatnonzero(groups == g)
+        for _, rows in speaker_rows(groups):
             if len(rows) >= int(self.params["min_speaker_utts"]):
                 mu, sd = _column_stats(x[rows], self.pooled_mean_, self.pooled_std_)
                 out[rows] = (x[rows] - mu) / sd

@@ -7,34 +7,6 @@ registry) are upstreams (:mod:`emoboost.upstreams.mockingjay`, :mod:`emoboost.up
 the reverse. Pieces: :mod:`.intensity` (relative-attribute ranking -> frame intensity), :mod:`.align`
 (to each model's frame rate), :mod:`.masking` (random / EMS), :mod:`.losses` (the pretraining
 objectives), :mod:`.train` (resumable pretraining -> an upstream directory), :mod:`.probe` (phone and
-utterance probes), :mod:`.cli` (``emoboost pretrain`` / ``emoboost intensity``).
+utterance probes), the command line lives in :mod:`emoboost.cli.pretrain`.
 """
 
-from __future__ import annotations
-
-
-def add_pretrain_args(parser) -> None:  # noqa: ANN001 - argparse parser
-    from emoboost.pretrain.cli import add_pretrain_args as f
-
-    f(parser)
-
-
-def run_pretrain(args) -> int:  # noqa: ANN001
-    from emoboost.pretrain.cli import run_pretrain as f
-
-    return f(args)
-
-
-def add_intensity_args(parser) -> None:  # noqa: ANN001
-    from emoboost.pretrain.cli import add_intensity_args as f
-
-    f(parser)
-
-
-def run_intensity(args) -> int:  # noqa: ANN001
-    from emoboost.pretrain.cli import run_intensity as f
-
-    return f(args)
-
-
-__all__ = ["add_intensity_args", "add_pretrain_args", "run_intensity", "run_pretrain"]

@@ -1,0 +1,40 @@
+"""``emoboost benchmark``: several methods × encoders on identical folds, one table."""
+
+from __future__ import annotations
+
+import argparse
+
+from emoboost.experiment.benchmark import DEFAULT_METHODS
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", default="emodb")
+    p.add_argument("--data-root")
+    p.add_argument("--manifest")
+    p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, help="method specs, e.g. linear:layer=4 msemoboost:guidance=both")
+    p.add_argument("--upstreams", nargs="+", default=["whisper-base"])
+    p.add_argument("--protocol", choices=["loso", "loso-session", "group-kfold", "stratified-kfold"])
+    p.add_argument("--folds", type=int)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--segment-length", type=float, default=3.0)
+    p.add_argument("--segment-encoding", choices=["utterance", "segment"], default="utterance",
+                   help="SSL store: encode each clip on its own frames (default) or each segment alone (the paper's way)")
+    p.add_argument("--out", default=None, help="benchmark directory (default runs/benchmark-<corpus>)")
+    p.add_argument("--cache-dir")
+    p.add_argument("--quick", action="store_true", help="smoke test: 2 folds, 2 epochs, no t-SNE")
+    p.add_argument("--no-save-models", action="store_true")
+    p.add_argument("--tsne", action="store_true", help="also plot a t-SNE per entry (off by default: it can cost "
+                   "more than the fit)")
+    p.add_argument("--plots", action="store_true", help="also draw each entry's confusion.png")
+    p.add_argument("--device", default="auto", help="encoder and torch methods: auto (cuda when visible), cpu, cuda, cuda:N, mps")
+    p.add_argument("--no-tsne", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--paired", nargs=2, action="append", metavar=("A", "B"), default=[],
+                   help="also report A − B per (fold, seed) with a 95%% bootstrap CI and wins; A and B are "
+                        "entry labels (label=spec, or the method name; 'label @ upstream' with several upstreams)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from emoboost.experiment.benchmark import run
+
+    return run(args)

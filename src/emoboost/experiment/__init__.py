@@ -1,0 +1,1 @@
+"""Experiments: speaker-independent cross-validation runs, benchmarks over methods, the final refit."""

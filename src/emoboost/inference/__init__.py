@@ -1,0 +1,1 @@
+"""Inference: a trained model (fold ensemble, final model or ONNX export) applied to new audio."""

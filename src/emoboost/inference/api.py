@@ -1,0 +1,197 @@
+"""The Python API behind :func:`emoboost.load`: one object for a final model, a run's fold ensemble or an
+ONNX export, answering with plain :class:`~emoboost.inference.predict.Prediction` dataclasses.
+
+``predict`` of a path is exactly what ``emoboost predict`` does for that file (VAD for files longer than
+30 s, silence flagged, clips shorter than 0.25 s refused); a waveform array is classified whole, after
+resampling to 16 kHz with soxr. ``predict_many`` gives the same answers as ``predict`` item by item, while
+a background thread decodes the next ``batch_size`` files: decoding and resampling overlap the encoder,
+and at most ``batch_size`` decoded clips are held at once. (Clips are not batched through the encoder:
+each is encoded on its own frames, as in training, so padding never changes an answer.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emoboost.inference.predict import (
+    MIN_DURATION,
+    VAD_AUTO_SECONDS,
+    Prediction,
+    Predictor,
+    load_predictor,
+    predict_file,
+    silent_prediction,
+    too_short,
+)
+
+log = logging.getLogger(__name__)
+
+Audio = str | PathLike | np.ndarray
+
+
+def to_mono(audio: Any, sample_rate: int, target_rate: int, name: str = "<array>") -> np.ndarray:
+    """A waveform as float32 mono at ``target_rate``: channels averaged, integers scaled to [-1, 1), soxr HQ.
+
+    2-D input is [T, channels] or [channels, T]; the channel axis is the shorter one.
+    """
+    from emoboost.audio import AudioError
+
+    x = np.asarray(audio)
+    if x.dtype.kind in "iu":
+        info = np.iinfo(x.dtype)
+        x = (x.astype(np.float64) - (info.max + 1 + info.min) / 2) / ((info.max - info.min + 1) / 2)
+    elif x.dtype.kind != "f":
+        raise AudioError(name, f"expected a numeric waveform, got dtype {x.dtype}")
+    if x.ndim == 2:
+        x = x.mean(axis=int(np.argmin(x.shape)))
+    if x.ndim != 1:
+        raise AudioError(name, f"expected a waveform [T] or [T, channels], got shape {x.shape}")
+    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise AudioError(name, f"sample_rate must be a positive integer, got {sample_rate!r}")
+    if x.size == 0:
+        raise AudioError(name, "contains no audio samples")
+    if not np.all(np.isfinite(x)):
+        raise AudioError(name, "contains NaN or infinite samples")
+    x = x.astype(np.float32)
+    if int(sample_rate) != target_rate:
+        import soxr
+
+        x = soxr.resample(x, int(sample_rate), target_rate, quality="HQ").astype(np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+class Model:
+    """A loaded model: ``predict(path_or_array)``, ``predict_many(items)``, ``classes``, ``kind``.
+
+    ``kind`` is ``final`` (one model on all speakers), ``ensemble`` (a CV run's fold models, posteriors
+    averaged), ``model`` (one saved fold model) or ``onnx`` (an ONNX export run with onnxruntime).
+    """
+
+    def __init__(self, predictor: Any, path: str | Path):
+        self.predictor = predictor
+        self.path = Path(path)
+        self.classes: list[str] = list(predictor.classes)
+        self.sample_rate = int(getattr(predictor, "sample_rate", 16_000))
+        self.kind: str = getattr(predictor, "kind", None) or (
+            "onnx" if not isinstance(predictor, Predictor) else "model")
+
+    def __repr__(self) -> str:
+        n = len(getattr(self.predictor, "models", [None]))
+        size = f", {n} models" if self.kind == "ensemble" else ""
+        return f"emoboost.Model({str(self.path)!r}, kind={self.kind}{size}, classes={self.classes})"
+
+    @property
+    def bundle(self) -> dict:
+        """The bundle's description (``bundle.json``; for an ONNX export its ``preprocessing.json``)."""
+        return dict(getattr(self.predictor, "bundle", None) or getattr(self.predictor, "preprocessing", {}))
+
+    # -- one item -------------------------------------------------------------------------------
+    def predict(self, audio: Audio, sample_rate: int | None = None, timeline: bool = False,
+                vad: bool | None = None) -> Prediction:
+        """Label a file (path) or a waveform (array + ``sample_rate``).
+
+        Files: as ``emoboost predict`` (``vad=None``: VAD for files longer than 30 s). Arrays are
+        classified whole; ``vad`` applies to files only.
+        """
+        if isinstance(audio, (str, PathLike)):
+            if sample_rate is not None:
+                raise ValueError(f"{audio}: sample_rate is for waveform arrays; a file's own rate is read from it")
+            return predict_file(self.predictor, audio, timeline=timeline, vad=vad)
+        if sample_rate is None:
+            raise ValueError("predict(array) needs sample_rate= (the rate the samples were recorded at)")
+        if vad:
+            raise ValueError("vad applies to files; pass the path, or classify the array whole")
+        return self._predict_wav(to_mono(audio, sample_rate, self.sample_rate), "<array>", timeline)
+
+    def _predict_wav(self, wav: np.ndarray, name: str, timeline: bool) -> Prediction:
+        """A decoded clip at the model's rate, checked and labelled as ``predict_file`` does a short file."""
+        p = self.predictor
+        if isinstance(p, Predictor):
+            return p.predict_wav(wav, name, timeline)  # checks length, flags silence, sets duration
+        from emoboost.audio import is_silent
+
+        sr = self.sample_rate
+        if len(wav) < MIN_DURATION * sr:
+            raise too_short(name, len(wav) / sr)
+        if is_silent(wav):
+            return silent_prediction(name, len(wav) / sr)
+        pred = p.predict_wav(wav, name, timeline)
+        pred.duration = len(wav) / sr
+        return pred
+
+    # -- many items -----------------------------------------------------------------------------
+    def predict_many(self, items: Iterable[Audio], batch_size: int = 8, sample_rate: int | None = None,
+                     timeline: bool = False, vad: bool | None = None,
+                     skip_errors: bool = False) -> list[Prediction | None]:
+        """``[predict(x) for x in items]``, with the next ``batch_size`` files decoded in the background.
+
+        ``skip_errors``: a bad file (unreadable, too short, missing) gives None in its place and a
+        warning naming it, instead of raising.
+        """
+        from emoboost.audio import AudioError
+
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        out: list[Prediction | None] = []
+        pending: deque[tuple[Audio, Future]] = deque()
+        it = iter(items)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emoboost-decode") as pool:
+            def fill() -> None:
+                while len(pending) < int(batch_size):
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        return
+                    pending.append((item, pool.submit(self._decode, item, sample_rate, vad)))
+
+            fill()
+            while pending:
+                item, fut = pending.popleft()
+                fill()
+                try:
+                    kind, value = fut.result()
+                    out.append(self.predict(item, sample_rate, timeline, vad) if kind == "defer"
+                               else self._predict_wav(value, str(item) if kind == "file" else "<array>", timeline))
+                except (AudioError, FileNotFoundError, ValueError, OSError) as e:
+                    if not skip_errors:
+                        raise
+                    log.warning("skipped: %s", e)
+                    out.append(None)
+        return out
+
+    def _decode(self, item: Audio, sample_rate: int | None, vad: bool | None) -> tuple[str, Any]:
+        """("file", wav) for a file predict reads whole, ("array", wav), or ("defer", None): long files
+        and VAD are streamed by ``predict`` itself when their turn comes."""
+        from emoboost.audio import audio_info, load_audio
+
+        if isinstance(item, (str, PathLike)):
+            if sample_rate is not None:
+                raise ValueError(f"{item}: sample_rate is for waveform arrays; a file's own rate is read from it")
+            duration = audio_info(item)[0]
+            if duration < MIN_DURATION:
+                raise too_short(item, duration)
+            if vad or duration > VAD_AUTO_SECONDS:
+                return "defer", None
+            return "file", load_audio(item, self.sample_rate)
+        if sample_rate is None:
+            raise ValueError("predict_many of arrays needs sample_rate= (the rate the samples were recorded at)")
+        return "array", to_mono(item, sample_rate, self.sample_rate)
+
+
+def load(path: str | Path, upstream: str | None = None, threads: int | None = None, device: str = "cpu") -> Model:
+    """A final-model bundle, a run directory (fold ensemble) or an ONNX export directory, ready to predict.
+
+    ``upstream`` overrides where the encoder is loaded from (its fingerprint must match the bundle's);
+    ``threads`` sets onnxruntime's threads for an ONNX export; ``device`` where a run directory's or
+    final model's encoder and torch models run (cpu, auto, cuda, cuda:N, mps).
+    """
+    return Model(load_predictor(path, upstream=upstream, threads=threads, device=device), path)
+

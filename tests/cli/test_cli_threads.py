@@ -1,0 +1,63 @@
+"""The CPU-thread default of the command line (``emoboost --threads``, the ``threads:`` config key)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from emoboost.cli import threads as cli
+
+# Each case runs in a fresh interpreter: thread settings are process-wide, and whether torch gets
+# imported at all is part of what is checked.
+_PROBE = """
+import json, os, sys
+cores = int(sys.argv[1])
+os.sched_getaffinity = lambda pid: set(range(cores))  # pretend this machine has `cores` cores
+from emoboost.cli import main
+rc = main(json.loads(sys.argv[2]))
+out = {"rc": rc, "omp": os.environ.get("OMP_NUM_THREADS"), "blas": os.environ.get("OPENBLAS_NUM_THREADS"),
+       "torch_loaded": "torch" in sys.modules}
+if sys.argv[3] == "1":
+    import torch  # already loaded, or loading now under the environment main() left
+    out["torch_threads"] = torch.get_num_threads()
+print(json.dumps(out))
+"""
+
+
+def _probe(cores: int, argv: list[str], env: dict | None = None, torch: bool = False) -> dict:
+    e = {k: v for k, v in os.environ.items() if k not in cli._THREAD_ENV}
+    e.update(env or {})
+    r = subprocess.run([sys.executable, "-c", _PROBE, str(cores), json.dumps(argv), str(int(torch))], capture_output=True,
+                       text=True, env=e, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_default_is_one_thread_on_small_machines_only(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert cli.default_threads() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert cli.default_threads() is None
+
+
+def test_small_machine_default_reaches_the_environment_without_importing_torch():
+    r = _probe(2, ["data", "list"], torch=True)
+    assert r["rc"] == 0 and r["omp"] == "1" and r["blas"] == "1" and r["torch_threads"] == 1
+    assert not r["torch_loaded"]  # data list stays fast: the setting waits in the environment
+    big = _probe(8, ["data", "list"])
+    assert big["omp"] is None and big["blas"] is None  # larger machines keep the libraries' choice
+
+
+def test_flag_and_environment_win_over_the_default():
+    r = _probe(2, ["--threads", "3", "data", "list"])
+    assert r["omp"] == "3" and r["blas"] == "3"
+    r = _probe(2, ["data", "list"], env={"OMP_NUM_THREADS": "2"})
+    assert r["omp"] == "2" and r["blas"] is None  # the user's own setting is left alone
+
+
+def test_config_key_beats_the_default(tmp_path):
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("threads: 2\ncorpus: no-such-corpus\n")
+    r = _probe(2, ["run", str(cfg), "--out", str(tmp_path / "run")], torch=True)
+    assert r["rc"] == 2  # the unknown corpus is reported after the threads were set
+    assert r["torch_threads"] == 2 and r["omp"] == "2"  # the default alone would have given 1

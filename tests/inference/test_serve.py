@@ -1,0 +1,324 @@
+"""The HTTP server: endpoints, bad uploads, temp-file hygiene, a real model, and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+pytest.importorskip("multipart", reason="the serve extra (python-multipart) is not installed")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from emoboost.audio import load_audio  # noqa: E402
+from emoboost.inference import serve  # noqa: E402
+from emoboost.inference.predict import MIN_DURATION, Prediction, silent_prediction, too_short  # noqa: E402
+
+SR = 16000
+
+
+class LoudnessPredictor:
+    """Labels audio by its level: P(loud) = sigmoid((RMS dBFS + 30) / 3), per 1 s window, duration-weighted."""
+
+    classes = ["quiet", "loud"]
+    bundle = {"classes": classes, "method": "loudness", "features": ["rms"], "segment_length": 1.0,
+              "models": ["fold0_seed0", "fold1_seed0"]}
+
+    def __init__(self):
+        self.calls = 0
+
+    def window_proba(self, x: np.ndarray) -> np.ndarray:
+        db = 10 * math.log10(float(np.mean(np.asarray(x, np.float64) ** 2)) + 1e-12)
+        p = 1 / (1 + math.exp(-(db + 30) / 3))
+        return np.array([1 - p, p])
+
+    def predict_wav(self, wav: np.ndarray, path: str = "<array>", timeline: bool = False) -> Prediction:
+        # the real Predictor's rules: too short is refused, digital silence is flagged and unlabelled
+        if len(wav) < MIN_DURATION * SR:
+            raise too_short(path, len(wav) / SR)
+        if not np.any(wav):
+            return silent_prediction(path, len(wav) / SR)
+        self.calls += 1
+        starts = list(range(0, len(wav), SR))
+        probs = [self.window_proba(wav[s : s + SR]) for s in starts]
+        weights = np.array([min(SR, len(wav) - s) for s in starts], float)
+        proba = (np.stack(probs) * weights[:, None]).sum(0) / weights.sum()
+        tl = [{"start": s / SR, "end": min(s + SR, len(wav)) / SR, "label": self.classes[int(p.argmax())],
+               "probabilities": dict(zip(self.classes, map(float, p)))} for s, p in zip(starts, probs)] if timeline else []
+        return Prediction(path, self.classes[int(proba.argmax())], dict(zip(self.classes, map(float, proba))), tl)
+
+
+class BrokenPredictor(LoudnessPredictor):
+    def predict_wav(self, wav, path="<array>", timeline=False):
+        if len(wav) < SR:
+            raise RuntimeError("model exploded on short input")
+        return super().predict_wav(wav, path, timeline)
+
+
+def tone(path: Path, seconds: float, amp: float, sr: int = SR, channels: int = 1, seed: int = 0) -> Path:
+    t = np.arange(int(seconds * sr)) / sr
+    x = amp * np.sin(2 * np.pi * 220 * t) + 0.1 * amp * np.random.default_rng(seed).standard_normal(len(t))
+    sf.write(str(path), np.stack([x] * channels, 1).astype(np.float32) if channels > 1 else x.astype(np.float32), sr)
+    return path
+
+
+@pytest.fixture
+def upload_dir(tmp_path, monkeypatch):
+    """Temporary files of the server land here, so tests can check that none is left behind."""
+    d = tmp_path / "tmp"
+    d.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(d))
+    return d
+
+
+def post(client, path: Path | None = None, name: str | None = None, data: bytes | None = None, **params):
+    files = None
+    if path is not None or data is not None:
+        files = {"file": (name or path.name, data if data is not None else path.read_bytes(), "application/octet-stream")}
+    return client.post("/predict", files=files, params=params)
+
+
+def test_health_reports_classes_limits_and_model():
+    client = TestClient(serve.create_app(LoudnessPredictor(), max_seconds=30, max_bytes=2**20))
+    h = client.get("/health").json()
+    assert h["status"] == "ok" and h["classes"] == ["quiet", "loud"]
+    assert h["limits"] == {"max_seconds": 30, "max_bytes": 2**20}
+    assert h["model"]["method"] == "loudness" and h["model"]["n_models"] == 2 and "models" not in h["model"]
+
+    class Bare:  # no .bundle: health still answers
+        classes = ["a", "b"]
+    assert TestClient(serve.create_app(Bare())).get("/health").json()["model"] == {}
+
+
+def test_predict_matches_the_predictor(tmp_path, upload_dir):
+    pred = LoudnessPredictor()
+    client = TestClient(serve.create_app(pred))
+    for amp, want in ((0.3, "loud"), (0.002, "quiet")):
+        f = tone(tmp_path / f"a{amp}.wav", 2.5, amp)
+        r = post(client, f)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["label"] == want and body["path"] == f.name
+        assert body["duration"] == pytest.approx(2.5)
+        ref = pred.predict_wav(load_audio(f), f.name).to_dict()
+        assert body["probabilities"] == pytest.approx(ref["probabilities"], abs=1e-9)
+        assert "timeline" not in body
+    # resampled stereo FLAC, with timeline: windows of the 16 kHz mono signal
+    f = tone(tmp_path / "st.flac", 3.4, 0.04, sr=44100, channels=2)
+    body = post(client, f, timeline="true").json()
+    ref = pred.predict_wav(load_audio(f), f.name, timeline=True).to_dict()
+    assert [(t["start"], t["end"]) for t in body["timeline"]] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 3.4)]
+    for got, exp in zip(body["timeline"], ref["timeline"]):
+        assert got["probabilities"] == pytest.approx(exp["probabilities"], abs=1e-9)
+    assert 0.05 < body["probabilities"]["loud"] < 0.95  # a mid level: the numbers are not saturated
+    assert list(upload_dir.iterdir()) == []
+
+
+def test_bad_uploads_get_clear_4xx_and_the_server_keeps_serving(tmp_path, upload_dir):
+    pred = LoudnessPredictor()
+    client = TestClient(serve.create_app(pred, max_seconds=5.0, max_bytes=300_000), raise_server_exceptions=False)
+    good = tone(tmp_path / "good.wav", 1.5, 0.3)
+    wav_bytes = good.read_bytes()
+    nan = np.zeros(SR, np.float32)
+    nan[100] = np.nan
+    sf.write(str(tmp_path / "nan.wav"), nan, SR, subtype="FLOAT")
+    cases = [
+        (dict(), 400, "no file"),
+        (dict(name="empty.wav", data=b""), 400, "empty.wav: the upload is empty"),
+        (dict(name="notes.txt", data=b"this is not audio\n" * 50), 415, "notes.txt: not an audio file"),
+        (dict(name="rec.webm", data=b"\x1aE\xdf\xa3" + bytes(2000)), 415, "rec.webm: not an audio file"),
+        (dict(name="cut.wav", data=wav_bytes[: len(wav_bytes) // 2]), 422, "cut.wav: truncated"),
+        (dict(path=tmp_path / "nan.wav"), 422, "nan.wav: contains NaN"),
+        (dict(path=tone(tmp_path / "long.wav", 6.0, 0.3)), 413, "long.wav: 6.0 s of audio is over the server's limit of 5 s"),
+        # over max_bytes but under the Content-Length gate: refused while copying
+        (dict(name="big.wav", data=bytes(330_000)), 413, "big.wav: upload is over the server's limit of 0.286 MiB"),
+        # far over: refused from the Content-Length header before the body is parsed
+        (dict(name="huge.wav", data=bytes(1_000_000)), 413, "over the server's limit"),
+        (dict(name="../../etc/evil.wav", data=b"xx"), 415, "evil.wav: not an audio file"),  # no path in messages
+        # decodable, but shorter than the model labels: the predictor's refusal is a 422, not a 500
+        (dict(path=tone(tmp_path / "blip.wav", 0.1, 0.3)), 422, "blip.wav: too short to label: 0.100 s"),
+    ]
+    for kw, status, message in cases:
+        r = post(client, **kw)
+        assert r.status_code == status, (kw.get("name") or kw.get("path"), r.status_code, r.text)
+        detail = r.json()["detail"]
+        assert message in detail, detail
+        assert "\n" not in detail and "Traceback" not in detail
+        assert upload_dir.name not in detail and "etc/" not in detail  # neither temp nor client paths leak
+    assert pred.calls == 0
+    r = post(client, good)
+    assert r.status_code == 200 and r.json()["label"] == "loud"
+    sf.write(str(tmp_path / "zeros.wav"), np.zeros(SR, np.float32), SR)
+    r = post(client, tmp_path / "zeros.wav")  # silence is an answer, not an error: flagged, label null
+    assert r.status_code == 200 and r.json()["label"] is None and r.json()["silent"] is True
+    h = client.get("/health").json()
+    assert h["requests"] == len(cases) + 2 and h["errors"] == len(cases)
+    assert list(upload_dir.iterdir()) == []
+
+
+def test_model_failure_is_a_500_with_message_then_serving_continues(tmp_path, upload_dir):
+    client = TestClient(serve.create_app(BrokenPredictor()), raise_server_exceptions=False)
+    r = post(client, tone(tmp_path / "short.wav", 0.5, 0.3))
+    assert r.status_code == 500 and "short.wav: prediction failed (RuntimeError: model exploded" in r.json()["detail"]
+    assert post(client, tone(tmp_path / "ok.wav", 2.0, 0.3)).json()["label"] == "loud"
+    assert list(upload_dir.iterdir()) == []
+
+
+def test_page_is_self_contained():
+    client = TestClient(serve.create_app(LoudnessPredictor()))
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    for needle in ('id="file"', 'id="predict"', 'id="record"', 'id="label"', 'id="probs"', 'id="timeline-svg"'):
+        assert needle in html
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", html)  # nothing fetched from elsewhere
+    assert re.findall(r"https?://[^\s\"')]+", html) == ["http://www.w3.org/2000/svg"]  # the SVG namespace only
+
+
+def test_cli_args_and_main(monkeypatch):
+    import uvicorn
+
+    import emoboost.inference.predict
+
+    pred = LoudnessPredictor()
+    seen = {}
+    monkeypatch.setattr(emoboost.inference.predict.Predictor, "load", classmethod(
+        lambda cls, path, upstream=None, device="cpu": seen.setdefault("load", (path, upstream, device)) and pred))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    from emoboost.cli import serve as serve_cli
+
+    args = serve_cli.add_args(argparse.ArgumentParser()).parse_args(["runs/x", "--port", "8123", "--max-seconds", "42", "--max-mb", "1.5"])
+    assert serve_cli.main(args) == 0
+    assert seen["load"] == ("runs/x", None, "cpu") and seen["port"] == 8123 and seen["host"] == "127.0.0.1"
+    h = TestClient(seen["app"]).get("/health").json()
+    assert h["limits"] == {"max_seconds": 42.0, "max_bytes": int(1.5 * 2**20)}
+    seen.clear()
+    assert serve_cli.main(serve_cli.add_args(argparse.ArgumentParser()).parse_args(["runs/x", "--device", "cuda:1"])) == 0
+    assert seen["load"] == ("runs/x", None, "cuda:1")
+
+
+def test_real_emoboost_model(shared_dir, tmp_path, upload_dir):
+    """A real (tiny) SVM on eGeMAPS of EmoDB anger vs sadness, served: the same answer as Predictor itself."""
+    from emoboost.features.functionals import functionals
+    from emoboost.inference.predict import Predictor
+    from emoboost.methods import UtteranceSet
+    from emoboost.methods.svm import FunctionalsSVM
+
+    wav_dir = shared_dir / "data" / "emodb" / "wav"
+    train = [f for spk in ("03", "08", "09") for emo in "WT" for f in sorted(wav_dir.glob(f"{spk}*{emo}?.wav"))[:3]]
+    test = sorted(wav_dir.glob("10*W?.wav"))[:1] + sorted(wav_dir.glob("10*T?.wav"))[:1]
+    if len(train) < 18 or len(test) < 2:
+        pytest.skip("EmoDB files missing from the shared folder")
+    classes = ["angry", "sad"]
+    feats = [functionals(load_audio(f), "egemaps").astype(np.float32) for f in train]
+    data = UtteranceSet(ids=[f.stem for f in train], y=np.array([0 if f.stem[5] == "W" else 1 for f in train]),
+                        groups=np.array([f.stem[:2] for f in train]), features={"egemaps": feats})
+    svm = FunctionalsSVM(classes, features="egemaps", C_grid=[1.0, 10.0], gamma_grid=[1.0], inner_folds=3).fit(data)
+    predictor = Predictor([svm], {"classes": classes, "features": ["egemaps"], "segment_length": 3.0,
+                                  "method": "svm", "models": []})
+    client = TestClient(serve.create_app(predictor))
+    assert client.get("/health").json()["model"]["method"] == "svm"
+    for f in test:
+        body = post(client, f).json()
+        ref = predictor.predict_file(f).to_dict()
+        assert body["label"] == ref["label"] and body["probabilities"] == pytest.approx(ref["probabilities"], abs=1e-6)
+        assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert list(upload_dir.iterdir()) == []
+
+
+# --- the page in a real browser ---------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_server():
+    import uvicorn
+
+    pred = LoudnessPredictor()
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(serve.create_app(pred), host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    deadline = time.time() + 20
+    while not server.started:
+        if time.time() > deadline or not th.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/", pred
+    server.should_exit = True
+    th.join(10)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                    reason="headless browser test needs Debian's chromium and chromium-driver "
+                           "(apt-get install chromium chromium-driver)")
+def test_page_in_headless_chromium(live_server, tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, pred = live_server
+    audio = tone(tmp_path / "speech.wav", 2.5, 0.04)
+    ref = pred.predict_wav(load_audio(audio), audio.name, timeline=True).to_dict()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              "--no-first-run", "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(a)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        driver.set_page_load_timeout(30)
+        driver.get(url)
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: "2 classes" in d.find_element(By.ID, "model").text)
+        driver.find_element(By.ID, "file").send_keys(str(audio))
+        wait.until(ec.element_to_be_clickable((By.ID, "predict"))).click()
+        wait.until(lambda d: d.find_element(By.ID, "label").text.strip() != "")
+        assert driver.find_element(By.ID, "error").text == ""
+        assert driver.find_element(By.ID, "label").text.strip().lower() == ref["label"]
+        rows = driver.find_elements(By.CSS_SELECTOR, "#probs .prob")
+        shown = {r.get_attribute("data-class"): float(r.find_element(By.CSS_SELECTOR, ".value").text) for r in rows}
+        assert shown == pytest.approx(ref["probabilities"], abs=6e-4)  # shown with 3 decimals
+        widths = {r.get_attribute("data-class"): r.find_element(By.CSS_SELECTOR, ".fill").get_attribute("style")
+                  for r in rows}
+        assert f"{100 * ref['probabilities']['loud']:.1f}%" in widths["loud"]
+        segments = driver.find_elements(By.CSS_SELECTOR, "#timeline-svg rect.segment")
+        assert len(segments) == len(ref["timeline"]) == 3
+        # then a bad file: the page shows the server's message and the server still answers
+        bad = tmp_path / "notes.txt"
+        bad.write_text("not audio")
+        driver.find_element(By.ID, "file").send_keys(str(bad))
+        wait.until(ec.element_to_be_clickable((By.ID, "predict"))).click()
+        wait.until(lambda d: "not an audio file" in d.find_element(By.ID, "error").text)
+        # then digital silence: the page says so instead of printing a null label
+        silence = tmp_path / "silence.wav"
+        sf.write(str(silence), np.zeros(2 * SR, np.float32), SR)
+        driver.find_element(By.ID, "file").send_keys(str(silence))
+        wait.until(ec.element_to_be_clickable((By.ID, "predict"))).click()
+        wait.until(lambda d: "silence" in d.find_element(By.ID, "label").text.lower())
+        assert "null" not in driver.find_element(By.ID, "label").text.lower()
+        assert driver.find_element(By.ID, "error").text == ""
+    finally:
+        driver.quit()

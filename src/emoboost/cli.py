@@ -113,7 +113,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", help="linear (SSL-only baseline), msemoboost, ssl_cnn, svm, spec_cnn")
     p.add_argument("-p", "--param", action="append", help="method parameter key=value (repeatable), e.g. -p layer=4")
     p.add_argument("-o", "--override", action="append", help="config override key=value, dotted for nesting")
-    p.add_argument("--protocol", choices=["loso", "loso-session", "group-kfold", "stratified-kfold"])
+    p.add_argument("--protocol",
+                   choices=["loso", "loso-session", "group-kfold", "stratified-group-kfold", "stratified-kfold"])
     p.add_argument("--folds", type=int, help="number of folds for grouped protocols")
     p.add_argument("--seeds", type=int, nargs="+")
     p.add_argument("--segment-length", type=float)
@@ -210,7 +211,8 @@ def cmd_data(args: argparse.Namespace) -> int:
                 how, folder = locate_corpus(name)
                 where = {"download": f"downloaded on first use from {info.url or 'its official URL'}",
                          "not here": f"no direct download: --data-root DIR (see {info.url})"}.get(how, f"{how}: {folder}")
-            print(f"{name:10s} {len(info.classes):2d} classes  protocol={info.default_protocol:13s} {where}")
+            protocol = info.default_protocol + (f" ({info.default_folds} folds)" if info.default_folds else "")
+            print(f"{name:10s} {len(info.classes):2d} classes  {protocol:34s} {where}")
         return 0
     if args.data_cmd == "download":
         from emoboost.data.download import MAX_EXTRACT_BYTES, MAX_RATIO, download_corpus

@@ -22,6 +22,11 @@ CORPORA: dict[str, str] = {
     "tess": "emoboost.data.corpora.tess",
     "cremad": "emoboost.data.corpora.cremad",
     "casia": "emoboost.data.corpora.casia",
+    "nemo": "emoboost.data.corpora.nemo",
+    "ased": "emoboost.data.corpora.ased",
+    "turevdb": "emoboost.data.corpora.turevdb",
+    "urdu": "emoboost.data.corpora.urdu",
+    "emotiontts": "emoboost.data.corpora.emotiontts",
     "folder": "emoboost.data.corpora.folder",
     "csv": "emoboost.data.corpora.csvcorpus",
 }

@@ -14,7 +14,7 @@ from emoboost.data.corpora.base import CorpusLayoutError
 
 def casia_tree(root: Path) -> Path:
     write_tone(root / "liuchanhg" / "angry" / "201.wav", seconds=0.2)
-    write_tone(root / "ZhaoZuoxiang" / "Surprise" / "250.flac", seconds=0.25, seed=1)  # folder case varies
+    write_tone(root / "zhaozuoxiang" / "Surprise" / "250.flac", seconds=0.25, seed=1)  # folder case varies
     write_tone(root / "wangzhe" / "neutral" / "203.wav", seconds=0.3, seed=2)
     write_tone(root / "zhaoquanyin" / "happy" / "220.flac", seconds=0.22, seed=3)
     write_tone(root / "liuchanhg" / "angry" / "201.flac", seconds=0.2, seed=4)  # same clip twice

@@ -141,7 +141,7 @@ def _every_class_grouped_kfold(y: np.ndarray, spk: np.ndarray, n_folds: int, see
         free = sorted((s for s in order if s not in fold_of and counts[s][c]), key=size, reverse=True)
         if len(free) < len(lacking):
             raise ValueError(f"cannot give every one of {n_folds} speaker-grouped test folds a speaker of class "
-                             f"{c!r}: its speakers also carry the other rare classes; use fewer --folds")
+                             f"{c!r}: too many of its speakers were placed for rarer classes; use fewer --folds")
         for k, s in zip(lacking, free):
             place(s, k)
     for s in sorted((s for s in order if s not in fold_of), key=size, reverse=True):

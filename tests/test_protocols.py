@@ -76,6 +76,48 @@ def test_group_kfold_balances_gender_like_ravdess():
     assert make_folds(m, "group-kfold", n_folds=6, seed=0)[0].test.tolist() == folds[0].test.tolist()  # deterministic
 
 
+# URDU's speakers x classes as released (speaker: {class: utterances}): most speakers appear in one class only
+URDU_SHAPE = {
+    "SF1": {"H": 12}, "SF10": {"S": 2}, "SF11": {"S": 4}, "SF2": {"H": 2}, "SF3": {"H": 2}, "SF4": {"H": 4},
+    "SF5": {"H": 4}, "SF6": {"H": 14}, "SF7": {"H": 6}, "SF8": {"H": 2}, "SF9": {"N": 4}, "SM1": {"A": 22},
+    "SM17": {"H": 2}, "SM18": {"H": 2}, "SM19": {"H": 2}, "SM2": {"A": 28}, "SM20": {"N": 10}, "SM21": {"N": 4},
+    "SM22": {"N": 2}, "SM23": {"S": 6}, "SM24": {"S": 38}, "SM25": {"S": 40}, "SM26": {"S": 2}, "SM27": {"S": 4},
+    "SM3": {"N": 8, "H": 2, "A": 2}, "SM4": {"A": 48}, "SM5": {"N": 72, "H": 8}, "SM6": {"H": 10, "S": 4},
+    "SM7": {"H": 28},
+}
+
+
+def _shaped(shape: dict[str, dict[str, int]]) -> Manifest:
+    return Manifest([Utterance(f"{s}_{c}{k}", f"/x/{s}_{c}{k}.wav", s, c, 1.0, "t", gender=s[1].lower())
+                     for s, per in shape.items() for c, n in per.items() for k in range(n)])
+
+
+def test_stratified_group_kfold_keeps_every_class_in_every_test_fold():
+    m = _shaped(URDU_SHAPE)
+    assert len(m) == 400
+    y, spk = np.array([u.label for u in m]), m.groups("speaker")
+    # the plain grouped folds do lose a class from some test fold on this corpus
+    plain = make_folds(m, "group-kfold", n_folds=4, seed=0)
+    assert any(len(set(y[f.test])) < 4 for f in plain)
+    folds = make_folds(m, "stratified-group-kfold", n_folds=4, seed=0)
+    assert len(folds) == 4
+    assert sorted(np.concatenate([f.test for f in folds])) == list(range(len(m)))
+    angry = set()
+    for f in folds:
+        assert set(y[f.test]) == {"A", "H", "N", "S"}
+        assert set(y[np.concatenate([f.train, f.valid])]) == {"A", "H", "N", "S"}
+        assert not set(spk[f.test]) & set(spk[np.concatenate([f.train, f.valid])])
+        angry |= {s for s in set(spk[f.test]) if "A" in URDU_SHAPE[s]}
+    assert angry == {"SM1", "SM2", "SM3", "SM4"}   # the 4 angry speakers, one per test fold
+    again = make_folds(m, "stratified-group-kfold", n_folds=4, seed=0)
+    assert [f.test.tolist() for f in again] == [f.test.tolist() for f in folds]   # deterministic
+    assert describe("stratified-group-kfold", folds).startswith(
+        "4-fold speaker-grouped k-fold with every class in every test fold, speaker-independent")
+    with pytest.raises(ValueError, match=r"5 speaker-grouped folds .* need at least 5 speakers per class; "
+                                         r"'A' has 4; use --folds 4 or fewer"):
+        make_folds(m, "stratified-group-kfold", n_folds=5)
+
+
 # ---- class selection: typos and tiny classes are errors, not silent 1-class or 1-utterance problems ---------
 
 def _labelled(labels: dict[str, int], n_spk: int = 4) -> Manifest:

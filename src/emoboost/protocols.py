@@ -22,7 +22,7 @@ from sklearn.model_selection import (
 
 from emoboost.data.manifest import Manifest
 
-PROTOCOLS = ("loso", "loso-session", "group-kfold", "stratified-kfold")
+PROTOCOLS = ("loso", "loso-session", "group-kfold", "stratified-group-kfold", "stratified-kfold")
 
 
 class LeakageError(RuntimeError):
@@ -101,6 +101,57 @@ def _grouped_kfold(manifest: Manifest, idx: np.ndarray, spk: np.ndarray, n_folds
     return GroupKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(idx, None, spk)
 
 
+def _every_class_grouped_kfold(y: np.ndarray, spk: np.ndarray, n_folds: int, seed: int):
+    """Speaker-grouped k folds in which every test fold holds every class, classes spread evenly.
+
+    For corpora whose speakers each cover few classes (URDU: most talk-show speakers appear in one
+    emotion only), grouped folds, even ``StratifiedGroupKFold``'s, can leave a class out of a test
+    fold, whose UA then averages over fewer classes. Speakers are therefore placed in two passes:
+
+    1. class by class, rarest (fewest speakers) first, each fold still lacking the class gets one of
+       its unplaced speakers (the largest speaker goes to the smallest fold);
+    2. every other speaker, largest first, goes to the fold holding the smallest share of its classes.
+
+    Ties are broken by a ``seed``-shuffled speaker order, so the folds are deterministic. Every class
+    then also has training speakers in every fold.
+    """
+    classes = [str(c) for c in np.unique(y)]
+    speakers_per_class = {c: len(np.unique(spk[y == c])) for c in classes}
+    short = sorted((n, c) for c, n in speakers_per_class.items() if n < n_folds)
+    if short:
+        raise ValueError(f"{n_folds} speaker-grouped folds with every class in every test fold need at least "
+                         f"{n_folds} speakers per class; " + ", ".join(f"{c!r} has {n}" for n, c in short)
+                         + f"; use --folds {min(speakers_per_class.values())} or fewer")
+    order = np.random.default_rng(seed).permutation(np.unique(spk))
+    counts = {s: Counter(y[spk == s]) for s in order}
+    total = Counter(y)
+    fold_counts = [Counter() for _ in range(n_folds)]
+    fold_of: dict[str, int] = {}
+
+    def place(s: str, k: int) -> None:
+        fold_of[s] = k
+        fold_counts[k].update(counts[s])
+
+    def size(s: str) -> int:
+        return sum(counts[s].values())
+
+    for c in sorted(classes, key=lambda c: (speakers_per_class[c], c)):
+        lacking = sorted((k for k in range(n_folds) if fold_counts[k][c] == 0),
+                         key=lambda k: sum(fold_counts[k].values()))
+        free = sorted((s for s in order if s not in fold_of and counts[s][c]), key=size, reverse=True)
+        if len(free) < len(lacking):
+            raise ValueError(f"cannot give every one of {n_folds} speaker-grouped test folds a speaker of class "
+                             f"{c!r}: too many of its speakers were placed for rarer classes; use fewer --folds")
+        for k, s in zip(lacking, free):
+            place(s, k)
+    for s in sorted((s for s in order if s not in fold_of), key=size, reverse=True):
+        share = [sum(n * fold_counts[k][c] / total[c] for c, n in counts[s].items()) for k in range(n_folds)]
+        place(s, min(range(n_folds), key=lambda k: (share[k], sum(fold_counts[k].values()), k)))
+    folds = np.array([fold_of[s] for s in spk])
+    idx = np.arange(len(y))
+    return [(idx[folds != k], idx[folds == k]) for k in range(n_folds)]
+
+
 def make_folds(
     manifest: Manifest,
     protocol: str = "loso",
@@ -115,6 +166,8 @@ def make_folds(
     - ``loso-session``: leave-one-session-out (IEMOCAP); validation from training speakers.
     - ``group-kfold``: ``n_folds`` folds grouped by speaker (default 5), shuffled with ``seed`` and
       balanced by gender when known (a fold of only female actors would confound the comparison).
+    - ``stratified-group-kfold``: ``n_folds`` folds grouped by speaker (default 5) in which every test
+      fold holds every class (corpora with unbalanced speakers, such as URDU); deterministic.
     - ``stratified-kfold``: plain stratified k-fold, SPEAKER-DEPENDENT: only when asked for explicitly.
     """
     if protocol not in PROTOCOLS:
@@ -137,6 +190,9 @@ def make_folds(
     elif protocol == "group-kfold":
         groups = spk
         splits = _grouped_kfold(manifest, idx, spk, n_folds or 5, seed)
+    elif protocol == "stratified-group-kfold":
+        groups = spk
+        splits = _every_class_grouped_kfold(y, spk, n_folds or 5, seed)
     else:
         groups = spk
         splits = StratifiedKFold(n_splits=n_folds or 5, shuffle=True, random_state=seed).split(idx, y)
@@ -163,6 +219,7 @@ def describe(protocol: str, folds: list[Fold]) -> str:
         "loso": "leave-one-speaker-out" if all(len(f.test_groups) == 1 for f in folds) else "speaker-grouped",
         "loso-session": "leave-one-session-out",
         "group-kfold": "speaker-grouped k-fold",
+        "stratified-group-kfold": "speaker-grouped k-fold with every class in every test fold",
     }
     if any(f.valid_by == "utterances" for f in folds):
         valid = ("validation = a stratified 20 % of the training speakers' utterances (too few training "

@@ -13,7 +13,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest")
     p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, help="method specs, e.g. linear:layer=4 msemoboost:guidance=both")
     p.add_argument("--upstreams", nargs="+", default=["whisper-base"])
-    p.add_argument("--protocol", choices=["loso", "loso-session", "group-kfold", "stratified-kfold"])
+    p.add_argument("--protocol",
+                   choices=["loso", "loso-session", "group-kfold", "stratified-group-kfold", "stratified-kfold"])
     p.add_argument("--folds", type=int)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--segment-length", type=float, default=3.0)

@@ -23,7 +23,8 @@ def cmd_data(args: argparse.Namespace) -> int:
                 how, folder = locate_corpus(name)
                 where = {"download": f"downloaded on first use from {info.url or 'its official URL'}",
                          "not here": f"no direct download: --data-root DIR (see {info.url})"}.get(how, f"{how}: {folder}")
-            print(f"{name:10s} {len(info.classes):2d} classes  protocol={info.default_protocol:13s} {where}")
+            protocol = info.default_protocol + (f" ({info.default_folds} folds)" if info.default_folds else "")
+            print(f"{name:10s} {len(info.classes):2d} classes  {protocol:34s} {where}")
         return 0
     if args.data_cmd == "download":
         from emoboost.data.download import MAX_EXTRACT_BYTES, MAX_RATIO, download_corpus

@@ -101,7 +101,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", help="linear (SSL-only baseline), msemoboost, ssl_cnn, svm, spec_cnn")
     p.add_argument("-p", "--param", action="append", help="method parameter key=value (repeatable), e.g. -p layer=4")
     p.add_argument("-o", "--override", action="append", help="config override key=value, dotted for nesting")
-    p.add_argument("--protocol", choices=["loso", "loso-session", "group-kfold", "stratified-kfold"])
+    p.add_argument("--protocol",
+                   choices=["loso", "loso-session", "group-kfold", "stratified-group-kfold", "stratified-kfold"])
     p.add_argument("--folds", type=int, help="number of folds for grouped protocols")
     p.add_argument("--seeds", type=int, nargs="+")
     p.add_argument("--segment-length", type=float)

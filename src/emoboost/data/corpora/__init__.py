@@ -21,6 +21,12 @@ CORPORA: dict[str, str] = {
     "shemo": "emoboost.data.corpora.shemo",
     "tess": "emoboost.data.corpora.tess",
     "cremad": "emoboost.data.corpora.cremad",
+    "casia": "emoboost.data.corpora.casia",
+    "nemo": "emoboost.data.corpora.nemo",
+    "ased": "emoboost.data.corpora.ased",
+    "turevdb": "emoboost.data.corpora.turevdb",
+    "urdu": "emoboost.data.corpora.urdu",
+    "emotiontts": "emoboost.data.corpora.emotiontts",
     "folder": "emoboost.data.corpora.folder",
     "csv": "emoboost.data.corpora.csvcorpus",
 }

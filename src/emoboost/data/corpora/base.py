@@ -40,7 +40,8 @@ class CorpusInfo:
     """Static facts about a corpus: its classes and its speaker-independent default protocol.
 
     ``default_protocol`` is one of ``"loso"`` (leave-one-speaker-out), ``"loso-session"``
-    (leave-one-session-out, IEMOCAP) or ``"group-kfold"`` (k folds grouped by speaker).
+    (leave-one-session-out, IEMOCAP), ``"group-kfold"`` (k folds grouped by speaker) or
+    ``"stratified-group-kfold"`` (k folds grouped by speaker, every class in every test fold).
     """
 
     name: str

@@ -490,3 +490,16 @@ def test_logreg_report_lists_the_folds_choices_of_C(corpus, upstream_dir, cache,
     assert "inner CV on training speakers" not in md
     assert "- **logreg C (no inner CV: one training speaker, the first of Cs)**: 0.01\n" in md
 
+
+
+def test_sweep_writes_only_into_its_own_folder(corpus, upstream_dir, cache, tmp_path, capsys):
+    args = ["run", "--corpus", "emodb", "--data-root", str(corpus), "--upstream", str(upstream_dir), "--method",
+            "logreg", "-p", "Cs=[1.0]", "--sweep", "layer=1,2", "--cache-dir", str(cache), "--no-progress"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "sweep.md").write_text("my sweep")
+    assert main([*args, "--out", str(mine)]) == 2
+    assert f"{mine}: not empty and not written by `emoboost run --sweep`" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["sweep.md"] and (mine / "sweep.md").read_text() == "my sweep"
+    assert main([*args, "--out", str(tmp_path / "ok")]) == 0
+    assert (tmp_path / "ok" / "layer=2" / "summary.json").is_file() and (tmp_path / "ok" / "sweep.md").is_file()

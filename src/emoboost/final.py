@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from emoboost.outdir import claim_dir
 from emoboost.utils import atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
@@ -223,17 +224,24 @@ def training_set(cfg, manifest, method, classes: list[str]):
 
 def train_final(run_dir: str | Path, out: str | Path, cache_dir: str | None = None, progress: bool = True,
                 device: str | None = None) -> dict:
-    """Fit the final model of a finished CV run into bundle directory ``out``; returns bundle.json's dict."""
-    from emoboost.data.manifest import Manifest
-    from emoboost.methods import get_method
-    from emoboost.runner import ExperimentConfig, load_manifest, required_features
+    """Fit the final model of a finished CV run into bundle directory ``out``; returns bundle.json's dict.
 
+    ``out`` must be new, empty or a model folder ``train`` wrote (then it is replaced: re-training);
+    anything else (a Hugging Face model, a run directory) is refused before anything is fitted.
+    """
     rec = read_run(run_dir)
     out = Path(out)
     if out.resolve() == rec.path.resolve():
         raise ValueError(f"{out}: the bundle must not be written into the run directory it comes from")
-    if (out / "bundle.json").is_file() and read_json(out / "bundle.json", "bundle").get("kind") != FINAL_KIND:
-        raise ValueError(f"{out}: holds a run directory, not a final model; choose another --out")
+    with claim_dir(out, "model"):
+        return _fit_final(rec, out, cache_dir, progress, device)
+
+
+def _fit_final(rec: RunRecord, out: Path, cache_dir: str | None, progress: bool, device: str | None) -> dict:
+    from emoboost.data.manifest import Manifest
+    from emoboost.methods import get_method
+    from emoboost.runner import ExperimentConfig, load_manifest, required_features
+
     cfg_d = {**rec.config, "progress": progress}
     if cache_dir:
         cfg_d["cache_dir"] = cache_dir
@@ -353,8 +361,10 @@ def run(args: argparse.Namespace) -> int:
             out = Path("models") / f"{d.get('corpus', 'emodb')}-{d.get('method', 'linear')}"
         run_dir = Path(args.cv_out) if args.cv_out else out / "cv"
         d["out_dir"] = str(run_dir)
-        run_experiment(ExperimentConfig.from_dict(d))
-    bundle = train_final(run_dir, out, cache_dir=args.cache_dir, progress=not args.no_progress, device=args.device)
+    with claim_dir(out, "model"):  # before the CV: a folder that is not a model folder costs nothing
+        if not args.from_run:
+            run_experiment(ExperimentConfig.from_dict(d))
+        bundle = train_final(run_dir, out, cache_dir=args.cache_dir, progress=not args.no_progress, device=args.device)
     sel, tr = bundle["selection"], bundle["training"]
     chosen = ", ".join(f"{k}={v}" for k, v in sel["chosen"].items() if v is not None) or "-"
     print(f"final {bundle['method']} model: {out}")

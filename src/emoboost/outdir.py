@@ -187,3 +187,18 @@ def claim_dir(path: str | Path, kind: str, clean: tuple[str, ...] = ()) -> Itera
             except OSError:
                 pass
         os.close(fd)
+
+
+def writes_into(kind: str, param: str = "out_dir"):
+    """Decorator: run the function with its folder argument ``param`` claimed for ``kind`` (:func:`claim_dir`)."""
+    import inspect
+
+    def wrap(fn):
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def claimed(*args, **kwargs):
+            with claim_dir(sig.bind(*args, **kwargs).arguments[param], kind):
+                return fn(*args, **kwargs)
+        return claimed
+    return wrap

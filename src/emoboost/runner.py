@@ -92,10 +92,18 @@ def resolve_data_root(corpus: str, data_root: str | None) -> Path:
         return Path(data_root)
     from emoboost.data.corpora import get_corpus, locate_corpus
 
+    mod = get_corpus(corpus)
     how, folder = locate_corpus(corpus)
     if how in ("EMOBOOST_DATA", "shared"):
         return folder
-    mod = get_corpus(corpus)
+    if how == "not here":  # the commands that get here (run, train, extract, benchmark) all take --data-root
+        from emoboost.data.download import NO_DIRECT_DOWNLOAD
+        from emoboost.utils import shared_root
+
+        key = corpus.lower().replace("-", "").replace("_", "")
+        get = NO_DIRECT_DOWNLOAD.get(key) or (f"obtain it from {mod.INFO.url}" if mod.INFO.url else "")
+        raise FileNotFoundError(f"no local copy of {corpus!r} (none under $EMOBOOST_DATA or {shared_root() / 'data'})"
+                                f": {get + ', then ' if get else ''}pass its folder with --data-root")
     if not hasattr(mod, "download"):
         raise FileNotFoundError(
             f"no local copy of {corpus!r}: pass --data-root, set EMOBOOST_DATA, or obtain it from {mod.INFO.url}"

@@ -81,6 +81,11 @@ def test_select_settings_from_crafted_folds():
     assert tie.params["Cs"] == [1.0]
     tie = select_settings("logreg", {}, infos[:2], [{}, {}])  # 0.1 vs 1.0: inner CV on all speakers decides
     assert tie.params["Cs"] == [0.1, 1.0] and "tied" in tie.rule
+    assert s.rule == "the C the folds' inner CV chose most often"
+    two = [{"method": {"logreg C (no inner CV: one training speaker, the first of Cs)": 0.01}}] * 2
+    s = select_settings("logreg", {"Cs": [0.01, 1.0]}, two, [{}, {}])  # a 2-speaker corpus: nothing was chosen
+    assert s.chosen == {"C": 0.01} and "inner CV chose" not in s.rule
+    assert s.rule == "the folds' C (no inner CV: one training speaker, the first of Cs)"
     svm = select_settings("svm", {"features": "egemaps"}, [{}], [{"best_params": {"C": 10.0, "gamma": 0.01}}])
     assert svm.params == {"features": "egemaps"} and svm.per_fold == [{"C": 10.0, "gamma": 0.01}]
 

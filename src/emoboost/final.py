@@ -95,6 +95,10 @@ def select_settings(method: str, params: dict[str, Any], fold_infos: list[dict],
         tied = modal_values(per_fold)
         params["Cs"] = [float(c) for c in tied]
         rule = "the C the folds' inner CV chose most often"
+        how = sorted({k[len("logreg C ("):-1] for i in fold_infos for k in (i.get("method") or {})
+                      if k.startswith("logreg C (") and "inner CV on" not in k})
+        if how:  # one training speaker (or one C given): no fold chose anything
+            rule = f"the folds' C ({'; '.join(how)})"
         if len(tied) > 1:
             rule += f"; tied between {tied}: inner CV over all speakers chose among them"
         return Selection(params, {"C": tied[0] if len(tied) == 1 else None}, rule, per_fold)

@@ -24,9 +24,9 @@ from emoboost.audio import Segmenting
 from emoboost.data.manifest import Manifest
 from emoboost.evaluation.report import FoldResult, merge_fold_info, plot_tsne, write_report
 from emoboost.methods import UtteranceSet, get_method
-from emoboost.outdir import OutDirError, claim_dir, code_version
+from emoboost.outdir import check_resume, claim_dir, code_version
 from emoboost.protocols import check_disjoint, describe, make_folds
-from emoboost.utils import atomic_write_text, read_json
+from emoboost.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,6 @@ RUNTIME_KEYS = frozenset({"progress", "out_dir", "cache_dir", "tsne", "plots", "
                           "batch_size"})
 """Config keys that never change a result: a run may be resumed with other values of them."""
 _NOT_IDENTITY = RUNTIME_KEYS | {"seeds", "data_root", "manifest"}  # one result per seed; data paths compared resolved
-_LABELS = {"data": "data root", "manifest": "manifest content", "features": "encoder fingerprint"}
 
 
 def run_provenance(cfg: ExperimentConfig, manifest: Manifest, info: dict, method, fingerprint: str | None) -> dict:
@@ -267,55 +266,6 @@ def run_provenance(cfg: ExperimentConfig, manifest: Manifest, info: dict, method
     rec = {"code": code_version(), "config": config, "method": method.params, "data": info.get("data"),
            "manifest": manifest.digest(), "features": fingerprint}
     return json.loads(json.dumps(rec, sort_keys=True, default=str))
-
-
-def _dict_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _dict_diff(a, b, f"{prefix}{k}.")
-        elif a != b:
-            out.append(f"{prefix}{k} " + " -> ".join(v if isinstance(v, str) else json.dumps(v) for v in (a, b)))
-    return out
-
-
-def provenance_diff(old: Any, new: dict) -> list[str]:
-    """What differs between a result's provenance record and the current one: one phrase each."""
-    if not isinstance(old, dict):
-        return ["no provenance record (written by an older emoboost)"]
-    out = [f"code version {old.get('code')} -> {new['code']}"] if old.get("code") != new["code"] else []
-    config = _dict_diff(old.get("config") or {}, new["config"])
-    given = {c.split()[0].split(".")[1] for c in config if c.startswith("method_params.")}
-    out += [f"config {c}" for c in config]
-    out += [f"method parameter {c}" for c in _dict_diff(old.get("method") or {}, new["method"])
-            if c.split()[0].split(".")[0] not in given]
-    for key, label in _LABELS.items():
-        a, b = old.get(key), new.get(key)
-        if a != b:
-            out.append(f"{label} {a} -> {b}" if key != "manifest" else
-                       f"{label} {str(a)[:12]} -> {str(b)[:12]} (its files, labels or speakers changed)")
-    return out
-
-
-def check_resume(out: Path, prov: dict, seeds: list[int]) -> None:
-    """Refuse, in one line naming what differs, to reuse or mix results another configuration produced.
-
-    Every finished result in ``out/folds`` must carry ``prov``; seeds may be added to a finished run,
-    never dropped (its models would stay in the ensemble ``predict`` loads).
-    """
-    done = sorted((out / "folds").glob("fold*_seed*.json")) if (out / "folds").is_dir() else []
-    old_seeds = sorted({int(p.stem.rpartition("_seed")[2]) for p in done if p.stem.rpartition("_seed")[2].isdigit()})
-    if set(old_seeds) - set(seeds):
-        raise OutDirError(f"{out}: holds results of a different configuration (seeds {old_seeds} -> {list(seeds)}: "
-                          f"a run's seeds may only be extended); choose another --out")
-    for p in done:
-        rec = read_json(p, "fold result")
-        diff = provenance_diff(((rec if isinstance(rec, dict) else {}).get("info") or {}).get("provenance"), prov)
-        if diff:
-            more = f"; {len(diff) - 6} more" if len(diff) > 6 else ""
-            raise OutDirError(f"{out}: holds results of a different configuration ({p.name}: {'; '.join(diff[:6])}"
-                              f"{more}); resume it only with the same code, settings and data, or choose another --out")
 
 
 def check_seeds(seeds: list[int]) -> None:

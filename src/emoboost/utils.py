@@ -10,9 +10,14 @@ import importlib
 import json
 import os
 import random
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
+
+TEMP_NAME = re.compile(r"^\..+\.tmp$")
+"""This package's temporary files: ``.<name>.<random>.tmp`` (:func:`atomic_write_bytes`) and ``.<name>.tmp``
+(methods' weight files). A command clears stale ones (left by a kill) only in folders it owns, under its lock."""
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -42,6 +47,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_temps(folder: Path, recursive: bool = False) -> list[Path]:
+    """Delete files named like :data:`TEMP_NAME` in ``folder`` (and below it); returns what was removed.
+
+    Only for folders the caller owns and holds the lock of: a temp file there belongs to a writer
+    that died. Symbolic links are neither followed nor removed.
+    """
+    removed: list[Path] = []
+    if not folder.is_dir() or folder.is_symlink():
+        return removed
+    for root, dirs, files in os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]:
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+        for name in files:
+            p = Path(root) / name
+            if TEMP_NAME.match(name) and p.is_file() and not p.is_symlink():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 def read_json(path: str | Path, what: str | None = None) -> object:

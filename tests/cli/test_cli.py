@@ -350,3 +350,19 @@ def test_upstreams_say_where_each_name_loads_from(tmp_path, monkeypatch, capsys)
     assert main(["upstreams"]) == 0
     out = capsys.readouterr().out
     assert f"offline copy {weights}" in out and "facebook/hubert-base-ls960" in out
+
+
+@pytest.mark.parametrize("cmd", [["extract", "--upstream", "whisper-base"],
+                                 ["benchmark", "--methods", "svm:features=egemaps"],
+                                 ["run", "--method", "svm"], ["train", "--method", "svm"]])
+def test_a_missing_corpus_hint_fits_the_command(cmd, tmp_path, monkeypatch, capsys):
+    """Without --data-root, a corpus that is not here and has no download is one line telling the flag to use."""
+    monkeypatch.setenv("EMOBOOST_SHARED", str(tmp_path / "shared"))
+    monkeypatch.setenv("EMOBOOST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("EMOBOOST_DATA", raising=False)
+    out = [] if cmd[0] == "extract" else ["--out", str(tmp_path / "out")]
+    assert main([cmd[0], "--corpus", "emovo", *cmd[1:], *out, "--no-progress"]) == 2
+    err = _one_error_line(capsys)
+    assert "no local copy of 'emovo'" in err and "pass its folder with --data-root" in err, err
+    assert "voice.fub.it" in err and "to prepare" not in err
+    assert not (tmp_path / "out").exists()

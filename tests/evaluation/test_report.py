@@ -100,3 +100,15 @@ def test_plots_leave_the_callers_matplotlib_backend_alone(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().lower() == "svg"  # a notebook's backend survives a run's report
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_merge_fold_info_lists_values_that_vary_by_fold():
+    infos = [{"logreg C (inner CV on training speakers)": c, "pooling": "utterance (mean)"}
+             for c in (0.01, 100.0, 100.0, 0.01)]
+    merged = report.merge_fold_info(infos)
+    assert merged["pooling"] == "utterance (mean)"
+    assert merged["logreg C (inner CV on training speakers)"] == "0.01 ×2, 100 ×2 (per fold: 0.01, 100, 100, 0.01)"
+    same = report.merge_fold_info(infos[1:3])
+    assert same["logreg C (inner CV on training speakers)"] == 100.0  # every fold chose it: the value itself
+    part = report.merge_fold_info([{"a": 1}, {}], unit="fold and seed")
+    assert part["a"] == "1 ×1, - ×1 (per fold and seed: 1, -)"

@@ -60,3 +60,14 @@ def test_paired_label_typo_fails_before_running(corpus, tmp_path, capsys):
                "--out", str(tmp_path / "b"), "--paired", "svm:features=egemaps", "linaer"])
     assert rc != 0 and "--paired 'linaer': no matching entries" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_benchmark_writes_only_into_its_own_folder(corpus, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "benchmark.md").write_text("my table")
+    rc = main(["benchmark", "--corpus", "emodb", "--data-root", str(corpus), "--methods", "svm:features=egemaps",
+               "--quick", "--out", str(mine), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and f"{mine}: not empty and not written by `emoboost benchmark`" in err
+    assert [p.name for p in mine.iterdir()] == ["benchmark.md"] and (mine / "benchmark.md").read_text() == "my table"

@@ -58,6 +58,11 @@ def test_select_settings_from_crafted_folds():
     assert tie.params["Cs"] == [1.0]
     tie = select_settings("logreg", {}, infos[:2], [{}, {}])  # 0.1 vs 1.0: inner CV on all speakers decides
     assert tie.params["Cs"] == [0.1, 1.0] and "tied" in tie.rule
+    assert s.rule == "the C the folds' inner CV chose most often"
+    two = [{"method": {"logreg C (no inner CV: one training speaker, the first of Cs)": 0.01}}] * 2
+    s = select_settings("logreg", {"Cs": [0.01, 1.0]}, two, [{}, {}])  # a 2-speaker corpus: nothing was chosen
+    assert s.chosen == {"C": 0.01} and "inner CV chose" not in s.rule
+    assert s.rule == "the folds' C (no inner CV: one training speaker, the first of Cs)"
     svm = select_settings("svm", {"features": "egemaps"}, [{}], [{"best_params": {"C": 10.0, "gamma": 0.01}}])
     assert svm.params == {"features": "egemaps"} and svm.per_fold == [{"C": 10.0, "gamma": 0.01}]
 
@@ -192,3 +197,23 @@ def test_trained_method_final_uses_the_median_best_epoch(setup, monkeypatch):
     assert bundle["selection"]["chosen"]["max_epochs"] == median_epochs(best)
     assert epochs_run == [(median_epochs(best), True)]  # no validation, exactly that many epochs
     assert bundle["method_params"]["refit"] is False and "head" in bundle
+
+
+def test_train_writes_only_into_a_model_folder(setup, tmp_path, capsys):
+    """A Hugging Face model folder is never overwritten; a folder `train` wrote may be re-trained."""
+    hf = tmp_path / "hf-model"
+    hf.mkdir()
+    (hf / "config.json").write_text('{"model_type": "whisper"}')
+    (hf / "model.safetensors").write_bytes(b"\x01" * 16384)
+    before = {p.name: p.read_bytes() for p in hf.iterdir()}
+    rc = main(["train", "--from-run", str(setup["run"]), "--out", str(hf), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and f"{hf}: not empty and not written by `emoboost train`" in err
+    rc = main(["train", "--corpus", "emodb", "--data-root", str(setup["corpus"]), "--upstream", str(setup["upstream"]),
+               "--method", "logreg", "-p", "layer=2", "-p", "Cs=[1.0]", "--cache-dir", str(setup["cache"]),
+               "--out", str(hf), "--no-progress"])
+    assert rc == 2 and "not written by `emoboost train`" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in hf.iterdir()} == before  # no cv/ either: refused before the CV
+    again = tmp_path / "again"
+    first = train_final(setup["run"], again, progress=False)
+    assert train_final(setup["run"], again, progress=False)["selection"] == first["selection"]  # re-training

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -107,9 +108,9 @@ def test_folds_on_other_features_are_not_resumed(finished_run, tmp_path):
     f = sorted((out / "folds").glob("fold*_seed*.json"))[1]
     d = json.loads(f.read_text())
     assert d["info"]["features"]  # each fold records the features it was computed on
-    d["info"]["features"] = "tiny-w2v2-0000000000000000"  # as if the weights behind the path had changed
+    d["info"]["provenance"]["features"] = "tiny-w2v2-0000000000000000"  # as if the weights behind the path had changed
     f.write_text(json.dumps(d))
-    with pytest.raises(ValueError, match=f"{f.name}: this fold was computed on features tiny-w2v2-0000"):
+    with pytest.raises(ValueError, match=f"{f.name}: .*encoder fingerprint tiny-w2v2-0000000000000000 -> tiny-w2v2-"):
         run_experiment(ExperimentConfig(**dict(cfg.__dict__, out_dir=str(out))))
 
 
@@ -261,3 +262,229 @@ def test_missing_device_fails_before_any_extraction(corpus, upstream_dir, tmp_pa
     with pytest.raises(ValueError, match="no CUDA device is visible"):
         run_experiment(cfg)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npz"))
+
+
+# ---- run directories: provenance, one writer, ownership --------------------------------------------
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("shared-cache")
+
+
+def _logreg(corpus, upstream_dir, out, cache, layer=1, **kw) -> ExperimentConfig:
+    return _cfg(corpus, upstream_dir, out, cache, method="logreg", method_params={"layer": layer, "Cs": [1.0]},
+                tsne=False, **kw)
+
+
+def _fit_counter(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    orig = runner.get_method
+
+    def spy(name):
+        klass = orig(name)
+
+        class Spy(klass):
+            def fit(self, *a, **k):
+                calls.append(1)
+                return super().fit(*a, **k)
+        return Spy
+    monkeypatch.setattr(runner, "get_method", spy)
+    return calls
+
+
+GATED_RUN = """
+import json, pathlib, sys, time
+from emoboost.experiment import run as runner
+cfg, started, gate = json.loads(sys.argv[1]), pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+orig = runner.get_method
+def gated(name):
+    klass = orig(name)
+    class Gated(klass):
+        def fit(self, *a, **k):
+            started.write_text("fitting")
+            while not gate.exists():
+                time.sleep(0.05)
+            return super().fit(*a, **k)
+    return Gated
+runner.get_method = gated
+runner.run_experiment(runner.ExperimentConfig(**cfg))
+"""
+
+
+def test_two_processes_never_write_one_run_directory(corpus, upstream_dir, cache, tmp_path, capsys):
+    """A second run into a run directory in use is refused in one line; a killed holder blocks nothing."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    a = _logreg(corpus, upstream_dir, out, cache, layer=1)
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    proc = subprocess.Popen([sys.executable, "-c", GATED_RUN, json.dumps(dataclasses.asdict(a)), str(started),
+                             str(gate)], stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        while not started.exists():
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            assert time.monotonic() - t0 < 120, "the first run never reached its first fit"
+            time.sleep(0.05)
+        rc = main(["run", "--corpus", "emodb", "--data-root", str(corpus), "--upstream", str(upstream_dir),
+                   "--method", "logreg", "-p", "layer=2", "-p", "Cs=[1.0]", "--out", str(out),
+                   "--cache-dir", str(cache), "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1
+        assert f"{out}: another emoboost process (pid {proc.pid}) is writing this run directory" in err
+        assert not list((out / "folds").glob("*.json")) if (out / "folds").is_dir() else True
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # kill -9 while it holds the lock
+        proc.wait()
+    rep = run_experiment(a)  # the dead process's lock is gone with it; the same run starts again
+    assert len(rep["per_fold"]) == 4
+    b = _logreg(corpus, upstream_dir, out, cache, layer=2)
+    with pytest.raises(ValueError, match=r"different configuration .*method_params\.layer 1 -> 2"):
+        run_experiment(b)
+    assert json.loads((out / "summary.json").read_text())["protocol"]["method"] == 'logreg {"Cs": [1.0], "layer": 1}'
+
+
+def test_resume_refuses_folds_of_other_code(corpus, upstream_dir, cache, tmp_path, monkeypatch):
+    """A run killed after 2 folds resumes only with the code and defaults that produced them."""
+    from emoboost.methods.logreg import LogRegProbe
+
+    killed = _logreg(corpus, upstream_dir, tmp_path / "run", cache, max_folds=2)  # as if killed after 2 folds
+    run_experiment(killed)
+    full = dataclasses.replace(killed, max_folds=None)
+    real = LogRegProbe.default_params
+    with monkeypatch.context() as m:  # a default changed between the kill and the resume
+        m.setattr(LogRegProbe, "default_params", staticmethod(lambda: {**real(), "max_iter": 1000}))
+        with pytest.raises(ValueError, match=r"method parameter max_iter 2000 -> 1000"):
+            run_experiment(full)
+    with monkeypatch.context() as m:  # any source file of the package changed
+        m.setattr(runner, "code_version", lambda: "0.1.0+src.edited")
+        with pytest.raises(ValueError, match=r"code version 0\.1\.0\S* -> 0\.1\.0\+src\.edited"):
+            run_experiment(full)
+    calls = _fit_counter(monkeypatch)
+    rep = run_experiment(full)  # the same code and settings: the finished folds are skipped
+    assert calls == [1, 1] and len(rep["per_fold"]) == 4
+
+
+def test_edited_labels_under_the_same_path_are_not_reused(corpus, upstream_dir, cache, tmp_path):
+    from emoboost.data.corpora import scan_corpus
+
+    csv = tmp_path / "labels.csv"
+    scan_corpus("emodb", corpus)[0].write(csv)
+    out = tmp_path / "run"
+    cfg = _logreg(corpus, upstream_dir, out, cache, data_root=None, manifest=str(csv))
+    run_experiment(cfg)
+    kept = (out / "manifest.jsonl").read_text()
+    swap = {"anger": "sadness", "sadness": "anger"}
+    rows = csv.read_text().splitlines()
+    head = rows[0].split(",").index("label")
+    edited = [rows[0]] + [",".join(swap.get(v, v) if i == head else v for i, v in enumerate(r.split(",")))
+                          for r in rows[1:]]
+    csv.write_text("\n".join(edited) + "\n")
+    with pytest.raises(ValueError, match=r"different configuration .*manifest content"):
+        run_experiment(cfg)
+    assert (out / "manifest.jsonl").read_text() == kept  # refused before anything is rewritten
+
+
+def test_data_root_from_the_environment_is_part_of_a_run(corpus, upstream_dir, cache, tmp_path, monkeypatch):
+    three = tmp_path / "three" / "emodb" / "wav"
+    three.mkdir(parents=True)
+    for f in (corpus / "wav").glob("*.wav"):
+        if f.name[:2] != "10":
+            (three / f.name).write_bytes(f.read_bytes())
+    shared = tmp_path / "shared" / "data"
+    shared.mkdir(parents=True)
+    (shared / "emodb").symlink_to(corpus)
+    monkeypatch.setenv("EMOBOOST_SHARED", str(tmp_path / "shared"))
+    monkeypatch.setenv("EMOBOOST_DATA", str(tmp_path / "three"))
+    cfg = _logreg(corpus, upstream_dir, tmp_path / "run", cache, data_root=None)
+    assert len(run_experiment(cfg)["per_fold"]) == 3
+    monkeypatch.delenv("EMOBOOST_DATA")
+    with pytest.raises(ValueError, match=r"data root \S*three\S* -> \S+; manifest content"):
+        run_experiment(cfg)
+
+
+def test_run_writes_only_into_its_own_folder(corpus, upstream_dir, cache, tmp_path, capsys):
+    hf = tmp_path / "wav2vec2-model"
+    hf.mkdir()
+    (hf / "config.json").write_text('{"model_type": "wav2vec2"}')
+    (hf / "model.safetensors").write_bytes(b"\x00" * 4096)
+    before = {p.name: p.read_bytes() for p in hf.iterdir()}
+    with pytest.raises(ValueError, match=f"{hf}: not empty and not written by `emoboost run`"):
+        run_experiment(_logreg(corpus, upstream_dir, hf, cache))
+    assert {p.name: p.read_bytes() for p in hf.iterdir()} == before
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "summary.md").write_text("my notes")
+    rc = main(["run", "--corpus", "emodb", "--data-root", str(corpus), "--upstream", str(upstream_dir),
+               "--method", "logreg", "-p", "Cs=[1.0]", "--out", str(mine), "--cache-dir", str(cache), "--no-progress"])
+    assert rc == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert [p.name for p in mine.iterdir()] == ["summary.md"] and (mine / "summary.md").read_text() == "my notes"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert len(run_experiment(_logreg(corpus, upstream_dir, empty, cache))["per_fold"]) == 4  # an empty folder is fine
+
+
+def test_duplicate_seeds_are_refused(corpus, upstream_dir, tmp_path, capsys):
+    rc = main(["run", "--corpus", "emodb", "--data-root", str(corpus), "--upstream", str(upstream_dir),
+               "--method", "logreg", "--seeds", "0", "1", "0", "--out", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "seeds 0 1 0: seed 0 is given twice" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_stale_temp_files_are_cleaned_on_the_next_start(finished_run, tmp_path):
+    import shutil
+
+    cfg, _ = finished_run
+    out = tmp_path / "copy"
+    shutil.copytree(cfg.out_dir, out)
+    stale = [out / ".summary.json.k2j3h4l5.tmp", out / "folds" / ".fold00_seed0.json.abcd_123.tmp",
+             out / "models" / "fold00_seed0" / ".model.safetensors.tmp"]
+    kept = [out / "keep.tmp", out / ".keep", out / "folds" / "notes.txt", out / "mine" / ".x.abcdefgh.tmp"]
+    for p in stale + kept:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("x")
+    run_experiment(ExperimentConfig(**dict(cfg.__dict__, out_dir=str(out), tsne=False, plots=False)))
+    assert [p for p in stale if p.exists()] == [] and all(p.exists() for p in kept)
+
+
+def test_logreg_report_lists_the_folds_choices_of_C(corpus, upstream_dir, cache, tmp_path):
+    """The C line lists every fold's choice; with one training speaker no inner CV runs, and it says so."""
+    cfg = _cfg(corpus, upstream_dir, tmp_path / "four", cache, method="logreg", tsne=False,
+               method_params={"layer": 1, "Cs": [0.01, 100.0]})
+    rep = run_experiment(cfg)
+    chosen = [json.loads(p.read_text())["info"]["method"]["logreg C (inner CV on training speakers)"]
+              for p in sorted((tmp_path / "four" / "folds").glob("fold*.json"))]
+    line = next(x for x in (tmp_path / "four" / "summary.md").read_text().splitlines() if "logreg C" in x)
+    if len(set(chosen)) == 1:  # one value: every fold chose it
+        assert line == f"- **logreg C (inner CV on training speakers)**: {chosen[0]}"
+    else:
+        assert line.endswith(f"(per fold: {', '.join(f'{c:g}' for c in chosen)})")
+    assert str(rep["protocol"]["logreg C (inner CV on training speakers)"]) == line.split("**: ")[1]
+    two = tmp_path / "emodb2" / "wav"
+    two.mkdir(parents=True)
+    for f in (corpus / "wav").glob("*.wav"):
+        if f.name[:2] in ("03", "08"):
+            (two / f.name).write_bytes(f.read_bytes())
+    run_experiment(dataclasses.replace(cfg, data_root=str(two.parent), out_dir=str(tmp_path / "two")))
+    md = (tmp_path / "two" / "summary.md").read_text()
+    assert "inner CV on training speakers" not in md
+    assert "- **logreg C (no inner CV: one training speaker, the first of Cs)**: 0.01\n" in md
+
+
+
+def test_sweep_writes_only_into_its_own_folder(corpus, upstream_dir, cache, tmp_path, capsys):
+    args = ["run", "--corpus", "emodb", "--data-root", str(corpus), "--upstream", str(upstream_dir), "--method",
+            "logreg", "-p", "Cs=[1.0]", "--sweep", "layer=1,2", "--cache-dir", str(cache), "--no-progress"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "sweep.md").write_text("my sweep")
+    assert main([*args, "--out", str(mine)]) == 2
+    assert f"{mine}: not empty and not written by `emoboost run --sweep`" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["sweep.md"] and (mine / "sweep.md").read_text() == "my sweep"
+    assert main([*args, "--out", str(tmp_path / "ok")]) == 0
+    assert (tmp_path / "ok" / "layer=2" / "summary.json").is_file() and (tmp_path / "ok" / "sweep.md").is_file()

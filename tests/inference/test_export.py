@@ -309,9 +309,21 @@ def test_main_exports_a_bundle(tiny_random, tmp_path, capsys):
     wav = (0.1 * np.random.default_rng(2).standard_normal(20000)).astype(np.float32)
     ref, _ = torch_posteriors(tiny_random, head, wav)
     np.testing.assert_allclose(OnnxPredictor(tmp_path / "onnx").posteriors(wav), ref, atol=1e-5)
+    assert main(parser.parse_args([str(bundle), "--out", str(tmp_path / "onnx")])) == 0  # its own folder: again
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "encoder.onnx").write_bytes(b"my encoder")
+    (mine / "summary.md").write_text("my notes")
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    for target in (mine, bundle):  # a user's folder, the model bundle itself
+        with pytest.raises(ValueError, match=f"{target}: not empty and not written by `emoboost export`"):
+            main(parser.parse_args([str(bundle), "--out", str(target)]))
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
+    assert sorted(p.name for p in bundle.iterdir()) == ["bundle.json"]
     (bundle / "bundle.json").write_text(json.dumps({"upstream": {**up, "fingerprint": "x-0"}, "head": listed}))
     with pytest.raises(ValueError, match="trained on x-0"):
         main(parser.parse_args([str(bundle), "--out", str(tmp_path / "onnx2")]))
+    assert not (tmp_path / "onnx2").exists()  # a refused export leaves no folder behind
 
 
 # ---- MS-EmoBoost: the whole network as a segment head ------------------------------------------------

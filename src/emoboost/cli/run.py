@@ -146,7 +146,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         print((Path(d["out_dir"]) / "summary.md").read_text())
         print(f"report: {d['out_dir']}  (total {rep['timings']['total_s']:.0f} s)")
         return 0
-    key, _, values = sweeps[0].partition("=")
+    from emoboost.outdir import claim_dir
+
+    with claim_dir(d["out_dir"], "sweep"):  # one run directory per value inside it, each claimed by its run
+        return _sweep(d, sweeps[0])
+
+
+def _sweep(d: dict, sweep: str) -> int:
+    from emoboost.experiment.run import ExperimentConfig, run_experiment
+
+    key, _, values = sweep.partition("=")
     rows = []
     base_out = d["out_dir"]
     for v in values.split(","):

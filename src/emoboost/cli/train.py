@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from emoboost.experiment.refit import describe_cv, train_final
+from emoboost.outdir import claim_dir
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -47,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
             out = Path("models") / f"{d.get('corpus', 'emodb')}-{d.get('method', 'linear')}"
         run_dir = Path(args.cv_out) if args.cv_out else out / "cv"
         d["out_dir"] = str(run_dir)
-        run_experiment(ExperimentConfig.from_dict(d))
-    bundle = train_final(run_dir, out, cache_dir=args.cache_dir, progress=not args.no_progress, device=args.device)
+    with claim_dir(out, "model"):  # before the CV: a folder that is not a model folder costs nothing
+        if not args.from_run:
+            run_experiment(ExperimentConfig.from_dict(d))
+        bundle = train_final(run_dir, out, cache_dir=args.cache_dir, progress=not args.no_progress, device=args.device)
     sel, tr = bundle["selection"], bundle["training"]
     chosen = ", ".join(f"{k}={v}" for k, v in sel["chosen"].items() if v is not None) or "-"
     print(f"final {bundle['method']} model: {out}")

@@ -38,17 +38,19 @@ SOURCES: dict[str, str] = {
 
 NO_DIRECT_DOWNLOAD: dict[str, str] = {
     "iemocap": "IEMOCAP is released only after signing the licence form at https://sail.usc.edu/iemocap/ "
-               "(the release arrives as IEMOCAP_full_release.tar.gz; unpack it and pass its folder to prepare).",
+               "(it arrives as IEMOCAP_full_release.tar.gz: unpack it)",
     "cremad": "CREMA-D is distributed through git-lfs: `git lfs clone https://github.com/CheyneyComputerScience/CREMA-D` "
-              "and pass the clone (which holds AudioWAV/) to prepare.",
+              "(the clone holds AudioWAV/)",
     "tess": "TESS is distributed by the University of Toronto Dataverse "
-            "(https://doi.org/10.5683/SP2/E8H2MF); download the files there and pass the folder to prepare.",
+            "(https://doi.org/10.5683/SP2/E8H2MF): download its files into one folder",
     "emovo": "EMOVO is distributed by Fondazione Ugo Bordoni on request "
-             "(http://voice.fub.it/activities/corpora/emovo/index.html); pass the unpacked folder to prepare.",
-    "shemo": "ShEMO comes as two archives (female.zip, male.zip) linked from https://github.com/pariajm/ShEMO; "
-             "unpack both into one folder (giving female/ and male/) and pass it to prepare, or call "
-             "download_corpus('shemo', dest, url=...) once per archive.",
+             "(http://voice.fub.it/activities/corpora/emovo/index.html): unpack it",
+    "shemo": "ShEMO comes as two archives (female.zip, male.zip) linked from https://github.com/pariajm/ShEMO: "
+             "unpack both into one folder (giving female/ and male/), or fetch each with "
+             "`emoboost data download shemo --url URL`",
 }
+"""How to obtain each corpus without a public direct download; the caller adds what to do with the folder
+(``data download``: give it to ``data prepare``; a run: ``--data-root``)."""
 
 COMPLETE_MARKER = ".emoboost-download.json"
 CHUNK = 1 << 16
@@ -94,7 +96,8 @@ def download_corpus(name: str, dest_dir: str | Path, url: str | None = None, for
     key = corpus_key(name)
     if url is None:
         if key in NO_DIRECT_DOWNLOAD:
-            raise DownloadError(f"{name}: no public direct download. {NO_DIRECT_DOWNLOAD[key]}")
+            raise DownloadError(f"{name}: no public direct download. {NO_DIRECT_DOWNLOAD[key]}; then pass the "
+                                "folder to `emoboost data prepare` or to --data-root.")
         if key not in SOURCES:
             raise DownloadError(f"{name}: unknown corpus for download; known: {', '.join(sorted(SOURCES))} "
                                 "(or pass url= pointing to a zip archive)")

@@ -95,6 +95,16 @@ class Manifest:
     def filter(self, fn: Callable[[Utterance], bool]) -> Manifest:
         return Manifest(u for u in self if fn(u))
 
+    def digest(self) -> str:
+        """SHA-256 of every field of every utterance, in order: equal digests, equal manifests (a label
+        edited in a CSV under the same path changes it)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for u in self:
+            h.update(json.dumps(u.to_dict(), sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n")
+        return h.hexdigest()
+
     def subset(self, ids: Iterable[str]) -> Manifest:
         wanted = set(ids)
         return Manifest(u for u in self if u.id in wanted)

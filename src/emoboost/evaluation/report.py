@@ -7,6 +7,7 @@ no number travels without the conditions it was measured under.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -44,6 +45,29 @@ class FoldResult:
         d = json.loads(text)
         d.pop("metrics", None)
         return cls(**d)
+
+
+def merge_fold_info(infos: list[dict], unit: str = "fold") -> dict:
+    """The method's report lines over all results (fold order, seeds within a fold), not the last fit's.
+
+    A value every result shares is kept as it is; one that varies (a C each fold's inner CV chose) is
+    written as counts and the list per result, e.g. ``0.01 ×2, 100 ×2 (per fold: 0.01, 100, 100, 0.01)``;
+    ``-`` marks a result without that line.
+    """
+    def show(v: object) -> str:
+        return "-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+    merged: dict = {}
+    for key in dict.fromkeys(k for info in infos for k in info):
+        values = [info.get(key) for info in infos]
+        if all(v == values[0] for v in values):
+            merged[key] = values[0]
+            continue
+        shown = [show(v) for v in values]
+        counts = Counter(shown)
+        merged[key] = (", ".join(f"{v} ×{n}" for v, n in counts.items())
+                       + f" (per {unit}: {', '.join(shown)})")
+    return merged
 
 
 def summarise(results: list[FoldResult], classes: list[str]) -> dict:

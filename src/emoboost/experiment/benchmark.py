@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from emoboost.evaluation.report import fmt_pm
+from emoboost.outdir import claim_dir
 from emoboost.utils import atomic_write_text
 from emoboost.utils import parse_value as _parse_value
 
@@ -82,10 +83,16 @@ def entry_dir_name(entry: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emoboost.experiment.run import ExperimentConfig, default_cache_dir, run_experiment
-
+    """Run every entry into ``--out`` (new, empty or an earlier benchmark) and write the table."""
     out = Path(args.out or f"runs/benchmark-{args.corpus}")
     pairs = _paired_entries(getattr(args, "paired", []) or [], _entry_names(args))
+    with claim_dir(out, "benchmark"):  # its entries are run directories inside it, each claimed by its run
+        return _run_claimed(args, out, pairs)
+
+
+def _run_claimed(args: argparse.Namespace, out: Path, pairs: list[tuple[str, str]]) -> int:
+    from emoboost.experiment.run import ExperimentConfig, default_cache_dir, run_experiment
+
     rows = []
     t_all = time.perf_counter()
     for spec in args.methods:

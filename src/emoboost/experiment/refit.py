@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from emoboost.outdir import claim_dir
 from emoboost.utils import atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,10 @@ def select_settings(method: str, params: dict[str, Any], fold_infos: list[dict],
         tied = modal_values(per_fold)
         params["Cs"] = [float(c) for c in tied]
         rule = "the C the folds' inner CV chose most often"
+        how = sorted({k[len("logreg C ("):-1] for i in fold_infos for k in (i.get("method") or {})
+                      if k.startswith("logreg C (") and "inner CV on" not in k})
+        if how:  # one training speaker (or one C given): no fold chose anything
+            rule = f"the folds' C ({'; '.join(how)})"
         if len(tied) > 1:
             rule += f"; tied between {tied}: inner CV over all speakers chose among them"
         return Selection(params, {"C": tied[0] if len(tied) == 1 else None}, rule, per_fold)
@@ -222,17 +227,24 @@ def training_set(cfg, manifest, method, classes: list[str]):
 
 def train_final(run_dir: str | Path, out: str | Path, cache_dir: str | None = None, progress: bool = True,
                 device: str | None = None) -> dict:
-    """Fit the final model of a finished CV run into bundle directory ``out``; returns bundle.json's dict."""
-    from emoboost.data.manifest import Manifest
-    from emoboost.experiment.run import ExperimentConfig, load_manifest, required_features
-    from emoboost.methods import get_method
+    """Fit the final model of a finished CV run into bundle directory ``out``; returns bundle.json's dict.
 
+    ``out`` must be new, empty or a model folder ``train`` wrote (then it is replaced: re-training);
+    anything else (a Hugging Face model, a run directory) is refused before anything is fitted.
+    """
     rec = read_run(run_dir)
     out = Path(out)
     if out.resolve() == rec.path.resolve():
         raise ValueError(f"{out}: the bundle must not be written into the run directory it comes from")
-    if (out / "bundle.json").is_file() and read_json(out / "bundle.json", "bundle").get("kind") != FINAL_KIND:
-        raise ValueError(f"{out}: holds a run directory, not a final model; choose another --out")
+    with claim_dir(out, "model"):
+        return _fit_final(rec, out, cache_dir, progress, device)
+
+
+def _fit_final(rec: RunRecord, out: Path, cache_dir: str | None, progress: bool, device: str | None) -> dict:
+    from emoboost.data.manifest import Manifest
+    from emoboost.experiment.run import ExperimentConfig, load_manifest, required_features
+    from emoboost.methods import get_method
+
     cfg_d = {**rec.config, "progress": progress}
     if cache_dir:
         cfg_d["cache_dir"] = cache_dir

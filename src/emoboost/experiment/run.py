@@ -2,6 +2,9 @@
 
 Resumable: every finished (fold, seed) writes its result atomically and is skipped on rerun, and
 features come from the content-addressed cache, so a killed run loses at most the fold in flight.
+Each result records its provenance (:func:`run_provenance`); a rerun reuses only results whose
+record equals its own, and refuses, naming what differs, to mix them with anything else. The run
+directory is owned and locked through :mod:`emoboost.outdir`: one writer at a time.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import numpy as np
 
 from emoboost.audio import Segmenting
 from emoboost.data.manifest import Manifest
-from emoboost.evaluation.report import FoldResult, plot_tsne, write_report
+from emoboost.evaluation.report import FoldResult, merge_fold_info, plot_tsne, write_report
 from emoboost.methods import UtteranceSet, get_method
+from emoboost.outdir import check_resume, claim_dir, code_version
 from emoboost.protocols import check_disjoint, describe, make_folds
 from emoboost.utils import atomic_write_text
 
@@ -88,10 +92,18 @@ def resolve_data_root(corpus: str, data_root: str | None) -> Path:
         return Path(data_root)
     from emoboost.data.corpora import get_corpus, locate_corpus
 
+    mod = get_corpus(corpus)
     how, folder = locate_corpus(corpus)
     if how in ("EMOBOOST_DATA", "shared"):
         return folder
-    mod = get_corpus(corpus)
+    if how == "not here":  # the commands that get here (run, train, extract, benchmark) all take --data-root
+        from emoboost.data.download import NO_DIRECT_DOWNLOAD
+        from emoboost.utils import shared_root
+
+        key = corpus.lower().replace("-", "").replace("_", "")
+        get = NO_DIRECT_DOWNLOAD.get(key) or (f"obtain it from {mod.INFO.url}" if mod.INFO.url else "")
+        raise FileNotFoundError(f"no local copy of {corpus!r} (none under $EMOBOOST_DATA or {shared_root() / 'data'})"
+                                f": {get + ', then ' if get else ''}pass its folder with --data-root")
     if not hasattr(mod, "download"):
         raise FileNotFoundError(
             f"no local copy of {corpus!r}: pass --data-root, set EMOBOOST_DATA, or obtain it from {mod.INFO.url}"
@@ -100,17 +112,19 @@ def resolve_data_root(corpus: str, data_root: str | None) -> Path:
 
 
 def load_manifest(cfg: ExperimentConfig) -> tuple[Manifest, list[tuple[str, str]], dict]:
-    """-> (manifest, skipped files from the scan, corpus info dict)."""
+    """-> (manifest, skipped files from the scan, corpus info dict; its ``data`` is the resolved root or manifest)."""
     from emoboost.data.corpora import get_corpus
 
     info: dict = {"name": cfg.corpus}
     skipped: list[tuple[str, str]] = []
     if cfg.manifest:
         manifest = Manifest.read(cfg.manifest)
+        info["data"] = str(Path(cfg.manifest).resolve())
     else:
         mod = get_corpus(cfg.corpus)
         info = {"name": mod.INFO.name, "default_protocol": mod.INFO.default_protocol, "default_folds": mod.INFO.default_folds}
         root = resolve_data_root(cfg.corpus, cfg.data_root)
+        info["data"] = str(Path(root).resolve())
         if hasattr(mod, "scan"):
             from emoboost.data.corpora import scan_corpus
 
@@ -161,17 +175,6 @@ def store_spec(cfg: ExperimentConfig, method) -> Any:
                      window=cfg.encoder_window, segmenting=cfg.segmenting)
 
 
-def check_finished_features(out: Path, fingerprint: str) -> None:
-    """Refuse to resume folds computed on other features (new weights behind the same upstream path or
-    name): their results cannot be mixed with new ones. Folds from before this record was kept pass."""
-    folds = out / "folds"
-    for p in sorted(folds.glob("fold*_seed*.json")) if folds.is_dir() else []:
-        got = json.loads(p.read_text()).get("info", {}).get("features")
-        if got and got != fingerprint:
-            raise ValueError(f"{p}: this fold was computed on features {got}, but the upstream now gives "
-                             f"{fingerprint} (its weights changed); choose another --out")
-
-
 def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any, list[tuple[str, str]], dict]:
     """Fill (or reuse) the feature store for the run -> (SSLView over the usable utterances, skipped, info)."""
     from emoboost.features.pipeline import open_store, store_num_layers
@@ -179,7 +182,6 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
 
     spec = store_spec(cfg, method)
     store, lazy = open_store(cfg.upstream, cfg.cache_dir, spec, device=cfg.device)
-    check_finished_features(Path(cfg.out_dir), store.fingerprint)  # before any extraction
     keep: list[int] | None = None
     if method.needs_frames():  # fail before spending: the layers the method reads must be stored
         n_layers = store_num_layers(store, manifest, lazy)
@@ -249,21 +251,42 @@ def _segmenting_line(cfg: ExperimentConfig, method) -> str:
     return seg
 
 
+RUNTIME_KEYS = frozenset({"progress", "out_dir", "cache_dir", "tsne", "plots", "device", "save_models", "max_folds",
+                          "batch_size"})
+"""Config keys that never change a result: a run may be resumed with other values of them."""
+_NOT_IDENTITY = RUNTIME_KEYS | {"seeds", "data_root", "manifest"}  # one result per seed; data paths compared resolved
+
+
+def run_provenance(cfg: ExperimentConfig, manifest: Manifest, info: dict, method, fingerprint: str | None) -> dict:
+    """What produces a (fold, seed) result, as plain JSON: the code version
+    (:func:`emoboost.outdir.code_version`), the config (runtime keys, seeds and data paths aside), the
+    method's parameters with their defaults (so a changed default shows by name), the resolved data root
+    or manifest path, the manifest's content digest and the encoder fingerprint (None without SSL)."""
+    config = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IDENTITY}
+    rec = {"code": code_version(), "config": config, "method": method.params, "data": info.get("data"),
+           "manifest": manifest.digest(), "features": fingerprint}
+    return json.loads(json.dumps(rec, sort_keys=True, default=str))
+
+
+def check_seeds(seeds: list[int]) -> None:
+    """One line for a seed list that would repeat results (``--seeds 0 0``) or give none."""
+    if not seeds:
+        raise ValueError("seeds: none given; give at least one (e.g. --seeds 0)")
+    dup = next((s for i, s in enumerate(seeds) if s in seeds[:i]), None)
+    if dup is not None:
+        raise ValueError(f"seeds {' '.join(map(str, seeds))}: seed {dup} is given twice; give each seed once")
+
+
 def run_experiment(cfg: ExperimentConfig) -> dict:
-    """Run (or resume) an experiment and write its report directory; returns the report dict."""
+    """Run (or resume) an experiment and write its report directory; returns the report dict.
+
+    Everything is checked before the run directory is touched; then it is claimed (a new or empty
+    folder, or a run directory; locked for this process) and its finished results are checked against
+    this run's provenance before any of them is reused.
+    """
     t_start = time.perf_counter()
     out = Path(cfg.out_dir)
-    cfg_path = out / "config.json"
-    cfg_json = json.dumps(asdict(cfg), indent=2, sort_keys=True)
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        ignore = {"progress", "out_dir", "cache_dir", "tsne", "plots", "device", "save_models", "max_folds", "batch_size"}
-        diff = {k for k in set(old) | set(asdict(cfg)) if k not in ignore and old.get(k) != asdict(cfg).get(k)}
-        if diff == {"seeds"} and set(old.get("seeds") or []) <= set(cfg.seeds):
-            diff = set()  # more seeds for a finished run: its folds are kept, the new seeds are added
-        finished = list((out / "folds").glob("fold*_seed*.json")) if (out / "folds").is_dir() else []
-        if diff and finished:
-            raise ValueError(f"{out} holds a run with a different config ({sorted(diff)}); choose another --out")
+    check_seeds(cfg.seeds)
 
     # Fail before spending: manifest, classes, folds and the method's parameters are checked before any
     # feature is extracted.
@@ -279,10 +302,23 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     names = required_features(probe)
     make_folds(manifest, protocol, n_folds=n_folds, valid_speakers=cfg.valid_speakers, seed=0)
     _warn_duration_outliers(manifest)
+    fingerprint = None
     if "ssl" in names:
+        from emoboost.features.pipeline import LazyUpstream
+
         store_spec(cfg, probe)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cfg_path, cfg_json)
+        fingerprint = LazyUpstream(str(cfg.upstream), cfg.device).fingerprint()
+    prov = run_provenance(cfg, manifest, info, probe, fingerprint)
+    with claim_dir(out, "run", clean=("folds", "models")):
+        check_resume(out, prov, cfg.seeds)
+        return _run_claimed(cfg, out, prov, manifest, skipped, info, classes, protocol, n_folds, probe, names, t_start)
+
+
+def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifest, skipped: list, info: dict,
+                 classes: list[str], protocol: str, n_folds: int | None, probe, names: tuple[str, ...],
+                 t_start: float) -> dict:
+    """The run itself, in its claimed and checked directory."""
+    atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2, sort_keys=True))
 
     up_info: dict = {}
     ssl_view = None
@@ -347,7 +383,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
             method_info = method.describe()
             n_params = method.num_parameters()
             info_d = {"best_epoch": getattr(method, "best_epoch_", None), "method": method_info, "n_params": n_params,
-                      "features": up_info.get("fingerprint")}
+                      "features": up_info.get("fingerprint"), "provenance": prov}
             r = FoldResult(fold.index, seed, list(fold.test_groups), test.ids, test.y.tolist(),
                            proba.argmax(1).tolist(), proba.round(6).tolist(),
                            {"fit_s": t_fit, "predict_s": t_inf}, info_d)
@@ -365,8 +401,9 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
             results.append(r)
             log.info("fold %d seed %d: %s", fold.index, seed, r.metrics)
 
-    if results and not method_info:
-        method_info = results[0].info.get("method", {})
+    method_info = merge_fold_info([r.info.get("method") or {} for r in results],
+                                  "fold" if len(cfg.seeds) == 1 else "fold and seed")
+    if results and not n_params:
         n_params = results[0].info.get("n_params", 0)
     protocol_info = {
         "corpus": info.get("name", cfg.corpus),
@@ -402,8 +439,9 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
         up_bundle["layers"] = probe.ssl_layers(int(up_info["num_layers"]))
     bundle = {"classes": classes, "method": cfg.method, "upstream": up_bundle, "segment_length": cfg.segment_length,
               "segment_hop": cfg.segment_hop, "segment_encoding": cfg.segment_encoding,
-              "encoder_window": cfg.encoder_window, "features": list(names), "models": sorted(
-                  str(p.relative_to(out)) for p in (out / "models").glob("fold*_seed*")) if cfg.save_models else []}
+              "encoder_window": cfg.encoder_window, "features": list(names), "models": [  # this run's results only, never a model left by another
+                  m for m in (f"models/fold{r.fold:02d}_seed{r.seed}" for r in results) if (out / m).is_dir()]
+              if cfg.save_models else []}
     atomic_write_text(out / "bundle.json", json.dumps(bundle, indent=2))
     rep["timings"] = timings
     return rep

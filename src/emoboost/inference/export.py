@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from emoboost.inference.bundle import EXPORT_FORMAT, PREPROCESSING_FILE
+from emoboost.outdir import writes_into
 from emoboost.utils import atomic_write_text
 
 if TYPE_CHECKING:
@@ -242,9 +243,12 @@ def _write_encoder(upstream: WhisperEncoderUpstream, layers: list[int], classes:
     }
 
 
+@writes_into("export")
 def export_onnx(upstream: WhisperEncoderUpstream, head: dict, out_dir: str | Path, opset: int = DEFAULT_OPSET,
                 fingerprint: str | None = None) -> Path:
     """Write encoder.onnx, head.onnx, mel_filters.npy and preprocessing.json into ``out_dir``; returns it.
+
+    ``out_dir`` must be new, empty or an earlier export (:mod:`emoboost.outdir`): nothing else is overwritten.
 
     ``fingerprint`` is the upstream fingerprint the head was trained on; when given it must equal
     ``upstream.fingerprint()`` (features from other weights would not fit the head).
@@ -271,9 +275,10 @@ SEGMENT_METHODS = ("msemoboost",)
 """Segment-level methods whose network exports as a head graph (one posterior per segment)."""
 
 
+@writes_into("export")
 def export_segment_model(upstream: WhisperEncoderUpstream, method, bundle: dict, out_dir: str | Path,
                          opset: int = DEFAULT_OPSET) -> Path:
-    """Export a trained segment-level model (MS-EmoBoost) of a final bundle.
+    """Export a trained segment-level model (MS-EmoBoost) of a final bundle into ``out_dir`` (as :func:`export_onnx`).
 
     ``head.onnx`` takes one batch of segments — ``ssl`` [S, T', D] (or [S, L, T', D] for a learned
     layer sum) and the guidance inputs the model uses (``mfcc`` [S, T, 40], ``spec`` [S, T, F]) — and

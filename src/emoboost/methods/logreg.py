@@ -101,8 +101,11 @@ class LogRegProbe(Method):
                     scores.append(unweighted_accuracy(yu, proba.argmax(1)))
                 self.cv_scores_[c] = float(np.mean(scores))
             self.C_ = max(self.cv_scores_, key=self.cv_scores_.get)
+            self.c_rule_ = "inner CV on training speakers"
         else:
             self.C_ = cs[0]
+            self.c_rule_ = ("given: Cs holds one value" if len(cs) == 1
+                            else "no inner CV: one training speaker, the first of Cs")
         self.clf_ = LogisticRegression(C=self.C_, max_iter=int(self.params["max_iter"])).fit(xs, y)
         self.coef_, self.intercept_ = self._expand(self.clf_)
         return self
@@ -146,7 +149,8 @@ class LogRegProbe(Method):
         return int(self.coef_.size + self.intercept_.size) if hasattr(self, "coef_") else 0
 
     def describe(self) -> dict:
-        d = {"logreg C (inner CV on training speakers)": getattr(self, "C_", None),
+        # the key says how C was chosen: with one training speaker there is nothing to cross-validate over
+        d = {f"logreg C ({getattr(self, 'c_rule_', 'inner CV on training speakers')})": getattr(self, "C_", None),
              "pooling": f"{self.params['pooling']} ({self.params['stats']})"}
         if self.params["speaker_norm"] == "speaker":
             d["speaker normalisation"] = ("per-speaker z-norm of pooled features; test speakers use their own "

@@ -4,7 +4,7 @@ All variants run in one process, interleaved (one call of each per round, so loa
 them alike), with torch threads = onnxruntime intra-op threads (1 by default). Medians of warm calls.
 
 Rows:
-- ``onnx``: what :class:`emoboost.inference.onnx_predict.OnnxPredictor` runs: numpy log-mel + encoder.onnx (up to
+- ``onnx``: what the engine's onnxruntime backend (:mod:`emoboost.inference.backend_onnx`) runs: numpy log-mel + encoder.onnx (up to
   the head's layer) + head.onnx.
 - ``torch (encode_mel)``: the training-time path: transformers' log-mel + ``upstream.encode_mel``
   (every layer) + the numpy head.
@@ -17,8 +17,8 @@ abs difference ONNX vs encode_mel on the clip.
 
 ``--msemoboost`` adds MS-EmoBoost (guidance=both, the first ``--layers`` layer, untrained weights,
 input standardisation fitted on the clip) exported with :func:`emoboost.inference.export.export_segment_model`:
-``msemoboost onnx`` (:class:`OnnxPredictor`: encoder.onnx + librosa MFCC/spectrogram + head.onnx) vs
-``msemoboost torch`` (:class:`emoboost.inference.predict.Predictor` on the same model, encoder cut at that
+``msemoboost onnx`` (the engine on the export: encoder.onnx + librosa MFCC/spectrogram + head.onnx) vs
+``msemoboost torch`` (the engine's torch backend on the same model, encoder cut at that
 layer as ``emoboost predict`` loads it), and their posterior difference.
 
     python benchmarks/onnx_latency.py                 # whisper-base, layer 3, 30 runs, 1 thread
@@ -44,7 +44,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from emoboost.audio import load_audio  # noqa: E402
 from emoboost.inference.export import export_onnx, head_posteriors, torch_graphs  # noqa: E402
-from emoboost.inference.onnx_predict import OnnxPredictor, log_mel  # noqa: E402
+from emoboost.inference.backend_onnx import log_mel  # noqa: E402
+from emoboost.inference.engine import Engine  # noqa: E402
 from emoboost.upstreams import build_upstream  # noqa: E402
 from emoboost.utils import shared_root  # noqa: E402
 
@@ -59,14 +60,15 @@ def clip_near(wav_dir: Path, seconds: float) -> Path:
 
 
 def msemoboost_pair(up, wav: np.ndarray, layer: int, out: Path, threads: int):
-    """(OnnxPredictor, Predictor) of one untrained MS-EmoBoost on ``layer`` (standardisation fitted on ``wav``)."""
+    """(ONNX engine, torch engine) of one untrained MS-EmoBoost on ``layer`` (standardisation fitted on ``wav``)."""
     from emoboost.audio import Segmenting
     from emoboost.inference.export import export_segment_model
     from emoboost.features.pipeline import wav_features
     from emoboost.features.store import ArraySource, SSLView, StoreSpec, encode_clip
     from emoboost.methods import UtteranceSet
     from emoboost.methods.msemoboost import MSEmoBoost
-    from emoboost.inference.predict import Predictor
+    from emoboost.inference.backend_torch import TorchBackend
+    from emoboost.inference.bundle import Bundle
 
     seg = Segmenting(3.0)
     frames, _ = encode_clip(up, wav, StoreSpec(encoding="utterance", frames="all", window=30.0, segmenting=seg))
@@ -85,7 +87,9 @@ def msemoboost_pair(up, wav: np.ndarray, layer: int, out: Path, threads: int):
               "upstream": {"spec": up.name, "fingerprint": up.fingerprint()}}
     export_segment_model(up, m, bundle, out)
     cut = build_upstream(up.name, max_layer=layer)  # as `predict` loads it: encoder cut at the layer used
-    return OnnxPredictor(out, threads=threads), Predictor([m], bundle, cut)
+    b = Bundle(out, "model", classes, method="msemoboost", features=bundle["features"], upstream=bundle["upstream"],
+               segment_length=3.0, segment_hop=3.0, segment_encoding="utterance", encoder_window=30.0)
+    return Engine.load(out, threads=threads), Engine(TorchBackend([m], b, cut), b)
 
 
 
@@ -111,7 +115,7 @@ def main() -> None:
             "weight": rng.normal(0, 2 / np.sqrt(f), (7, f)), "bias": np.zeros(7)}
     tmp = tempfile.TemporaryDirectory()
     export_onnx(up, head, tmp.name)
-    pred = OnnxPredictor(tmp.name, threads=args.threads)
+    pred = Engine.load(tmp.name, threads=args.threads)
     head = {**head, **{k: np.asarray(head[k], np.float32) for k in ("mean", "scale", "weight", "bias")}}
     graph, _ = torch_graphs(up, head)
     filters = np.asarray(up.feature_extractor.mel_filters)
@@ -136,7 +140,7 @@ def main() -> None:
         "torch (same graph)": torch_same_graph,
         "log-mel numpy": lambda: log_mel(wav, filters),
         "log-mel transformers": lambda: up.log_mel(wav),
-        "encoder onnx": lambda: pred.encoder.run(None, {pred._enc_in: mel_np}),
+        "encoder onnx": lambda: pred.backend.encoder.run(None, {pred.backend._enc_in: mel_np}),
         "encoder torch (same graph)": lambda: graph(mel_t),
     }
     ms_err = None

@@ -3,7 +3,7 @@
 Parts (``--parts``, default all), each interleaved so that changes in machine load hit both sides
 alike, at one CPU thread (torch, OpenMP and BLAS) unless a part is about threads:
 
-a. warm predict of a ~3 s clip with a layer-3 logreg run: ``Predictor.predict_file`` against
+a. warm predict of a ~3 s clip with a layer-3 logreg run: ``Engine.predict_file`` against
    :mod:`minimal_predict` (log-mel + encoder layers 1..3 + the fold heads, the same weights, no
    emoboost), alternating in one process; posteriors are checked to agree.
 b. extraction throughput on EmoDB, each clip on its own frames (all layers, as the feature store
@@ -138,9 +138,9 @@ def child_env(**extra: str) -> dict:
 # a. warm predict
 # ------------------------------------------------------------------------------------------------
 def part_a(run: Path, clip: Path, reps: int) -> dict:
-    from emoboost.inference.predict import Predictor
+    from emoboost.inference.engine import Engine
 
-    pred = Predictor.load(run)
+    pred = Engine.load(run)
     ref = Reference(run, weights_dir(run))
     p_emo = np.array([pred.predict_file(clip).probabilities[c] for c in pred.classes])
     p_ref = ref.posteriors(clip)
@@ -518,7 +518,7 @@ def table(r: dict) -> str:
     rows = ["| what | emoboost | reference (same work, minimal code) | ratio |", "|---|---|---|---|"]
     if "a" in r:
         a = r["a"]
-        rows.append(f"| warm `Predictor.predict_file`, {a['clip_s']:.1f} s clip, layer=3 logreg run "
+        rows.append(f"| warm `Engine.predict_file`, {a['clip_s']:.1f} s clip, layer=3 logreg run "
                     f"({a['fold_models']} fold heads) | {a['emoboost_ms']:.0f} ms median | {a['reference_ms']:.0f} ms "
                     f"(log-mel + encoder layers 1-{a['encoder_layers_run']} + heads) | {a['ratio']:.2f}× "
                     f"(load {a['load_before']}) |")

@@ -15,9 +15,11 @@ if TYPE_CHECKING:
     from emoboost.inference.api import Model
 
 
-def load(path: str | Path, upstream: str | None = None, threads: int | None = None) -> Model:
+def load(path: str | Path, upstream: str | None = None, threads: int | None = None, device: str = "cpu",
+         backend: str = "auto") -> Model:
     """Load a final-model bundle (``emoboost train``), a run directory (its fold ensemble) or an ONNX
-    export (``emoboost export``); the result predicts files and waveforms::
+    export (``emoboost export``); the result predicts files and waveforms (``device``: where torch
+    models run; ``backend``: ``auto``, ``torch`` or ``onnx``)::
 
         m = emoboost.load("models/emodb-logreg")
         m.predict("a.wav").label
@@ -26,4 +28,4 @@ def load(path: str | Path, upstream: str | None = None, threads: int | None = No
     """
     from emoboost.inference.api import load as _load
 
-    return _load(path, upstream=upstream, threads=threads)
+    return _load(path, upstream=upstream, threads=threads, device=device, backend=backend)

@@ -12,7 +12,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -347,3 +347,56 @@ def stream_segments(
             k = 0
     if k:
         yield out[:k].copy()
+
+
+def read_spans(path: str | Path, spans: Sequence[tuple[int, int]], sample_rate: int = SAMPLE_RATE,
+               block_seconds: float = 30.0) -> Iterator[np.ndarray]:
+    """The samples ``[a, b)`` of each span (sorted, disjoint, at ``sample_rate``) as mono float32, one
+    array per span (shorter where the file ends), reading only what the spans need.
+
+    At the file's native rate each span is seeked and read (the same samples as :func:`load_audio`);
+    otherwise the file is decoded and resampled block by block (:func:`emoboost.audio.stream_audio`)
+    and the spans are cut from the stream, which stops after the last span.
+    """
+
+    if not spans:
+        return
+    if any(b < a for a, b in spans) or any(spans[i][0] < spans[i - 1][1] for i in range(1, len(spans))):
+        raise ValueError("spans must be sorted, disjoint and non-negative")
+    _, native, _ = audio_info(path)
+    if native == sample_rate:
+        try:
+            f = sf.SoundFile(str(path))
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+            raise AudioError(path, f"unreadable audio ({e})") from e
+        with f:
+            if f.seekable():
+                for a, b in spans:
+                    try:
+                        f.seek(min(a, f.frames))
+                        data = f.read(b - a, dtype="float32", always_2d=True)
+                    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+                        raise AudioError(path, f"unreadable audio at sample {a} ({e})") from e
+                    if not np.all(np.isfinite(data)):
+                        raise AudioError(path, "contains NaN or infinite samples")
+                    yield np.ascontiguousarray(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
+                return
+    it = iter(spans)
+    cur = next(it, None)
+    carry = np.zeros(0, dtype=np.float32)
+    pos = 0  # absolute sample index of carry[0]
+    for block in stream_audio(path, sample_rate, block_seconds, reuse=True):
+        if cur is None:
+            break
+        carry = np.concatenate([carry, block]) if len(carry) else np.array(block)
+        while cur is not None and pos + len(carry) >= cur[1]:
+            a, b = cur
+            yield carry[max(a - pos, 0) : b - pos].copy()
+            cur = next(it, None)
+        drop = len(carry) if cur is None else min(max(cur[0] - pos, 0), len(carry))
+        carry = carry[drop:]
+        pos += drop
+    while cur is not None:  # spans running past the end of the file
+        a, b = cur
+        yield carry[max(a - pos, 0) : max(b - pos, 0)].copy()
+        cur = next(it, None)

@@ -228,7 +228,7 @@ def test_broken_run_files_name_the_file(tmp_path, capsys):
     assert f"{run / 'bundle.json'}: broken run bundle: not valid JSON" in _one_error_line(capsys)
     (run / "bundle.json").write_text(json.dumps({"classes": ["anger", "joy"], "models": ["models/m0"]}))
     assert main(["predict", str(run), str(wav)]) == 2
-    assert f"{run / 'bundle.json'}: broken run bundle (missing key" in _one_error_line(capsys)
+    assert f"{run / 'bundle.json'}: broken run bundle: 'features' must list" in _one_error_line(capsys)
     (run / "bundle.json").write_text(json.dumps(bundle))
 
     method_json = run / "models" / "m0" / "method.json"

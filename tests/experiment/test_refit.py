@@ -11,7 +11,7 @@ import pytest
 from builders import cv_run, save_tiny_whisper, tiny_corpus
 from emoboost.cli import main
 from emoboost.experiment.refit import median_epochs, modal_values, read_run, select_settings, train_final
-from emoboost.inference.predict import Predictor
+from emoboost.inference.engine import Engine
 
 CODE = {"W": "anger", "T": "sadness", "N": "neutral"}
 
@@ -97,10 +97,11 @@ def test_bundle_contents(setup):
 
 
 def test_predictor_loads_the_final_model_and_labels_training_clips(setup):
-    pred = Predictor.load(setup["bundle"])
-    assert pred.kind == "final" and len(pred.models) == 1
-    ens = Predictor.load(setup["run"])
-    assert ens.kind == "ensemble" and len(ens.models) == 4
+    pred = Engine.load(setup["bundle"])
+    assert pred.kind == "final" and pred.ensemble_size == 1
+    assert pred.backend.name == "onnx" and (setup["bundle"] / "onnx" / "preprocessing.json").is_file()  # train wrote it
+    ens = Engine.load(setup["run"])
+    assert ens.kind == "ensemble" and ens.ensemble_size == 4
     wavs = sorted((setup["corpus"] / "wav").glob("*a.wav"))
     wavs = [w for w in wavs if w.name != "10b02Wa.wav"][::2]
     right = [pred.predict_file(w).label == CODE[w.name[5]] for w in wavs]
@@ -115,12 +116,12 @@ def test_head_gives_the_models_posteriors(setup):
     from emoboost.methods import UtteranceSet
 
     head, up = load_head(setup["bundle"])
-    pred = Predictor.load(setup["bundle"])
+    pred = Engine.load(setup["bundle"], backend="torch")
     for name in ("08a02Ta.wav", "03b01Wa.wav"):
-        frames, _ = encode_clip(pred.upstream, load_audio(setup["corpus"] / "wav" / name), StoreSpec())
-        want = pred.models[0].predict_proba(UtteranceSet(["x"], np.array([-1]), np.array(["?"]), {"ssl": [frames]}))
+        frames, _ = encode_clip(pred.backend.upstream, load_audio(setup["corpus"] / "wav" / name), StoreSpec())
+        want = pred.backend.models[0].predict_proba(UtteranceSet(["x"], np.array([-1]), np.array(["?"]), {"ssl": [frames]}))
         np.testing.assert_allclose(head_posteriors(head, frames[head["layers"]]), want[0], atol=1e-6)
-    assert up["fingerprint"] == pred.bundle["upstream"]["fingerprint"]
+    assert up["fingerprint"] == pred.bundle.fingerprint
 
 
 def test_from_run_cli_encodes_nothing_and_matches(setup, capsys):
@@ -129,7 +130,7 @@ def test_from_run_cli_encodes_nothing_and_matches(setup, capsys):
     out = setup["tmp"] / "final-cli"
     assert main(["train", "--from-run", str(setup["run"]), "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "trained on all 4 speakers" in printed and "UA" in printed and "ONNX export: yes" in printed
+    assert "trained on all 4 speakers" in printed and "UA" in printed and "ONNX form: yes" in printed
     assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == before  # the store was only read
     a = json.loads((out / "bundle.json").read_text())
     b = json.loads((setup["bundle"] / "bundle.json").read_text())
@@ -145,7 +146,7 @@ def test_cli_train_runs_cv_then_final(setup, capsys):
     assert (out / "cv" / "summary.json").is_file() and (out / "cv" / "models").is_dir()
     bundle = json.loads((out / "bundle.json").read_text())
     assert bundle["cv"]["run"] == str((out / "cv").resolve()) and bundle["selection"]["chosen"] == {"C": 1.0}
-    assert Predictor.load(out).kind == "final"
+    assert Engine.load(out).kind == "final"
 
 
 def test_refusals(setup, tmp_path, capsys):
@@ -169,7 +170,7 @@ def test_refusals(setup, tmp_path, capsys):
     partial.mkdir()
     (partial / "bundle.json").write_text((setup["bundle"] / "bundle.json").read_text())
     with pytest.raises(FileNotFoundError, match="without method.json"):
-        Predictor.load(partial)
+        Engine.load(partial)
 
 
 def _copy_run(run: Path, dest: Path) -> Path:

@@ -15,7 +15,7 @@ from emoboost import protocols
 from emoboost.cli import main
 from emoboost.experiment import run as runner
 from emoboost.experiment.run import ExperimentConfig, run_experiment
-from emoboost.inference.predict import Predictor
+from emoboost.inference.engine import Engine
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +152,8 @@ def test_predict_run_dir_with_timeline(finished_run, tmp_path, monkeypatch):
     cfg, _ = finished_run
     wav = tmp_path / "long.wav"
     emodb_tone(wav, EMO_FREQ["T"], 7.0, 99)
-    pred = Predictor.load(cfg.out_dir)
-    assert len(pred.models) == 4
+    pred = Engine.load(cfg.out_dir)
+    assert pred.ensemble_size == 4
     p = pred.predict_file(wav, timeline=True)
     assert abs(sum(p.probabilities.values()) - 1) < 1e-3
     assert [t["start"] for t in p.timeline] == [0.0, 3.0, 6.0]
@@ -162,10 +162,14 @@ def test_predict_run_dir_with_timeline(finished_run, tmp_path, monkeypatch):
     # gives what the loaded waveform gives (no sample lost or read twice at a block edge), and the answer
     # is not the one-window answer (the blocks really were encoded apart)
     from emoboost.audio import load_audio
+    from emoboost.inference.backend_torch import TorchBackend
+    from emoboost.inference.bundle import read_bundle
 
-    monkeypatch.setitem(pred.bundle, "encoder_window", 3.0)
-    streamed = pred.predict_stream(wav, timeline=True)
-    loaded = pred.predict_wav(load_audio(wav), str(wav), timeline=True)
+    b = read_bundle(cfg.out_dir)
+    b.encoder_window = 3.0
+    short = Engine(TorchBackend.load(b), b)
+    streamed = short.predict_stream(wav, timeline=True)
+    loaded = short.predict_wav(load_audio(wav), str(wav), timeline=True)
     assert streamed.probabilities == pytest.approx(loaded.probabilities, abs=1e-5)
     assert [t["start"] for t in streamed.timeline] == [t["start"] for t in loaded.timeline] == [0.0, 3.0, 6.0]
     assert streamed.probabilities != pytest.approx(p.probabilities, abs=1e-6)

@@ -13,7 +13,7 @@ import emoboost
 from builders import cv_run, save_tiny_whisper, tiny_corpus
 from emoboost.audio import AudioError
 from emoboost.experiment.refit import train_final
-from emoboost.inference.predict import Prediction, Predictor
+from emoboost.inference.engine import Engine, Prediction
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_import_stays_light():
 
 def test_load_final_equals_predictor(models):
     m = emoboost.load(models["final"])
-    ref = Predictor.load(models["final"])
+    ref = Engine.load(models["final"])
     assert m.kind == "final" and m.classes == ["anger", "neutral", "sadness"] and "kind=final" in repr(m)
     for name in ("03a01Wa.wav", "09b01Ta.wav", "10a02Na.wav"):
         got = m.predict(models["wav"] / name)
@@ -54,9 +54,9 @@ def test_load_final_equals_predictor(models):
 
 def test_load_run_is_the_ensemble(models):
     m = emoboost.load(models["run"])
-    assert m.kind == "ensemble" and len(m.predictor.models) == 4 and "4 models" in repr(m)
+    assert m.kind == "ensemble" and m.engine.ensemble_size == 4 and "4 models" in repr(m)
     w = models["wav"] / "08a02Ta.wav"
-    assert m.predict(w).to_dict() == Predictor.load(models["run"]).predict_file(w).to_dict()
+    assert m.predict(w).to_dict() == Engine.load(models["run"]).predict_file(w).to_dict()
 
 
 def test_arrays_are_resampled_like_files(models, tmp_path):

@@ -22,6 +22,7 @@ from builders import save_tiny_whisper
 from emoboost.audio import load_audio
 from emoboost.cli.export import add_args, main
 from emoboost.inference.bundle import is_onnx_export
+from emoboost.inference.engine import Engine
 from emoboost.inference.export import (
     check_head,
     export_onnx,
@@ -29,7 +30,6 @@ from emoboost.inference.export import (
     head_posteriors,
     load_head,
 )
-from emoboost.inference.onnx_predict import OnnxPredictor
 from emoboost.upstreams.whisper import WhisperEncoderUpstream
 
 WINDOW = 480_000  # 30 s at 16 kHz
@@ -100,19 +100,19 @@ def clips(shared_dir) -> dict[str, np.ndarray]:
 def test_parity_tiny_en(tiny_en, clips, tmp_path, layers):
     """[2, 4] also covers the final layer_norm (hidden state 4 is tiny.en's last)."""
     head = random_head(tiny_en, layers, seed=len(layers))
-    pred = OnnxPredictor(export_onnx(tiny_en, head, tmp_path / "x"), threads=1)
+    pred = Engine.load(export_onnx(tiny_en, head, tmp_path / "x"), threads=1)
     assert pred.classes == head["classes"]
     for name, wav in clips.items():
         ref, ref_frames = torch_posteriors(tiny_en, head, wav)
-        frames, spans = pred.encode(wav)
-        assert len(spans) == (2 if len(wav) > WINDOW else 1)
-        got_frames = np.concatenate(frames, axis=1)
+        blocks = list(pred.blocks(wav))
+        assert len(blocks) == (2 if len(wav) > WINDOW else 1)
+        got_frames = np.concatenate([pred.backend.encode(b)[0] for b in blocks], axis=1)
         assert got_frames.shape == ref_frames.shape, name
         rel = np.abs(got_frames - ref_frames).max() / np.abs(ref_frames).max()
         assert rel < 1e-4, (name, rel)
-        got = pred.head_posteriors(got_frames)
-        # the one-call path (frames summed per window, the mean frame to the head) gives the same numbers
-        np.testing.assert_allclose(pred.posteriors(wav), got, atol=1e-6)
+        got = head_posteriors(head, got_frames)
+        # the engine's path (frames summed per block, the mean frame to head.onnx) gives the same numbers
+        np.testing.assert_allclose(pred.posteriors(wav), got, atol=1e-5)
         assert ref.max() < 0.99, "head saturated: parity would be meaningless"
         err = np.abs(got - ref).max()
         assert err < 1e-4, (name, layers, err)
@@ -121,7 +121,7 @@ def test_parity_tiny_en(tiny_en, clips, tmp_path, layers):
 @pytest.mark.shared
 def test_parity_base(base, clips, tmp_path):
     head = random_head(base, [1, 2], seed=7)
-    pred = OnnxPredictor(export_onnx(base, head, tmp_path / "x"), threads=1)
+    pred = Engine.load(export_onnx(base, head, tmp_path / "x"), threads=1)
     name = min(clips, key=lambda k: len(clips[k]))
     ref, _ = torch_posteriors(base, head, clips[name])
     err = np.abs(pred.posteriors(clips[name]) - ref).max()
@@ -132,7 +132,7 @@ def test_parity_base(base, clips, tmp_path):
 def test_log_mel_matches_extractor(tiny_en, clips):
     """The numpy log-mel equals the float32 extractor up to the extractor's own float32 rounding
     (~1.5e-5 on low-energy bins) and the same steps in float64 to 1e-6."""
-    from emoboost.inference.onnx_predict import log_mel
+    from emoboost.inference.backend_onnx import log_mel
 
     filters = tiny_en.feature_extractor.mel_filters
     for name, wav in clips.items():
@@ -172,19 +172,20 @@ def test_encoder_stops_at_deepest_layer(tiny_random, tmp_path):
 
 def test_predict_file_timeline_and_windows(tiny_random, tmp_path):
     head = random_head(tiny_random, [1, 2], seed=3)
-    pred = OnnxPredictor(export_onnx(tiny_random, head, tmp_path / "x"), threads=1)
+    pred = Engine.load(export_onnx(tiny_random, head, tmp_path / "x"), threads=1)
     rng = np.random.default_rng(0)
     wav = (0.1 * rng.standard_normal(WINDOW + 16000 * 5)).astype(np.float32)
     wav *= np.repeat(rng.uniform(0.1, 1.0, len(wav) // 1600 + 1), 1600)[: len(wav)]  # varying loudness
     path = tmp_path / "a.wav"
     sf.write(str(path), wav, 16000, subtype="FLOAT")
-    d = pred.predict_file(path, timeline=True).to_dict()
-    ref, _ = torch_posteriors(tiny_random, head, wav)
+    d = pred.predict_file(path, timeline=True, vad=False).to_dict()
+    ref, ref_frames = torch_posteriors(tiny_random, head, wav)
     assert d["path"] == str(path) and d["label"] == head["classes"][int(ref.argmax())]
     np.testing.assert_allclose([d["probabilities"][c] for c in head["classes"]], ref, atol=2e-5)
-    assert [(e["start"], e["end"]) for e in d["timeline"]] == [(0.0, 30.0), (30.0, 35.0)]
-    w2, _ = torch_posteriors(tiny_random, head, wav[WINDOW:])
-    np.testing.assert_allclose(list(d["timeline"][1]["probabilities"].values()), w2, atol=2e-5)
+    # the timeline: the head on each 3 s window of each block's frames, as the torch backend shows it
+    assert [(e["start"], e["end"]) for e in d["timeline"]] == [(3.0 * k, min(3.0 * k + 3, 35.0)) for k in range(12)]
+    last = head_posteriors(head, ref_frames[:, 1650:])  # 33-35 s: the second block's frames 150-250
+    np.testing.assert_allclose(list(d["timeline"][-1]["probabilities"].values()), last, atol=2e-5)
     assert "timeline" not in pred.predict_wav(wav[:8000]).to_dict()
 
 
@@ -194,7 +195,7 @@ def test_predict_file_streams_windows(tiny_random, tmp_path, monkeypatch):
     import emoboost.audio as audio_mod
 
     head = random_head(tiny_random, [2], seed=4)
-    pred = OnnxPredictor(export_onnx(tiny_random, head, tmp_path / "x"), threads=1)
+    pred = Engine.load(export_onnx(tiny_random, head, tmp_path / "x"), threads=1)
     rng = np.random.default_rng(2)
     wav = (0.1 * rng.standard_normal(2 * WINDOW + 8000)).astype(np.float32)
     path = tmp_path / "long.wav"
@@ -210,7 +211,7 @@ def test_predict_file_streams_windows(tiny_random, tmp_path, monkeypatch):
 
     monkeypatch.setattr(audio_mod, "stream_audio", spy)
     monkeypatch.setattr(audio_mod, "load_audio", lambda *a, **k: pytest.fail("the whole file was loaded"))
-    got = pred.predict_file(path)
+    got = pred.predict_file(path, vad=False)
     assert got.duration == pytest.approx(len(wav) / 16000) and sizes and max(sizes) <= WINDOW
     np.testing.assert_allclose(list(got.probabilities.values()), list(whole.values()), atol=2e-5)
     sf.write(str(tmp_path / "zeros.wav"), np.zeros(40000, np.float32), 16000, subtype="FLOAT")
@@ -222,22 +223,21 @@ def test_bad_inputs(tiny_random, tmp_path):
     from emoboost.audio import AudioError
 
     out = export_onnx(tiny_random, random_head(tiny_random, [1]), tmp_path / "x")
-    pred = OnnxPredictor(out)
-    from emoboost.inference.predict import load_predictor
+    pred = Engine.load(out)
 
     with pytest.raises(ValueError, match="CPU provider; --device cuda does not apply"):
-        load_predictor(out, device="cuda")
+        Engine.load(out, device="cuda")
     with pytest.raises(AudioError, match="x.wav: too short"):
         pred.predict_wav(np.zeros(100, np.float32), "x.wav")
     with pytest.raises(AudioError, match="NaN"):
-        pred.predict_wav(np.full(1600, np.nan, np.float32))
+        pred.predict_wav(np.full(16000, np.nan, np.float32))
     with pytest.raises(AudioError, match="mono"):
         pred.predict_wav(np.zeros((2, 1600), np.float32))
-    with pytest.raises(FileNotFoundError, match="no such ONNX export"):
-        OnnxPredictor(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="nope: no such run directory or model"):
+        Engine.load(tmp_path / "nope")
     (out / "head.onnx").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="head.onnx: cannot be loaded"):
-        OnnxPredictor(out)
+        Engine.load(out)
     with pytest.raises(ValueError, match="layer 3 does not exist"):
         export_onnx(tiny_random, random_head(tiny_random, [3]), tmp_path / "y")
     bad = random_head(tiny_random, [1])
@@ -255,8 +255,8 @@ def test_inference_needs_no_torch(tiny_random, tmp_path):
     sf.write(str(tmp_path / "a.wav"), wav, 16000, subtype="FLOAT")
     code = (
         "import json, sys\n"
-        "from emoboost.inference.onnx_predict import OnnxPredictor\n"
-        f"d = OnnxPredictor({str(out)!r}).predict_file({str(tmp_path / 'a.wav')!r}).to_dict()\n"
+        "from emoboost.inference.engine import Engine\n"
+        f"d = Engine.load({str(out)!r}).predict_file({str(tmp_path / 'a.wav')!r}).to_dict()\n"
         "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
         "print(json.dumps({'heavy': heavy, 'p': d['probabilities']}))\n"
     )
@@ -270,28 +270,21 @@ def test_inference_needs_no_torch(tiny_random, tmp_path):
 
 # ---- bundle loading and the command-line hook ------------------------------------------------------
 
-def test_load_head_json_and_safetensors(tiny_random, tmp_path):
-    from safetensors.numpy import save_file
-
+def test_load_head_from_bundle_json(tiny_random, tmp_path):
     head = random_head(tiny_random, [0, 2], seed=9)
     spec = {"spec": str(tiny_random.source), "fingerprint": tiny_random.fingerprint()}
     a = tmp_path / "a"
     a.mkdir()
     listed = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in head.items()}
-    (a / "bundle.json").write_text(json.dumps({"upstream": spec, "head": listed}))
-    b = tmp_path / "b"
-    b.mkdir()
-    (b / "bundle.json").write_text(json.dumps({"upstream": spec}))
-    save_file({k: head[k] for k in ("mean", "scale", "weight", "bias")}, str(b / "head.safetensors"),
-              metadata={"classes": json.dumps(head["classes"]), "layers": json.dumps(head["layers"]), "pooling": "mean"})
-    for d in (a, b):
-        got, up = load_head(d)
-        assert up == spec and got["classes"] == head["classes"] and got["layers"] == [0, 2]
-        for k in ("mean", "scale", "weight", "bias"):
-            np.testing.assert_array_equal(got[k], head[k])
-    (b / "head.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match="no head.safetensors"):
-        load_head(b)
+    (a / "bundle.json").write_text(json.dumps({"classes": head["classes"], "features": ["ssl"], "upstream": spec,
+                                               "head": listed}))
+    got, up = load_head(a)
+    assert up == spec and got["classes"] == head["classes"] and got["layers"] == [0, 2]
+    for k in ("mean", "scale", "weight", "bias"):
+        np.testing.assert_array_equal(got[k], head[k])
+    (a / "bundle.json").write_text(json.dumps({"classes": head["classes"], "features": ["ssl"], "upstream": spec}))
+    with pytest.raises(ValueError, match="the run saved no models|'models' must list"):
+        load_head(a)
     with pytest.raises(FileNotFoundError, match="no bundle.json"):
         load_head(tmp_path)
 
@@ -302,13 +295,14 @@ def test_main_exports_a_bundle(tiny_random, tmp_path, capsys):
     bundle.mkdir()
     listed = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in head.items()}
     up = {"spec": str(tiny_random.source), "fingerprint": tiny_random.fingerprint()}
-    (bundle / "bundle.json").write_text(json.dumps({"upstream": up, "head": listed}))
+    meta = {"classes": head["classes"], "features": ["ssl"]}
+    (bundle / "bundle.json").write_text(json.dumps({**meta, "upstream": up, "head": listed}))
     parser = add_args(argparse.ArgumentParser())
     assert main(parser.parse_args([str(bundle), "--format", "onnx", "--out", str(tmp_path / "onnx")])) == 0
     assert "wrote" in capsys.readouterr().out
     wav = (0.1 * np.random.default_rng(2).standard_normal(20000)).astype(np.float32)
     ref, _ = torch_posteriors(tiny_random, head, wav)
-    np.testing.assert_allclose(OnnxPredictor(tmp_path / "onnx").posteriors(wav), ref, atol=1e-5)
+    np.testing.assert_allclose(Engine.load(tmp_path / "onnx").posteriors(wav), ref, atol=1e-5)
     assert main(parser.parse_args([str(bundle), "--out", str(tmp_path / "onnx")])) == 0  # its own folder: again
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -320,7 +314,7 @@ def test_main_exports_a_bundle(tiny_random, tmp_path, capsys):
             main(parser.parse_args([str(bundle), "--out", str(target)]))
     assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
     assert sorted(p.name for p in bundle.iterdir()) == ["bundle.json"]
-    (bundle / "bundle.json").write_text(json.dumps({"upstream": {**up, "fingerprint": "x-0"}, "head": listed}))
+    (bundle / "bundle.json").write_text(json.dumps({**meta, "upstream": {**up, "fingerprint": "x-0"}, "head": listed}))
     with pytest.raises(ValueError, match="trained on x-0"):
         main(parser.parse_args([str(bundle), "--out", str(tmp_path / "onnx2")]))
     assert not (tmp_path / "onnx2").exists()  # a refused export leaves no folder behind
@@ -370,10 +364,10 @@ def _msemoboost_bundle(up: WhisperEncoderUpstream, wavs: list[np.ndarray], out: 
 
 def _segment_parity(bundle_dir: Path, onnx_dir: Path, wavs: dict[str, np.ndarray], upstream=None) -> float:
     """Largest |ONNX - PyTorch| over utterance and per-segment posteriors of these clips."""
-    from emoboost.inference.predict import Predictor
+    from emoboost.inference.engine import Engine
 
-    torch_pred = Predictor.load(bundle_dir, upstream=upstream)
-    onnx_pred = OnnxPredictor(onnx_dir, threads=1)
+    torch_pred = Engine.load(bundle_dir, upstream=upstream)
+    onnx_pred = Engine.load(onnx_dir, threads=1)
     worst = 0.0
     for name, wav in wavs.items():
         ref = torch_pred.predict_wav(wav, name, timeline=True)
@@ -407,8 +401,8 @@ def test_msemoboost_export_matches_pytorch(tiny_random, tmp_path, capsys, encodi
     assert err < 1e-4, err
     path = tmp_path / "long.wav"
     sf.write(str(path), long_, 16000, subtype="FLOAT")
-    streamed = OnnxPredictor(tmp_path / "onnx").predict_file(path)
-    whole = OnnxPredictor(tmp_path / "onnx").predict_wav(long_)
+    streamed = Engine.load(tmp_path / "onnx").predict_file(path, vad=False)
+    whole = Engine.load(tmp_path / "onnx").predict_wav(long_)
     np.testing.assert_allclose(list(streamed.probabilities.values()), list(whole.probabilities.values()), atol=2e-5)
 
 
@@ -420,7 +414,8 @@ def test_export_refuses_what_it_cannot_export(tiny_random, tmp_path):
         export_segment_model(tiny_random, Other(), {}, tmp_path / "x")
     run = tmp_path / "run"
     run.mkdir()
-    (run / "bundle.json").write_text(json.dumps({"upstream": {"spec": "x"}, "models": ["fold0"]}))
+    (run / "bundle.json").write_text(json.dumps({"classes": ["a", "b"], "features": ["ssl"], "upstream": {"spec": "x"},
+                                                 "models": ["fold0", "fold1"]}))
     parser = add_args(argparse.ArgumentParser())
     with pytest.raises(ValueError, match="cross-validation run .* cannot be exported"):
         main(parser.parse_args([str(run), "--out", str(tmp_path / "o")]))

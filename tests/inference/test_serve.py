@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from emoboost.audio import load_audio  # noqa: E402
 from emoboost.inference import serve  # noqa: E402
-from emoboost.inference.predict import MIN_DURATION, Prediction, silent_prediction, too_short  # noqa: E402
+from emoboost.inference.engine import MIN_DURATION, Prediction, silent_prediction, too_short  # noqa: E402
 
 SR = 16000
 
@@ -42,8 +42,11 @@ class LoudnessPredictor:
         p = 1 / (1 + math.exp(-(db + 30) / 3))
         return np.array([1 - p, p])
 
-    def predict_wav(self, wav: np.ndarray, path: str = "<array>", timeline: bool = False) -> Prediction:
-        # the real Predictor's rules: too short is refused, digital silence is flagged and unlabelled
+    def describe(self) -> dict:
+        return {"path": "/srv/models/x", "kind": "ensemble", "backend": "test", "models": 2, "classes": self.classes}
+
+    def predict_wav(self, wav: np.ndarray, path: str = "<array>", timeline: bool = False, vad=None) -> Prediction:
+        # the real engine's rules: too short is refused, digital silence is flagged and unlabelled
         if len(wav) < MIN_DURATION * SR:
             raise too_short(path, len(wav) / SR)
         if not np.any(wav):
@@ -59,7 +62,7 @@ class LoudnessPredictor:
 
 
 class BrokenPredictor(LoudnessPredictor):
-    def predict_wav(self, wav, path="<array>", timeline=False):
+    def predict_wav(self, wav, path="<array>", timeline=False, vad=None):
         if len(wav) < SR:
             raise RuntimeError("model exploded on short input")
         return super().predict_wav(wav, path, timeline)
@@ -93,9 +96,9 @@ def test_health_reports_classes_limits_and_model():
     h = client.get("/health").json()
     assert h["status"] == "ok" and h["classes"] == ["quiet", "loud"]
     assert h["limits"] == {"max_seconds": 30, "max_bytes": 2**20}
-    assert h["model"]["method"] == "loudness" and h["model"]["n_models"] == 2 and "models" not in h["model"]
+    assert h["model"] == {"kind": "ensemble", "backend": "test", "models": 2, "classes": ["quiet", "loud"]}  # no path
 
-    class Bare:  # no .bundle: health still answers
+    class Bare:  # no .describe: health still answers
         classes = ["a", "b"]
     assert TestClient(serve.create_app(Bare())).get("/health").json()["model"] == {}
 
@@ -188,12 +191,13 @@ def test_page_is_self_contained():
 def test_cli_args_and_main(monkeypatch):
     import uvicorn
 
-    import emoboost.inference.predict
+    from emoboost.inference.engine import Engine
 
     pred = LoudnessPredictor()
     seen = {}
-    monkeypatch.setattr(emoboost.inference.predict.Predictor, "load", classmethod(
-        lambda cls, path, upstream=None, device="cpu": seen.setdefault("load", (path, upstream, device)) and pred))
+    monkeypatch.setattr(Engine, "load", classmethod(
+        lambda cls, path, upstream=None, backend="auto", threads=None, device="cpu", max_models=None:
+        seen.setdefault("load", (path, upstream, device)) and pred))
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
     from emoboost.cli import serve as serve_cli
 
@@ -210,7 +214,6 @@ def test_cli_args_and_main(monkeypatch):
 def test_real_emoboost_model(shared_dir, tmp_path, upload_dir):
     """A real (tiny) SVM on eGeMAPS of EmoDB anger vs sadness, served: the same answer as Predictor itself."""
     from emoboost.features.functionals import functionals
-    from emoboost.inference.predict import Predictor
     from emoboost.methods import UtteranceSet
     from emoboost.methods.svm import FunctionalsSVM
 
@@ -224,10 +227,14 @@ def test_real_emoboost_model(shared_dir, tmp_path, upload_dir):
     data = UtteranceSet(ids=[f.stem for f in train], y=np.array([0 if f.stem[5] == "W" else 1 for f in train]),
                         groups=np.array([f.stem[:2] for f in train]), features={"egemaps": feats})
     svm = FunctionalsSVM(classes, features="egemaps", C_grid=[1.0, 10.0], gamma_grid=[1.0], inner_folds=3).fit(data)
-    predictor = Predictor([svm], {"classes": classes, "features": ["egemaps"], "segment_length": 3.0,
-                                  "method": "svm", "models": []})
+    from emoboost.inference.backend_torch import TorchBackend
+    from emoboost.inference.bundle import Bundle
+    from emoboost.inference.engine import Engine
+
+    bundle = Bundle(tmp_path, "model", classes, method="svm", features=["egemaps"], models=[tmp_path])
+    predictor = Engine(TorchBackend([svm], bundle), bundle)
     client = TestClient(serve.create_app(predictor))
-    assert client.get("/health").json()["model"]["method"] == "svm"
+    assert client.get("/health").json()["model"]["classes"] == classes
     for f in test:
         body = post(client, f).json()
         ref = predictor.predict_file(f).to_dict()

@@ -66,12 +66,12 @@ def test_whisper_upstream_on_the_gpu_matches_the_cpu(tmp_path):
 
 @needs_cuda
 def test_predictor_on_the_gpu_matches_the_cpu(models, tmp_path, monkeypatch):  # noqa: F811
-    from emoboost.inference.predict import Predictor
+    from emoboost.inference.engine import Engine
 
     monkeypatch.setenv("EMOBOOST_CACHE", str(models[0] / "cache"))
     wav = write_wav(tmp_path / "a.wav", pitch_tone(1.0, 200.0))
-    gpu = Predictor.load(models[0], device="cuda").predict_file(wav).to_dict()
-    cpu = Predictor.load(models[0]).predict_file(wav).to_dict()
+    gpu = Engine.load(models[0], device="cuda").predict_file(wav).to_dict()
+    cpu = Engine.load(models[0]).predict_file(wav).to_dict()
     assert gpu["label"] == cpu["label"]
     np.testing.assert_allclose([gpu["probabilities"][c] for c in cpu["probabilities"]],
                                list(cpu["probabilities"].values()), atol=1e-3)

@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from emoboost.audio import AudioError
-from emoboost.inference.predict import (
-    MIN_DURATION,
-    SILENCE_DB,
-    VAD_AUTO_SECONDS,
-    Predictor,
-    describe_line,
-    describe_predictor,
-    expand_inputs,
-    limit_heap_growth,
-    load_predictor,
-    predict_file,
-)
+from emoboost.audio import SILENCE_DB, AudioError
+from emoboost.inference.engine import MIN_DURATION, VAD_AUTO_SECONDS, Engine
+from emoboost.inference.inputs import expand_inputs
+
+
+def add_model_args(parser) -> None:
+    """Where and how the model runs (``predict`` and ``serve``)."""
+    parser.add_argument("--upstream", help="override where the encoder is loaded from (must match its fingerprint)")
+    parser.add_argument("--device", default="cpu", help="run directory / final model: encoder and torch models on "
+                                                        "cpu (default), auto, cuda, cuda:N or mps")
+    parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                        help="auto (default): onnxruntime when the model has an ONNX form (an export, or a final "
+                             "model trained with onnxruntime installed) and onnxruntime is installed, else torch")
 
 
 def add_args(parser):
@@ -41,9 +41,7 @@ def add_args(parser):
                                                        "JSON adds the model and the failed inputs)")
     parser.add_argument("--plot", metavar="DIR_OR_PNG",
                         help="timeline plot: a .png path for one input, else a folder (<name>.timeline.png per file)")
-    parser.add_argument("--upstream", help="override where the encoder is loaded from (must match its fingerprint)")
-    parser.add_argument("--device", default="cpu", help="run directory / final model: encoder and torch models on "
-                                                        "cpu (default), auto, cuda, cuda:N or mps")
+    add_model_args(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.epilog = (f"Clips shorter than {MIN_DURATION:g} s are refused; digital silence (peak below "
                      f"{SILENCE_DB:g} dBFS) is reported as silent with no label. A bad input is reported on "
@@ -51,25 +49,12 @@ def add_args(parser):
     return parser
 
 
-def _load_for_cli(args):
-    """Load MODEL; a bundle that parses but lacks keys names ``bundle.json``."""
-    from emoboost.inference.bundle import check_bundle as _check_bundle
-    from emoboost.inference.bundle import is_onnx_export
+def load_engine(args) -> Engine:
+    """MODEL with the flags of :func:`add_model_args` (onnxruntime threads: the command line's default)."""
+    from emoboost.cli.threads import default_threads
 
-    model = Path(args.model)
-    if is_onnx_export(model):
-        from emoboost.cli.threads import default_threads
-
-        return load_predictor(model, args.upstream, threads=getattr(args, "threads", None) or default_threads(),
-                              device=getattr(args, "device", "cpu"))
-    bundle = _check_bundle(model)
-    try:
-        return load_predictor(model, args.upstream, device=getattr(args, "device", "cpu"))
-    except (KeyError, TypeError) as e:
-        if bundle is None:
-            raise
-        detail = f"missing key {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
-        raise ValueError(f"{bundle}: broken run bundle ({detail})") from e
+    return Engine.load(args.model, upstream=args.upstream, backend=getattr(args, "backend", "auto"),
+                       threads=getattr(args, "threads", None) or default_threads(), device=getattr(args, "device", "cpu"))
 
 
 def _plot_target(plot: str, f: Path, used: set[Path]) -> Path:
@@ -123,10 +108,8 @@ def main(args) -> int:
         raise ValueError(f"--plot {args.plot}: one PNG takes one input, but {len(files)} files were given; "
                          f"pass a folder")
     limit_heap_growth()
-    pred = _load_for_cli(args)
-    if isinstance(pred, Predictor) and "ssl" in pred.features:
-        pred._check_layers()  # a model/encoder mismatch is one error, not one per file
-    info = describe_predictor(pred, args.model)
+    pred = load_engine(args)  # a broken bundle or a model/encoder mismatch is one error, not one per file
+    info = pred.describe()
     classes = list(pred.classes)
     print(("# " if args.format == "text" else "") + describe_line(info),
           file=sys.stdout if args.format == "text" else sys.stderr, flush=True)
@@ -146,7 +129,7 @@ def main(args) -> int:
     bar = tqdm(files, desc="predict", unit="file", file=sys.stderr, disable=True if args.no_progress else None)
     for f in bar:
         try:
-            r = predict_file(pred, f, timeline=args.timeline or bool(args.plot), vad=args.vad)
+            r = pred.predict_file(f, timeline=args.timeline or bool(args.plot), vad=args.vad)
             if args.plot:
                 from emoboost.inference.timeline import plot_timeline
 
@@ -201,3 +184,37 @@ def _csv_rows(d: dict, classes: list[str], timeline: bool) -> list[dict]:
     from emoboost.inference.timeline import to_csv_rows
 
     return to_csv_rows(d.get("timeline", []), classes, d["path"]) if timeline else [_file_row(d, classes)]
+
+
+def limit_heap_growth(threshold: int = 4 << 20) -> bool:
+    """glibc: serve allocations of ``threshold`` bytes or more by mmap, returned to the OS when freed.
+
+    glibc raises its mmap threshold after the first large free, so the log-mel and encoder temporaries
+    of every 30 s window (tens of MB, allocated and freed per window) then come from the heap, which
+    fragments: without VAD, peak RSS crept ~100 MB above a 10 s file's over the first minutes of a long
+    file. A fixed 4 MiB threshold halves that (+55 MB) for ~10 % more CPU time (page faults of fresh
+    mappings); 1 MiB saves a few MB more but costs ~25 % (benchmarks/long_audio.py). Process-wide, so
+    only the command line calls it; a no-op off Linux/glibc or when ``MALLOC_MMAP_THRESHOLD_`` is set.
+    Returns whether it took effect.
+    """
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, int(threshold)))  # -3 = M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
+def describe_line(info: dict) -> str:
+    what = {"ensemble": f"cross-validation run: ensemble of {info['models']} fold models (posteriors averaged)",
+            "final": "final model trained on all speakers", "model": "one model",
+            "onnx": "ONNX export (onnxruntime)"}.get(info["kind"], info["kind"])
+    backend = f"; {info['backend']}" if info.get("backend") and info["kind"] != "onnx" else ""
+    line = f"model: {info['path']} ({what}; {len(info['classes'])} classes{backend})"
+    return f"{line}: {info['summary']}" if info.get("summary") else line

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emoboost.experiment.refit import describe_cv, train_final
+from emoboost.experiment.refit import train_final
+from emoboost.inference.bundle import describe_cv
 from emoboost.outdir import claim_dir
 
 
@@ -58,11 +59,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  trained on all {tr['speakers']} speakers, {tr['utterances']} utterances ({tr['fit_s']:.1f} s); "
           f"chosen: {chosen} ({sel['rule']})")
     print(f"  cross-validation: {describe_cv(bundle['cv'])}")
-    from emoboost.inference.export import SEGMENT_METHODS
-
-    onnx = "yes" if "head" in bundle or (bundle["method"] in SEGMENT_METHODS and "ssl" in bundle["features"]) \
-        else "no (only pooled linear/logreg heads and " + ", ".join(SEGMENT_METHODS) + " export)"
-    print(f"  ONNX export: {onnx}")
+    print(f"  ONNX form: {bundle['onnx_form']}")
     return 0
 
 

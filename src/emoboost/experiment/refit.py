@@ -180,12 +180,6 @@ def cv_report(rec: RunRecord) -> dict:
             "n_results": s.get("n_results")}
 
 
-def describe_cv(cv: dict) -> str:
-    """One line: 'UA 93.0 ± 4.0 %, WA ... (10-fold leave-one-speaker-out, ...)'."""
-    def pm(m: str) -> str:
-        v = cv.get(m) or {}
-        return f"{m} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} %" if "mean" in v else f"{m} ?"
-    return f"{pm('UA')}, {pm('WA')} ({cv.get('protocol', 'protocol unknown')})"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -226,7 +220,7 @@ def training_set(cfg, manifest, method, classes: list[str]):
 
 
 def train_final(run_dir: str | Path, out: str | Path, cache_dir: str | None = None, progress: bool = True,
-                device: str | None = None) -> dict:
+                device: str | None = None, onnx: bool = True) -> dict:
     """Fit the final model of a finished CV run into bundle directory ``out``; returns bundle.json's dict.
 
     ``out`` must be new, empty or a model folder ``train`` wrote (then it is replaced: re-training);
@@ -237,7 +231,38 @@ def train_final(run_dir: str | Path, out: str | Path, cache_dir: str | None = No
     if out.resolve() == rec.path.resolve():
         raise ValueError(f"{out}: the bundle must not be written into the run directory it comes from")
     with claim_dir(out, "model"):
-        return _fit_final(rec, out, cache_dir, progress, device)
+        bundle = _fit_final(rec, out, cache_dir, progress, device)
+        bundle["onnx_form"] = write_onnx_form(out) if onnx else "not written (onnx=False)"
+        return bundle
+
+
+def write_onnx_form(out: Path) -> str:
+    """The final model's ONNX form in ``out/onnx``, so that ``predict`` runs it with onnxruntime (a
+    fraction of torch's start-up), when the method and encoder export and onnx + onnxruntime are
+    installed; returns what happened, in one line. An earlier form there (an earlier ``train`` into the
+    same folder) is replaced, never left beside a new model."""
+    import importlib.util
+    import shutil
+
+    from emoboost.inference.bundle import ONNX_SUBDIR, read_bundle
+    from emoboost.inference.export import export_bundle
+    from emoboost.outdir import check_owner
+
+    dest = out / ONNX_SUBDIR
+    if dest.exists():
+        check_owner(dest, "export")  # only an export we wrote is replaced
+        shutil.rmtree(dest)
+    if "onnx" not in read_bundle(out).exports_to():
+        return "no (only pooled linear/logreg heads and msemoboost on an SSL encoder export)"
+    missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"no ({' and '.join(missing)} not installed: pip install 'emoboost[onnx]')"
+    try:
+        export_bundle(out, dest)
+    except (TypeError, ValueError) as e:  # e.g. an encoder other than Whisper
+        shutil.rmtree(dest, ignore_errors=True)
+        return f"no ({e})"
+    return f"yes ({dest}: predict runs it with onnxruntime; --backend torch runs the torch model)"
 
 
 def _fit_final(rec: RunRecord, out: Path, cache_dir: str | None, progress: bool, device: str | None) -> dict:

@@ -1,9 +1,10 @@
 """The Python API behind :func:`emoboost.load`: one object for a final model, a run's fold ensemble or an
-ONNX export, answering with plain :class:`~emoboost.inference.predict.Prediction` dataclasses.
+ONNX export, answering with plain :class:`~emoboost.inference.engine.Prediction` dataclasses.
 
-``predict`` of a path is exactly what ``emoboost predict`` does for that file (VAD for files longer than
-30 s, silence flagged, clips shorter than 0.25 s refused); a waveform array is classified whole, after
-resampling to 16 kHz with soxr. ``predict_many`` gives the same answers as ``predict`` item by item, while
+``predict`` of a path is exactly what ``emoboost predict`` does for that file, and of a waveform array
+(resampled to 16 kHz with soxr) what it does for a file of those samples: the
+:class:`~emoboost.inference.engine.Engine`'s rules (VAD above 30 s, silence flagged, clips shorter than
+0.25 s refused). ``predict_many`` gives the same answers as ``predict`` item by item, while
 a background thread decodes the next ``batch_size`` files: decoding and resampling overlap the encoder,
 and at most ``batch_size`` decoded clips are held at once. (Clips are not batched through the encoder:
 each is encoded on its own frames, as in training, so padding never changes an answer.)
@@ -21,16 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from emoboost.inference.predict import (
-    MIN_DURATION,
-    VAD_AUTO_SECONDS,
-    Prediction,
-    Predictor,
-    load_predictor,
-    predict_file,
-    silent_prediction,
-    too_short,
-)
+from emoboost.inference.engine import MIN_DURATION, VAD_AUTO_SECONDS, Engine, Prediction, too_short
 
 log = logging.getLogger(__name__)
 
@@ -75,57 +67,36 @@ class Model:
     averaged), ``model`` (one saved fold model) or ``onnx`` (an ONNX export run with onnxruntime).
     """
 
-    def __init__(self, predictor: Any, path: str | Path):
-        self.predictor = predictor
+    def __init__(self, engine: Engine, path: str | Path):
+        self.engine = engine
         self.path = Path(path)
-        self.classes: list[str] = list(predictor.classes)
-        self.sample_rate = int(getattr(predictor, "sample_rate", 16_000))
-        self.kind: str = getattr(predictor, "kind", None) or (
-            "onnx" if not isinstance(predictor, Predictor) else "model")
+        self.classes: list[str] = list(engine.classes)
+        self.sample_rate = int(engine.sample_rate)
+        self.kind: str = engine.kind
+        self.backend: str = engine.backend.name
 
     def __repr__(self) -> str:
-        n = len(getattr(self.predictor, "models", [None]))
+        n = self.engine.ensemble_size
         size = f", {n} models" if self.kind == "ensemble" else ""
-        return f"emoboost.Model({str(self.path)!r}, kind={self.kind}{size}, classes={self.classes})"
+        return f"emoboost.Model({str(self.path)!r}, kind={self.kind}{size}, backend={self.backend}, classes={self.classes})"
 
     @property
     def bundle(self) -> dict:
         """The bundle's description (``bundle.json``; for an ONNX export its ``preprocessing.json``)."""
-        return dict(getattr(self.predictor, "bundle", None) or getattr(self.predictor, "preprocessing", {}))
+        return dict(self.engine.bundle.info)
 
     # -- one item -------------------------------------------------------------------------------
     def predict(self, audio: Audio, sample_rate: int | None = None, timeline: bool = False,
                 vad: bool | None = None) -> Prediction:
-        """Label a file (path) or a waveform (array + ``sample_rate``).
-
-        Files: as ``emoboost predict`` (``vad=None``: VAD for files longer than 30 s). Arrays are
-        classified whole; ``vad`` applies to files only.
-        """
+        """Label a file (path) or a waveform (array + ``sample_rate``), with the same rules: ``vad=None``
+        uses VAD for audio longer than 30 s, True always, False never."""
         if isinstance(audio, (str, PathLike)):
             if sample_rate is not None:
                 raise ValueError(f"{audio}: sample_rate is for waveform arrays; a file's own rate is read from it")
-            return predict_file(self.predictor, audio, timeline=timeline, vad=vad)
+            return self.engine.predict_file(audio, timeline=timeline, vad=vad)
         if sample_rate is None:
             raise ValueError("predict(array) needs sample_rate= (the rate the samples were recorded at)")
-        if vad:
-            raise ValueError("vad applies to files; pass the path, or classify the array whole")
-        return self._predict_wav(to_mono(audio, sample_rate, self.sample_rate), "<array>", timeline)
-
-    def _predict_wav(self, wav: np.ndarray, name: str, timeline: bool) -> Prediction:
-        """A decoded clip at the model's rate, checked and labelled as ``predict_file`` does a short file."""
-        p = self.predictor
-        if isinstance(p, Predictor):
-            return p.predict_wav(wav, name, timeline)  # checks length, flags silence, sets duration
-        from emoboost.audio import is_silent
-
-        sr = self.sample_rate
-        if len(wav) < MIN_DURATION * sr:
-            raise too_short(name, len(wav) / sr)
-        if is_silent(wav):
-            return silent_prediction(name, len(wav) / sr)
-        pred = p.predict_wav(wav, name, timeline)
-        pred.duration = len(wav) / sr
-        return pred
+        return self.engine.predict_wav(to_mono(audio, sample_rate, self.sample_rate), "<array>", timeline, vad=vad)
 
     # -- many items -----------------------------------------------------------------------------
     def predict_many(self, items: Iterable[Audio], batch_size: int = 8, sample_rate: int | None = None,
@@ -159,7 +130,8 @@ class Model:
                 try:
                     kind, value = fut.result()
                     out.append(self.predict(item, sample_rate, timeline, vad) if kind == "defer"
-                               else self._predict_wav(value, str(item) if kind == "file" else "<array>", timeline))
+                               else self.engine.predict_wav(value, str(item) if kind == "file" else "<array>",
+                                                            timeline, vad=vad))
                 except (AudioError, FileNotFoundError, ValueError, OSError) as e:
                     if not skip_errors:
                         raise
@@ -186,12 +158,13 @@ class Model:
         return "array", to_mono(item, sample_rate, self.sample_rate)
 
 
-def load(path: str | Path, upstream: str | None = None, threads: int | None = None, device: str = "cpu") -> Model:
-    """A final-model bundle, a run directory (fold ensemble) or an ONNX export directory, ready to predict.
+def load(path: str | Path, upstream: str | None = None, threads: int | None = None, device: str = "cpu",
+         backend: str = "auto") -> Model:
+    """A final-model bundle, a run directory (fold ensemble), one fold model or an ONNX export, ready to predict.
 
     ``upstream`` overrides where the encoder is loaded from (its fingerprint must match the bundle's);
-    ``threads`` sets onnxruntime's threads for an ONNX export; ``device`` where a run directory's or
-    final model's encoder and torch models run (cpu, auto, cuda, cuda:N, mps).
+    ``threads`` sets onnxruntime's threads; ``device`` where a run directory's or final model's encoder
+    and torch models run (cpu, auto, cuda, cuda:N, mps); ``backend``: ``auto`` (onnxruntime when the
+    model has an ONNX form and onnxruntime is installed, else torch), ``torch`` or ``onnx``.
     """
-    return Model(load_predictor(path, upstream=upstream, threads=threads, device=device), path)
-
+    return Model(Engine.load(path, upstream=upstream, backend=backend, threads=threads, device=device), path)

@@ -1,10 +1,26 @@
-"""The inference engine's rules, written once for every backend and entry point.
+"""The inference engine: one model applied to audio, with every rule written once.
 
-What a prediction is (:class:`Prediction`), when a clip is too short or digitally silent, when a file
-switches to voice activity detection, and how a stream of audio is cut into fixed blocks and metered
-on the way through. The torch backend (:mod:`emoboost.inference.predict`) and the onnxruntime backend
-(:mod:`emoboost.inference.onnx_predict`) both apply these; the CLI, the Python API and the server
-call the backends.
+A trained model on disk (:mod:`emoboost.inference.bundle`) is run by one of two small backends that
+differ only in how they encode a block of audio and apply the classifier head:
+:class:`~emoboost.inference.backend_torch.TorchBackend` (the saved methods and the encoder in torch)
+and :class:`~emoboost.inference.backend_onnx.OnnxBackend` (an ONNX export in onnxruntime, no torch).
+Everything else is here, the same for both and for every caller (``emoboost predict``,
+``emoboost.load``, the server):
+
+* audio in any form (a file, read block by block; an array) -> blocks of one encoder window (a
+  multiple of the segment hop, so segments never straddle two blocks); a trailing block shorter than
+  one encoder frame adds nothing;
+* pooled heads (linear, logreg): running per-layer frame sums over the blocks, so a file of any
+  length is one utterance with exact statistics; their timeline = the same head on each segment
+  window of the frames;
+* segment heads (MS-EmoBoost, SSL-CNN, ...): posteriors per segment, utterance = their mean;
+* clips shorter than :data:`MIN_DURATION` are refused; digital silence (peak below
+  :data:`emoboost.audio.SILENCE_DB`) is flagged, not labelled (a model fed silence still answers
+  confidently, and that answer means nothing); files longer than :data:`VAD_AUTO_SECONDS` (one Whisper
+  encoder window) get voice activity detection by default: only speech is classified, window by
+  window, and the file label is the duration-weighted mean of the windows;
+* each clip is one utterance of an unknown speaker: nothing a model computes for one clip depends on
+  the other clips it is predicted with.
 """
 
 from __future__ import annotations
@@ -12,10 +28,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
-from emoboost.audio import AudioError, peak_dbfs
+from emoboost.audio import (
+    SAMPLE_RATE,
+    SILENCE_DB,
+    AudioError,
+    Segmenting,
+    audio_info,
+    is_silent,
+    load_audio,
+    peak_dbfs,
+)
 
 MIN_DURATION = 0.25
 """Shortest clip (seconds) that predict labels; shorter ones are refused."""
@@ -24,7 +50,7 @@ VAD_AUTO_SECONDS = 30.0
 WINDOW_BATCH = 16
 """VAD windows classified per model call."""
 STREAM_BLOCK_SECONDS = 30.0
-"""Audio read per block when a file is streamed: one Whisper encoder window."""
+"""Audio read per block when a file is streamed for VAD: one Whisper encoder window."""
 
 
 @dataclass
@@ -61,8 +87,69 @@ def too_short(path: str | Path, seconds: float, minimum: float = MIN_DURATION) -
     return AudioError(path, f"too short to label: {seconds:.3f} s < minimum {minimum:.3f} s")
 
 
-def _rounded(classes: Sequence[str], p: np.ndarray) -> dict[str, float]:
+def rounded(classes: Sequence[str], p: np.ndarray) -> dict[str, float]:
+    """Probabilities as the outputs show them: 5 decimals."""
     return {c: round(float(x), 5) for c, x in zip(classes, p)}
+
+
+# ------------------------------------------------------------------------------------------------
+# the block and window rules
+# ------------------------------------------------------------------------------------------------
+def block_samples(window_samples: int, hop_samples: int) -> int:
+    """Samples per block: whole encoder windows, cut down to a multiple of the segment hop so that no
+    segment straddles two blocks."""
+    return max(int(hop_samples), int(window_samples) - int(window_samples) % int(hop_samples))
+
+
+def tail_samples(sample_rate: int, frame_rate: float) -> int:
+    """A trailing block shorter than this (one encoder frame, plus one sample) adds no frame: skipped."""
+    return int(np.ceil(sample_rate / frame_rate)) + 1
+
+
+def timeline_windows(num_samples: int, num_frames: int, seg: Segmenting, frame_rate: float,
+                     segment_frames: int = 0) -> list[tuple[float, float, int, int]]:
+    """(start s, end s, first frame, stop frame) of the segment windows of one block, as the feature store
+    cuts training windows (``SSLSource.segment_index``): fixed windows at the segment hop, or each encoded
+    segment (``segment_frames`` > 0, the segment encoding). Times follow the samples (a window ends at
+    the block's end at the latest), frames the encoder's own count."""
+    end = num_samples / seg.sample_rate
+    starts = seg.starts(num_samples)
+    if segment_frames:
+        spans = [(k * segment_frames, (k + 1) * segment_frames) for k in range(len(starts))]
+    else:
+        length = int(round(seg.length * frame_rate))
+        spans = [(int(round(t * frame_rate)), int(round(t * frame_rate)) + length) for t in starts]
+    out = [(float(t), min(float(t) + seg.length, end), a, min(b, num_frames))
+           for t, (a, b) in zip(starts, spans) if min(b, num_frames) > a]
+    return out or [(0.0, end, 0, num_frames)]
+
+
+class FrameSums:
+    """Running per-layer sums of frames (float64): a pooled head's input over any number of blocks."""
+
+    def __init__(self) -> None:
+        self.s1: np.ndarray | None = None
+        self.s2: np.ndarray | None = None
+        self.frames = 0
+
+    def add(self, frames: np.ndarray) -> None:
+        """Add float32 frames [L, T, D], one layer in float64 at a time (no [L, T, D] float64 copy)."""
+        s1 = np.empty((frames.shape[0], frames.shape[2]))
+        s2 = np.empty_like(s1)
+        for li, layer in enumerate(frames):
+            x = layer.astype(np.float64)
+            s1[li], s2[li] = x.sum(axis=0), np.einsum("td,td->d", x, x)
+        self.s1 = s1 if self.s1 is None else self.s1 + s1
+        self.s2 = s2 if self.s2 is None else self.s2 + s2
+        self.frames += frames.shape[1]
+
+    def stats(self, num_samples: int, frame_rate: float) -> Any:
+        """The utterance's :class:`~emoboost.features.store.Stats` (mean and std per layer)."""
+        from emoboost.features.store import Stats
+
+        mean = self.s1 / self.frames
+        std = np.sqrt(np.maximum(self.s2 / self.frames - mean**2, 0.0))
+        return Stats(mean.astype(np.float32), std.astype(np.float32), int(num_samples), self.frames, frame_rate)
 
 
 class _Meter:
@@ -84,7 +171,7 @@ class _Meter:
         return peak_dbfs(np.float64(self.peak))
 
 
-def _exact_blocks(blocks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+def exact_blocks(blocks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
     """Re-cut a stream of blocks of any sizes into fresh arrays of exactly ``size`` samples (last: the rest)."""
     buf = np.empty(size, dtype=np.float32)
     n = 0
@@ -100,3 +187,302 @@ def _exact_blocks(blocks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarra
                 n = 0
     if n:
         yield buf[:n].copy()
+
+
+# ------------------------------------------------------------------------------------------------
+# backends
+# ------------------------------------------------------------------------------------------------
+class Backend(Protocol):
+    """What differs between torch and onnxruntime: encoding a block and applying the head."""
+
+    name: str  # "torch" or "onnx"
+    classes: list[str]
+    sample_rate: int
+    frame_rate: float  # encoder frames per second
+    window_samples: int  # one encoder window
+    seg: Segmenting  # segment length and hop (segment heads, timelines)
+    head_kind: str  # "pooled" (mean frames -> head), "segments" (posteriors per segment), "whole" (whole clip)
+    ensemble_size: int
+
+    def min_samples(self) -> int:
+        """The encoder's own shortest input (0 when there is no encoder)."""
+
+    def encode(self, block: np.ndarray) -> tuple[np.ndarray, int]:
+        """Pooled heads: float32 frames [L, T, D] of one block, and frames per segment (segment encoding) or 0."""
+
+    def pooled(self, stats: Sequence[Any]) -> np.ndarray:
+        """Pooled heads: posteriors [N, C] of N utterances given their frame statistics."""
+
+    def segments(self, block: np.ndarray) -> np.ndarray:
+        """Segment heads: posteriors [S, C] of one block's segments."""
+
+    def whole(self, wav: np.ndarray) -> np.ndarray:
+        """Whole-clip heads (utterance functionals): posteriors [C] of one clip."""
+
+
+@dataclass
+class _Run:
+    proba: np.ndarray  # [C]
+    windows: list[tuple[float, float, np.ndarray]]  # (start s, end s, posteriors) for the timeline
+    samples: int
+
+
+class Engine:
+    """A loaded model (fold ensemble, final model or ONNX export) that labels audio.
+
+    ``kind`` is ``final``, ``ensemble``, ``model`` or ``onnx``; ``backend`` names what runs it.
+    """
+
+    def __init__(self, backend: Backend, bundle: Any):
+        self.backend = backend
+        self.bundle = bundle  # emoboost.inference.bundle.Bundle
+        self.classes: list[str] = list(backend.classes)
+        self.sample_rate = int(backend.sample_rate)
+        self.seg: Segmenting = backend.seg
+        self.block = block_samples(backend.window_samples, self.seg.hop_samples)
+        self.tail = tail_samples(self.sample_rate, backend.frame_rate) if backend.head_kind != "whole" else 1
+
+    @classmethod
+    def load(cls, path: str | Path, upstream: str | None = None, backend: str = "auto", threads: int | None = None,
+             device: str = "cpu", max_models: int | None = None) -> Engine:
+        """The model at ``path`` with the backend ``backend``: ``auto`` (onnxruntime for an ONNX export or a
+        model saved with one, when onnxruntime is installed; torch otherwise), ``torch`` or ``onnx``."""
+        from emoboost.inference.bundle import read_bundle
+
+        b = read_bundle(path)
+        which = b.choose_backend(backend, device=device, upstream=upstream)
+        if which == "onnx":
+            from emoboost.inference.backend_onnx import OnnxBackend
+
+            return cls(OnnxBackend(b.onnx_dir, threads=threads), b)
+        from emoboost.inference.backend_torch import TorchBackend
+
+        return cls(TorchBackend.load(b, upstream=upstream, device=device, max_models=max_models), b)
+
+    # -- what this is ----------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return self.bundle.kind
+
+    @property
+    def ensemble_size(self) -> int:
+        return int(self.backend.ensemble_size)
+
+    def describe(self) -> dict:
+        """What answers: path, kind, backend, number of models, classes, encoder fingerprint."""
+        return self.bundle.describe(backend=self.backend.name, models=self.ensemble_size)
+
+    # -- the rules ---------------------------------------------------------------------------------
+    def min_samples(self) -> int:
+        """Shortest clip labelled: :data:`MIN_DURATION`, and at least what the encoder needs."""
+        return max(int(round(MIN_DURATION * self.sample_rate)), int(self.backend.min_samples()))
+
+    def check(self, wav: np.ndarray, name: str = "<array>") -> np.ndarray:
+        """Mono, finite, long enough: else an :class:`AudioError` naming ``name``."""
+        wav = np.asarray(wav, dtype=np.float32)
+        if wav.ndim != 1:
+            raise AudioError(name, f"expected mono samples [T], got shape {wav.shape}")
+        if len(wav) < self.min_samples():
+            raise too_short(name, len(wav) / self.sample_rate, self.min_samples() / self.sample_rate)
+        if not np.all(np.isfinite(wav)):
+            raise AudioError(name, "contains NaN or infinite samples")
+        return wav
+
+    def blocks(self, wav: np.ndarray) -> Iterator[np.ndarray]:
+        """A loaded clip's blocks (see :func:`block_samples`); a file is streamed in the same blocks."""
+        return (wav[s : s + self.block] for s in range(0, len(wav), self.block))
+
+    def _run(self, blocks: Iterable[np.ndarray], name: str, timeline: bool) -> _Run:
+        """Utterance posteriors over consecutive blocks of one clip (and its timeline windows)."""
+        be, sr = self.backend, self.sample_rate
+        sums = FrameSums()
+        seg_probs: list[np.ndarray] = []
+        windows: list[tuple[float, float, Any]] = []
+        n = 0
+        for block in blocks:
+            b0 = n
+            n += len(block)
+            if b0 > 0 and len(block) < self.tail:
+                continue  # a tail shorter than one encoder frame adds nothing
+            if be.head_kind == "segments":
+                p = be.segments(block)
+                seg_probs.append(p)
+                starts = b0 + np.arange(len(p)) * self.seg.hop_samples
+                windows += [(s / sr, s / sr + self.seg.length, q) for s, q in zip(starts, p)]
+                continue
+            frames, seg_frames = be.encode(block)
+            sums.add(frames)
+            if timeline:  # each segment window of the block as its own utterance
+                from emoboost.features.store import Stats
+
+                for t0, t1, a, b in timeline_windows(len(block), frames.shape[1], self.seg, be.frame_rate, seg_frames):
+                    windows.append((b0 / sr + t0, b0 / sr + t1, Stats.of(frames[:, a:b], len(block), be.frame_rate)))
+            del frames
+        if be.head_kind == "segments":
+            proba = np.concatenate(seg_probs).mean(axis=0)
+        else:
+            proba = be.pooled([sums.stats(n, be.frame_rate)])[0]
+            if windows:
+                probs = be.pooled([w[2] for w in windows])
+                windows = [(a, b, p) for (a, b, _), p in zip(windows, probs)]
+        return _Run(np.asarray(proba, dtype=np.float64), windows, n)
+
+    def _finite(self, proba: np.ndarray, name: str) -> np.ndarray:
+        """No answer carries a NaN: non-finite posteriors mean the model or the input is broken."""
+        proba = np.asarray(proba, dtype=np.float64)
+        if not np.all(np.isfinite(proba)):
+            raise ValueError(f"{name}: the model gave non-finite probabilities for this audio "
+                             f"({self.bundle.path}: check its weights, or the audio's level)")
+        return proba
+
+    def _prediction(self, name: str, run: _Run, timeline: bool) -> Prediction:
+        self._finite(run.proba, name)
+        end = run.samples / self.sample_rate
+        tl = [{"start": round(float(a), 3), "end": round(float(min(b, end)), 3),
+               "label": self.classes[int(np.argmax(p))], "probabilities": rounded(self.classes, p)}
+              for a, b, p in run.windows] if timeline else []
+        if timeline and not tl:
+            tl = [{"start": 0.0, "end": round(end, 3), "label": self.classes[int(np.argmax(run.proba))],
+                   "probabilities": rounded(self.classes, run.proba)}]
+        return Prediction(name, self.classes[int(np.argmax(run.proba))], rounded(self.classes, run.proba), tl,
+                          duration=end)
+
+    # -- waveforms ---------------------------------------------------------------------------------
+    def posteriors_many(self, wavs: Sequence[np.ndarray]) -> np.ndarray:
+        """[N, C] unrounded posteriors, each 16 kHz clip classified on its own as one utterance of an
+        unknown speaker (VAD windows, batches; no duration or silence checks here)."""
+        be = self.backend
+        if not len(wavs):
+            return np.zeros((0, len(self.classes)))
+        if be.head_kind == "whole":
+            return self._finite(np.stack([be.whole(np.asarray(w, np.float32)) for w in wavs]), "<batch>")
+        if be.head_kind == "segments":
+            return self._finite(np.stack([self._run(self.blocks(np.asarray(w, np.float32)), "", False).proba
+                                          for w in wavs]), "<batch>")
+        stats = []
+        for w in wavs:
+            sums = FrameSums()
+            w = np.asarray(w, np.float32)
+            for b0, block in zip(range(0, len(w), self.block), self.blocks(w)):
+                if b0 > 0 and len(block) < self.tail:
+                    continue
+                sums.add(be.encode(block)[0])
+            stats.append(sums.stats(len(w), be.frame_rate))  # only statistics: a batch's frames never pile up
+        return self._finite(be.pooled(stats), "<batch>")
+
+    def posteriors(self, wav: np.ndarray) -> np.ndarray:
+        """[C] unrounded posteriors of one 16 kHz mono clip (checked like :meth:`predict_wav`)."""
+        return self.posteriors_many([self.check(wav)])[0]
+
+    def predict_wav(self, wav: np.ndarray, name: str = "<array>", timeline: bool = False,
+                    vad: bool | None = False) -> Prediction:
+        """Label one 16 kHz mono waveform. ``vad`` as for files (None: VAD when longer than
+        :data:`VAD_AUTO_SECONDS`); False (the default here) classifies it whole. Too short clips raise
+        :class:`AudioError`; digital silence is flagged, not labelled."""
+        wav = self.check(wav, name)
+        if (len(wav) > VAD_AUTO_SECONDS * self.sample_rate) if vad is None else vad:
+            return self.predict_regions(wav, timeline=timeline, name=name)
+        if is_silent(wav):
+            return silent_prediction(name, len(wav) / self.sample_rate)
+        if self.backend.head_kind == "whole":
+            p = self.backend.whole(wav)
+            return self._prediction(name, _Run(np.asarray(p), [], len(wav)), timeline)
+        return self._prediction(name, self._run(self.blocks(wav), name, timeline), timeline)
+
+    # -- files ---------------------------------------------------------------------------------------
+    def predict_stream(self, path: str | Path, timeline: bool = False) -> Prediction:
+        """The whole file classified (no VAD), read one block at a time: memory does not grow with
+        duration, and the answer equals :meth:`predict_wav` of the loaded file. Silence and clips
+        under :data:`MIN_DURATION` are recognised after the one pass."""
+        from emoboost.audio import stream_audio
+
+        sr = self.sample_rate
+        if self.backend.head_kind == "whole" or audio_info(path)[0] * sr <= self.block:
+            return self.predict_wav(load_audio(path, sr), str(path), timeline)
+        meter = _Meter(exact_blocks(stream_audio(path, sr, self.block / sr, reuse=True), self.block))
+        run = self._run((_finite(b, path) for b in meter), str(path), timeline)
+        if meter.samples < self.min_samples():
+            raise too_short(path, meter.samples / sr, self.min_samples() / sr)
+        if meter.peak_dbfs() < SILENCE_DB:
+            return silent_prediction(str(path), meter.samples / sr)
+        return self._prediction(str(path), run, timeline)
+
+    def predict_file(self, path: str | Path, timeline: bool = False, vad: bool | None = None) -> Prediction:
+        """Label one audio file. ``vad``: True classifies speech regions only (:meth:`predict_regions`),
+        False the whole file, None (default) uses VAD for files longer than :data:`VAD_AUTO_SECONDS`."""
+        duration = audio_info(path)[0]  # header only: refuses missing, empty and non-audio files before decoding
+        if duration < MIN_DURATION:
+            raise too_short(path, duration)
+        if (duration > VAD_AUTO_SECONDS) if vad is None else vad:
+            return self.predict_regions(path, timeline=timeline)
+        return self.predict_stream(path, timeline)
+
+    def predict_regions(self, source: str | Path | np.ndarray, timeline: bool = True,
+                        regions: Sequence[tuple[float, float]] | None = None, min_window: float = 1.0,
+                        batch: int = WINDOW_BATCH, name: str | None = None, **vad_options) -> Prediction:
+        """Label the speech of a file (or a 16 kHz waveform): VAD regions -> windows -> one posterior per
+        window -> file label.
+
+        Regions come from :func:`emoboost.inference.vad.speech_regions` over the streamed file (or are
+        given, in seconds), are cut into windows of the model's segment length
+        (:func:`emoboost.inference.vad.windows`), and only those windows are read and classified, each as
+        one utterance; silence is never classified. The file label is the duration-weighted mean of the
+        windows (:func:`emoboost.inference.timeline.weighted_label`); with no speech, ``label`` is None and
+        ``speech_seconds`` 0. Memory: one block of audio plus one batch of windows, whatever the duration.
+        """
+        from emoboost.audio import read_spans, stream_audio
+        from emoboost.inference import vad
+        from emoboost.inference.timeline import weighted_label
+
+        sr = SAMPLE_RATE
+        array = isinstance(source, np.ndarray)
+        path = name or ("<array>" if array else str(source))
+        if regions is None:
+            blocks = (source[s : s + sr * int(STREAM_BLOCK_SECONDS)]
+                      for s in range(0, len(source), sr * int(STREAM_BLOCK_SECONDS))) if array \
+                else stream_audio(source, sr, STREAM_BLOCK_SECONDS, reuse=True)
+            meter = _Meter(blocks)
+            regions = vad.speech_regions(iter(meter), sr, **vad_options)
+            duration = meter.samples / sr
+            if meter.samples < MIN_DURATION * sr:
+                raise too_short(path, duration)
+            if meter.peak_dbfs() < SILENCE_DB:
+                return silent_prediction(path, duration)
+        else:
+            duration = len(source) / sr if array else audio_info(source)[0]
+        length = float(self.seg.length)
+        wins = vad.windows(regions, length, min(min_window, length))
+        spans = [(int(round(a * sr)), int(round(b * sr))) for a, b in wins]
+        entries: list[dict] = []
+        pending: list[tuple[tuple[float, float], np.ndarray]] = []
+        min_len = self.min_samples()
+
+        def flush() -> None:
+            for ((a, b), _), p in zip(pending, self.posteriors_many([w for _, w in pending])):
+                entries.append({"start": a, "end": b, "label": self.classes[int(np.argmax(p))],
+                                "probabilities": {c: float(x) for c, x in zip(self.classes, p)}})
+            pending.clear()
+
+        pieces = (source[a:b] for a, b in spans) if array else read_spans(source, spans, sr)
+        for (a, b), w in zip(wins, pieces):
+            if len(w) < min_len or is_silent(w):
+                continue  # a sliver or digital silence inside a region: nothing to classify
+            pending.append(((a, b), w))
+            if len(pending) >= batch:
+                flush()
+        if pending:
+            flush()
+        if not entries:
+            return Prediction(path, None, {}, [], duration=duration, speech_seconds=0.0)
+        speech = float(sum(t["end"] - t["start"] for t in entries))
+        label, probs = weighted_label(entries, self.classes)
+        tl = [{**t, "probabilities": {c: round(v, 5) for c, v in t["probabilities"].items()}} for t in entries] \
+            if timeline else []
+        return Prediction(path, label, {c: round(float(v), 5) for c, v in probs.items()}, tl,
+                          duration=duration, speech_seconds=speech)
+
+
+def _finite(block: np.ndarray, path: str | Path) -> np.ndarray:
+    if not np.all(np.isfinite(block)):
+        raise AudioError(path, "contains NaN or infinite samples")
+    return block

@@ -83,40 +83,69 @@ def head_posteriors(head: dict, frames: np.ndarray) -> np.ndarray:
 
 
 def load_head(bundle_dir: str | Path) -> tuple[dict, dict]:
-    """(head dict, upstream {"spec", "fingerprint"}) from a bundle directory.
+    """(head dict, upstream {"spec", "fingerprint"}) of a bundle directory's pooled linear head.
 
-    ``bundle.json`` holds ``upstream`` and either ``head`` (arrays as lists) or nothing, in which case
-    ``head.safetensors`` beside it holds the arrays, with ``classes``/``layers`` (JSON) and ``pooling``
-    in its metadata. Kept in one function so it can follow the bundle format.
+    The head comes from the saved model's own weights (``method.json`` + safetensors) when the bundle
+    has them, so the export always answers what the model answers; a ``head`` written into
+    ``bundle.json`` is read only for bundles that hold no model.
     """
-    d = Path(bundle_dir)
-    bj = d / "bundle.json"
-    bundle = _read_bundle(d)
-    upstream = bundle.get("upstream")
-    if not isinstance(upstream, dict) or not upstream.get("spec"):
-        raise ValueError(f"{bj}: no upstream spec (expected \"upstream\": {{\"spec\": ..., \"fingerprint\": ...}})")
-    if "head" in bundle:
-        head = dict(bundle["head"])
-    else:
-        st = d / "head.safetensors"
-        if not st.is_file():
-            raise FileNotFoundError(f"{d}: bundle.json has no 'head' and there is no head.safetensors")
-        from safetensors import safe_open
+    from emoboost.inference.bundle import read_bundle
 
-        try:
-            with safe_open(str(st), framework="np") as f:
-                meta = f.metadata() or {}
-                head = {k: f.get_tensor(k) for k in f.keys()}
-            head["classes"] = json.loads(meta["classes"])
-            head["layers"] = json.loads(meta["layers"])
-            head["pooling"] = meta.get("pooling", "mean")
-        except (OSError, KeyError, ValueError) as e:
-            raise ValueError(f"{st}: not a pooled linear head ({e!r})") from e
+    b = read_bundle(bundle_dir)
+    if not b.upstream.get("spec"):
+        raise ValueError(f"{b.path / 'bundle.json'}: no upstream spec (expected \"upstream\": {{\"spec\": ..., "
+                         f"\"fingerprint\": ...}})")
+    head = None
+    if b.models and (b.models[0] / "method.json").is_file():
+        from emoboost.methods import Method
+
+        fn = getattr(Method.load(b.models[0]), "pooled_head", None)
+        head = fn(b.upstream.get("num_layers")) if callable(fn) else None
+        if head is None:
+            raise ValueError(f"{b.path}: the {b.method} model has no pooled linear head")
+    elif "head" in b.info:
+        head = dict(b.info["head"])
+    else:
+        raise FileNotFoundError(f"{b.path}: no saved model (method.json) and no 'head' in bundle.json")
     try:
         head = check_head(head)
     except ValueError as e:
-        raise ValueError(f"{d}: {e}") from e
-    return head, {"spec": str(upstream["spec"]), "fingerprint": upstream.get("fingerprint")}
+        raise ValueError(f"{b.path}: {e}") from e
+    if list(head["classes"]) != list(b.classes):
+        raise ValueError(f"{b.path}: the head's classes {head['classes']} are not the bundle's {b.classes}")
+    return head, {"spec": str(b.upstream["spec"]), "fingerprint": b.fingerprint}
+
+
+def export_bundle(bundle_dir: str | Path, out_dir: str | Path, opset: int = DEFAULT_OPSET,
+                  upstream: str | None = None) -> tuple[Path, str]:
+    """Export the model at ``bundle_dir`` (a final model or one saved model) to ONNX in ``out_dir``;
+    returns (``out_dir``, one line saying what was written)."""
+    from emoboost.inference.bundle import read_bundle
+    from emoboost.upstreams import build_upstream
+
+    b = read_bundle(bundle_dir)
+    if b.kind == "onnx":
+        raise ValueError(f"{b.path}: already an ONNX export")
+    if b.kind == "ensemble":
+        raise ValueError(f"{b.path}: a cross-validation run (an ensemble of fold models) cannot be exported; "
+                         f"train one final model with `emoboost train` and export that")
+    if "ssl" not in b.features:
+        raise ValueError(f"{b.path}: {b.method!r} models cannot be exported to ONNX (supported: pooled "
+                         f"linear/logreg heads and {', '.join(SEGMENT_METHODS)} on a Whisper encoder)")
+    if b.method in SEGMENT_METHODS:
+        from emoboost.methods import Method
+
+        method = Method.load(b.models[0])
+        up = build_upstream(upstream or b.upstream["spec"])
+        out = export_segment_model(up, method, b.info, out_dir, opset=opset)
+        return out, (f"wrote {out} (encoder.onnx, head.onnx = {method.name} on {b.segment_length:g} s segments, "
+                     f"{len(method.classes)} classes, upstream {up.fingerprint()})")
+    head, spec = load_head(b.path)
+    up = build_upstream(upstream or spec["spec"])
+    out = export_onnx(up, head, out_dir, opset=opset, fingerprint=spec["fingerprint"],
+                      segment=(b.segment_length, b.segment_hop))
+    return out, (f"wrote {out} (encoder.onnx up to hidden state {max(head['layers'])}, head.onnx, "
+                 f"{len(head['classes'])} classes, upstream {up.fingerprint()})")
 
 
 # ---- graphs --------------------------------------------------------------------------------
@@ -245,13 +274,14 @@ def _write_encoder(upstream: WhisperEncoderUpstream, layers: list[int], classes:
 
 @writes_into("export")
 def export_onnx(upstream: WhisperEncoderUpstream, head: dict, out_dir: str | Path, opset: int = DEFAULT_OPSET,
-                fingerprint: str | None = None) -> Path:
+                fingerprint: str | None = None, segment: tuple[float, float | None] = (3.0, None)) -> Path:
     """Write encoder.onnx, head.onnx, mel_filters.npy and preprocessing.json into ``out_dir``; returns it.
 
     ``out_dir`` must be new, empty or an earlier export (:mod:`emoboost.outdir`): nothing else is overwritten.
 
     ``fingerprint`` is the upstream fingerprint the head was trained on; when given it must equal
-    ``upstream.fingerprint()`` (features from other weights would not fit the head).
+    ``upstream.fingerprint()`` (features from other weights would not fit the head). ``segment`` (length,
+    hop) seconds: the windows a timeline shows, as for the model it was exported from.
     """
     import torch
 
@@ -264,6 +294,7 @@ def export_onnx(upstream: WhisperEncoderUpstream, head: dict, out_dir: str | Pat
     _export(head_graph, (torch.zeros(k, 10, d),), out / "head.onnx", ["frames"], "probabilities",
             {"frames": {1: "frames"}}, opset)
     pre["pooling"] = "mean"
+    pre["segment_length"], pre["segment_hop"] = float(segment[0]), segment[1]
     pre["head"] = {"file": "head.onnx", "kind": "pooled",
                    "input": f"frames [{k}, N, {d}] (all windows' frames concatenated)",
                    "output": f"probabilities [{len(head['classes'])}]"}
@@ -342,15 +373,3 @@ def export_segment_model(upstream: WhisperEncoderUpstream, method, bundle: dict,
                        if n not in ("ssl", "valid")}
     atomic_write_text(out / PREPROCESSING_FILE, json.dumps(pre, indent=2) + "\n")
     return out
-
-
-# ---- command line (for an `emoboost export` subcommand) -------------------------------------------
-
-def _read_bundle(d: Path) -> dict:
-    bj = d / "bundle.json"
-    if not bj.is_file():
-        raise FileNotFoundError(f"{d}: not a model bundle (no bundle.json)")
-    try:
-        return json.loads(bj.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{bj}: unreadable ({e})") from e

@@ -1,8 +1,9 @@
 """HTTP server for a trained model: ``POST /predict``, ``GET /health`` and a page at ``GET /``.
 
-:func:`create_app` wraps any predictor with ``.classes`` and ``.predict_wav(wav, path, timeline)``
-(:class:`emoboost.inference.predict.Predictor`), so the HTTP layer is tested with small stand-ins and never
-depends on how a model computes. Uploads are copied to a temporary file (removed whatever happens) and
+:func:`create_app` wraps any predictor with ``.classes`` and ``.predict_wav(wav, path, timeline, vad=)``
+(:class:`emoboost.inference.engine.Engine`, so an upload gets exactly what ``emoboost predict`` gives the
+same file: VAD above 30 s, silence flagged, too short refused), and the HTTP layer is tested with small
+stand-ins that never depend on how a model computes. Uploads are copied to a temporary file (removed whatever happens) and
 decoded by :func:`emoboost.audio.load_audio`, so the server accepts and refuses exactly what the
 command line does. Every bad upload gets a 4xx JSON ``{"detail": "<file>: <problem>"}`` and the server
 keeps serving; one prediction runs at a time (models are not assumed thread-safe, and on a small CPU
@@ -110,16 +111,12 @@ def decode_upload(
 
 
 def _model_info(predictor) -> dict[str, Any]:
-    """What /health says about the model: the bundle's settings, without its file list."""
-    import json
-
-    bundle = getattr(predictor, "bundle", None)
-    if not isinstance(bundle, dict):
+    """What /health says about the model: its kind, backend, size and classes (no paths, no weights)."""
+    describe = getattr(predictor, "describe", None)
+    if not callable(describe):
         return {}
-    info = {k: v for k, v in bundle.items() if k != "models"}
-    if isinstance(bundle.get("models"), list):
-        info["n_models"] = len(bundle["models"]) or 1
-    return json.loads(json.dumps(info, default=str))
+    info = describe()
+    return {k: info[k] for k in ("kind", "backend", "models", "classes") if k in info}
 
 
 def page_html() -> str:
@@ -186,7 +183,7 @@ def create_app(predictor, max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: i
             return JSONResponse({"detail": e.message}, status_code=e.status)
         try:
             with lock:
-                result = predictor.predict_wav(wav, name, timeline).to_dict()
+                result = predictor.predict_wav(wav, name, timeline, vad=None).to_dict()
         except AudioError as e:  # valid audio the model cannot label (too short, NaN after decoding)
             count("errors")
             return JSONResponse({"detail": f"{name}: {e.problem}"}, status_code=422)
@@ -204,14 +201,14 @@ def create_app(predictor, max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: i
 
 def run(bundle_path: str | Path, host: str = "127.0.0.1", port: int = 8000, upstream: str | None = None,
         max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: int = DEFAULT_MAX_BYTES, log_level: str = "info",
-        device: str = "cpu") -> None:
-    """Load a bundle (run directory or model) and serve it with uvicorn until interrupted."""
+        device: str = "cpu", backend: str = "auto") -> None:
+    """Load a model (run directory, final model or ONNX export) and serve it with uvicorn until interrupted."""
     try:
         import uvicorn
     except ImportError as e:
         raise ImportError(INSTALL_HINT) from e
-    from emoboost.inference.predict import Predictor
+    from emoboost.inference.engine import Engine
 
-    predictor = Predictor.load(bundle_path, upstream=upstream, device=device)
+    predictor = Engine.load(bundle_path, upstream=upstream, device=device, backend=backend)
     app = create_app(predictor, max_seconds=max_seconds, max_bytes=max_bytes)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

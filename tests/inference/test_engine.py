@@ -16,17 +16,10 @@ import pytest
 import torch
 
 from builders import CLASSES, pitch_tone, pooled_ensemble, write_wav
-from emoboost.audio import AudioError, load_audio
+from emoboost.audio import AudioError, load_audio, read_spans
 from emoboost.cli import build_parser, main
-from emoboost.inference import predict as P
-from emoboost.inference.predict import (
-    Prediction,
-    Predictor,
-    expand_inputs,
-    predict_file,
-    predict_regions,
-    read_spans,
-)
+from emoboost.inference.engine import Engine, Prediction
+from emoboost.inference.inputs import expand_inputs
 
 SR = 16000
 
@@ -42,10 +35,19 @@ def models(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def predictor(models) -> Predictor:
+def predictor(models) -> Engine:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("EMOBOOST_CACHE", str(models[0] / "cache"))
-        return Predictor.load(models[0])
+        return Engine.load(models[0])
+
+
+def engine_of(models, bundle, upstream) -> Engine:
+    """An engine over given torch models (the encoder cut or not), layers checked as loading checks them."""
+    from emoboost.inference.backend_torch import TorchBackend
+
+    backend = TorchBackend(models, bundle, upstream)
+    backend.check_layers()
+    return Engine(backend, bundle)
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -60,9 +62,10 @@ def test_encoder_cut_at_deepest_layer_gives_the_same_posteriors(models, predicto
     from emoboost.upstreams import build_upstream
 
     run, up_dir, _ = models
-    assert predictor.upstream.layers_out == 2 and predictor.upstream.num_layers == 3  # layer 1 is the deepest read
-    full = Predictor(predictor.models, predictor.bundle, build_upstream(str(up_dir)))
-    assert full.upstream.layers_out == 3
+    up = predictor.backend.upstream
+    assert up.layers_out == 2 and up.num_layers == 3  # layer 1 is the deepest read
+    full = engine_of(predictor.backend.models, predictor.bundle, build_upstream(str(up_dir)))
+    assert full.backend.upstream.layers_out == 3
     for seconds, f in ((0.8, 200.0), (2.5, 1200.0), (31.0, 500.0)):  # 31 s: two encoder windows
         wav = pitch_tone(seconds, f, seed=int(seconds))
         a, b = predictor.predict_wav(wav), full.predict_wav(wav)
@@ -77,13 +80,12 @@ def test_frame_model_on_a_too_shallow_encoder_fails_clearly(models, predictor):
 
     run, up_dir, frame_model = models
     wav = pitch_tone(2.0, 200.0)
-    cut1 = Predictor([frame_model], predictor.bundle, build_upstream(str(up_dir), max_layer=1))
-    uncut = Predictor([frame_model], predictor.bundle, build_upstream(str(up_dir)))
+    cut1 = engine_of([frame_model], predictor.bundle, build_upstream(str(up_dir), max_layer=1))
+    uncut = engine_of([frame_model], predictor.bundle, build_upstream(str(up_dir)))
     assert frame_model.needs_frames()
     assert cut1.predict_wav(wav, timeline=True).to_dict() == uncut.predict_wav(wav, timeline=True).to_dict()
-    cut0 = Predictor([frame_model], predictor.bundle, build_upstream(str(up_dir), max_layer=0))
     with pytest.raises(ValueError, match=r"reads hidden state\(s\) \[1\].*0\.\.0 only"):
-        cut0.predict_wav(wav)
+        engine_of([frame_model], predictor.bundle, build_upstream(str(up_dir), max_layer=0))
 
 
 def test_fingerprint_mismatch_is_refused_before_any_weights_load(models, tmp_path, monkeypatch, capsys):
@@ -101,7 +103,7 @@ def test_fingerprint_mismatch_is_refused_before_any_weights_load(models, tmp_pat
         raise AssertionError("encoder weights were loaded before the fingerprint check")
     monkeypatch.setattr(W, "load_encoder", no_loading)
     with pytest.raises(ValueError, match="does not match the expected tiny-whisper-0000000000000000"):
-        Predictor.load(other)
+        Engine.load(other)
     wav = write_wav(tmp_path / "a.wav", pitch_tone(1.0, 200.0))
     rc, _, err = run_cli(capsys, other, wav)
     assert rc == 2 and "does not match the expected" in err and err.count("\n") == 1
@@ -140,7 +142,7 @@ def test_silence_is_flagged_not_labelled(predictor, tmp_path, capsys, models):
     long_tone = pitch_tone(35.0, 200.0)
     long_tone[: 33 * SR] = 0.0  # loud enough overall, but only 2 s are not digital silence
     f = write_wav(tmp_path / "mostly_zeros.wav", long_tone)
-    assert not predict_file(predictor, f, vad=False).silent
+    assert not predictor.predict_file(f, vad=False).silent
 
 
 # ---- inputs and outputs -------------------------------------------------------------------------------
@@ -222,8 +224,7 @@ def test_expand_inputs(tmp_path):
 def test_streamed_long_file_equals_the_loaded_waveform(predictor, tmp_path, sr, monkeypatch):
     x = np.concatenate([pitch_tone(20.0, 200.0, 1, sr=sr), pitch_tone(25.0, 1200.0, 2, sr=sr), pitch_tone(20.0, 300.0, 3, sr=sr)])
     f = write_wav(tmp_path / "long.flac", x, sr)
-    monkeypatch.setattr(P, "STREAM_BLOCK_SECONDS", 7.0)
-    streamed = predict_file(predictor, f, timeline=True, vad=False)
+    streamed = predictor.predict_file(f, timeline=True, vad=False)
     loaded = predictor.predict_wav(load_audio(f), str(f), timeline=True)
     assert streamed.duration == pytest.approx(65.0, abs=1e-3) and len(streamed.timeline) == 22
     assert streamed.probabilities == pytest.approx(loaded.probabilities, abs=1e-4)
@@ -237,9 +238,8 @@ def test_read_spans_reads_only_the_windows(tmp_path, monkeypatch, sr, fmt):
     x = np.random.default_rng(0).uniform(-0.5, 0.5, 5 * sr).astype(np.float32)
     f = write_wav(tmp_path / f"x.{fmt.lower()}", np.stack([x, -x * 0.5], 1), sr, format=fmt, subtype="FLOAT" if fmt == "WAV" else None)
     ref = load_audio(f)
-    monkeypatch.setattr(P, "STREAM_BLOCK_SECONDS", 0.7)  # spans cross block boundaries
     spans = [(100, 9000), (9000, 9001), (15000, 40000), (79000, 81000)]  # the last runs past the end (80000)
-    got = list(read_spans(f, spans))
+    got = list(read_spans(f, spans, block_seconds=0.7))  # spans cross block boundaries
     assert len(got) == 4 and len(got[3]) == 1000
     for (a, b), g in zip(spans, got):
         np.testing.assert_allclose(g, ref[a:b], atol=1e-6 if sr == SR else 2e-3)
@@ -263,7 +263,7 @@ def _speech_silence_speech(shared_dir: Path, tmp_path: Path, sr: int) -> tuple[P
 @pytest.mark.parametrize("sr", [16000, 22050])
 def test_vad_timeline_has_no_window_inside_the_silence(predictor, shared_dir, tmp_path, sr):
     f, sil_start, sil_end, total = _speech_silence_speech(shared_dir, tmp_path, sr)
-    p = predict_file(predictor, f, timeline=True)  # > 30 s: VAD by default
+    p = predictor.predict_file(f, timeline=True)  # > 30 s: VAD by default
     assert p.speech_seconds is not None and p.to_dict()["vad"] is True
     assert p.duration == pytest.approx(total, abs=1e-3)
     tl = p.timeline
@@ -280,16 +280,16 @@ def test_vad_timeline_has_no_window_inside_the_silence(predictor, shared_dir, tm
     for t in tl:  # each window is its own utterance, read exactly from the file
         want = predictor.posteriors(wav[int(round(t["start"] * SR)) : int(round(t["end"] * SR))])
         np.testing.assert_allclose([t["probabilities"][c] for c in CLASSES], want, atol=1e-4 if sr == SR else 2e-3)
-    assert predict_file(predictor, f, vad=False).speech_seconds is None  # --no-vad: the whole file
+    assert predictor.predict_file(f, vad=False).speech_seconds is None  # --no-vad: the whole file
 
 
 def test_given_regions_skip_silent_and_tiny_windows(predictor, tmp_path):
     x = np.concatenate([pitch_tone(3.0, 200.0), np.zeros(3 * SR, np.float32), pitch_tone(2.0, 1200.0)])
     f = write_wav(tmp_path / "r.wav", x)
-    p = predict_regions(predictor, f, regions=[(0.0, 3.0), (3.2, 5.8), (6.0, 6.1), (6.1, 8.0)])
+    p = predictor.predict_regions(f, regions=[(0.0, 3.0), (3.2, 5.8), (6.0, 6.1), (6.1, 8.0)])
     assert [(t["start"], t["end"]) for t in p.timeline] == [(0.0, 3.0), (6.1, 8.0)]
     assert [t["label"] for t in p.timeline] == ["low", "high"] and p.speech_seconds == pytest.approx(4.9)
-    none = predict_regions(predictor, f, regions=[(3.5, 5.5)])
+    none = predictor.predict_regions(f, regions=[(3.5, 5.5)])
     assert none.label is None and none.speech_seconds == 0.0 and not none.silent
 
 
@@ -298,7 +298,6 @@ def test_given_regions_skip_silent_and_tiny_windows(predictor, tmp_path):
 def test_onnx_export_dir_is_run_with_onnxruntime(models, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     from emoboost.inference.export import export_onnx
-    from emoboost.inference.onnx_predict import OnnxPredictor
     from emoboost.upstreams.whisper import WhisperEncoderUpstream
 
     up = WhisperEncoderUpstream(models[1])
@@ -310,13 +309,13 @@ def test_onnx_export_dir_is_run_with_onnxruntime(models, tmp_path, capsys):
     wav = write_wav(tmp_path / "a.wav", pitch_tone(2.0, 200.0))
     rc, out, err = run_cli(capsys, d, wav, "--format", "json")
     assert rc == 0 and "ONNX export" in err
-    ref = OnnxPredictor(d).predict_file(wav).to_dict()
+    ref = Engine.load(d).predict_file(wav).to_dict()
     got = json.loads(out)[0]
     assert got["probabilities"] == ref["probabilities"] and got["label"] == ref["label"]
     rc, _, err = run_cli(capsys, d, wav, "--upstream", str(models[1]))
     assert rc == 2 and "--upstream does not apply" in err
     long_ = write_wav(tmp_path / "long.wav", np.concatenate([pitch_tone(3.0, 200.0), np.zeros(30 * SR, np.float32)]))
-    p = P.predict_file(OnnxPredictor(d), long_, timeline=True)  # VAD windows through the ONNX graphs
+    p = Engine.load(d).predict_file(long_, timeline=True)  # VAD windows through the ONNX graphs
     assert p.speech_seconds is not None and all(t["end"] <= 3.5 for t in p.timeline)
 
 
@@ -341,8 +340,8 @@ def test_predict_device_option(models, tmp_path, capsys, monkeypatch):
     wav = write_wav(tmp_path / "a.wav", pitch_tone(1.0, 200.0))
     rc, _, err = run_cli(capsys, run, wav, "--device", "cuda")
     assert rc == 2 and "no CUDA device is visible" in err and err.count("\n") == 1
-    auto = Predictor.load(run, device="auto")  # resolves to the CPU here: the same numbers as the default
-    assert auto.predict_file(wav).to_dict() == Predictor.load(run).predict_file(wav).to_dict()
+    auto = Engine.load(run, device="auto")  # resolves to the CPU here: the same numbers as the default
+    assert auto.predict_file(wav).to_dict() == Engine.load(run).predict_file(wav).to_dict()
 
 
 # ---- a clip's answer never depends on its batch-mates ------------------------------------------------------
@@ -358,7 +357,7 @@ def test_a_clip_alone_and_among_others_gets_the_same_probabilities(models, speak
     import emoboost
 
     run = models[0] if which == "plain" else speaker_norm_run
-    pred = Predictor.load(run)
+    pred = Engine.load(run)
     rng = np.random.default_rng(5)
     wavs = [pitch_tone(1.0 + 0.1 * k, rng.uniform(150, 1600), seed=50 + k) for k in range(21)]
     together = pred.posteriors_many(wavs)

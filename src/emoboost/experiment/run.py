@@ -22,7 +22,7 @@ from emoboost.data.manifest import Manifest
 from emoboost.evaluation.report import FoldResult, plot_tsne, write_report
 from emoboost.methods import UtteranceSet, get_method
 from emoboost.protocols import check_disjoint, describe, make_folds
-from emoboost.utils import atomic_write_text
+from emoboost.utils import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +355,8 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
                 t3 = time.perf_counter()
                 e = method.embed(test)
                 if e is not None:
-                    np.save(emb_path, e.astype(np.float32))
+                    emb = e.astype(np.float32)
+                    atomic_write(emb_path, lambda f, emb=emb: np.save(f, emb, allow_pickle=False))
                     for i, k in enumerate(test.ids):
                         embeddings[k] = e[i]
                 t_embed += time.perf_counter() - t3

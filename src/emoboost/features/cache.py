@@ -6,9 +6,9 @@ hash and code version, segmenting, parameters); the audio hash is the SHA-256 of
 Renaming or moving audio therefore keeps its cache entries, and changing any weight or parameter
 starts a fresh key instead of serving stale features.
 
-Writes are atomic (temp file in the same folder, fsync, ``os.replace``): a reader sees either no
-entry or a complete one, a crashed or killed writer leaves no entry, and two processes computing
-the same entry simply both rename a complete file into place (last one wins, both are valid).
+Writes go through :func:`emoboost.utils.atomic_write` (temp file in the same folder, fsync, rename):
+a reader sees either no entry or a complete one, a crashed or killed writer leaves no entry, and two
+processes computing the same entry simply both rename a complete file into place.
 
 SSL hidden states are stored as float16 (half the disk; EmoDB x whisper-base x 3 s segments is
 ~0.7 GB instead of ~1.4 GB). float16 keeps ~3 significant digits, far below the run-to-run noise of
@@ -20,16 +20,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from emoboost.audio import AudioError, Segmenting, content_hash, load_audio, segment
+from emoboost.utils import atomic_write
 
 if TYPE_CHECKING:
     from emoboost.data.manifest import Manifest, Utterance
@@ -62,22 +61,6 @@ def params_fingerprint(name: str, params: dict) -> str:
 
     blob = json.dumps({"params": params, "code": __version__}, sort_keys=True, default=str)
     return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
-
-
-def atomic_write_file(path: Path, write: Callable[[Any], None]) -> None:
-    """``write(f)`` into a temp file beside ``path``, fsync, rename over it: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def to_float16(array: np.ndarray) -> np.ndarray:
@@ -130,13 +113,10 @@ class FeatureCache:
 
     def put(self, key: str, audio_hash: str, array: np.ndarray) -> Path:
         """Store atomically: write a temp file in the entry's folder, fsync, rename over the entry."""
-        p = self.path(key, audio_hash)
-        p.parent.mkdir(parents=True, exist_ok=True)
         array = np.ascontiguousarray(array)
         if array.dtype == object:
             raise TypeError(f"cannot cache an object array under {key}/{audio_hash}")
-        atomic_write_file(p, lambda f: np.save(f, array, allow_pickle=False))
-        return p
+        return atomic_write(self.path(key, audio_hash), lambda f: np.save(f, array, allow_pickle=False))
 
     def get_or_compute(self, key: str, audio_hash: str, fn: Callable[[], np.ndarray]) -> np.ndarray:
         """Cached array, or ``fn()`` stored then returned (as read back, so dtype is what is stored)."""

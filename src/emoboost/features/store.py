@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emoboost.audio import AudioError, Segmenting, content_hash, load_audio, segment
-from emoboost.features.cache import atomic_write_file as _atomic_write
 from emoboost.features.cache import feature_key, to_float16, warn_skipped
+from emoboost.utils import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
     from emoboost.data.manifest import Manifest, Utterance
@@ -237,16 +237,14 @@ class FeatureStore:
         if self.frames_key is not None:
             keep = list(self.spec.frame_layers(frames.shape[0]))
             arr = np.ascontiguousarray(to_float16(np.asarray(frames)[keep]))
-            _atomic_write(self.frames_path(h), lambda f: np.save(f, arr, allow_pickle=False))
-        _atomic_write(self.stats_path(h), lambda f: np.savez(
+            atomic_write(self.frames_path(h), lambda f: np.save(f, arr, allow_pickle=False))
+        atomic_write(self.stats_path(h), lambda f: np.savez(
             f, mean=st.mean, std=st.std, num_samples=np.int64(st.num_samples), num_frames=np.int64(st.num_frames),
             frame_rate=np.float64(st.frame_rate), segment_frames=np.int64(st.segment_frames)))
         return st
 
     def write_info(self, info: dict) -> None:
         """``info.json`` describing each key; skipped (with a warning) when the store is read-only."""
-        from emoboost.utils import atomic_write_text
-
         for key in filter(None, (self.stats_key, self.frames_key)):
             p = self.root / key / "info.json"
             text = json.dumps({**info, "key": key, "store": self.spec.describe()}, indent=2, sort_keys=True, default=str)

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from emoboost.features.store import FeatureStore
 
 ENGINES = ("local", "ray")
-SAMPLE_RATE = 16_000  # load_audio's rate: store entries count samples at 16 kHz
 
 
 # ------------------------------------------------------------------------------------------------
@@ -73,6 +72,7 @@ def fill_store(manifest: Manifest, store: FeatureStore, upstream: str, *, lazy: 
     ``engine="ray"`` encodes them with :func:`emoboost.features.ray_engine.extract_with_ray`.
     ``reject_silence`` skips (near-)digital silence, as ``run`` does, so no entry is made that no run reads.
     """
+    from emoboost.audio import SAMPLE_RATE  # load_audio's rate: store entries count samples at it
     from emoboost.data.manifest import Manifest
     from emoboost.features.store import extract_to_store, missing_entries, shard_of
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emoboost.audio import AudioError, Segmenting, content_hash, load_audio, segment
+from emoboost.audio import SAMPLE_RATE, AudioError, Segmenting, content_hash, load_audio, segment
 from emoboost.features.cache import feature_key, to_float16, warn_skipped
 from emoboost.utils import atomic_write, atomic_write_text
 
@@ -457,7 +457,7 @@ def extract_to_store(
             rep.computed += 1
     for utt in manifest:
         if utt.id in rep.hashes:
-            rep.audio_seconds += rep.samples.get(utt.id, 0) / 16000.0
+            rep.audio_seconds += rep.samples.get(utt.id, 0) / SAMPLE_RATE
             rep.bytes += store.entry_bytes(rep.hashes[utt.id])
     rep.hashes = {u.id: rep.hashes[u.id] for u in manifest if u.id in rep.hashes}  # manifest order
     rep.kept = {u: rep.kept[u] for u in rep.hashes if u in rep.kept}
@@ -479,7 +479,7 @@ class SSLSource:
     num_layers: int
     hidden_size: int
     frame_rate: float
-    sample_rate: int = 16_000
+    sample_rate: int = SAMPLE_RATE
     encoding: str = "utterance"
     segment_frames: int | None = None  # segment encoding: frames per stored segment
     frame_layers: tuple[int, ...] = ()
@@ -627,7 +627,7 @@ class ArraySource(SSLSource):
 
     def __init__(self, frames: Sequence[np.ndarray], num_samples: Sequence[int] | None = None,
                  frame_rate: float = 50.0, encoding: str = "utterance", segment_frames: int | None = None,
-                 sample_rate: int = 16_000):
+                 sample_rate: int = SAMPLE_RATE):
         self._frames = [np.asarray(a) for a in frames]
         if not self._frames:
             raise ValueError("no utterances given")

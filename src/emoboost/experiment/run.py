@@ -297,9 +297,8 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     if acoustic:
         from emoboost.features.pipeline import compute_corpus_features
 
-        feats, bad = compute_corpus_features(manifest, acoustic, cfg.segmenting, cfg.cache_dir, None,
-                                             min_duration=cfg.min_duration, batch_size=cfg.batch_size,
-                                             progress=cfg.progress)
+        feats, bad = compute_corpus_features(manifest, acoustic, cfg.segmenting, cfg.cache_dir,
+                                             min_duration=cfg.min_duration, progress=cfg.progress)
         skipped += bad
     t_feat = time.perf_counter() - t0
     bad_paths = {p for p, _ in skipped}

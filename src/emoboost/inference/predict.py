@@ -250,7 +250,7 @@ class Predictor:
         if "ssl" not in self.features:  # segment-level acoustic features only
             parts, starts = [], self.seg.starts(len(wav))
             for s in range(0, len(starts), CHUNK_SEGMENTS):
-                feats = wav_features(wav, self.features, self.seg, None, start=s, stop=s + CHUNK_SEGMENTS)
+                feats = wav_features(wav, self.features, self.seg, start=s, stop=s + CHUNK_SEGMENTS)
                 parts.append(self._mean_proba(self._dataset(feats), True))
             seg_proba = np.concatenate(parts)
             ends = np.minimum(starts + self.seg.length, len(wav) / sr)

@@ -58,11 +58,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
 def store_spec_of(args: argparse.Namespace) -> StoreSpec:
     """The StoreSpec ``run`` builds for the same options (so its keys, and entries, are shared)."""
     from emoboost.audio import Segmenting
-    from emoboost.features.store import StoreSpec, parse_layers
+    from emoboost.features.store import StoreSpec, parse_kept_layers
 
     if args.store == "pooled" and args.layers:
         raise ValueError("--layers picks the layers whose frames are kept; --store pooled keeps no frames")
-    frames = parse_layers(args.layers) if args.store == "frames" else None
+    frames = parse_kept_layers(args.layers) if args.store == "frames" else None
     return StoreSpec(encoding=args.segment_encoding, frames=frames, window=args.encoder_window,
                      segmenting=Segmenting(args.segment_length, args.segment_hop))
 

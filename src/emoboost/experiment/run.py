@@ -148,7 +148,7 @@ def build_dataset(manifest: Manifest, features: dict[str, dict[str, np.ndarray]]
 
 def store_spec(cfg: ExperimentConfig, method) -> Any:
     """The feature-store spec a run needs: frames only when the method reads them (or when asked)."""
-    from emoboost.features.store import StoreSpec, parse_layers
+    from emoboost.features.store import StoreSpec, parse_kept_layers
 
     if cfg.store not in ("auto", "frames", "pooled"):
         raise ValueError(f"store must be auto, frames or pooled, got {cfg.store!r}")
@@ -157,7 +157,7 @@ def store_spec(cfg: ExperimentConfig, method) -> Any:
         raise ValueError(f"method {cfg.method!r} reads frame windows, but store=pooled keeps statistics only; "
                          f"use --store frames (or auto)")
     keep = cfg.store == "frames" or (cfg.store == "auto" and needs)
-    return StoreSpec(encoding=cfg.segment_encoding, frames=parse_layers(cfg.store_layers) if keep else None,
+    return StoreSpec(encoding=cfg.segment_encoding, frames=parse_kept_layers(cfg.store_layers) if keep else None,
                      window=cfg.encoder_window, segmenting=cfg.segmenting)
 
 

@@ -101,8 +101,13 @@ class StoreSpec:
         return f"{enc}; {kept}"
 
 
-def parse_layers(value: Any) -> tuple[int, ...] | str | None:
-    """``--layers`` / ``store_layers`` value -> StoreSpec.frames: None/"all" -> "all", "2,3,4" -> (2, 3, 4)."""
+def parse_kept_layers(value: Any) -> tuple[int, ...] | str:
+    """The layers whose frames the store keeps (``--layers`` / ``store_layers``) -> ``StoreSpec.frames``.
+
+    None/"all" -> "all"; "2,3,4", [2, 3, 4] or 3 -> a tuple of hidden-state indices (the layer syntax of
+    :mod:`emoboost.methods.layer_choice`, without negative indices or ``weighted``: a stored layer is
+    one fixed hidden state, whatever the method later picks among them).
+    """
     if value is None or value == "all":
         return "all"
     if isinstance(value, int):

@@ -61,12 +61,14 @@ def clip_near(wav_dir: Path, seconds: float) -> Path:
 def msemoboost_pair(up, wav: np.ndarray, layer: int, out: Path, threads: int):
     """(OnnxPredictor, Predictor) of one untrained MS-EmoBoost on ``layer`` (standardisation fitted on ``wav``)."""
     from emoboost.audio import Segmenting
-    from emoboost.inference.export import export_segment_model
+    from emoboost.features.encode import encode_clip
     from emoboost.features.pipeline import wav_features
-    from emoboost.features.store import ArraySource, SSLView, StoreSpec, encode_clip
+    from emoboost.features.store import StoreSpec
+    from emoboost.features.views import ArraySource, SSLView
+    from emoboost.inference.export import export_segment_model
+    from emoboost.inference.predict import Predictor
     from emoboost.methods import UtteranceSet
     from emoboost.methods.msemoboost import MSEmoBoost
-    from emoboost.inference.predict import Predictor
 
     seg = Segmenting(3.0)
     frames, _ = encode_clip(up, wav, StoreSpec(encoding="utterance", frames="all", window=30.0, segmenting=seg))

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from emoboost.audio import Segmenting
-from emoboost.features.cache import FeatureCache, feature_key, to_float16
+from emoboost.features.cache import FeatureCache, feature_key
+from emoboost.features.store import to_float16
 
 H = "ab" + "0" * 62
 

@@ -99,8 +99,8 @@ def _ray_options(args: argparse.Namespace) -> RayOptions | None:
 def main(args: argparse.Namespace) -> int:
     """Fill the store, print the summary table (and ``--report`` JSON); 1 when no file could be used."""
     from emoboost.experiment.run import load_manifest
+    from emoboost.features.extract import parse_shard
     from emoboost.features.pipeline import open_store
-    from emoboost.features.store import parse_shard
 
     shard = parse_shard(args.shard)
     ray = _ray_options(args)

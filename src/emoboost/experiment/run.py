@@ -174,8 +174,9 @@ def check_finished_features(out: Path, fingerprint: str) -> None:
 
 def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any, list[tuple[str, str]], dict]:
     """Fill (or reuse) the feature store for the run -> (SSLView over the usable utterances, skipped, info)."""
+    from emoboost.features.extract import extract_to_store
     from emoboost.features.pipeline import open_store, store_num_layers
-    from emoboost.features.store import SSLView, StoreSource, extract_to_store
+    from emoboost.features.views import SSLView, StoreSource
 
     spec = store_spec(cfg, method)
     store, lazy = open_store(cfg.upstream, cfg.cache_dir, spec, device=cfg.device)

@@ -11,7 +11,7 @@ that is built once and kept busy (on a GPU when there is one). So the pipeline i
    the pipeline;
 3. ``map_batches`` of :class:`EncodeActor`, a callable class run as an actor pool: each actor builds
    the upstream once (checked against the driver's fingerprint, so every node encodes with the same
-   weights), encodes each clip with :func:`~emoboost.features.store.encode_clip` -- exactly what the
+   weights), encodes each clip with :func:`~emoboost.features.encode.encode_clip` -- exactly what the
    single-process path does -- and writes the entry with :meth:`FeatureStore.write` (atomic, safe for
    concurrent writers);
 4. the driver streams the per-row results (``id``, ``hash``, ``problem``, ``encode_s``) back.
@@ -146,7 +146,7 @@ class EncodeActor:
         store.write_info(store_info(self.upstream))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from emoboost.features.store import encode_clip
+        from emoboost.features.encode import encode_clip
 
         problems, secs = [], []
         for h, wav_bytes, problem in zip(batch["hash"], batch["wav"], batch["problem"]):

@@ -181,7 +181,7 @@ class OnnxPredictor:
             ssl = np.stack([self.encode_window(x) for x in segs])  # [S, k, T', D]
             valid = np.full(len(segs), ssl.shape[2], dtype=np.float32)  # padding is inside each encoded segment
         else:  # the training windows exactly: the store's window index over this block's frames
-            from emoboost.features.store import ArraySource, SSLView
+            from emoboost.features.views import ArraySource, SSLView
 
             frames = self.encode_window(chunk)  # [k, T, D]
             src = ArraySource([frames], [len(chunk)], frame_rate=self.frame_rate, sample_rate=self.sample_rate)

@@ -145,7 +145,7 @@ class Predictor:
         """Shortest clip labelled: :data:`MIN_DURATION`, and at least one encoder frame (plus one sample)."""
         n = int(round(MIN_DURATION * self.sample_rate))
         if self.upstream is not None:
-            from emoboost.features.store import _min_chunk
+            from emoboost.features.encode import _min_chunk
 
             n = max(n, _min_chunk(self.upstream))
         return n
@@ -184,7 +184,8 @@ class Predictor:
         """In-memory SSL source of clips (frames [L, T, D], or their Stats when ``pooled``), reporting the
         model's layer count even when the encoder was cut (layer choices such as -1 or ``weighted``
         resolve against the full model, as in training)."""
-        from emoboost.features.store import ArraySource, Stats, StatsSource
+        from emoboost.features.store import Stats
+        from emoboost.features.views import ArraySource, StatsSource
 
         fr = float(self.upstream.frame_rate)
         if pooled:
@@ -207,7 +208,9 @@ class Predictor:
         if "ssl" not in self.features:
             feats = [wav_features(np.asarray(w, np.float32), self.features, self.seg) for w in wavs]
             return self._mean_proba(self._dataset_many(feats), False)
-        from emoboost.features.store import SSLView, Stats, encode_clip
+        from emoboost.features.encode import encode_clip
+        from emoboost.features.store import Stats
+        from emoboost.features.views import SSLView
 
         self._check_layers()
         spec = self._store_spec()
@@ -266,8 +269,10 @@ class Predictor:
 
     def _predict_ssl(self, blocks: Iterable[np.ndarray], path: str, timeline: bool) -> Prediction:
         """SSL prediction over consecutive blocks of :meth:`_block_samples` samples (the last may be short)."""
+        from emoboost.features.encode import _min_chunk, encode_clip
         from emoboost.features.pipeline import wav_features
-        from emoboost.features.store import SSLView, Stats, StatsSource, _min_chunk, encode_clip
+        from emoboost.features.store import Stats
+        from emoboost.features.views import SSLView, StatsSource
 
         self._check_layers()
         spec = self._store_spec()
@@ -666,7 +671,7 @@ def limit_heap_growth(threshold: int = 4 << 20) -> bool:
 
 def _windows_as_utterances(src, seg: Segmenting):
     """Each fixed window of a one-clip source as its own utterance (timelines of pooled models)."""
-    from emoboost.features.store import ArraySource
+    from emoboost.features.views import ArraySource
 
     frames = src.raw_frames(0)
     seg_utt, starts = src.segment_index(seg)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 if TYPE_CHECKING:
-    from emoboost.features.store import SSLView
+    from emoboost.features.views import SSLView
 
 
 def speaker_rows(groups: np.ndarray) -> Iterator[tuple[Any, np.ndarray]]:
@@ -60,7 +60,7 @@ class UtteranceSet:
 
     def __post_init__(self) -> None:
         if "ssl" in self.features:
-            from emoboost.features.store import ArraySource, SSLView
+            from emoboost.features.views import ArraySource, SSLView
 
             arrs = self.features.pop("ssl")
             if self.ssl is None and len(arrs):
@@ -94,7 +94,7 @@ class UtteranceSet:
         if all(v is not None for v in views):
             if len({id(v.source) for v in views}) != 1:  # type: ignore[union-attr]
                 raise ValueError("cannot concatenate utterance sets backed by different feature stores")
-            from emoboost.features.store import SSLView
+            from emoboost.features.views import SSLView
 
             ssl = SSLView(views[0].source, np.concatenate([v.idx for v in views]))  # type: ignore[union-attr]
         return cls(

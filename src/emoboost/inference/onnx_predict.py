@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from emoboost.audio import AudioError
+from emoboost.features.encode import encoder_windows, min_tail
 from emoboost.inference.bundle import PREPROCESSING_FILE, _read_preprocessing
 from emoboost.inference.engine import Prediction
 
@@ -70,15 +71,6 @@ def log_mel(wav: np.ndarray, mel_filters: np.ndarray, n_fft: int = 400, hop: int
     return np.ascontiguousarray(logm[:n_frames].T, dtype=np.float32)
 
 
-def window_spans(num_samples: int, window: int, hop: int = 160) -> list[tuple[int, int]]:
-    """[start, stop) sample spans of consecutive windows; a tail shorter than one frame gives no frame
-    in either path and is dropped."""
-    spans = [(s, min(s + window, num_samples)) for s in range(0, num_samples, window)]
-    if len(spans) > 1 and spans[-1][1] - spans[-1][0] < hop:
-        spans.pop()
-    return spans
-
-
 class OnnxPredictor:
     """An ONNX export loaded into two onnxruntime sessions; same outputs as :class:`emoboost.inference.predict.Predictor`.
 
@@ -122,7 +114,7 @@ class OnnxPredictor:
             self.segment_frames = int(sg["window_frames"])
             self.squeeze = bool(sg["squeeze"])
             self.block_samples = int(sg["block_samples"])
-            self.min_tail = int(np.ceil(self.sample_rate / self.frame_rate)) + 1  # as the torch path
+            self.min_tail = min_tail(self.sample_rate, self.frame_rate)  # as the torch path
             self.inputs = [i.name for i in self.head.get_inputs()]
             self.acoustic = {k: dict(v) for k, v in pre.get("acoustic", {}).items()}
             unknown = [n for n in self.inputs if n not in ("ssl", "valid") and n not in self.acoustic]
@@ -158,7 +150,7 @@ class OnnxPredictor:
 
     def encode(self, wav: np.ndarray) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
         """Per-window frames ``[k, T'_w, D]`` of the head's layers, and each window's sample span."""
-        spans = window_spans(len(wav), self.window_samples, self.hop)
+        spans = encoder_windows(len(wav), self.window_samples, self.hop)
         return [self.encode_window(wav[a:b]) for a, b in spans], spans
 
     def head_posteriors(self, frames: np.ndarray) -> np.ndarray:

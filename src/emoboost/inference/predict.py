@@ -145,9 +145,9 @@ class Predictor:
         """Shortest clip labelled: :data:`MIN_DURATION`, and at least one encoder frame (plus one sample)."""
         n = int(round(MIN_DURATION * self.sample_rate))
         if self.upstream is not None:
-            from emoboost.features.encode import _min_chunk
+            from emoboost.features.encode import min_tail
 
-            n = max(n, _min_chunk(self.upstream))
+            n = max(n, min_tail(self.upstream.sample_rate, self.upstream.frame_rate))
         return n
 
     def check_wav(self, wav: np.ndarray, path: str = "<array>") -> np.ndarray:
@@ -269,7 +269,7 @@ class Predictor:
 
     def _predict_ssl(self, blocks: Iterable[np.ndarray], path: str, timeline: bool) -> Prediction:
         """SSL prediction over consecutive blocks of :meth:`_block_samples` samples (the last may be short)."""
-        from emoboost.features.encode import _min_chunk, encode_clip
+        from emoboost.features.encode import encode_clip, min_tail
         from emoboost.features.pipeline import wav_features
         from emoboost.features.store import Stats
         from emoboost.features.views import SSLView, StatsSource
@@ -280,7 +280,7 @@ class Predictor:
         hop = self.seg.hop_samples
         acoustic = [f for f in self.features if f != "ssl"]
         pooled_only = self._pooled_only()
-        min_chunk = _min_chunk(self.upstream)
+        min_chunk = min_tail(self.upstream.sample_rate, self.upstream.frame_rate)
         frame_rate = float(self.upstream.frame_rate)
         total = total_sq = None
         n_frames = n_samples = 0

@@ -146,8 +146,8 @@ def format_summary(s: dict) -> str:
         ("audio hours", f"{s['audio_hours']:.4f} ({s['computed_audio_hours']:.4f} computed now)"),
         ("bytes", f"{s['bytes']} ({_size(s['bytes'])})"),
         ("bytes per audio hour", f"{s['bytes_per_audio_hour']} ({_size(s['bytes_per_audio_hour'])})"),
-        ("wall time", f"{s['wall_s']:.1f} s (encoder {s['encode_s']:.1f} s)"),
-        ("x real time", "-" if xrt is None else f"{xrt:g}"),
+        ("wall time", f"{s['wall_s']:.1f} s (encoding {s['encode_s']:.1f} s)"),
+        ("x real time", "-" if xrt is None else f"{xrt:g} (audio encoded / wall seconds of the encoding)"),
     ]
     if s.get("cache_dir"):
         rows.append(("store root", s["cache_dir"]))

@@ -123,6 +123,13 @@ def parse_kept_layers(value: Any) -> tuple[int, ...] | str:
     return tuple(int(v) for v in value)
 
 
+def store_info(upstream: Any) -> dict:
+    """``info.json`` of a store key: the encoder's config and the entry layout (every engine writes it)."""
+    return {"kind": "ssl", "upstream": upstream.config_dict(), "layout": {
+        "stats": "<hash>.stats.npz: mean/std [L, D] float32, num_samples, num_frames",
+        "frames": "<hash>.npy: [L_kept, T, D] float16"}}
+
+
 # ------------------------------------------------------------------------------------------------
 # one entry
 # ------------------------------------------------------------------------------------------------

@@ -234,3 +234,19 @@ def test_shards_partition_the_corpus():
     assert ex.parse_shard("1/4") == (1, 4)
     with pytest.raises(ValueError):
         ex.parse_shard("4/4")
+
+
+def test_store_keys_and_paths_are_pinned(tmp_path):
+    """Keys and entry paths are the on-disk contract: existing stores must keep being found."""
+    fp = "whisper-tiny.en-0df96c3a8248a161"
+    utt = FeatureStore(tmp_path, fp, StoreSpec(frames=(3, 1)))
+    assert utt.stats_key == f"sslstats__{fp}__full__uttenc-w30__v1"
+    assert utt.frames_key == f"sslframes__{fp}__full__uttenc-w30__L1.3__v1"
+    seg = FeatureStore(tmp_path, fp, StoreSpec(encoding="segment", segmenting=Segmenting(3.0)))
+    assert seg.stats_key == f"sslstats__{fp}__full__segenc-seg3-hop3-sr16000__v1"
+    assert seg.frames_key == f"sslframes__{fp}__full__segenc-seg3-hop3-sr16000__Lall__v1"
+    pooled = FeatureStore(tmp_path, fp, StoreSpec(frames=None, window=20.0))
+    assert pooled.stats_key == f"sslstats__{fp}__full__uttenc-w20__v1" and pooled.frames_key is None
+    h = "ab12" + "0" * 60
+    assert utt.stats_path(h) == tmp_path / utt.stats_key / "ab" / f"{h}.stats.npz"
+    assert utt.frames_path(h) == tmp_path / utt.frames_key / "ab" / f"{h}.npy"

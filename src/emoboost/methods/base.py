@@ -7,7 +7,7 @@ corpus, so every fold, seed and method shares them.
 
 Feature names the runner knows:
 - ``ssl``: upstream hidden states, served by the feature store as :attr:`UtteranceSet.ssl` (an
-  :class:`~emoboost.features.store.SSLView`: pooled statistics, or frame windows drawn lazily)
+  :class:`~emoboost.features.views.SSLView`: pooled statistics, or frame windows drawn lazily)
 - ``mfcc``: [S, T, 40] HTK MFCC per segment
 - ``spec``: [S, T, 200] MS-EmoBoost log spectrogram per segment
 - ``logmel``: [S, T, 80] log-mel per segment

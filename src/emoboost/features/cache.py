@@ -9,10 +9,6 @@ starts a fresh key instead of serving stale features.
 Writes go through :func:`emoboost.utils.atomic_write` (temp file in the same folder, fsync, rename):
 a reader sees either no entry or a complete one, a crashed or killed writer leaves no entry, and two
 processes computing the same entry simply both rename a complete file into place.
-
-SSL hidden states are stored as float16 (half the disk; EmoDB x whisper-base x 3 s segments is
-~0.7 GB instead of ~1.4 GB). float16 keeps ~3 significant digits, far below the run-to-run noise of
-the classifiers trained on them; values beyond the float16 range (+-65504) are clipped, not inf.
 """
 
 from __future__ import annotations

@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
 
+    from emoboost.experiment.run import ExperimentConfig, load_manifest, prepare_ssl
     from emoboost.methods import get_method
     from emoboost.protocols import make_folds
-    from emoboost.experiment.run import ExperimentConfig, load_manifest, prepare_ssl
 
     cfg = ExperimentConfig(corpus=args.corpus, upstream=args.upstream, method="logreg",
                            method_params={"layer": args.layers[0]}, out_dir="", progress=False)

@@ -50,8 +50,8 @@ def ensure_run(run: Path, upstream: str, layer: int, cache_dir: str | None) -> N
 
 def ravdess_set(run_cfg: dict, classes: list[str], data_root: str | None, cache_dir: str):
     """RAVDESS clips with an EmoDB class, as an UtteranceSet over the feature store (y: EmoDB class index)."""
-    from emoboost.methods import get_method
     from emoboost.experiment.run import ExperimentConfig, build_dataset, load_manifest, prepare_ssl
+    from emoboost.methods import get_method
 
     cfg = ExperimentConfig.from_dict({**{k: run_cfg[k] for k in ("upstream", "method", "method_params",
                                                                   "segment_encoding", "encoder_window",

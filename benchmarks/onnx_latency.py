@@ -43,9 +43,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from emoboost.audio import load_audio  # noqa: E402
-from emoboost.inference.export import export_onnx, head_posteriors, torch_graphs  # noqa: E402
 from emoboost.inference.backend_onnx import log_mel  # noqa: E402
 from emoboost.inference.engine import Engine  # noqa: E402
+from emoboost.inference.export import export_onnx, head_posteriors, torch_graphs  # noqa: E402
 from emoboost.upstreams import build_upstream  # noqa: E402
 from emoboost.utils import shared_root  # noqa: E402
 
@@ -62,13 +62,15 @@ def clip_near(wav_dir: Path, seconds: float) -> Path:
 def msemoboost_pair(up, wav: np.ndarray, layer: int, out: Path, threads: int):
     """(ONNX engine, torch engine) of one untrained MS-EmoBoost on ``layer`` (standardisation fitted on ``wav``)."""
     from emoboost.audio import Segmenting
-    from emoboost.inference.export import export_segment_model
+    from emoboost.features.encode import encode_clip
     from emoboost.features.pipeline import wav_features
-    from emoboost.features.store import ArraySource, SSLView, StoreSpec, encode_clip
-    from emoboost.methods import UtteranceSet
-    from emoboost.methods.msemoboost import MSEmoBoost
+    from emoboost.features.store import StoreSpec
+    from emoboost.features.views import ArraySource, SSLView
     from emoboost.inference.backend_torch import TorchBackend
     from emoboost.inference.bundle import Bundle
+    from emoboost.inference.export import export_segment_model
+    from emoboost.methods import UtteranceSet
+    from emoboost.methods.msemoboost import MSEmoBoost
 
     seg = Segmenting(3.0)
     frames, _ = encode_clip(up, wav, StoreSpec(encoding="utterance", frames="all", window=30.0, segmenting=seg))

@@ -204,7 +204,9 @@ def mm_rates(t: int, d: int, f: int, m: int, seconds: float = 0.3) -> dict[str, 
 def part_b(n_files: int | None, store_pass: bool) -> dict:
     from emoboost.audio import load_audio
     from emoboost.data.corpora import scan_corpus
-    from emoboost.features.store import FeatureStore, Stats, StoreSpec, encode_clip, extract_to_store
+    from emoboost.features.encode import encode_clip
+    from emoboost.features.extract import extract_to_store
+    from emoboost.features.store import FeatureStore, Stats, StoreSpec
     from emoboost.upstreams import build_upstream
     from emoboost.utils import shared_root
 

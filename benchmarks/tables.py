@@ -208,8 +208,8 @@ def combined_table(out_root: str = "runs") -> str:
 
     import numpy as np
 
-    from emoboost.experiment.benchmark import entry_dir_name
     from emoboost.evaluation.paired import bootstrap_ci, fold_metrics
+    from emoboost.experiment.benchmark import entry_dir_name
 
     def cell(a: dict, b: dict | None) -> str:
         if not b:

@@ -136,8 +136,10 @@ def head_proba(head, frames):
 def finetune_data(tmp):
     """(tiny Whisper dir, its upstream, stored frames per clip, a 6-clip UtteranceSet with MFCCs)."""
     from emoboost.audio import Segmenting
+    from emoboost.features.encode import encode_clip
     from emoboost.features.pipeline import wav_features
-    from emoboost.features.store import ArraySource, SSLView, StoreSpec, encode_clip
+    from emoboost.features.store import StoreSpec
+    from emoboost.features.views import ArraySource, SSLView
     from emoboost.upstreams.whisper import WhisperEncoderUpstream
 
     d = save_tiny_whisper(tmp / "tiny")
@@ -183,7 +185,7 @@ def pooled_ensemble(root: Path, **params):
 
     import pytest
 
-    from emoboost.features.store import ArraySource, SSLView
+    from emoboost.features.views import ArraySource, SSLView
     from emoboost.methods import get_method
     from emoboost.upstreams import build_upstream, fingerprint_spec
 

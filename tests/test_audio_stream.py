@@ -1,4 +1,4 @@
-"""Streamed reading (audio.stream_audio / stream_segments) gives the samples of whole-file reading."""
+"""Streamed reading (audio.stream_audio) gives the samples of whole-file reading."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emoboost.audio import AudioError, Segmenting, load_audio, segment, stream_audio, stream_segments
+from emoboost.audio import AudioError, load_audio, stream_audio
 
 
 def _noise(path, seconds: float, sr: int, channels: int = 1, seed: int = 0, subtype: str | None = None):
@@ -90,18 +90,3 @@ def test_bad_files_raise_audio_error(tmp_path):
         list(stream_audio(tmp_path / "nan.wav", block_seconds=0.5))
     with pytest.raises(ValueError, match="block_seconds"):
         list(stream_audio(tmp_path / "full.wav", block_seconds=0))
-
-
-@pytest.mark.parametrize("seconds,length,hop,batch,block", [
-    (10.3, 3.0, None, 16, 1.0),   # last window zero-padded
-    (9.0, 3.0, None, 2, 0.7),     # exact multiple, batches split
-    (1.2, 3.0, None, 4, 0.5),     # shorter than one window
-    (7.7, 2.0, 0.5, 5, 1.1),      # overlapping windows across block boundaries
-    (5.0, 1.0, 1.5, 3, 0.4),      # hop > length: samples between windows are skipped
-])
-def test_stream_segments_equal_segment_of_whole_file(tmp_path, seconds, length, hop, batch, block):
-    path = _noise(tmp_path / "s.wav", seconds, 16000, seed=7)
-    seg = Segmenting(length, hop)
-    batches = list(stream_segments(path, seg, batch=batch, block_seconds=block))
-    assert all(1 <= len(b) <= batch for b in batches)
-    np.testing.assert_array_equal(np.concatenate(batches), segment(load_audio(path), seg))

@@ -301,54 +301,6 @@ def stream_audio(
         raise AudioError(path, "contains no audio samples")
     if expected > 0 and total < expected:
         raise AudioError(path, f"truncated: header promises {expected} samples, file holds {total}")
-
-
-def stream_segments(
-    path: str | Path,
-    seg: Segmenting = Segmenting(),
-    batch: int = 16,
-    block_seconds: float = 30.0,
-) -> Iterator[np.ndarray]:
-    """Yield the windows of :func:`segment` (``segment(load_audio(path), seg)``) in [<=batch, length] batches.
-
-    Overlapping windows (``seg.hop < seg.length``) are served from a carry buffer of one window plus
-    one block, so long files are segmented without ever holding the whole waveform.
-    """
-    n, hop = seg.length_samples, seg.hop_samples
-    if n <= 0 or hop <= 0 or batch <= 0:
-        raise ValueError(f"segment length, hop and batch must be positive, got {seg}, batch={batch}")
-    out = np.zeros((batch, n), dtype=np.float32)
-    k = 0  # windows filled in ``out``
-    carry = np.zeros(0, dtype=np.float32)
-    pos = 0  # absolute sample index of carry[0]
-    i = 0  # index of the next window to emit
-    total = 0
-    for block in stream_audio(path, seg.sample_rate, block_seconds, reuse=True):
-        total += len(block)
-        carry = np.concatenate([carry, block]) if len(carry) else block
-        while i * hop + n <= pos + len(carry):
-            s = i * hop - pos
-            out[k] = carry[s : s + n]
-            k, i = k + 1, i + 1
-            if k == batch:
-                yield out.copy()
-                k = 0
-        drop = min(i * hop - pos, len(carry))
-        carry = carry[drop:].copy()
-        pos += drop
-    for j in range(i, seg.num_segments(total)):
-        s = j * hop - pos
-        out[k] = 0.0
-        piece = carry[max(s, 0) : s + n]
-        out[k, : len(piece)] = piece
-        k += 1
-        if k == batch:
-            yield out.copy()
-            k = 0
-    if k:
-        yield out[:k].copy()
-
-
 def read_spans(path: str | Path, spans: Sequence[tuple[int, int]], sample_rate: int = SAMPLE_RATE,
                block_seconds: float = 30.0) -> Iterator[np.ndarray]:
     """The samples ``[a, b)`` of each span (sorted, disjoint, at ``sample_rate``) as mono float32, one

@@ -12,19 +12,24 @@ import os
 import random
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 TEMP_NAME = re.compile(r"^\..+\.tmp$")
 """This package's temporary files: ``.<name>.<random>.tmp`` (:func:`atomic_write_bytes`) and ``.<name>.tmp``
 (methods' weight files). A command clears stale ones (left by a kill) only in folders it owns, under its lock."""
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write to a temp file in the same folder, fsync, rename: readers never see half a file.
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """``write(f)`` into a temp file beside ``path``, fsync, rename over it: readers never see half a file.
 
-    An ``OSError`` (full disk, read-only folder) names ``path``: a failed ``write`` or ``fsync``
-    alone would only say "No space left on device".
+    The one atomic writer of the package (results, store entries, caches, models): a killed or failed
+    writer leaves no entry and no temp file, and two processes writing the same entry both rename a
+    complete file into place (last one wins, both are valid). ``write`` streams into the open binary
+    file, so a large array is never copied into a bytes object first. An ``OSError`` (full disk,
+    read-only folder) names ``path``: a failed ``write`` or ``fsync`` alone would only say "No space
+    left on device".
     """
     path = Path(path)
     tmp = None
@@ -32,7 +37,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -45,7 +50,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """:func:`atomic_write` of ``data``."""
+    return atomic_write(path, lambda f: f.write(data))
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    """:func:`atomic_write` of ``text`` as UTF-8."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 

@@ -111,7 +111,8 @@ def test_predictor_loads_the_final_model_and_labels_training_clips(setup):
 def test_head_gives_the_models_posteriors(setup):
     """The bundle's head, applied to the clip's frame means, reproduces the loaded PyTorch-side model."""
     from emoboost.audio import load_audio
-    from emoboost.features.store import StoreSpec, encode_clip
+    from emoboost.features.encode import encode_clip
+    from emoboost.features.store import StoreSpec
     from emoboost.inference.export import head_posteriors, load_head
     from emoboost.methods import UtteranceSet
 

@@ -217,9 +217,9 @@ def test_two_speaker_corpus_runs_loso_with_utterance_validation(corpus, upstream
 
 
 def test_fold_errors_are_raised_before_any_extraction(corpus, upstream_dir, tmp_path, monkeypatch):
-    import emoboost.features.store as store
+    import emoboost.features.extract as extract
 
-    monkeypatch.setattr(store, "extract_to_store", lambda *a, **k: pytest.fail("extraction started"))
+    monkeypatch.setattr(extract, "extract_to_store", lambda *a, **k: pytest.fail("extraction started"))
     cfg = _cfg(corpus, upstream_dir, tmp_path / "out", tmp_path / "cache", protocol="group-kfold", n_folds=9)
     with pytest.raises(ValueError):
         run_experiment(cfg)
@@ -227,7 +227,7 @@ def test_fold_errors_are_raised_before_any_extraction(corpus, upstream_dir, tmp_
 
 
 def test_logreg_run_reads_only_pooled_statistics(corpus, upstream_dir, tmp_path, monkeypatch):
-    from emoboost.features.store import StoreSource
+    from emoboost.features.views import StoreSource
 
     monkeypatch.setattr(StoreSource, "frames", lambda *a, **k: pytest.fail("a pooled method read frames"))
     cfg = _cfg(corpus, upstream_dir, tmp_path / "out", tmp_path / "cache", method="logreg", tsne=False,

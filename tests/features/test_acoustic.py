@@ -1,8 +1,6 @@
-"""Acoustic features: frame counts, values against a direct computation, keys and caching."""
+"""Acoustic features: frame counts, values against a direct computation, keys."""
 
 from __future__ import annotations
-
-import functools
 
 import librosa
 import numpy as np
@@ -10,18 +8,14 @@ import pytest
 import scipy.fft
 
 from emoboost.audio import Segmenting
-from emoboost.data.manifest import Manifest, Utterance
-from emoboost.features import acoustic
 from emoboost.features.acoustic import (
     acoustic_key,
-    extract_acoustic,
     feature_params,
     log_spectrogram,
     logmel,
     mfcc,
     segment_features,
 )
-from emoboost.features.cache import FeatureCache
 
 SR = 16000
 
@@ -93,30 +87,3 @@ def test_keys_include_every_parameter():
     assert k not in others and len(others) == 5
     assert acoustic_key("log_spectrogram", seg) == acoustic_key("spec", seg)
     assert set(feature_params("spec")) >= {"win_ms", "hop_ms", "n_fft", "n_bins", "normalize", "eps"}
-
-
-def test_extract_acoustic_caches(tmp_path, tone, monkeypatch):
-    paths = [tone(f"a{i}.wav", seconds=d, seed=i) for i, d in enumerate([1.0, 4.0])]
-    man = Manifest(Utterance(id=p.stem, path=str(p), speaker="s", label="x", duration=1.0, corpus="t")
-                   for p in paths)
-    bad = tmp_path / "bad.flac"
-    bad.write_bytes(b"fLaC garbage")
-    man = Manifest([*man, Utterance(id="bad", path=str(bad), speaker="s", label="x", duration=1.0, corpus="t")])
-    calls = []
-    real = acoustic.FEATURES["mfcc"]
-
-    @functools.wraps(real)
-    def counting(wav, **kw):
-        calls.append(1)
-        return real(wav, **kw)
-
-    monkeypatch.setitem(acoustic.FEATURES, "mfcc", counting)
-    cache = FeatureCache(tmp_path / "c")
-    feats, skipped = extract_acoustic(man, cache, Segmenting(3.0), "mfcc", progress=False)
-    assert feats["a0"].shape == (1, 300, 40) and feats["a1"].shape == (2, 300, 40)
-    assert [p for p, _ in skipped] == [str(bad)] and len(calls) == 3
-    again, _ = extract_acoustic(man, cache, Segmenting(3.0), "mfcc", progress=False)
-    assert len(calls) == 3
-    np.testing.assert_array_equal(again["a1"], feats["a1"])
-    extract_acoustic(man, cache, Segmenting(3.0), "mfcc", progress=False, n_mfcc=13)  # new key -> recompute
-    assert len(calls) == 6

@@ -1,19 +1,16 @@
-"""FeatureCache (atomic, concurrent-safe) and extract_ssl (batched, resumable, skips bad files)."""
+"""FeatureCache: content-addressed acoustic feature entries, atomic and safe for concurrent writers."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from emoboost.audio import Segmenting, content_hash, load_audio, segment
-from emoboost.data.manifest import Manifest, Utterance
-from emoboost.features.cache import FeatureCache, extract_ssl, feature_key, to_float16
-from emoboost.upstreams.base import Upstream
+from emoboost.audio import Segmenting
+from emoboost.features.cache import FeatureCache, feature_key
+from emoboost.features.store import to_float16
 
 H = "ab" + "0" * 62
 
@@ -22,15 +19,15 @@ def test_round_trip_and_layout(tmp_path):
     cache = FeatureCache(tmp_path / "c")
     key = feature_key("ssl", "enc-1234", Segmenting(3.0))
     assert key == "ssl__enc-1234__seg3-hop3-sr16000"
-    assert cache.get(key, H) is None and (key, H) not in cache
+    assert cache.get(key, H) is None
     a = np.random.default_rng(0).standard_normal((2, 3, 5)).astype(np.float32)
     p = cache.put(key, H, a)
     assert p == tmp_path / "c" / key / "ab" / f"{H}.npy"
     np.testing.assert_array_equal(cache.get(key, H), a)
-    assert cache.get(key, H).dtype == np.float32 and (key, H) in cache
+    assert cache.get(key, H).dtype == np.float32
     cache.put(key, H, a.astype(np.float16))  # overwrite keeps the stored dtype
     assert cache.get(key, H).dtype == np.float16
-    assert cache.keys() == [key] and cache.entries(key) == [H]
+    assert [p.name for p in (tmp_path / "c").iterdir()] == [key]
     assert not [f for f in p.parent.iterdir() if f.suffix == ".tmp"]
 
 
@@ -49,20 +46,6 @@ def test_invalid_key_or_hash(tmp_path):
         cache.get("k", "../../etc")
     with pytest.raises(ValueError, match="invalid feature key"):
         cache.put("a/b", H, np.zeros(1))
-
-
-def test_get_or_compute_computes_once(tmp_path):
-    cache = FeatureCache(tmp_path)
-    calls = []
-
-    def fn():
-        calls.append(1)
-        return np.arange(4.0)
-
-    a = cache.get_or_compute("k", H, fn)
-    b = cache.get_or_compute("k", H, fn)
-    np.testing.assert_array_equal(a, b)
-    assert len(calls) == 1
 
 
 def test_failed_writer_leaves_no_entry(tmp_path, monkeypatch):
@@ -101,9 +84,10 @@ def test_killed_writer_process_leaves_no_entry(tmp_path):
     p.join(30)
     assert p.exitcode == 9
     cache = FeatureCache(tmp_path)
-    assert cache.get("k", H) is None and cache.entries("k") == []
+    assert cache.get("k", H) is None and not cache.path("k", H).exists()
     assert len(list((tmp_path / "k" / "ab").glob("*.tmp"))) == 1  # debris, never mistaken for an entry
-    np.testing.assert_array_equal(cache.get_or_compute("k", H, lambda: np.zeros(3)), np.zeros(3))
+    cache.put("k", H, np.zeros(3))
+    np.testing.assert_array_equal(cache.get("k", H), np.zeros(3))
 
 
 def _hammer(root: str, value: float, n: int) -> None:
@@ -144,115 +128,13 @@ def test_float16_clips_instead_of_overflowing():
     assert a.dtype == np.float16 and np.isfinite(a).all() and a[1] == np.finfo(np.float16).max
 
 
-# ---- extract_ssl --------------------------------------------------------------------------------
-
-class CountingUpstream(Upstream):
-    """A deterministic 2-layer 'encoder' (frame energy + mean) that counts its calls and batch sizes."""
-
-    name, num_layers, hidden_size, frame_rate = "counting", 2, 3, 100.0
-
-    def __init__(self):
-        super().__init__()
-        self.batches: list[int] = []
-
-    def forward(self, wavs, lengths):
-        self.batches.append(len(wavs))
-        frames = wavs[:, : wavs.shape[1] // 160 * 160].reshape(len(wavs), -1, 160)
-        feats = torch.stack([frames.mean(-1), frames.std(-1), frames.abs().max(-1).values], -1)
-        return torch.stack([feats, 2 * feats]), lengths // 160
-
-
-def _manifest(tmp_path: Path, tone, durations) -> Manifest:
-    utts = []
-    for i, d in enumerate(durations):
-        p = tone(f"u{i}.wav", seconds=d, seed=i, freq=200 + 50 * i)
-        utts.append(Utterance(id=f"u{i}", path=str(p), speaker="s", label="a", duration=d, corpus="t"))
-    return Manifest(utts)
-
-
-def test_extract_ssl_batches_caches_and_resumes(tmp_path, tone):
-    man = _manifest(tmp_path, tone, [1.0, 2.5, 0.4, 1.9])
-    seg = Segmenting(length=1.0)
-    up = CountingUpstream()
-    cache = FeatureCache(tmp_path / "cache")
-    feats, skipped = extract_ssl(man, up, cache, seg, batch_size=4, progress=False)
-    assert skipped == [] and list(feats) == ["u0", "u1", "u2", "u3"]
-    assert [feats[u].shape[0] for u in feats] == [1, 3, 1, 2]
-    assert all(a.shape[1:] == (2, 100, 3) and a.dtype == np.float16 for a in feats.values())
-    assert sum(up.batches) == 7 and max(up.batches) <= 4  # segments of several utterances share batches
-    # values = the upstream on each segment, utterance by utterance
-    wav1 = load_audio(man[1].path)
-    with torch.inference_mode():
-        direct, _ = up(torch.from_numpy(segment(wav1, seg)), torch.full((3,), 16000))
-    np.testing.assert_allclose(feats["u1"].astype(np.float32), direct.permute(1, 0, 2, 3).numpy(), rtol=1e-3,
-                               atol=1e-3)
-    # rerun: nothing recomputed
-    up.batches.clear()
-    again, _ = extract_ssl(man, up, cache, seg, batch_size=4, progress=False)
-    assert up.batches == []
-    for k in feats:
-        np.testing.assert_array_equal(again[k], feats[k])
-    # resume: only the missing utterance is computed
-    key = feature_key("ssl", up.fingerprint(), seg)
-    os.unlink(cache.path(key, content_hash(man[1].path)))
-    extract_ssl(man, up, cache, seg, batch_size=4, progress=False)
-    assert up.batches == [3]
-    assert (cache.root / key / "info.json").is_file()
-
-
-def test_extract_ssl_skips_bad_files_and_continues(tmp_path, tone):
-    man = _manifest(tmp_path, tone, [1.0, 1.0])
-    bad = tmp_path / "bad.wav"
-    bad.write_bytes(b"RIFF....not audio at all")
-    empty = tmp_path / "empty.wav"
-    empty.write_bytes(b"")
-    extra = [Utterance(id="bad", path=str(bad), speaker="s", label="a", duration=1.0, corpus="t"),
-             Utterance(id="gone", path=str(tmp_path / "gone.wav"), speaker="s", label="a", duration=1.0, corpus="t"),
-             Utterance(id="empty", path=str(empty), speaker="s", label="a", duration=1.0, corpus="t")]
-    man = Manifest([man[0], *extra, man[1]])
-    feats, skipped = extract_ssl(man, CountingUpstream(), FeatureCache(tmp_path / "c"), Segmenting(1.0),
-                                 progress=False)
-    assert list(feats) == ["u0", "u1"]
-    problems = dict(skipped)
-    assert set(problems) == {str(bad), str(tmp_path / "gone.wav"), str(empty)}
-    assert "unreadable" in problems[str(bad)] and "empty" in problems[str(empty)]
-
-
-def test_extract_ssl_min_duration_applies_to_cached_entries_too(tmp_path, tone):
-    man = _manifest(tmp_path, tone, [1.0, 0.3])
-    cache = FeatureCache(tmp_path / "c")
-    extract_ssl(man, CountingUpstream(), cache, Segmenting(1.0), progress=False)
-    feats, skipped = extract_ssl(man, CountingUpstream(), cache, Segmenting(1.0), progress=False,
-                                 min_duration=0.5)
-    assert list(feats) == ["u0"] and "too short" in skipped[0][1]
-
-
-@pytest.mark.shared
-def test_extract_ssl_whisper_base_on_emodb(shared_dir, tmp_path):
-    from emoboost.upstreams.whisper import WhisperEncoderUpstream
-
-    d = shared_dir / "weights" / "whisper-base-encoder"
-    if not d.is_dir():
-        pytest.skip(f"no whisper-base encoder at {d}")
-    wav_dir = shared_dir / "data" / "emodb" / "wav"
-    files = ["03a01Fa.wav", "08b03Tc.wav"]  # 1.9 s -> 1 segment, 9.0 s -> 3 segments
-    man = Manifest(Utterance(id=f[:-4], path=str(wav_dir / f), speaker=f[:2], label=f[5], duration=0.0,
-                             corpus="emodb") for f in files)
-    feats, skipped = extract_ssl(man, WhisperEncoderUpstream(d), FeatureCache(tmp_path), Segmenting(3.0),
-                                 batch_size=4, progress=False)
-    assert skipped == []
-    assert feats["03a01Fa"].shape == (1, 7, 150, 512) and feats["08b03Tc"].shape == (3, 7, 150, 512)
-    assert np.isfinite(feats["08b03Tc"].astype(np.float32)).all()
-
-
 def test_entries_are_validated_on_read(tmp_path):
     """A NaN-filled or empty entry is treated as missing (recomputed), never served."""
-    from emoboost.features.cache import FeatureCache
-
     c = FeatureCache(tmp_path)
     c.put("mfcc-k", "abcd1234", np.full((2, 3), np.nan, dtype=np.float32))
     assert c.get("mfcc-k", "abcd1234") is None
-    assert c.get_or_compute("mfcc-k", "abcd1234", lambda: np.ones((2, 3), np.float32)).sum() == 6
+    c.put("mfcc-k", "abcd1234", np.ones((2, 3), np.float32))
+    assert c.get("mfcc-k", "abcd1234").sum() == 6
     c.put("mfcc-k", "abcd1235", np.zeros((0,), dtype=np.float32))
     assert c.get("mfcc-k", "abcd1235") is None
 

@@ -118,6 +118,8 @@ def test_ray_engine_equals_single_process(local_ray, tmp_path):
     assert remote["skipped_files"] == local["skipped_files"]  # same files, same problems, same order
     assert "NaN" in remote["skipped_files"][0]["problem"]
     assert remote["bytes"] == local["bytes"] and remote["audio_hours"] == local["audio_hours"]
+    # one report, one speed: audio this call encoded over the wall seconds of its encoding
+    assert 0 < remote["computed_audio_hours"] < local["computed_audio_hours"] and remote["x_real_time"] > 0
     for h in hashes:
         sa, sb = a.read_stats(h), b.read_stats(h)
         assert sb is not None, h

@@ -326,8 +326,10 @@ def _msemoboost_bundle(up: WhisperEncoderUpstream, wavs: list[np.ndarray], out: 
                        layer: int | str = 1, guidance: str = "both", **params) -> Path:
     """A final-model directory: MS-EmoBoost fitted for one epoch on these clips' features, as training makes them."""
     from emoboost.audio import Segmenting
+    from emoboost.features.encode import encode_clip
     from emoboost.features.pipeline import wav_features
-    from emoboost.features.store import ArraySource, SSLView, StoreSpec, encode_clip
+    from emoboost.features.store import StoreSpec
+    from emoboost.features.views import ArraySource, SSLView
     from emoboost.methods import UtteranceSet
     from emoboost.methods.msemoboost import MSEmoBoost
 

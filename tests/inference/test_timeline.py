@@ -32,7 +32,11 @@ def test_weighted_probabilities_follow_durations():
 
 def test_csv_rows_round_trip(tmp_path):
     rows = tl.to_csv_rows(TIMELINE, CLASSES, path="a.wav") + tl.to_csv_rows(TIMELINE[:1], CLASSES, path="b.wav")
-    out = tl.write_csv(rows, CLASSES, tmp_path / "sub" / "t.csv")
+    out = tmp_path / "t.csv"
+    with open(out, "w", newline="") as f:  # as `emoboost predict --format csv` writes them
+        w = csv.DictWriter(f, fieldnames=tl.csv_fields(CLASSES))
+        w.writeheader()
+        w.writerows(rows)
     with open(out, newline="") as f:
         back = list(csv.DictReader(f))
     assert list(back[0]) == ["path", "start", "end", "label", "p_angry", "p_neutral", "p_sad"]

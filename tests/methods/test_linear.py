@@ -88,7 +88,7 @@ def test_speaker_norm_removes_a_speaker_offset():
     p = m.predict_proba(test)
     frames = [test.ssl.source.raw_frames(int(i)).astype(np.float32) for i in test.ssl.idx]
     shifted = [f + 5.0 if test.groups[j] == test.groups[0] else f for j, f in enumerate(frames)]
-    from emoboost.features.store import ArraySource, SSLView
+    from emoboost.features.views import ArraySource, SSLView
 
     src = ArraySource(shifted, [s.num_samples for s in (test.ssl.source.stats(int(i)) for i in test.ssl.idx)])
     test2 = UtteranceSet(test.ids, test.y, test.groups, ssl=SSLView(src))

@@ -445,7 +445,7 @@ def padded_windows(seed: int = 0) -> UtteranceSet:
     """Two clips on their own frames (utterance encoding), 12-frame windows: the last window of each
     is mostly padding (valid 12, 12, 1 and 12, 5); MFCC/spectrogram padding set to a huge value."""
     from emoboost.audio import Segmenting
-    from emoboost.features.store import ArraySource, SSLView
+    from emoboost.features.views import ArraySource, SSLView
 
     rng = np.random.default_rng(seed)
     seg = Segmenting(0.24)  # 12 frames at 50 Hz

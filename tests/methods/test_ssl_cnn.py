@@ -52,7 +52,7 @@ def test_shapes_for_encoders(L, T, D, layer):
     m, inputs = built(layer, L, T, D, proj_dim=0, pool=[2, 4])  # convolve the raw dims
     c_expected = L if layer == "channels" else (L if layer == "weighted" else 1)
     assert inputs["fmap"].shape == (3, c_expected, T, D)  # 2 utterances with 1 + 2 segments
-    from emoboost.features.store import WindowArray
+    from emoboost.features.views import WindowArray
 
     assert isinstance(inputs["fmap"], WindowArray)  # drawn lazily batch by batch, never the whole set
     x = m.preprocess("fmap", torch.from_numpy(inputs["fmap"].astype(np.float32)))

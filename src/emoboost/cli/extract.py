@@ -58,11 +58,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
 def store_spec_of(args: argparse.Namespace) -> StoreSpec:
     """The StoreSpec ``run`` builds for the same options (so its keys, and entries, are shared)."""
     from emoboost.audio import Segmenting
-    from emoboost.features.store import StoreSpec, parse_layers
+    from emoboost.features.store import StoreSpec, parse_kept_layers
 
     if args.store == "pooled" and args.layers:
         raise ValueError("--layers picks the layers whose frames are kept; --store pooled keeps no frames")
-    frames = parse_layers(args.layers) if args.store == "frames" else None
+    frames = parse_kept_layers(args.layers) if args.store == "frames" else None
     return StoreSpec(encoding=args.segment_encoding, frames=frames, window=args.encoder_window,
                      segmenting=Segmenting(args.segment_length, args.segment_hop))
 
@@ -99,8 +99,8 @@ def _ray_options(args: argparse.Namespace) -> RayOptions | None:
 def main(args: argparse.Namespace) -> int:
     """Fill the store, print the summary table (and ``--report`` JSON); 1 when no file could be used."""
     from emoboost.experiment.run import load_manifest
+    from emoboost.features.extract import parse_shard
     from emoboost.features.pipeline import open_store
-    from emoboost.features.store import parse_shard
 
     shard = parse_shard(args.shard)
     ray = _ray_options(args)
@@ -146,8 +146,8 @@ def format_summary(s: dict) -> str:
         ("audio hours", f"{s['audio_hours']:.4f} ({s['computed_audio_hours']:.4f} computed now)"),
         ("bytes", f"{s['bytes']} ({_size(s['bytes'])})"),
         ("bytes per audio hour", f"{s['bytes_per_audio_hour']} ({_size(s['bytes_per_audio_hour'])})"),
-        ("wall time", f"{s['wall_s']:.1f} s (encoder {s['encode_s']:.1f} s)"),
-        ("x real time", "-" if xrt is None else f"{xrt:g}"),
+        ("wall time", f"{s['wall_s']:.1f} s (encoding {s['encode_s']:.1f} s)"),
+        ("x real time", "-" if xrt is None else f"{xrt:g} (audio encoded / wall seconds of the encoding)"),
     ]
     if s.get("cache_dir"):
         rows.append(("store root", s["cache_dir"]))

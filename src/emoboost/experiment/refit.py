@@ -203,9 +203,8 @@ def training_set(cfg, manifest, method, classes: list[str]):
     if acoustic:
         from emoboost.features.pipeline import compute_corpus_features
 
-        feats, bad = compute_corpus_features(manifest, acoustic, cfg.segmenting, cfg.cache_dir, None,
-                                             min_duration=cfg.min_duration, batch_size=cfg.batch_size,
-                                             progress=cfg.progress)
+        feats, bad = compute_corpus_features(manifest, acoustic, cfg.segmenting, cfg.cache_dir,
+                                             min_duration=cfg.min_duration, progress=cfg.progress)
         skipped += bad
         bad_paths = {p for p, _ in skipped}
         manifest = manifest.filter(lambda u: u.path not in bad_paths)

@@ -26,7 +26,7 @@ from emoboost.evaluation.report import FoldResult, merge_fold_info, plot_tsne, w
 from emoboost.methods import UtteranceSet, get_method
 from emoboost.outdir import check_resume, claim_dir, code_version
 from emoboost.protocols import check_disjoint, describe, make_folds
-from emoboost.utils import atomic_write_text
+from emoboost.utils import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def build_dataset(manifest: Manifest, features: dict[str, dict[str, np.ndarray]]
 
 def store_spec(cfg: ExperimentConfig, method) -> Any:
     """The feature-store spec a run needs: frames only when the method reads them (or when asked)."""
-    from emoboost.features.store import StoreSpec, parse_layers
+    from emoboost.features.store import StoreSpec, parse_kept_layers
 
     if cfg.store not in ("auto", "frames", "pooled"):
         raise ValueError(f"store must be auto, frames or pooled, got {cfg.store!r}")
@@ -171,14 +171,15 @@ def store_spec(cfg: ExperimentConfig, method) -> Any:
         raise ValueError(f"method {cfg.method!r} reads frame windows, but store=pooled keeps statistics only; "
                          f"use --store frames (or auto)")
     keep = cfg.store == "frames" or (cfg.store == "auto" and needs)
-    return StoreSpec(encoding=cfg.segment_encoding, frames=parse_layers(cfg.store_layers) if keep else None,
+    return StoreSpec(encoding=cfg.segment_encoding, frames=parse_kept_layers(cfg.store_layers) if keep else None,
                      window=cfg.encoder_window, segmenting=cfg.segmenting)
 
 
 def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any, list[tuple[str, str]], dict]:
     """Fill (or reuse) the feature store for the run -> (SSLView over the usable utterances, skipped, info)."""
+    from emoboost.features.extract import extract_to_store
     from emoboost.features.pipeline import open_store, store_num_layers
-    from emoboost.features.store import SSLView, StoreSource, extract_to_store
+    from emoboost.features.views import SSLView, StoreSource
 
     spec = store_spec(cfg, method)
     store, lazy = open_store(cfg.upstream, cfg.cache_dir, spec, device=cfg.device)
@@ -333,9 +334,8 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
     if acoustic:
         from emoboost.features.pipeline import compute_corpus_features
 
-        feats, bad = compute_corpus_features(manifest, acoustic, cfg.segmenting, cfg.cache_dir, None,
-                                             min_duration=cfg.min_duration, batch_size=cfg.batch_size,
-                                             progress=cfg.progress)
+        feats, bad = compute_corpus_features(manifest, acoustic, cfg.segmenting, cfg.cache_dir,
+                                             min_duration=cfg.min_duration, progress=cfg.progress)
         skipped += bad
     t_feat = time.perf_counter() - t0
     bad_paths = {p for p, _ in skipped}
@@ -391,7 +391,8 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
                 t3 = time.perf_counter()
                 e = method.embed(test)
                 if e is not None:
-                    np.save(emb_path, e.astype(np.float32))
+                    emb = e.astype(np.float32)
+                    atomic_write(emb_path, lambda f, emb=emb: np.save(f, emb, allow_pickle=False))
                     for i, k in enumerate(test.ids):
                         embeddings[k] = e[i]
                 t_embed += time.perf_counter() - t3

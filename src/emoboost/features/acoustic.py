@@ -16,21 +16,11 @@ import inspect
 import logging
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emoboost.audio import SAMPLE_RATE, AudioError, Segmenting, load_audio, segment
-from emoboost.features.cache import (
-    FeatureCache,
-    feature_key,
-    iter_utterances,
-    params_fingerprint,
-    warn_skipped,
-)
-
-if TYPE_CHECKING:
-    from emoboost.data.manifest import Manifest
+from emoboost.audio import SAMPLE_RATE, Segmenting, segment
+from emoboost.features.cache import feature_key, params_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -184,37 +174,3 @@ def acoustic_key(kind: str, segmenting: Segmenting, **params) -> str:
     params.setdefault("sr", segmenting.sample_rate)
     canonical = "spec" if kind == "log_spectrogram" else kind
     return feature_key(canonical, params_fingerprint(canonical, feature_params(kind, **params)), segmenting)
-
-
-def extract_acoustic(
-    manifest: Manifest,
-    cache: FeatureCache,
-    segmenting: Segmenting,
-    kind: str,
-    progress: bool = True,
-    min_duration: float = 0.0,
-    **params,
-) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
-    """``{utt_id: [S, T, F] float32}`` for a corpus, cached and resumable like :func:`extract_ssl`.
-
-    Unusable audio is returned as (path, problem) and skipped; the run continues.
-    """
-    key = acoustic_key(kind, segmenting, **params)
-    cache.write_info(key, {"kind": kind, "params": feature_params(kind, **{"sr": segmenting.sample_rate, **params}),
-                           "segmenting": segmenting.key(), "layout": "[S, T, F] float32"})
-    out: dict[str, np.ndarray] = {}
-    skipped: list[tuple[str, str]] = []
-    for utt, h, hit in iter_utterances(manifest, cache, key, skipped, progress, kind, min_duration):
-        if hit is not None:
-            out[utt.id] = hit
-            continue
-        try:
-            wav = load_audio(utt.path, min_duration=min_duration)
-        except AudioError as e:
-            skipped.append((e.path, e.problem))
-            continue
-        arr = segment_features(wav, segmenting, kind, **params).astype(np.float32)
-        cache.put(key, h, arr)
-        out[utt.id] = arr
-    warn_skipped(skipped)
-    return out, skipped

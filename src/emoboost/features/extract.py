@@ -16,105 +16,171 @@ This module imports neither torch nor scikit-learn at import time (``emoboost --
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from emoboost.audio import AudioError, content_hash, load_audio
+from emoboost.features.cache import warn_skipped
+from emoboost.features.encode import encode_clip
+from emoboost.features.report import ExtractReport
+from emoboost.features.store import FeatureStore, store_info
+
 if TYPE_CHECKING:
-    from emoboost.data.manifest import Manifest
+    from emoboost.data.manifest import Manifest, Utterance
     from emoboost.features.pipeline import LazyUpstream
     from emoboost.features.ray_engine import RayOptions
-    from emoboost.features.store import FeatureStore
+    from emoboost.upstreams.base import Upstream
 
 ENGINES = ("local", "ray")
-SAMPLE_RATE = 16_000  # load_audio's rate: store entries count samples at 16 kHz
 
 
 # ------------------------------------------------------------------------------------------------
-# the work
+# which entries are missing
 # ------------------------------------------------------------------------------------------------
-@dataclass
-class ExtractResult:
-    """One share of a corpus in the store: what was there, what this call computed, what it cost."""
-
-    files: int = 0  # utterances of the share (plus files the corpus scan refused, when listed here)
-    hashes: dict[str, str] = field(default_factory=dict)  # utt id -> audio hash, entries complete now
-    computed: int = 0
-    reused: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
-    audio_seconds: float = 0.0  # of every complete entry of the share
-    computed_seconds: float = 0.0  # of the entries this call computed
-    bytes: int = 0
-    wall_s: float = 0.0
-    encode_s: float = 0.0  # encoder time (summed over actors with --engine ray)
-    engine: str = "local"
-    shard: tuple[int, int] | None = None
-
-    def summary(self) -> dict:
-        hours = self.audio_seconds / 3600
-        return {
-            "files": self.files, "computed": self.computed, "reused": self.reused, "skipped": len(self.skipped),
-            "audio_hours": round(hours, 4), "computed_audio_hours": round(self.computed_seconds / 3600, 4),
-            "bytes": self.bytes, "bytes_per_audio_hour": int(self.bytes / hours) if hours else 0,
-            "wall_s": round(self.wall_s, 2), "encode_s": round(self.encode_s, 2),
-            # audio encoded per second of this command, start-up and store checks included
-            "x_real_time": round(self.computed_seconds / self.wall_s, 1) if self.computed and self.wall_s else None,
-            "engine": self.engine, "shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None,
-            "skipped_files": [{"path": p, "problem": m} for p, m in self.skipped],
-        }
+def shard_of(utt_id: str, n: int) -> int:
+    """Deterministic shard of an utterance (independent of manifest order): sha256(id) mod n."""
+    return int(hashlib.sha256(utt_id.encode()).hexdigest()[:12], 16) % n
 
 
-def fill_store(manifest: Manifest, store: FeatureStore, upstream: str, *, lazy: LazyUpstream | None = None,
-               shard: tuple[int, int] | None = None, engine: str = "local", ray: RayOptions | None = None,
-               min_duration: float = 0.1, reject_silence: bool = True, progress: bool = True) -> ExtractResult:
-    """Make ``store`` hold every usable utterance of ``manifest`` (or of one shard); resumable, idempotent.
+def parse_shard(value: str | None) -> tuple[int, int] | None:
+    """``"i/N"`` (0-based i) -> (i, N)."""
+    if not value:
+        return None
+    try:
+        i, n = (int(v) for v in value.split("/"))
+    except ValueError as e:
+        raise ValueError(f"--shard must look like i/N (e.g. 0/4), got {value!r}") from e
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"--shard {value}: need 0 <= i < N")
+    return i, n
 
-    Only entries missing from the store are encoded (the encoder is never built when none is);
-    ``engine="ray"`` encodes them with :func:`emoboost.features.ray_engine.extract_with_ray`.
-    ``reject_silence`` skips (near-)digital silence, as ``run`` does, so no entry is made that no run reads.
+
+def _hash_entries(manifest: Manifest, skipped: list[tuple[str, str]], min_duration: float,
+                  progress: bool, desc: str) -> Iterator[tuple[Utterance, str]]:
+    from tqdm.auto import tqdm
+
+    for utt in tqdm(list(manifest), desc=desc, disable=not progress, unit="utt"):
+        if utt.duration and utt.duration < min_duration:
+            skipped.append((utt.path, f"too short: {utt.duration:.3f} s < minimum {min_duration:.3f} s"))
+            continue
+        try:
+            h = content_hash(utt.path)
+        except AudioError as e:
+            skipped.append((e.path, e.problem))
+            continue
+        except OSError as e:
+            skipped.append((utt.path, f"cannot read file ({e.strerror or e})"))
+            continue
+        yield utt, h
+
+
+def missing_entries(manifest: Manifest, store: FeatureStore, rep: ExtractReport, progress: bool = False,
+                    min_duration: float = 0.0) -> list[Utterance]:
+    """The utterances whose entry is missing or damaged; complete entries go to ``rep`` (as reused,
+    their statistics read once, here) and files that cannot even be hashed to ``rep.skipped``."""
+    todo: list[Utterance] = []
+    for utt, h in _hash_entries(manifest, rep.skipped, min_duration, progress, "store check"):
+        st = store.read_stats(h)
+        if st is not None and store.frames_ok(h, st):
+            rep.add(utt.id, h, st, computed=False)
+        else:
+            todo.append(utt)
+    return todo
+
+
+# ------------------------------------------------------------------------------------------------
+# filling a store
+# ------------------------------------------------------------------------------------------------
+def extract_to_store(
+    manifest: Manifest,
+    store: FeatureStore,
+    upstream: Upstream | Callable[[], Upstream],
+    progress: bool = True,
+    min_duration: float = 0.0,
+    shard: tuple[int, int] | None = None,
+    reject_silence: bool = False,
+    keep_layers: Sequence[int] | None = None,
+) -> ExtractReport:
+    """Fill ``store`` for every utterance of ``manifest`` (or of one shard) in this process; resumable, idempotent.
+
+    ``upstream`` may be a zero-argument factory: the encoder is then built only when some entry is
+    missing, so a fully cached corpus never loads weights. Unusable audio is listed in the report's
+    ``skipped`` and never stops the run. The report keeps each entry's sizes and, with ``keep_layers``,
+    the pooled mean/std of those layers only (``run`` hands them to its source, so the statistics
+    are read once); memory grows by a few bytes per utterance plus N × k × D for the kept layers.
     """
-    from emoboost.data.manifest import Manifest
-    from emoboost.features.store import extract_to_store, missing_entries, shard_of
-
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     t0 = time.perf_counter()
     if shard is not None:
         i, n = shard
         manifest = manifest.filter(lambda u: shard_of(u.id, n) == i)
-    res = ExtractResult(files=len(manifest), engine=engine, shard=shard)
-    samples: dict[str, int] = {}  # audio lengths only: statistics are not kept (memory must not grow with the corpus)
-    done, todo, res.skipped = missing_entries(manifest, store, progress=progress, min_duration=min_duration,
-                                              on_entry=lambda uid, st: samples.__setitem__(uid, st.num_samples))
-    res.reused = len(done)
-    new: dict[str, str] = {}
-    if todo and engine == "local":
+    rep = ExtractReport(files=len(manifest), shard=shard,
+                        keep_layers=[int(v) for v in keep_layers] if keep_layers is not None else None)
+    todo = missing_entries(manifest, store, rep, progress=progress, min_duration=min_duration)
+    enc: Upstream | None = None
+    if todo:
+        from tqdm.auto import tqdm
+
+        t1 = time.perf_counter()
+        for utt in tqdm(todo, desc="extract", disable=not progress, unit="utt"):
+            try:
+                h = content_hash(utt.path)
+                wav = load_audio(utt.path, min_duration=min_duration, reject_silence=reject_silence)
+            except AudioError as e:
+                rep.skipped.append((e.path, e.problem))
+                continue
+            except OSError as e:
+                rep.skipped.append((utt.path, f"cannot read file ({e.strerror or e})"))
+                continue
+            if enc is None:  # built at the first clip that decodes: broken files alone never load weights
+                enc = upstream() if callable(upstream) and not hasattr(upstream, "forward") else upstream  # type: ignore[assignment]
+                enc.eval()  # type: ignore[union-attr]
+                store.num_layers = enc.num_layers  # type: ignore[union-attr]
+                store.write_info(store_info(enc))  # type: ignore[arg-type]
+            try:
+                frames, seg_frames = encode_clip(enc, wav, store.spec)  # type: ignore[arg-type]
+            except ValueError as e:
+                rep.skipped.append((utt.path, f"encoder refused the clip ({e})"))
+                continue
+            if not np.isfinite(frames).all():
+                rep.skipped.append((utt.path, "encoder produced non-finite features"))
+                continue
+            st = store.write(h, frames, len(wav), enc.frame_rate, seg_frames)  # type: ignore[union-attr]
+            del frames
+            rep.add(utt.id, h, st, computed=True)
+        rep.encode_s = time.perf_counter() - t1
+    warn_skipped(rep.skipped)
+    return rep.finish(manifest, store, time.perf_counter() - t0)
+
+
+def fill_store(manifest: Manifest, store: FeatureStore, upstream: str, *, lazy: LazyUpstream | None = None,
+               shard: tuple[int, int] | None = None, engine: str = "local", ray: RayOptions | None = None,
+               min_duration: float = 0.1, reject_silence: bool = True, progress: bool = True) -> ExtractReport:
+    """Make ``store`` hold every usable utterance of ``manifest`` (or of one shard) on either engine.
+
+    Only entries missing from the store are encoded (the encoder is never built when none is):
+    ``engine="local"`` in this process (:func:`extract_to_store`), ``engine="ray"`` with
+    :func:`emoboost.features.ray_engine.extract_with_ray`; both report alike.
+    ``reject_silence`` skips (near-)digital silence, as ``run`` does, so no entry is made that no run reads.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "local":
         from emoboost.features.pipeline import LazyUpstream
 
-        rep = extract_to_store(Manifest(todo), store, lazy or LazyUpstream(upstream), progress=progress,
-                               min_duration=min_duration, reject_silence=reject_silence)
-        new, res.computed, res.encode_s = rep.hashes, rep.computed, rep.encode_s
-        samples.update(rep.samples)
-        res.reused += rep.reused  # written by another process since the check above
-        res.skipped += rep.skipped
-    elif todo:
-        from emoboost.features.ray_engine import extract_with_ray
+        return extract_to_store(manifest, store, lazy or LazyUpstream(upstream), progress=progress,
+                                min_duration=min_duration, shard=shard, reject_silence=reject_silence)
+    from emoboost.features.ray_engine import extract_with_ray
 
-        out = extract_with_ray(todo, store, upstream, ray, min_duration=min_duration,
-                               reject_silence=reject_silence, progress=progress)
-        new, res.computed, res.encode_s = out.hashes, len(out.hashes), out.encode_s
-        res.skipped += out.skipped
-    complete = {**done, **new}
-    res.hashes = {u.id: complete[u.id] for u in manifest if u.id in complete}
-    for uid, h in res.hashes.items():
-        n = samples.get(uid)
-        if n is None:  # entries written by Ray workers are read here, once
-            st = store.read_stats(h)
-            n = st.num_samples if st is not None else 0
-        seconds = n / SAMPLE_RATE
-        res.audio_seconds += seconds
-        if uid in new:
-            res.computed_seconds += seconds
-        res.bytes += store.entry_bytes(h)
-    res.wall_s = time.perf_counter() - t0
-    return res
+    t0 = time.perf_counter()
+    if shard is not None:
+        i, n = shard
+        manifest = manifest.filter(lambda u: shard_of(u.id, n) == i)
+    rep = ExtractReport(files=len(manifest), engine=engine, shard=shard)
+    todo = missing_entries(manifest, store, rep, progress=progress, min_duration=min_duration)
+    extract_with_ray(todo, store, upstream, rep, ray, min_duration=min_duration, reject_silence=reject_silence,
+                     progress=progress)
+    return rep.finish(manifest, store, time.perf_counter() - t0)

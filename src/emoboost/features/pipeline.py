@@ -1,9 +1,11 @@
-"""Compute the features a method declares, for a whole corpus (cached) or for one waveform (predict).
+"""Acoustic features a method declares, for a whole corpus (cached) or for one waveform (predict);
+and opening the SSL feature store for an encoder.
 
-Feature names: segment-level ``ssl`` (all upstream layers), ``mfcc``, ``spec``, ``logmel``;
-utterance-level ``egemaps``, ``compare``, ``mfcc_stats``. Acoustic feature computation lives in
-:mod:`emoboost.features.acoustic` / :mod:`emoboost.features.functionals`; this module only routes
-and caches, and turns bad files into a skipped list instead of a crash.
+Acoustic feature names: segment-level ``mfcc``, ``spec``, ``logmel``; utterance-level ``egemaps``,
+``compare``, ``mfcc_stats``. Their computation lives in :mod:`emoboost.features.acoustic` /
+:mod:`emoboost.features.functionals`; this module only routes and caches, and turns bad files into a
+skipped list instead of a crash. SSL features (``ssl``) never pass through here: they come from the
+feature store (:mod:`emoboost.features.store`, filled by :mod:`emoboost.features.extract`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from tqdm.auto import tqdm
 from emoboost.audio import AudioError, Segmenting, content_hash, load_audio, segment
 from emoboost.data.manifest import Manifest
 
-SEGMENT_FEATURES = ("ssl", "mfcc", "spec", "logmel")
+SEGMENT_FEATURES = ("mfcc", "spec", "logmel")
 UTTERANCE_FEATURES = ("egemaps", "compare", "mfcc_stats")
 log = logging.getLogger(__name__)
 
@@ -47,67 +49,63 @@ def compute_corpus_features(
     names: Iterable[str],
     seg: Segmenting,
     cache_dir: str,
-    upstream=None,
     min_duration: float = 0.0,
-    batch_size: int = 8,
     progress: bool = True,
 ) -> tuple[dict[str, dict[str, np.ndarray]], list[tuple[str, str]]]:
-    """-> ({feature: {utt_id: array}}, [(path, problem)] of skipped files). Cached and resumable."""
-    from emoboost.features.cache import FeatureCache
+    """Acoustic features of a corpus -> ({feature: {utt_id: array}}, [(path, problem)] of skipped files).
+
+    Cached per (feature parameters, audio content) and resumable.
+    """
+    from emoboost.features.cache import FeatureCache, warn_skipped
 
     names = list(dict.fromkeys(names))
-    unknown = [n for n in names if n not in SEGMENT_FEATURES + UTTERANCE_FEATURES]
-    if unknown:
-        raise ValueError(f"unknown feature(s) {unknown}")
+    _check_names(names)
     cache = FeatureCache(cache_dir)
     out: dict[str, dict[str, np.ndarray]] = {n: {} for n in names}
     skipped: dict[str, str] = {}
-    if "ssl" in names:
-        if upstream is None:
-            raise ValueError("feature 'ssl' needs an upstream encoder")
-        from emoboost.features.cache import extract_ssl
-
-        feats, bad = extract_ssl(manifest, upstream, cache, seg, batch_size=batch_size, progress=progress,
-                                 min_duration=min_duration)
-        out["ssl"] = feats
-        skipped.update(dict(bad))
-    acoustic = [n for n in names if n != "ssl"]
-    if acoustic:
-        for u in tqdm(manifest, desc=f"features {'+'.join(acoustic)}", disable=not progress):
-            if u.path in skipped:
-                continue
-            try:
-                h = content_hash(u.path)
-            except OSError as e:
-                skipped[u.path] = f"unreadable ({e})"
-                continue
-            wav = None
-            for n in acoustic:
-                key = _acoustic_key(n, seg)
-                arr = cache.get(key, h)
-                if arr is None:
-                    if wav is None:
-                        try:
-                            wav = load_audio(u.path, min_duration=min_duration, reject_silence=True)
-                        except AudioError as e:
-                            skipped[u.path] = e.problem
-                            break
-                    arr = _acoustic(wav, n, seg)
-                    cache.put(key, h, arr)
-                out[n][u.id] = arr
+    if not names:
+        return out, []
+    for u in tqdm(manifest, desc=f"features {'+'.join(names)}", disable=not progress):
+        try:
+            h = content_hash(u.path)
+        except OSError as e:
+            skipped[u.path] = f"unreadable ({e})"
+            continue
+        wav = None
+        for n in names:
+            key = _acoustic_key(n, seg)
+            arr = cache.get(key, h)
+            if arr is None:
+                if wav is None:
+                    try:
+                        wav = load_audio(u.path, min_duration=min_duration, reject_silence=True)
+                    except AudioError as e:
+                        skipped[u.path] = e.problem
+                        break
+                arr = _acoustic(wav, n, seg)
+                cache.put(key, h, arr)
+            out[n][u.id] = arr
     bad_ids = {u.id for u in manifest if u.path in skipped}
     for n in names:
         for i in bad_ids:
             out[n].pop(i, None)
-    for p, problem in skipped.items():
-        log.warning("skipped %s: %s", p, problem)
+    warn_skipped(sorted(skipped.items()))
     return out, sorted(skipped.items())
 
 
-def wav_features(wav: np.ndarray, names: Iterable[str], seg: Segmenting, upstream=None,
+def _check_names(names: list[str]) -> None:
+    if "ssl" in names:
+        raise ValueError("SSL features come from the feature store (emoboost.features.store), not from here")
+    unknown = [n for n in names if n not in SEGMENT_FEATURES + UTTERANCE_FEATURES]
+    if unknown:
+        raise ValueError(f"unknown feature(s) {unknown}")
+
+
+def wav_features(wav: np.ndarray, names: Iterable[str], seg: Segmenting,
                  start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
-    """Features of segments ``start:stop`` of one waveform (predict streams long audio this way)."""
+    """Acoustic features of segments ``start:stop`` of one waveform (predict streams long audio this way)."""
     names = list(names)
+    _check_names(names)
     segs_all = None
     out: dict[str, np.ndarray] = {}
     for n in names:
@@ -120,20 +118,10 @@ def wav_features(wav: np.ndarray, names: Iterable[str], seg: Segmenting, upstrea
             lo = start * seg.hop_samples
             hi = (stop_ - 1) * seg.hop_samples + seg.length_samples
             segs_all = segment(wav[lo:hi], seg)[: stop_ - start]
-        if n == "ssl":
-            if upstream is None:
-                raise ValueError("feature 'ssl' needs an upstream encoder")
-            import torch
+        from emoboost.features.acoustic import segment_features
 
-            x = torch.from_numpy(segs_all)
-            with torch.inference_mode():
-                layers, _ = upstream(x, torch.full((len(x),), x.shape[1]))
-            out[n] = layers.permute(1, 0, 2, 3).float().numpy().astype(np.float16)
-        else:
-            from emoboost.features.acoustic import segment_features
-
-            feats = [segment_features(s, seg, n)[0] for s in segs_all]
-            out[n] = np.stack(feats).astype(np.float32)
+        feats = [segment_features(s, seg, n)[0] for s in segs_all]
+        out[n] = np.stack(feats).astype(np.float32)
     return out
 
 

@@ -11,10 +11,11 @@ that is built once and kept busy (on a GPU when there is one). So the pipeline i
    the pipeline;
 3. ``map_batches`` of :class:`EncodeActor`, a callable class run as an actor pool: each actor builds
    the upstream once (checked against the driver's fingerprint, so every node encodes with the same
-   weights), encodes each clip with :func:`~emoboost.features.store.encode_clip` -- exactly what the
+   weights), encodes each clip with :func:`~emoboost.features.encode.encode_clip` -- exactly what the
    single-process path does -- and writes the entry with :meth:`FeatureStore.write` (atomic, safe for
    concurrent writers);
-4. the driver streams the per-row results (``id``, ``hash``, ``problem``, ``encode_s``) back.
+4. the driver streams the per-row results (``id``, ``hash``, ``problem``) back into the
+   :class:`~emoboost.features.report.ExtractReport` the local engine also fills.
 
 Frames never travel back to the driver; only the audio travels once, from a reader to an encoder.
 The store root must be a folder every worker can write (a shared file system on a cluster) and
@@ -27,7 +28,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from emoboost.data.manifest import Utterance
+    from emoboost.features.report import ExtractReport
     from emoboost.features.store import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -62,16 +64,6 @@ class RayOptions:
             raise ValueError(f"--num-gpus must not be negative, got {self.num_gpus:g}")
         if self.actors is not None and self.actors < 1:
             raise ValueError(f"--actors must be at least 1, got {self.actors}")
-
-
-@dataclass
-class RayResult:
-    """What the pipeline wrote: entries now complete, files it could not use, encoder time summed over actors."""
-
-    hashes: dict[str, str] = field(default_factory=dict)  # utt id -> audio hash
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
-    encode_s: float = 0.0
-    actors: int = 0
 
 
 def ray_env() -> None:
@@ -123,19 +115,13 @@ def read_batch(batch: dict[str, np.ndarray], min_duration: float = 0.0,
             "problem": np.array(problems, dtype=object)}
 
 
-def store_info(upstream: Any) -> dict:
-    """The ``info.json`` content the single-process path writes, so both engines describe a key alike."""
-    return {"kind": "ssl", "upstream": upstream.config_dict(), "layout": {
-        "stats": "<hash>.stats.npz: mean/std [L, D] float32, num_samples, num_frames",
-        "frames": "<hash>.npy: [L_kept, T, D] float16"}}
-
-
 class EncodeActor:
     """One encoder per actor: built once, then every batch's clips are encoded and written to the store."""
 
     def __init__(self, upstream_spec: str, store: FeatureStore, device: str = "cpu", threads: int = 1):
         import torch
 
+        from emoboost.features.store import store_info
         from emoboost.upstreams import build_upstream
 
         torch.set_num_threads(max(1, int(threads)))
@@ -146,20 +132,18 @@ class EncodeActor:
         store.write_info(store_info(self.upstream))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from emoboost.features.store import encode_clip
+        from emoboost.features.encode import encode_clip
 
-        problems, secs = [], []
+        problems = []
         for h, wav_bytes, problem in zip(batch["hash"], batch["wav"], batch["problem"]):
-            problem, t = str(problem or ""), 0.0
+            problem = str(problem or "")
             if not problem:
                 wav = np.frombuffer(wav_bytes, dtype=np.float32).copy()  # writable, as torch wants
-                t0 = time.perf_counter()
                 try:
                     frames, seg_frames = encode_clip(self.upstream, wav, self.store.spec)
                 except ValueError as e:
                     problem = f"encoder refused the clip ({e})"
                 else:
-                    t = time.perf_counter() - t0
                     if not np.isfinite(frames).all():
                         problem = "encoder produced non-finite features"
                     else:
@@ -168,9 +152,8 @@ class EncodeActor:
                         except OSError as e:
                             problem = f"cannot write store entry ({e.strerror or e})"
             problems.append(problem)
-            secs.append(t)
         return {"id": batch["id"], "path": batch["path"], "hash": batch["hash"],
-                "problem": np.array(problems, dtype=object), "encode_s": np.array(secs, dtype=np.float64)}
+                "problem": np.array(problems, dtype=object)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -190,18 +173,18 @@ def pool_size(opts: RayOptions, resources: dict[str, float], todo: int) -> int:
     return max(1, min(n, todo))
 
 
-def extract_with_ray(todo: Sequence[Utterance], store: FeatureStore, upstream_spec: str,
+def extract_with_ray(todo: Sequence[Utterance], store: FeatureStore, upstream_spec: str, rep: ExtractReport,
                      opts: RayOptions | None = None, min_duration: float = 0.0, reject_silence: bool = False,
-                     progress: bool = True) -> RayResult:
-    """Encode ``todo`` into ``store`` on Ray; -> entries written, skipped files, encoder time.
+                     progress: bool = True) -> ExtractReport:
+    """Encode ``todo`` into ``store`` on Ray; entries written (sizes read at ``rep.finish``), skipped
+    files (in ``todo``'s order) and the pipeline's wall time (``encode_s``) go to ``rep``.
 
     Uses the Ray instance already initialised in this process if there is one; otherwise connects to
     ``opts.address`` (or starts a local instance) and shuts it down afterwards.
     """
     opts = opts or RayOptions()
-    res = RayResult()
     if not todo:
-        return res
+        return rep
     ray = import_ray()
     own = not ray.is_initialized()
     if own:
@@ -220,7 +203,7 @@ def extract_with_ray(todo: Sequence[Utterance], store: FeatureStore, upstream_sp
         ctx.enable_operator_progress_bars = False
         ctx.verbose_stats_logs = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        res.actors = pool_size(opts, ray.cluster_resources(), len(todo))
+        actors = pool_size(opts, ray.cluster_resources(), len(todo))
         device = "cuda" if opts.num_gpus > 0 else "cpu"
         # Workers do not share the driver's working directory: every path they see is absolute.
         rows = [{"id": u.id, "path": os.path.abspath(u.path)} for u in todo]
@@ -237,23 +220,23 @@ def extract_with_ray(todo: Sequence[Utterance], store: FeatureStore, upstream_sp
         ds = ds.map_batches(EncodeActor, batch_size=opts.encode_batch, batch_format="numpy",
                             fn_constructor_kwargs={"upstream_spec": str(upstream_spec), "store": store,
                                                    "device": device, "threads": max(1, int(opts.num_cpus))},
-                            compute=ray.data.ActorPoolStrategy(size=res.actors), num_cpus=opts.num_cpus,
+                            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=opts.num_cpus,
                             **({"num_gpus": opts.num_gpus} if opts.num_gpus > 0 else {}))
-        bar = tqdm(total=len(rows), desc=f"extract on ray ({res.actors} actor(s))", disable=not progress, unit="utt")
+        bar = tqdm(total=len(rows), desc=f"extract on ray ({actors} actor(s))", disable=not progress, unit="utt")
+        skipped: list[tuple[str, str]] = []
+        t0 = time.perf_counter()  # the encoding's wall time: actors run at once, so their times do not add up
         with bar:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                for uid, h, problem, t in zip(batch["id"], batch["hash"], batch["problem"], batch["encode_s"]):
+                for uid, h, problem in zip(batch["id"], batch["hash"], batch["problem"]):
                     if problem:
-                        res.skipped.append((path_of[str(uid)], str(problem)))
+                        skipped.append((path_of[str(uid)], str(problem)))
                     else:
-                        res.hashes[str(uid)] = str(h)
-                        res.encode_s += float(t)
+                        rep.add(str(uid), str(h), None, computed=True)  # sizes are read once, at rep.finish
                 bar.update(len(batch["id"]))
+        rep.encode_s += time.perf_counter() - t0
     finally:
         if own:
             ray.shutdown()
-    order = {u.id: i for i, u in enumerate(todo)}  # results arrive as actors finish: report in manifest order
-    res.hashes = dict(sorted(res.hashes.items(), key=lambda kv: order[kv[0]]))
-    rank = {u.path: i for i, u in enumerate(todo)}
-    res.skipped.sort(key=lambda pm: rank.get(pm[0], len(rank)))
-    return res
+    rank = {u.path: i for i, u in enumerate(todo)}  # results arrive as actors finish: report in manifest order
+    rep.skipped += sorted(skipped, key=lambda pm: rank.get(pm[0], len(rank)))
+    return rep

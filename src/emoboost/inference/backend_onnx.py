@@ -141,7 +141,9 @@ class OnnxBackend:
 
     # -- the backend interface -----------------------------------------------------------------------
     def min_samples(self) -> int:
-        return int(np.ceil(self.sample_rate / self.frame_rate)) + 1
+        from emoboost.features.encode import min_tail
+
+        return min_tail(self.sample_rate, self.frame_rate)
 
     def encode(self, block: np.ndarray) -> tuple[np.ndarray, int]:
         """Frames ``[k, T', D]`` of the exported layers for one block of at most one encoder window."""
@@ -168,7 +170,7 @@ class OnnxBackend:
             ssl = np.stack([self.encode(x)[0] for x in segs])  # [S, k, T', D]
             valid = np.full(len(segs), ssl.shape[2], dtype=np.float32)  # padding is inside each encoded segment
         else:  # the training windows exactly: the store's window index over this block's frames
-            from emoboost.features.store import ArraySource, SSLView
+            from emoboost.features.views import ArraySource, SSLView
 
             frames = self.encode(block)[0]  # [k, T, D]
             src = ArraySource([frames], [len(block)], frame_rate=self.frame_rate, sample_rate=self.sample_rate)

@@ -94,9 +94,9 @@ class TorchBackend:
     def min_samples(self) -> int:
         if self.upstream is None:
             return 0
-        from emoboost.features.store import _min_chunk
+        from emoboost.features.encode import min_tail
 
-        return _min_chunk(self.upstream)
+        return min_tail(self.upstream.sample_rate, self.upstream.frame_rate)
 
     def _spec(self) -> Any:
         from emoboost.features.store import StoreSpec
@@ -105,7 +105,7 @@ class TorchBackend:
                          window=float(self.bundle.encoder_window), segmenting=self.seg)
 
     def encode(self, block: np.ndarray) -> tuple[np.ndarray, int]:
-        from emoboost.features.store import encode_clip
+        from emoboost.features.encode import encode_clip
 
         return encode_clip(self.upstream, block, self._spec())
 
@@ -121,7 +121,7 @@ class TorchBackend:
         return np.mean([m.predict_proba(data) for m in self.models], axis=0)
 
     def pooled(self, stats: Sequence[Any]) -> np.ndarray:
-        from emoboost.features.store import SSLView, StatsSource
+        from emoboost.features.views import SSLView, StatsSource
 
         src = StatsSource(list(stats), self.frame_rate)
         src.num_layers = int(self.upstream.num_layers)  # layer choices (-1, weighted) resolve as in training
@@ -134,7 +134,7 @@ class TorchBackend:
         feats = {k: [v] for k, v in wav_features(block, acoustic, self.seg).items()} if acoustic else {}
         ssl = None
         if "ssl" in self.features:
-            from emoboost.features.store import ArraySource, SSLView
+            from emoboost.features.views import ArraySource, SSLView
 
             frames, seg_frames = self.encode(block)
             src = ArraySource([frames], [len(block)], frame_rate=self.frame_rate, encoding=self._spec().encoding,

@@ -42,6 +42,7 @@ from emoboost.audio import (
     load_audio,
     peak_dbfs,
 )
+from emoboost.features.encode import encoder_windows, min_tail
 
 MIN_DURATION = 0.25
 """Shortest clip (seconds) that predict labels; shorter ones are refused."""
@@ -99,11 +100,6 @@ def block_samples(window_samples: int, hop_samples: int) -> int:
     """Samples per block: whole encoder windows, cut down to a multiple of the segment hop so that no
     segment straddles two blocks."""
     return max(int(hop_samples), int(window_samples) - int(window_samples) % int(hop_samples))
-
-
-def tail_samples(sample_rate: int, frame_rate: float) -> int:
-    """A trailing block shorter than this (one encoder frame, plus one sample) adds no frame: skipped."""
-    return int(np.ceil(sample_rate / frame_rate)) + 1
 
 
 def timeline_windows(num_samples: int, num_frames: int, seg: Segmenting, frame_rate: float,
@@ -240,7 +236,7 @@ class Engine:
         self.sample_rate = int(backend.sample_rate)
         self.seg: Segmenting = backend.seg
         self.block = block_samples(backend.window_samples, self.seg.hop_samples)
-        self.tail = tail_samples(self.sample_rate, backend.frame_rate) if backend.head_kind != "whole" else 1
+        self.tail = min_tail(self.sample_rate, backend.frame_rate) if backend.head_kind != "whole" else 1
 
     @classmethod
     def load(cls, path: str | Path, upstream: str | None = None, backend: str = "auto", threads: int | None = None,
@@ -289,8 +285,9 @@ class Engine:
         return wav
 
     def blocks(self, wav: np.ndarray) -> Iterator[np.ndarray]:
-        """A loaded clip's blocks (see :func:`block_samples`); a file is streamed in the same blocks."""
-        return (wav[s : s + self.block] for s in range(0, len(wav), self.block))
+        """A loaded clip's blocks: the encoder windows (:func:`emoboost.features.encode.encoder_windows`) of
+        :func:`block_samples` each; a file is streamed in the same blocks."""
+        return (wav[a:b] for a, b in encoder_windows(len(wav), self.block, self.tail))
 
     def _run(self, blocks: Iterable[np.ndarray], name: str, timeline: bool) -> _Run:
         """Utterance posteriors over consecutive blocks of one clip (and its timeline windows)."""
@@ -303,7 +300,7 @@ class Engine:
             b0 = n
             n += len(block)
             if b0 > 0 and len(block) < self.tail:
-                continue  # a tail shorter than one encoder frame adds nothing
+                continue  # a streamed tail shorter than one encoder frame adds nothing (encoder_windows' rule)
             if be.head_kind == "segments":
                 p = be.segments(block)
                 seg_probs.append(p)
@@ -363,9 +360,7 @@ class Engine:
         for w in wavs:
             sums = FrameSums()
             w = np.asarray(w, np.float32)
-            for b0, block in zip(range(0, len(w), self.block), self.blocks(w)):
-                if b0 > 0 and len(block) < self.tail:
-                    continue
+            for block in self.blocks(w):
                 sums.add(be.encode(block)[0])
             stats.append(sums.stats(len(w), be.frame_rate))  # only statistics: a batch's frames never pile up
         return self._finite(be.pooled(stats), "<batch>")

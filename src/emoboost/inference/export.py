@@ -32,7 +32,7 @@ import numpy as np
 
 from emoboost.inference.bundle import EXPORT_FORMAT, PREPROCESSING_FILE
 from emoboost.outdir import writes_into
-from emoboost.utils import atomic_write_text
+from emoboost.utils import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
     from emoboost.upstreams.whisper import WhisperEncoderUpstream
@@ -243,7 +243,7 @@ def _write_encoder(upstream: WhisperEncoderUpstream, layers: list[int], classes:
             {"mel": {2: "mel_frames"}, "hidden": {1: "frames"}}, opset)
     fe = upstream.feature_extractor  # the extractor behind upstream.log_mel: its parameters are the contract
     filters = np.asarray(fe.mel_filters, dtype=np.float64)
-    np.save(out / "mel_filters.npy", filters)
+    atomic_write(out / "mel_filters.npy", lambda f: np.save(f, filters))
     sr = int(upstream.sample_rate)
     return {
         "format": EXPORT_FORMAT,

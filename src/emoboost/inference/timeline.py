@@ -7,7 +7,6 @@ unclassified time (silence when the timeline comes from VAD regions) and stay bl
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -59,17 +58,6 @@ def to_csv_rows(timeline: Iterable[dict], classes: Sequence[str], path: str | No
         row.update({f"p_{c}": t["probabilities"].get(c, "") for c in classes})
         rows.append(row)
     return rows
-
-
-def write_csv(rows: Iterable[dict], classes: Sequence[str], out: str | Path, with_path: bool = True) -> Path:
-    """Write :func:`to_csv_rows` output (possibly of several files) with a header line."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=csv_fields(classes, with_path))
-        w.writeheader()
-        w.writerows(rows)
-    return out
 
 
 def plot_timeline(

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from emoboost.audio import SAMPLE_RATE  # the rate Silero VAD's 16 kHz models take
+
 FRAME = 512  # samples per VAD frame at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous frame that the model sees before each frame
 MAX_FRAMES = 512  # frames per onnxruntime call of the sequence model (~16 s)

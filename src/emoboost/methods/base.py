@@ -7,7 +7,7 @@ corpus, so every fold, seed and method shares them.
 
 Feature names the runner knows:
 - ``ssl``: upstream hidden states, served by the feature store as :attr:`UtteranceSet.ssl` (an
-  :class:`~emoboost.features.store.SSLView`: pooled statistics, or frame windows drawn lazily)
+  :class:`~emoboost.features.views.SSLView`: pooled statistics, or frame windows drawn lazily)
 - ``mfcc``: [S, T, 40] HTK MFCC per segment
 - ``spec``: [S, T, 200] MS-EmoBoost log spectrogram per segment
 - ``logmel``: [S, T, 80] log-mel per segment
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 if TYPE_CHECKING:
-    from emoboost.features.store import SSLView
+    from emoboost.features.views import SSLView
 
 
 def speaker_rows(groups: np.ndarray) -> Iterator[tuple[Any, np.ndarray]]:
@@ -60,7 +60,7 @@ class UtteranceSet:
 
     def __post_init__(self) -> None:
         if "ssl" in self.features:
-            from emoboost.features.store import ArraySource, SSLView
+            from emoboost.features.views import ArraySource, SSLView
 
             arrs = self.features.pop("ssl")
             if self.ssl is None and len(arrs):
@@ -94,7 +94,7 @@ class UtteranceSet:
         if all(v is not None for v in views):
             if len({id(v.source) for v in views}) != 1:  # type: ignore[union-attr]
                 raise ValueError("cannot concatenate utterance sets backed by different feature stores")
-            from emoboost.features.store import SSLView
+            from emoboost.features.views import SSLView
 
             ssl = SSLView(views[0].source, np.concatenate([v.idx for v in views]))  # type: ignore[union-attr]
         return cls(

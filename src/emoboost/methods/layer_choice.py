@@ -1,5 +1,14 @@
 """Layer choices as users write them (``3``, ``-1``, ``2,3,4``, ``weighted``), validated without torch.
 
+The layer syntax, everywhere in emoboost: a layer is a hidden-state index of the encoder, ``0`` its
+input embeddings (before the first transformer layer) up to ``L - 1`` its last layer (whisper-base:
+0..6). A method's ``layer`` parameter (``-p layer=...``, parsed here) is one index (negative counts
+from the top: ``-1`` is the last), a comma-separated list ``2,3,4`` (or ``[2, 3, 4]``; their features
+are concatenated in that order) or ``weighted`` (a learned softmax-weighted sum of all of them). The
+feature store's ``--layers`` / ``store_layers`` (which layers keep their frames on disk,
+:func:`emoboost.features.store.parse_kept_layers`) takes ``all`` or non-negative indices in the same
+comma-separated form.
+
 Kept apart from :mod:`emoboost.methods.layers` (the torch module that applies a choice) so that pooled
 methods, which never touch torch, can parse layers without importing it.
 """

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
 from emoboost.evaluation.metrics import segment_posteriors_to_utterance, unweighted_accuracy
 from emoboost.methods.base import Method, UtteranceSet
 from emoboost.methods.pooling import SpeakerNorm, _saved_layers, head_dict, pooled_inputs, resolve_layers
+from emoboost.utils import atomic_write_bytes
 
 if TYPE_CHECKING:
     from sklearn.linear_model import LogisticRegression
@@ -182,9 +183,7 @@ class LogRegProbe(Method):
         if hasattr(self, "spk_"):
             arrays.update({"spk_mean": self.spk_.mean_, "spk_std": self.spk_.std_})
         t = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}
-        tmp = directory / ".model.safetensors.tmp"
-        save_file(t, str(tmp))
-        tmp.replace(directory / "model.safetensors")
+        atomic_write_bytes(directory / "model.safetensors", save(t))
 
     def _load_weights(self, directory: Path, state: dict) -> None:
         t = load_file(str(directory / "model.safetensors"))

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import GridSearchCV, GroupKFold
@@ -53,6 +53,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from emoboost.methods.base import Method, UtteranceSet, speaker_rows
+from emoboost.utils import atomic_write_bytes
 
 FEATURE_KINDS = ("egemaps", "compare", "mfcc_stats")
 
@@ -318,13 +319,11 @@ class FunctionalsSVM(Method):
                 "calibration": self.model_.calibration}
 
     def _save_weights(self, directory: Path) -> None:
-        tmp = directory / ".model.safetensors.tmp"
         t = self.model_.tensors()
         if hasattr(self, "pooled_mean_"):
             t.update(speaker_pooled_mean=self.pooled_mean_.astype(np.float64),
                      speaker_pooled_std=self.pooled_std_.astype(np.float64))
-        save_file(t, str(tmp), metadata={"format": "emoboost-svm", "version": "1"})
-        tmp.replace(directory / "model.safetensors")
+        atomic_write_bytes(directory / "model.safetensors", save(t, metadata={"format": "emoboost-svm", "version": "1"}))
 
     def _load_weights(self, directory: Path, state: dict) -> None:
         t = load_file(str(directory / "model.safetensors"))

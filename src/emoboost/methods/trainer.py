@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from emoboost.evaluation.metrics import segment_posteriors_to_utterance, unweighted_accuracy
 from emoboost.methods.base import Method, UtteranceSet
-from emoboost.utils import seed_everything
+from emoboost.utils import atomic_write_bytes, seed_everything
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,  # Adam
@@ -239,9 +239,7 @@ class TorchSegmentMethod(Method):
     def _save_weights(self, directory: Path) -> None:
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
         tensors.update({f"extra.{k}": v.contiguous() for k, v in self.extra_tensors().items()})
-        tmp = directory / ".model.safetensors.tmp"
-        save_file(tensors, str(tmp))
-        tmp.replace(directory / "model.safetensors")
+        atomic_write_bytes(directory / "model.safetensors", save(tensors))
 
     def _load_weights(self, directory: Path, state: dict) -> None:
         tensors = load_file(str(directory / "model.safetensors"))

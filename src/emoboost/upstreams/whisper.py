@@ -11,7 +11,7 @@ measures how closely).
 Batches of different lengths: mel frames are zero-padded, the conv stack is masked so padded frames
 never leak into valid ones, and an additive attention mask hides padded keys. Each clip therefore
 gets the same output as when run alone (up to float rounding), whatever else is in its batch. (The
-feature extractor in :mod:`emoboost.features.cache` feeds equal-length segments, so it never pads.)
+feature store encodes one clip, or one clip's equal-length segments, per call, so it never pads.)
 
 Only the encoder is ever built: ``WhisperEncoder(config)`` is created on the meta device (no random
 init) and filled from the checkpoint's ``encoder.*`` tensors (fp16 -> fp32); decoder tensors are never

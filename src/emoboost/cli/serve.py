@@ -37,6 +37,9 @@ def add_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     """Serve until interrupted; bad settings end in one ``ValueError`` line (exit 2) before anything loads."""
+    from emoboost.inference.predict import limit_heap_growth
+
+    limit_heap_growth()  # decoded uploads and encoder temporaries go back to the OS when a request ends
     run(args.bundle, host=args.host, port=args.port, upstream=args.upstream, max_seconds=args.max_seconds,
         max_bytes=args.max_mb * 2**20, log_level=args.log_level, device=args.device,
         max_concurrent=args.max_concurrent, max_queue=args.max_queue)

@@ -39,7 +39,7 @@ from emoboost.audio import SAMPLE_RATE, AudioError, audio_info, stream_audio
 DEFAULT_MAX_SECONDS = 600.0
 DEFAULT_MAX_BYTES = 100 * 2**20
 DEFAULT_MAX_CONCURRENT = 2  # one request decodes while another is classified
-DEFAULT_MAX_QUEUE = 4
+DEFAULT_MAX_QUEUE = 8  # waiting requests hold no decoded audio (their upload is spooled to disk)
 MAX_NAME_CHARS = 120
 DECODE_BLOCK_SAMPLES = 1 << 22  # samples x channels read per block (16 MiB of float32)
 MULTIPART_SLACK = 64 * 2**10  # form boundaries and headers around the file in a multipart body

@@ -303,12 +303,12 @@ def part_c(run: Path, clip: Path, reps: int) -> dict:
     env = child_env()
     wdir = str(weights_dir(run))
     # The deployable path (not timed): a final model from the same CV run (`train --from-run`: one head on
-    # all speakers, same layer), exported to ONNX. Head cost is negligible next to the encoder's, so it
-    # is compared with the same reference as the run dir's 10 fold heads.
+    # all speakers, same layer), which `train` writes with its ONNX form; `predict` runs that form with
+    # onnxruntime. Head cost is negligible next to the encoder's, so it is compared with the same
+    # reference as the run dir's 10 fold heads.
     export_dir = Path(tempfile.mkdtemp(prefix="emoboost-speed-onnx-"))
-    for cmd in (["train", "--from-run", str(run), "--out", str(export_dir / "final"), "--no-progress"],
-                ["export", str(export_dir / "final"), "--out", str(export_dir / "onnx")]):
-        subprocess.run([*emoboost_exe(), "--threads", "1", *cmd], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run([*emoboost_exe(), "--threads", "1", "train", "--from-run", str(run), "--out",
+                    str(export_dir / "final"), "--no-progress"], check=True, env=env, stdout=subprocess.DEVNULL)
     cmds = {
         "help": [*emoboost_exe(), "--help"],
         "bare": [sys.executable, "-c", "pass"],
@@ -317,7 +317,7 @@ def part_c(run: Path, clip: Path, reps: int) -> dict:
                       "--weights", wdir, str(clip)],
         "reference_tf": [sys.executable, str(REPO / "benchmarks" / "minimal_predict.py"), "--run", str(run),
                          "--weights", wdir, "--transformers", str(clip)],
-        "predict_onnx": [*emoboost_exe(), "--threads", "1", "predict", str(export_dir / "onnx"), str(clip)],
+        "predict_onnx": [*emoboost_exe(), "--threads", "1", "predict", str(export_dir / "final"), str(clip)],
     }
     res: dict = {k: [] for k in cmds}
     l0 = load()
@@ -551,7 +551,7 @@ def table(r: dict) -> str:
                         f"{c['reference_tf']['wall_s']:.2f} s, {c['reference_tf']['cpu_s']:.2f} CPU-s "
                         f"(minimal_predict.py --transformers) | {c['predict_cpu_ratio_tf']:.2f}× CPU |")
         if "predict_onnx" in c:
-            rows.append(f"| cold `emoboost predict EXPORT clip.wav` (the same run exported: onnxruntime, no torch) | "
+            rows.append(f"| cold `emoboost predict MODEL clip.wav`, MODEL from `emoboost train` (its ONNX form: onnxruntime, no torch) | "
                         f"{c['predict_onnx']['wall_s']:.2f} s wall, {c['predict_onnx']['cpu_s']:.2f} CPU-s | "
                         f"{c['reference']['cpu_s']:.2f} CPU-s (plain-torch reference) | "
                         f"{c['predict_onnx_cpu_ratio']:.2f}× CPU |")

@@ -12,6 +12,9 @@ import soundfile as sf
 
 from builders import write_tone
 from emoboost.audio import (
+    MAX_PEAK,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
     SAMPLE_RATE,
     AudioError,
     NotRegularFileError,
@@ -23,6 +26,7 @@ from emoboost.audio import (
     peak_dbfs,
     rms_dbfs,
     segment,
+    stream_audio,
 )
 
 
@@ -154,6 +158,37 @@ def test_non_finite_samples(tmp_path, bad):
     with pytest.raises(AudioError, match="NaN or infinite") as e:
         load_audio(p)
     assert str(p) in str(e.value)
+
+
+@pytest.mark.parametrize("peak,ok", [(1.0, True), (MAX_PEAK, True), (2e3, False), (1e30, False), (-1e30, False)])
+def test_peak_beyond_the_limit_is_refused_by_every_reader(tmp_path, peak, ok):
+    """Finite float samples far beyond full scale overflow float32 features (NaN posteriors) downstream."""
+    x = 0.1 * np.sin(np.linspace(0, 200, 40000)).astype(np.float32)
+    x[30000] = peak  # in the second stream block: checked block by block, not only at the start
+    p = tmp_path / "loud.wav"
+    sf.write(str(p), x, 16000, subtype="FLOAT")
+    readers = [load_audio, lambda q: np.concatenate(list(stream_audio(q, block_seconds=0.5)))]
+    for read in readers:
+        if ok:
+            assert np.max(np.abs(read(p))) == pytest.approx(abs(peak))
+        else:
+            with pytest.raises(AudioError, match=r"amplitude out of range: peak .* above the limit of 1000") as e:
+                read(p)
+            assert str(p) in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("rate,ok", [(1, False), (3999, False), (MIN_SAMPLE_RATE, True), (MAX_SAMPLE_RATE, True),
+                                     (400_000, False)])
+def test_absurd_sample_rate_is_refused_from_the_header(tmp_path, rate, ok):
+    p = tmp_path / "rate.wav"
+    sf.write(str(p), np.zeros(max(rate // 100, 8), np.int16), rate, subtype="PCM_16")
+    readers = [audio_info, load_audio, lambda q: list(stream_audio(q))]
+    for read in readers:
+        if ok:
+            read(p)
+        else:
+            with pytest.raises(AudioError, match=f"sample rate {rate} Hz is outside the accepted 4000-384000 Hz"):
+                read(p)
 
 
 def test_too_short(tmp_path):

@@ -22,6 +22,18 @@ import soxr
 
 SAMPLE_RATE = 16_000
 
+MIN_SAMPLE_RATE = 4_000
+MAX_SAMPLE_RATE = 384_000
+"""Native sample rates accepted. Below 4 kHz there is no speech band left to classify (telephone audio
+is 8 kHz); above 384 kHz no recording interface writes. A header outside them is broken or hostile: a
+1.2 KB file declaring 1 Hz would otherwise become ten minutes of audio to resample and classify."""
+
+MAX_PEAK = 1000.0
+"""Largest sample magnitude accepted, in units of full scale (1.0): +60 dBFS. Integer PCM can never
+exceed 1.0 and real float recordings stay within a few times it; beyond this the file is broken (or
+float samples were written unscaled, e.g. in int16 units), and peaks around 1e19 and above overflow
+float32 in the squared-signal features, so the model would answer NaN or a confident wrong label."""
+
 
 class AudioError(ValueError):
     """A file that cannot be used as speech input; ``str()`` names the file and the problem."""
@@ -62,7 +74,7 @@ def load_audio(
 
     Multi-channel audio is averaged to mono; any sample rate is resampled with soxr (HQ).
     Raises :class:`AudioError` for missing, unreadable, empty, truncated, non-finite or too short input,
-    and with ``reject_silence`` for (near-)digital silence: a model fed silence still answers with a
+    a native rate outside :data:`MIN_SAMPLE_RATE`-:data:`MAX_SAMPLE_RATE`, a peak above :data:`MAX_PEAK`, and with ``reject_silence`` for (near-)digital silence: a model fed silence still answers with a
     confident label, so callers that must not train on or label silence ask for the check here.
     """
     path = Path(path)
@@ -79,8 +91,7 @@ def load_audio(
         raise AudioError(path, "contains no audio samples")
     if expected > 0 and data.shape[0] < expected:
         raise AudioError(path, f"truncated: header promises {expected} samples, file holds {data.shape[0]}")
-    if not np.all(np.isfinite(data)):
-        raise AudioError(path, "contains NaN or infinite samples")
+    check_samples(data, path)
     wav = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if sr != sample_rate:
         wav = soxr.resample(wav, sr, sample_rate, quality="HQ").astype(np.float32)
@@ -91,6 +102,29 @@ def load_audio(
     if reject_silence and is_silent(wav, silence_db):
         raise AudioError(path, f"digital silence (peak {_fmt_db(peak_dbfs(wav))} dBFS < {silence_db:g} dBFS)")
     return wav
+
+
+def check_samples(data: np.ndarray, path: str | Path = "<array>") -> None:
+    """Refuse NaN or infinite samples and a peak above :data:`MAX_PEAK` (:class:`AudioError` naming ``path``).
+
+    Every decoder here calls it on what it read, so a file refused by ``predict`` is refused by the
+    server and by training alike. ``max``/``min`` propagate NaN and need no temporary array."""
+    if not np.size(data):
+        return
+    hi, lo = float(np.max(data)), float(np.min(data))
+    if not (math.isfinite(hi) and math.isfinite(lo)):
+        raise AudioError(path, "contains NaN or infinite samples")
+    peak = max(hi, -lo)
+    if peak > MAX_PEAK:
+        raise AudioError(path, f"amplitude out of range: peak {peak:.3g} × full scale, above the limit of "
+                               f"{MAX_PEAK:g} (float samples written unscaled?)")
+
+
+def check_sample_rate(sample_rate: int, path: str | Path = "<array>") -> None:
+    """Refuse a native rate outside [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`] before anything is resampled."""
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(path, f"sample rate {sample_rate} Hz is outside the accepted "
+                               f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
 
 
 def rms_dbfs(wav: np.ndarray) -> float:
@@ -153,11 +187,14 @@ def _check_regular(path: str | Path, mode: int) -> None:
 
 
 def _header(path: Path):
-    """libsndfile's header parse, with its log (``extra_info``) that reports size mismatches."""
+    """libsndfile's header parse, with its log (``extra_info``) that reports size mismatches; an absurd
+    sample rate is refused here, before any caller decodes or resamples."""
     try:
-        return sf.info(str(path), verbose=True)
+        info = sf.info(str(path), verbose=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise AudioError(path, f"unreadable audio ({e})") from e
+    check_sample_rate(info.samplerate, path)
+    return info
 
 
 # libsndfile logs e.g. "data : 16000 (should be 14999)" when the file ends before the audio chunk
@@ -282,8 +319,8 @@ def stream_audio(
                 raise AudioError(path, f"unreadable audio after {total} samples ({e})") from e
             n = data.shape[0]
             total += n
-            if n and not np.all(np.isfinite(data)):
-                raise AudioError(path, "contains NaN or infinite samples")
+            if n:
+                check_samples(data, path)
             if mono is not None:
                 block = np.mean(data, axis=1, out=mono[:n])
             else:

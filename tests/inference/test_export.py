@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from builders import save_tiny_whisper
+from builders import msemoboost_final, save_tiny_whisper
 from emoboost.audio import load_audio
 from emoboost.cli.export import add_args, main
 from emoboost.inference.bundle import is_onnx_export
@@ -322,48 +322,6 @@ def test_main_exports_a_bundle(tiny_random, tmp_path, capsys):
 
 # ---- MS-EmoBoost: the whole network as a segment head ------------------------------------------------
 
-def _msemoboost_bundle(up: WhisperEncoderUpstream, wavs: list[np.ndarray], out: Path, encoding: str = "utterance",
-                       layer: int | str = 1, guidance: str = "both", **params) -> Path:
-    """A final-model directory: MS-EmoBoost fitted for one epoch on these clips' features, as training makes them."""
-    from emoboost.audio import Segmenting
-    from emoboost.features.encode import encode_clip
-    from emoboost.features.pipeline import wav_features
-    from emoboost.features.store import StoreSpec
-    from emoboost.features.views import ArraySource, SSLView
-    from emoboost.methods import UtteranceSet
-    from emoboost.methods.msemoboost import MSEmoBoost
-
-    seg = Segmenting(3.0)
-    spec = StoreSpec(encoding=encoding, frames="all", window=30.0, segmenting=seg)
-    frames, seg_frames = [], 0
-    for w in wavs:
-        f, seg_frames = encode_clip(up, w, spec)
-        frames.append(f)
-    src = ArraySource(frames, [len(w) for w in wavs], frame_rate=float(up.frame_rate), encoding=encoding,
-                      segment_frames=seg_frames or None)
-    src.segmenting = seg
-    src.upstream_spec = str(up.source)  # finetune_top copies layers from it
-    feats = {n: [wav_features(w, [n], seg)[n] for w in wavs] for n in ("mfcc", "spec")}
-    n = len(wavs)
-    data = UtteranceSet([f"u{i}" for i in range(n)], np.arange(n) % 3, np.array([f"s{i}" for i in range(n)]),
-                        feats, ssl=SSLView(src))
-    m = MSEmoBoost(["a", "b", "c"], lstm_hidden=4, branch_dim=8, layer=layer, guidance=guidance, max_epochs=1,
-                   batch_size=4, lr=1e-2, **params)
-    m.fit(data, seed=0)
-    for _ in range(8):  # shrink the output layer until posteriors are spread out: parity must see them
-        if m.predict_proba(data).max() < 0.9:
-            break
-        with torch.no_grad():
-            m.module_.out.weight.mul_(0.1)
-    m.save(out)
-    bundle = {"kind": "final", "classes": m.classes, "method": "msemoboost", "features": ["ssl", *m.requires[1:]],
-              "segment_length": 3.0, "segment_hop": 3.0, "segment_encoding": encoding, "encoder_window": 30.0,
-              "upstream": {"spec": str(up.source), "fingerprint": up.fingerprint(),
-                           "layers": m.ssl_layers(up.num_layers)}}
-    (out / "bundle.json").write_text(json.dumps(bundle))
-    return out
-
-
 def _segment_parity(bundle_dir: Path, onnx_dir: Path, wavs: dict[str, np.ndarray], upstream=None) -> float:
     """Largest |ONNX - PyTorch| over utterance and per-segment posteriors of these clips."""
     from emoboost.inference.engine import Engine
@@ -390,7 +348,7 @@ def _segment_parity(bundle_dir: Path, onnx_dir: Path, wavs: dict[str, np.ndarray
 def test_msemoboost_export_matches_pytorch(tiny_random, tmp_path, capsys, encoding, layer, guidance, params):
     rng = np.random.default_rng(7)
     clips = [(0.1 * rng.standard_normal(int(16000 * s))).astype(np.float32) for s in (1.2, 3.0, 4.5, 2.0)]
-    bundle = _msemoboost_bundle(tiny_random, clips, tmp_path / "final", encoding, layer, guidance, **params)
+    bundle = msemoboost_final(tiny_random, clips, tmp_path / "final", encoding, layer, guidance, **params)
     parser = add_args(argparse.ArgumentParser())
     assert main(parser.parse_args([str(bundle), "--out", str(tmp_path / "onnx")])) == 0
     assert "msemoboost on 3 s segments" in capsys.readouterr().out
@@ -427,7 +385,7 @@ def test_export_refuses_what_it_cannot_export(tiny_random, tmp_path):
 def test_msemoboost_parity_tiny_en(tiny_en, clips, tmp_path):
     """Real encoder, real EmoDB clips (short, long, 35 s = two windows)."""
     wavs = list(clips.values())
-    bundle = _msemoboost_bundle(tiny_en, wavs[:2], tmp_path / "final", "utterance", -1, "both")
+    bundle = msemoboost_final(tiny_en, wavs[:2], tmp_path / "final", "utterance", -1, "both")
     from emoboost.methods import Method
 
     export_segment_model(tiny_en, Method.load(bundle), json.loads((bundle / "bundle.json").read_text()),

@@ -42,9 +42,6 @@ class LoudnessPredictor:
         p = 1 / (1 + math.exp(-(db + 30) / 3))
         return np.array([1 - p, p])
 
-    def describe(self) -> dict:
-        return {"path": "/srv/models/x", "kind": "ensemble", "backend": "test", "models": 2, "classes": self.classes}
-
     def predict_wav(self, wav: np.ndarray, path: str = "<array>", timeline: bool = False, vad=None) -> Prediction:
         # the real engine's rules: too short is refused, digital silence is flagged and unlabelled
         if len(wav) < MIN_DURATION * SR:
@@ -92,15 +89,41 @@ def post(client, path: Path | None = None, name: str | None = None, data: bytes 
 
 
 def test_health_reports_classes_limits_and_model():
-    client = TestClient(serve.create_app(LoudnessPredictor(), max_seconds=30, max_bytes=2**20))
+    client = TestClient(serve.create_app(LoudnessPredictor(), max_seconds=30, max_bytes=2**20, max_concurrent=3,
+                                         max_queue=5))
     h = client.get("/health").json()
     assert h["status"] == "ok" and h["classes"] == ["quiet", "loud"]
-    assert h["limits"] == {"max_seconds": 30, "max_bytes": 2**20}
-    assert h["model"] == {"kind": "ensemble", "backend": "test", "models": 2, "classes": ["quiet", "loud"]}  # no path
+    assert h["limits"] == {"max_seconds": 30, "max_bytes": 2**20, "max_concurrent": 3, "max_queue": 5}
+    assert h["model"] == {"kind": "ensemble", "method": "loudness", "n_models": 2}  # no paths, no weights
+    assert (h["requests"], h["ok"], h["errors"], h["busy"], h["by_status"], h["in_flight"]) == (0, 0, 0, 0, {}, 0)
 
-    class Bare:  # no .describe: health still answers
+    class Bare:  # no .bundle: health still answers
         classes = ["a", "b"]
     assert TestClient(serve.create_app(Bare())).get("/health").json()["model"] == {}
+
+
+def test_health_gives_away_no_weights_or_paths():
+    """A bundle holds the head's weights, normalisation statistics, the CV run's folder and the encoder's
+    path: /health says kind, method, encoder name, size and classes, and nothing else of it."""
+
+    class Real(LoudnessPredictor):
+        bundle = {"kind": "final", "classes": ["quiet", "loud"], "method": "logreg", "models": ["."],
+                  "method_params": {"layer": 2, "Cs": [1.0]},
+                  "upstream": {"spec": "/srv/secret/encoders/whisper-tiny.en", "fingerprint": "whisper-tiny.en-0df96c3a",
+                               "layers": [2], "num_layers": 5},
+                  "head": {"coef": [[0.123456789, -2.5]], "intercept": [0.75], "mean": [0.625089], "scale": [1.5]},
+                  "cv": {"run": "/srv/secret/runs/emodb", "UA": {"mean": 0.9}},
+                  "training": {"skipped_files": ["/srv/secret/data/x.wav"], "utterances": 535}}
+
+    h = TestClient(serve.create_app(Real())).get("/health").json()
+    assert h["model"] == {"kind": "final", "method": "logreg", "n_models": 1, "encoder": "whisper-tiny.en-0df96c3a"}
+    text = str(h)
+    for secret in ("/srv", "secret", "0.123456789", "0.625089", "coef", "intercept", "0.75", "Cs", "skipped"):
+        assert secret not in text, secret
+    assert set(h) == {"status", "classes", "model", "limits", "requests", "ok", "errors", "busy", "by_status",
+                      "in_flight", "uptime_s"}
+    Real.bundle["upstream"]["spec"] = "whisper-tiny.en"  # a known name is said as it is
+    assert TestClient(serve.create_app(Real())).get("/health").json()["model"]["encoder"] == "whisper-tiny.en"
 
 
 def test_predict_matches_the_predictor(tmp_path, upload_dir):
@@ -121,9 +144,21 @@ def test_predict_matches_the_predictor(tmp_path, upload_dir):
     body = post(client, f, timeline="true").json()
     ref = pred.predict_wav(load_audio(f), f.name, timeline=True).to_dict()
     assert [(t["start"], t["end"]) for t in body["timeline"]] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 3.4)]
-    for got, exp in zip(body["timeline"], ref["timeline"]):
-        assert got["probabilities"] == pytest.approx(exp["probabilities"], abs=1e-9)
+    for got, exp in zip(body["timeline"], ref["timeline"]):  # decoded in blocks: resampled to float32 rounding
+        assert got["probabilities"] == pytest.approx(exp["probabilities"], abs=1e-6)
     assert 0.05 < body["probabilities"]["loud"] < 0.95  # a mid level: the numbers are not saturated
+    assert list(upload_dir.iterdir()) == []
+
+
+def test_decoding_in_small_blocks_equals_load_audio(tmp_path, upload_dir, monkeypatch):
+    """Uploads are decoded block by block (a tiny FLAC can hold gigabytes of 8-channel 384 kHz audio)."""
+    monkeypatch.setattr(serve, "DECODE_BLOCK_SAMPLES", 5000)
+    for f, tol in ((tone(tmp_path / "a.wav", 2.3, 0.3), 0.0), (tone(tmp_path / "b.flac", 2.3, 0.3, sr=48000, channels=3), 1e-6)):
+        with open(f, "rb") as fh:
+            wav, name = serve.decode_upload(fh, f.name)
+        ref = load_audio(f)
+        assert name == f.name and wav.dtype == np.float32 and len(wav) == len(ref)
+        assert np.max(np.abs(wav - ref)) <= tol
     assert list(upload_dir.iterdir()) == []
 
 
@@ -135,6 +170,8 @@ def test_bad_uploads_get_clear_4xx_and_the_server_keeps_serving(tmp_path, upload
     nan = np.zeros(SR, np.float32)
     nan[100] = np.nan
     sf.write(str(tmp_path / "nan.wav"), nan, SR, subtype="FLOAT")
+    sf.write(str(tmp_path / "loud.wav"), np.full(SR, 1e30, np.float32), SR, subtype="FLOAT")
+    sf.write(str(tmp_path / "slow.wav"), (0.3 * np.sin(np.arange(600))).astype(np.float32), 1)  # 1.2 KB, "600 s"
     cases = [
         (dict(), 400, "no file"),
         (dict(name="empty.wav", data=b""), 400, "empty.wav: the upload is empty"),
@@ -142,6 +179,10 @@ def test_bad_uploads_get_clear_4xx_and_the_server_keeps_serving(tmp_path, upload
         (dict(name="rec.webm", data=b"\x1aE\xdf\xa3" + bytes(2000)), 415, "rec.webm: not an audio file"),
         (dict(name="cut.wav", data=wav_bytes[: len(wav_bytes) // 2]), 422, "cut.wav: truncated"),
         (dict(path=tmp_path / "nan.wav"), 422, "nan.wav: contains NaN"),
+        # finite float samples 1e30 x full scale: NaN features in a real model, a 500 from JSON before
+        (dict(path=tmp_path / "loud.wav"), 422, "loud.wav: amplitude out of range: peak 1e+30 × full scale"),
+        # a 1 Hz header: refused before ten minutes of audio are resampled and classified
+        (dict(path=tmp_path / "slow.wav"), 422, "slow.wav: sample rate 1 Hz is outside the accepted 4000-384000 Hz"),
         (dict(path=tone(tmp_path / "long.wav", 6.0, 0.3)), 413, "long.wav: 6.0 s of audio is over the server's limit of 5 s"),
         # over max_bytes but under the Content-Length gate: refused while copying
         (dict(name="big.wav", data=bytes(330_000)), 413, "big.wav: upload is over the server's limit of 0.286 MiB"),
@@ -165,8 +206,65 @@ def test_bad_uploads_get_clear_4xx_and_the_server_keeps_serving(tmp_path, upload
     r = post(client, tmp_path / "zeros.wav")  # silence is an answer, not an error: flagged, label null
     assert r.status_code == 200 and r.json()["label"] is None and r.json()["silent"] is True
     h = client.get("/health").json()
-    assert h["requests"] == len(cases) + 2 and h["errors"] == len(cases)
+    assert h["requests"] == len(cases) + 2 and h["errors"] == len(cases) and h["ok"] == 2
+    assert sum(h["by_status"].values()) == h["requests"] and h["by_status"]["422"] == 5
     assert list(upload_dir.iterdir()) == []
+
+
+class NaNPredictor(LoudnessPredictor):
+    """A model whose answer is not finite (what a real encoder gives on overflowing input)."""
+
+    def predict_wav(self, wav, path="<array>", timeline=False, vad=None):
+        pred = super().predict_wav(wav, path, timeline)
+        pred.probabilities = {c: float("nan") for c in self.classes}
+        return pred
+
+
+def test_a_non_finite_model_answer_is_a_counted_4xx_never_a_nan(tmp_path, upload_dir):
+    client = TestClient(serve.create_app(NaNPredictor()), raise_server_exceptions=False)
+    r = post(client, tone(tmp_path / "odd.wav", 1.5, 0.3))
+    assert r.status_code == 422, r.text
+    assert "NaN" not in r.text.replace("(NaN or infinite", "") and "Internal Server Error" not in r.text
+    assert r.json()["detail"].startswith("odd.wav: the model's answer for this audio is not finite")
+    h = client.get("/health").json()
+    assert (h["requests"], h["errors"], h["by_status"]) == (1, 1, {"422": 1})
+    assert list(upload_dir.iterdir()) == []
+
+
+def test_every_outcome_is_counted_even_an_unexpected_exception(tmp_path, upload_dir, monkeypatch):
+    def explode(*a, **kw):
+        raise MemoryError("decoder ran out")
+
+    monkeypatch.setattr(serve, "decode_upload", explode)
+    client = TestClient(serve.create_app(LoudnessPredictor()), raise_server_exceptions=False)
+    r = post(client, tone(tmp_path / "a.wav", 1.5, 0.3))
+    assert r.status_code == 500 and r.json()["detail"] == "a.wav: prediction failed (MemoryError: decoder ran out)"
+    assert client.post("/predict", params={"timeline": "maybe"}).status_code == 422  # FastAPI's own validation
+    h = client.get("/health").json()
+    assert (h["requests"], h["errors"], h["by_status"]) == (2, 2, {"500": 1, "422": 1})
+
+
+def multipart(filename: bytes, data: bytes) -> tuple[bytes, dict[str, str]]:
+    """A multipart body written byte by byte (httpx would percent-escape the control characters)."""
+    b = b"emoboostboundary"
+    body = (b"--" + b + b'\r\nContent-Disposition: form-data; name="file"; filename="' + filename + b'"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n--" + b + b"--\r\n")
+    return body, {"content-type": f"multipart/form-data; boundary={b.decode()}"}
+
+
+def test_upload_names_lose_control_characters_separators_and_length(tmp_path, upload_dir):
+    client = TestClient(serve.create_app(LoudnessPredictor()))
+    good = tone(tmp_path / "g.wav", 1.5, 0.3).read_bytes()
+    hostile = "..\\x/a\x00b\x1b[31mc\x7f\u0085d\u202ee\u200bf\u2028g\tv.wav".encode()
+    body, headers = multipart(hostile, good)
+    r = client.post("/predict", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["path"] == "ab[31mcdef gv.wav"
+    body, headers = multipart(("x" * 1000 + ".txt").encode(), b"not audio")
+    r = client.post("/predict", content=body, headers=headers)
+    assert r.status_code == 415 and r.json()["detail"].startswith("x" * serve.MAX_NAME_CHARS + ": not an audio file")
+    for raw, want in (("", "upload"), ("..", "upload"), ("a/..", "upload"), ("\x00\x01", "upload"), ("C:\\u\\t.wav", "t.wav")):
+        assert serve._safe_name(raw) == want, raw
 
 
 def test_model_failure_is_a_500_with_message_then_serving_continues(tmp_path, upload_dir):
@@ -201,18 +299,101 @@ def test_cli_args_and_main(monkeypatch):
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
     from emoboost.cli import serve as serve_cli
 
-    args = serve_cli.add_args(argparse.ArgumentParser()).parse_args(["runs/x", "--port", "8123", "--max-seconds", "42", "--max-mb", "1.5"])
+    args = serve_cli.add_args(argparse.ArgumentParser()).parse_args(
+        ["runs/x", "--port", "8123", "--max-seconds", "42", "--max-mb", "1.5", "--max-concurrent", "3", "--max-queue", "0"])
     assert serve_cli.main(args) == 0
     assert seen["load"] == ("runs/x", None, "cpu") and seen["port"] == 8123 and seen["host"] == "127.0.0.1"
     h = TestClient(seen["app"]).get("/health").json()
-    assert h["limits"] == {"max_seconds": 42.0, "max_bytes": int(1.5 * 2**20)}
+    assert h["limits"] == {"max_seconds": 42.0, "max_bytes": int(1.5 * 2**20), "max_concurrent": 3, "max_queue": 0}
     seen.clear()
     assert serve_cli.main(serve_cli.add_args(argparse.ArgumentParser()).parse_args(["runs/x", "--device", "cuda:1"])) == 0
     assert seen["load"] == ("runs/x", None, "cuda:1")
 
 
+@pytest.mark.parametrize("flags,message", [
+    (["--port", "-1"], "--port must be an integer from 1 to 65535, got -1"),
+    (["--port", "70000"], "--port must be an integer from 1 to 65535, got 70000"),
+    (["--max-seconds", "nan"], "--max-seconds must be a finite number of seconds above 0, got nan"),
+    (["--max-seconds", "inf"], "--max-seconds must be a finite number of seconds above 0, got inf"),
+    (["--max-seconds", "0"], "--max-seconds must be a finite number of seconds above 0, got 0.0"),
+    (["--max-mb", "nan"], "--max-mb must be a finite size above 0, got nan MiB"),
+    (["--max-mb", "inf"], "--max-mb must be a finite size above 0, got inf MiB"),
+    (["--max-concurrent", "0"], "--max-concurrent must be an integer >= 1, got 0"),
+    (["--max-queue", "-1"], "--max-queue must be an integer >= 0, got -1"),
+])
+def test_bad_flags_end_in_one_line_and_exit_2_before_anything_starts(monkeypatch, capsys, flags, message):
+    import uvicorn
+
+    from emoboost.cli import main
+    from emoboost.inference.engine import Engine
+
+    def never(*a, **kw):
+        raise AssertionError("started although a flag is bad")
+
+    monkeypatch.setattr(Engine, "load", classmethod(never))
+    monkeypatch.setattr(uvicorn, "run", never)
+    assert main(["serve", "runs/x", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err == f"emoboost: error: {message}\n"
+
+
+def _blocking(predictor_cls):
+    class Blocking(predictor_cls):
+        """Holds its slot until released, so a test can fill the server deterministically."""
+
+        def __init__(self):
+            super().__init__()
+            self.entered, self.release = threading.Semaphore(0), threading.Event()
+
+        def predict_wav(self, wav, path="<array>", timeline=False, vad=None):
+            self.entered.release()
+            assert self.release.wait(20), "never released"
+            return super().predict_wav(wav, path, timeline)
+
+    return Blocking()
+
+
+@pytest.mark.parametrize("queue", [0, 1])
+def test_admission_beyond_the_queue_is_503_with_retry_after_and_no_decoding(tmp_path, upload_dir, monkeypatch, queue):
+    pred = _blocking(LoudnessPredictor)
+    decoded = []
+    real_decode = serve.decode_upload
+    monkeypatch.setattr(serve, "decode_upload", lambda stream, name, *a: decoded.append(name) or real_decode(stream, name, *a))
+    client = TestClient(serve.create_app(pred, max_concurrent=1, max_queue=queue))
+    f = tone(tmp_path / "a.wav", 1.5, 0.3)
+    answers: dict[str, object] = {}
+
+    def send(key: str) -> None:
+        answers[key] = post(client, f, name=f"{key}.wav")
+
+    first = threading.Thread(target=send, args=("first",))
+    first.start()
+    assert pred.entered.acquire(timeout=20)  # the first request is inside, classifying
+    waiting = [threading.Thread(target=send, args=(f"queued{i}",)) for i in range(queue)]
+    for t in waiting:
+        t.start()
+    deadline = time.time() + 20
+    while client.get("/health").json()["in_flight"] < 1 + queue:
+        assert time.time() < deadline, "the queued request never arrived"
+        time.sleep(0.01)
+    r = post(client, f, name="late.wav")  # beyond the queue: refused at once, never decoded
+    assert r.status_code == 503, r.text
+    assert int(r.headers["Retry-After"]) >= 1
+    assert r.json()["detail"].startswith("late.wav: the server is busy")
+    assert "late.wav" not in decoded
+    pred.release.set()
+    for t in [first, *waiting]:
+        t.join(20)
+    assert all(answers[k].status_code == 200 for k in ["first", *(f"queued{i}" for i in range(queue))]), answers
+    h = client.get("/health").json()
+    assert (h["requests"], h["ok"], h["busy"], h["errors"], h["in_flight"]) == (2 + queue, 1 + queue, 1, 0, 0)
+    assert h["by_status"] == {"200": 1 + queue, "503": 1}
+    assert post(client, f).status_code == 200  # a place again once the others are done
+    assert list(upload_dir.iterdir()) == []
+
+
 def test_real_emoboost_model(shared_dir, tmp_path, upload_dir):
-    """A real (tiny) SVM on eGeMAPS of EmoDB anger vs sadness, served: the same answer as Predictor itself."""
+    """A real (tiny) SVM on eGeMAPS of EmoDB anger vs sadness, served: the same answer as the engine itself."""
     from emoboost.features.functionals import functionals
     from emoboost.methods import UtteranceSet
     from emoboost.methods.svm import FunctionalsSVM
@@ -234,7 +415,7 @@ def test_real_emoboost_model(shared_dir, tmp_path, upload_dir):
     bundle = Bundle(tmp_path, "model", classes, method="svm", features=["egemaps"], models=[tmp_path])
     predictor = Engine(TorchBackend([svm], bundle), bundle)
     client = TestClient(serve.create_app(predictor))
-    assert client.get("/health").json()["model"]["classes"] == classes
+    assert client.get("/health").json()["model"]["method"] == "svm"
     for f in test:
         body = post(client, f).json()
         ref = predictor.predict_file(f).to_dict()

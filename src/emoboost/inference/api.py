@@ -34,7 +34,7 @@ def to_mono(audio: Any, sample_rate: int, target_rate: int, name: str = "<array>
 
     2-D input is [T, channels] or [channels, T]; the channel axis is the shorter one.
     """
-    from emoboost.audio import AudioError
+    from emoboost.audio import AudioError, check_sample_rate, check_samples
 
     x = np.asarray(audio)
     if x.dtype.kind in "iu":
@@ -48,10 +48,10 @@ def to_mono(audio: Any, sample_rate: int, target_rate: int, name: str = "<array>
         raise AudioError(name, f"expected a waveform [T] or [T, channels], got shape {x.shape}")
     if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise AudioError(name, f"sample_rate must be a positive integer, got {sample_rate!r}")
+    check_sample_rate(int(sample_rate), name)
     if x.size == 0:
         raise AudioError(name, "contains no audio samples")
-    if not np.all(np.isfinite(x)):
-        raise AudioError(name, "contains NaN or infinite samples")
+    check_samples(x, name)
     x = x.astype(np.float32)
     if int(sample_rate) != target_rate:
         import soxr

@@ -38,6 +38,7 @@ from emoboost.audio import (
     AudioError,
     Segmenting,
     audio_info,
+    check_samples,
     is_silent,
     load_audio,
     peak_dbfs,
@@ -280,8 +281,7 @@ class Engine:
             raise AudioError(name, f"expected mono samples [T], got shape {wav.shape}")
         if len(wav) < self.min_samples():
             raise too_short(name, len(wav) / self.sample_rate, self.min_samples() / self.sample_rate)
-        if not np.all(np.isfinite(wav)):
-            raise AudioError(name, "contains NaN or infinite samples")
+        check_samples(wav, name)  # finite, and a level the features survive
         return wav
 
     def blocks(self, wav: np.ndarray) -> Iterator[np.ndarray]:
@@ -395,7 +395,7 @@ class Engine:
         if self.backend.head_kind == "whole" or audio_info(path)[0] * sr <= self.block:
             return self.predict_wav(load_audio(path, sr), str(path), timeline)
         meter = _Meter(exact_blocks(stream_audio(path, sr, self.block / sr, reuse=True), self.block))
-        run = self._run((_finite(b, path) for b in meter), str(path), timeline)
+        run = self._run(meter, str(path), timeline)  # stream_audio checks every block's samples
         if meter.samples < self.min_samples():
             raise too_short(path, meter.samples / sr, self.min_samples() / sr)
         if meter.peak_dbfs() < SILENCE_DB:
@@ -476,8 +476,3 @@ class Engine:
         return Prediction(path, label, {c: round(float(v), 5) for c, v in probs.items()}, tl,
                           duration=duration, speech_seconds=speech)
 
-
-def _finite(block: np.ndarray, path: str | Path) -> np.ndarray:
-    if not np.all(np.isfinite(block)):
-        raise AudioError(path, "contains NaN or infinite samples")
-    return block

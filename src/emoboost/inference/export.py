@@ -6,7 +6,7 @@ head's k layers, running the encoder only up to the deepest of them) and ``head.
 and a clip longer than Whisper's 30 s window needs several encoder runs, so pooling cannot live inside
 one encoder run; keeping the head separate also lets other heads reuse the same encoder file.
 ``preprocessing.json`` + ``mel_filters.npy`` describe the numpy log-mel
-(:func:`emoboost.inference.onnx_predict.log_mel`) and the label map; :class:`emoboost.inference.onnx_predict.OnnxPredictor`
+(:func:`emoboost.inference.backend_onnx.log_mel`) and the label map; :class:`emoboost.inference.backend_onnx.OnnxBackend`
 runs the directory.
 
 The graphs are traced with torch's legacy exporter (``dynamo=False``): the dynamo exporter needs the

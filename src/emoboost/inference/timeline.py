@@ -1,6 +1,6 @@
 """Timelines of (start, end, label, probabilities): duration-weighted file label, CSV rows and a PNG plot.
 
-A timeline is the list of dicts that :class:`emoboost.inference.predict.Prediction` carries
+A timeline is the list of dicts that :class:`emoboost.inference.engine.Prediction` carries
 (``{"start", "end", "label", "probabilities": {class: p}}``, seconds). Gaps between entries are
 unclassified time (silence when the timeline comes from VAD regions) and stay blank in the plot.
 """

@@ -178,3 +178,23 @@ def merge_corpora(parts: dict[str, Manifest], label_map: LabelMap | None = None,
     unused = label_map.unused({c: set(m.labels()) for c, m in parts.items()})
     report = MergeReport(label_map.name, sorted(shared), renamed, left_out, unused)
     return Manifest(utts), report
+
+
+def corpus_plan(train: list[str] | None = None, test: str | None = None,
+                leave_one_corpus_out: list[str] | None = None) -> dict:
+    """Experiment config keys for ``--train A B --test C`` or ``--leave-one-corpus-out A B C`` ({} for neither).
+
+    -> ``corpora`` (training corpora first), ``test_corpora`` and ``protocol``; flags that cannot go
+    together are refused here, before anything is read.
+    """
+    if leave_one_corpus_out:
+        if train or test:
+            raise ValueError("--leave-one-corpus-out tests every listed corpus in turn; it replaces --train/--test")
+        if len(leave_one_corpus_out) < 2:
+            raise ValueError("--leave-one-corpus-out needs at least 2 corpora")
+        return {"corpora": list(leave_one_corpus_out), "protocol": "leave-one-corpus-out"}
+    if bool(train) != bool(test):
+        raise ValueError("--train and --test go together: --train CORPUS [CORPUS ...] --test CORPUS")
+    if train:
+        return {"corpora": [*train, test], "test_corpora": [test], "protocol": "cross-corpus"}
+    return {}

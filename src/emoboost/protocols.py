@@ -66,7 +66,7 @@ def check_disjoint(manifest: Manifest, a: np.ndarray, b: np.ndarray, what: str =
     spk = manifest.groups(key)
     overlap = set(spk[a]) & set(spk[b])
     if overlap:
-        raise LeakageError(f"{key}(s) {sorted(overlap)} appear in both {what}; refusing to run")
+        raise LeakageError(f"{key}(s) {sorted(map(str, overlap))} appear in both {what}; refusing to run")
 
 
 def _valid_split(

@@ -47,7 +47,8 @@ def ms_rows(layer: int | str, *names: str, finetune_top: int = 0) -> list[str]:
     return [f"ft{finetune_top}-{n}=" + specs[n].format(l=layer, ep=EP, small=SMALL) + f",finetune_top={finetune_top}"
             for n in names if n != "logreg"]
 
-HEADLINE = ["best-layer=logreg:layer=3", "layer-fusion=logreg:layer=[2,3,4]"]  # the pooled headline methods
+HEADLINE = ["best-layer=logreg:layer=3", "layer-fusion=logreg:layer=[2,3,4]",  # the pooled headline methods
+            "speaker-normalised=logreg:layer=[2,3,4],speaker_norm=speaker"]  # transductive: test speakers' own stats
 
 TABLES: dict[str, dict] = {
     # --- the feature store (utterance-level pooling of each clip's own frames) ---------------------

@@ -154,3 +154,17 @@ def test_refusals_are_one_line_before_anything_runs(bench, tmp_path, capsys, arg
     err = capsys.readouterr().err.strip()
     assert error in err and len(err.splitlines()) == 1
     assert not any(out.rglob("*.json"))
+
+
+def test_train_after_cross_corpus_cv_learns_from_the_training_corpora_only(setup, monkeypatch, tmp_path, capsys):
+    root, up, cache = setup
+    monkeypatch.setenv("EMOBOOST_DATA", str(root))
+    out = tmp_path / "model"
+    rc = main(["train", "--train", "casia", "--test", "emodb", "--method", "logreg", "-p", "layer=1", "--upstream",
+               str(up), "--cache-dir", str(cache), "--out", str(out), "--no-progress", "--store", "pooled"])
+    assert rc == 0
+    bundle = _json(out / "bundle.json")
+    assert bundle["training"]["corpora"] == ["casia"]
+    assert bundle["training"]["utterances"] == 27 and bundle["training"]["speakers"] == 3  # casia's shared classes
+    assert "trained on casia, tested on emodb" in bundle["cv"]["protocol"]
+    capsys.readouterr()

@@ -142,9 +142,9 @@ def run_table(args: argparse.Namespace, out: Path, plan: dict, pairs: list[tuple
     lines = [f"# emoboost benchmark: {proto['corpus']}", ""]
     for k in ("corpus", "utterances", "speakers", "classes", "label map", "classes left out", "protocol", "seeds",
               "features", "segmenting", "machine"):
-        values = [r["protocol"].get(k) for r in rows]
-        if k not in proto:
+        if k not in proto:  # "label map", "classes left out": only runs on several corpora have them
             continue
+        values = [r["protocol"].get(k) for r in rows]
         if len({str(v) for v in values}) > 1:  # entries differ (pooled vs windowed methods): say so per entry
             lines.append(f"- **{k}**: " + "; ".join(f"{r['entry']}: {v}" for r, v in zip(rows, values)))
         else:
@@ -188,9 +188,9 @@ def run_table(args: argparse.Namespace, out: Path, plan: dict, pairs: list[tuple
 
 def _per_corpus_lines(rows: list[dict]) -> list[str]:
     """Leave-one-corpus-out: UA per test corpus (each fold is one corpus), mean over seeds."""
-    tests = list(dict.fromkeys(", ".join(f["test_groups"]) for f in rows[0]["per_fold"]))
     if "leave-one-corpus-out" not in rows[0]["protocol"].get("protocol", ""):
         return []
+    tests = list(dict.fromkeys(", ".join(f["test_groups"]) for f in rows[0]["per_fold"]))
     lines = ["", "UA % per test corpus (trained on the other corpora):", "",
              "| method | upstream | " + " | ".join(tests) + " |", "|---|---|" + "---|" * len(tests)]
     for r in rows:

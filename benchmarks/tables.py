@@ -47,6 +47,9 @@ def ms_rows(layer: int | str, *names: str, finetune_top: int = 0) -> list[str]:
     return [f"ft{finetune_top}-{n}=" + specs[n].format(l=layer, ep=EP, small=SMALL) + f",finetune_top={finetune_top}"
             for n in names if n != "logreg"]
 
+HEADLINE = ["best-layer=logreg:layer=3", "layer-fusion=logreg:layer=[2,3,4]",  # the pooled headline methods
+            "speaker-normalised=logreg:layer=[2,3,4],speaker_norm=speaker"]  # transductive: test speakers' own stats
+
 TABLES: dict[str, dict] = {
     # --- the feature store (utterance-level pooling of each clip's own frames) ---------------------
     "store-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "methods": [
@@ -156,6 +159,14 @@ TABLES: dict[str, dict] = {
         "resnet18-scratch=spec_cnn:arch=resnet18,image_size=[64,40],max_epochs=12,patience=4"]},
     "spec-cnn-ravdess": {"corpus": "ravdess", "methods": [
         "resnet18-scratch=spec_cnn:arch=resnet18,image_size=[64,40],max_epochs=12,patience=4"]},
+    # --- several corpora (Whisper-base, pooled store, explicit layers so a changed default cannot move them) ---
+    # each corpus under its own speaker-independent protocol, one table with the mean over corpora
+    "multi-corpus-headline": {"corpora": ["emodb", "ravdess", "casia"], "upstreams": ["whisper-base"],
+                              "extra": ["--store", "pooled"], "methods": HEADLINE},
+    # each corpus as the test corpus, trained on each other one and on the other two together, beside its
+    # in-corpus speaker-independent CV, all on the 5 classes the three share
+    "cross-corpus": {"cross_corpus": ["emodb", "ravdess", "casia"], "upstreams": ["whisper-base"],
+                     "extra": ["--store", "pooled"], "methods": HEADLINE},
     "svm-emodb": {"corpus": "emodb", "methods": [
         "egemaps=svm:features=egemaps", "egemaps+spk-norm=svm:features=egemaps,speaker_norm=speaker",
         "compare=svm:features=compare", "compare+spk-norm=svm:features=compare,speaker_norm=speaker",
@@ -258,16 +269,38 @@ def status(names: list[str], out_root: str = "runs") -> str:
         t = TABLES[name]
         seeds = t.get("seeds") or [0]
         lines.append(f"{name} ({out_root}/{name}):")
-        for up in t.get("upstreams") or [None]:
-            for spec in t["methods"]:
-                label = spec.split("=", 1)[0] if "=" in spec.split(":", 1)[0] else spec
-                d = Path(out_root) / name / entry_dir_name(label if up is None else f"{label} @ {up}")
-                done = len(list((d / "folds").glob("fold*_seed*.json"))) if (d / "folds").is_dir() else 0
-                folds = len(json.loads((d / "folds.json").read_text())) if (d / "folds.json").is_file() else None
-                want = f"{folds * len(seeds)}" if folds else "?"
-                mark = "done" if folds and done >= folds * len(seeds) else ("not started" if not done else "part-way")
-                lines.append(f"  {label + (' @ ' + up if up else ''):<60} {done:>3}/{want:<3} {mark}")
+        cells = cell_dirs(t, f"{out_root}/{name}")
+        for cell, up, spec in [(c, u, s) for c in cells for u in t.get("upstreams") or [None] for s in t["methods"]]:
+            label = spec.split("=", 1)[0] if "=" in spec.split(":", 1)[0] else spec
+            d = cell / entry_dir_name(label if up is None else f"{label} @ {up}")
+            done = len(list((d / "folds").glob("fold*_seed*.json"))) if (d / "folds").is_dir() else 0
+            folds = len(json.loads((d / "folds.json").read_text())) if (d / "folds.json").is_file() else None
+            want = f"{folds * len(seeds)}" if folds else "?"
+            mark = "done" if folds and done >= folds * len(seeds) else ("not started" if not done else "part-way")
+            where = f"{cell.relative_to(Path(out_root) / name)}: " if len(cells) > 1 else ""
+            lines.append(f"  {where + label + (' @ ' + up if up else ''):<60} {done:>3}/{want:<3} {mark}")
     return "\n".join(lines)
+
+
+def corpus_args(t: dict) -> list[str]:
+    """``--corpus X``, ``--corpora A B C`` (one table over corpora) or ``--cross-corpus A B C``."""
+    if "corpora" in t:
+        return ["--corpora", *t["corpora"]]
+    if "cross_corpus" in t:
+        return ["--cross-corpus", *t["cross_corpus"]]
+    return ["--corpus", t["corpus"]]
+
+
+def cell_dirs(t: dict, root: str) -> list:
+    """The benchmark folders of a table: itself, or one per corpus (per test corpus and training set)."""
+    from pathlib import Path
+
+    root = Path(root)
+    if "corpora" in t:
+        return [root / c for c in t["corpora"]]
+    if "cross_corpus" in t:
+        return sorted(p for c in t["cross_corpus"] for p in (root / c).glob("*") if p.is_dir()) or [root]
+    return [root]
 
 
 def commands(name: str, out_root: str = "runs", quick: bool = False) -> list[list[str]]:
@@ -277,7 +310,7 @@ def commands(name: str, out_root: str = "runs", quick: bool = False) -> list[lis
     cmds = []
     for seg in segments:
         out = f"{out_root}/{name}" + (f"-{seg:g}s" if seg else "")
-        argv = ["--threads", "1", "benchmark", "--corpus", t["corpus"], "--no-progress", "--no-tsne", "--out", out,
+        argv = ["--threads", "1", "benchmark", *corpus_args(t), "--no-progress", "--no-tsne", "--out", out,
                 *t.get("extra", [])]
         if seg:
             argv += ["--segment-length", str(seg)]

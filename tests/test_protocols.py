@@ -164,3 +164,50 @@ def test_tiny_class_names_its_rows_unless_the_minimum_is_lowered():
         check_classes(_labelled({"a": 20, "b": 7}), None, n_folds=10, show=5)
     with pytest.raises(ValueError, match="min_class_count must be an integer >= 1"):
         check_classes(m, None, min_class_count=0)
+
+
+def _corpora(spk: dict[str, int], per: int = 6) -> Manifest:
+    """A merged manifest: ``spk[corpus]`` speakers each (prefixed as merging does), classes a, b, c."""
+    return Manifest(Utterance(f"{c}/s{s}_{k}", f"/{c}/s{s}_{k}.wav", f"{c}/s{s}", "abc"[k % 3], 1.0, c)
+                    for c, n in spk.items() for s in range(n) for k in range(per))
+
+
+def test_cross_corpus_fold_tests_one_corpus_and_validates_on_training_corpora_only():
+    m = _corpora({"emodb": 4, "ravdess": 5, "casia": 3})
+    (f,) = make_folds(m, "cross-corpus", test_corpora=["casia"], seed=0)
+    corpus, spk = m.groups("corpus"), m.groups("speaker")
+    assert set(corpus[f.test]) == {"casia"} and len(f.test) == 3 * 6
+    assert set(corpus[f.train]) == set(corpus[f.valid]) == {"emodb", "ravdess"}
+    assert f.train_corpora == ("emodb", "ravdess") and f.test_groups == ("casia",)
+    # one held-out speaker per training corpus, never a training speaker, never the test corpus
+    assert sorted({s.split("/")[0] for s in set(spk[f.valid])}) == ["emodb", "ravdess"] and len(set(spk[f.valid])) == 2
+    assert not set(spk[f.valid]) & set(spk[f.train])
+    assert len(f.train) + len(f.valid) + len(f.test) == len(m)
+    assert f.valid_by == "speakers" and f.to_dict()["train_corpora"] == ["emodb", "ravdess"]
+    line = describe("cross-corpus", [f])
+    assert "trained on emodb + ravdess, tested on casia" in line and "never the test corpus" in line
+
+
+def test_leave_one_corpus_out_one_fold_per_corpus():
+    m = _corpora({"a": 3, "b": 2, "c": 1})
+    folds = make_folds(m, "leave-one-corpus-out")
+    corpus = m.groups("corpus")
+    assert [f.test_groups for f in folds] == [("a",), ("b",), ("c",)]
+    for f in folds:
+        assert set(corpus[f.test]) == set(f.test_groups)
+        assert not set(corpus[np.concatenate([f.train, f.valid])]) & set(f.test_groups)
+    # corpus c has a single speaker: its validation share is a stratified 20 % of its utterances
+    assert folds[0].valid_by == "utterances" and folds[2].valid_by == "speakers"
+    assert "3-fold leave-one-corpus-out (a, b, c)" in describe("leave-one-corpus-out", folds)
+
+
+def test_cross_corpus_refusals():
+    m = _corpora({"a": 2, "b": 2})
+    with pytest.raises(ValueError, match="test corpora among the merged ones"):
+        make_folds(m, "cross-corpus", test_corpora=["zz"])
+    with pytest.raises(ValueError, match="at least one left to train on"):
+        make_folds(m, "cross-corpus", test_corpora=["a", "b"])
+    with pytest.raises(ValueError, match="at least 2 corpora"):
+        make_folds(_corpora({"a": 3}), "leave-one-corpus-out")
+    with pytest.raises(LeakageError, match=r"corpus\(s\) \['a'\] appear in both"):
+        check_disjoint(m, np.arange(0, 6), np.arange(6, 12), key="corpus")

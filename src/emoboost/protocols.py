@@ -22,7 +22,10 @@ from sklearn.model_selection import (
 
 from emoboost.data.manifest import Manifest
 
-PROTOCOLS = ("loso", "loso-session", "group-kfold", "stratified-group-kfold", "stratified-kfold")
+PROTOCOLS = ("loso", "loso-session", "group-kfold", "stratified-group-kfold", "stratified-kfold", "cross-corpus",
+             "leave-one-corpus-out")
+CORPUS_PROTOCOLS = ("cross-corpus", "leave-one-corpus-out")
+"""Protocols whose folds are whole corpora (a merged manifest, :mod:`emoboost.data.crosscorpus`)."""
 
 
 class LeakageError(RuntimeError):
@@ -38,6 +41,7 @@ class Fold:
     test_groups: tuple[str, ...]
     speaker_independent: bool = True
     valid_by: str = "speakers"  # "speakers" (held-out training speakers) or "utterances" (too few speakers)
+    train_corpora: tuple[str, ...] = ()  # corpus protocols: the corpora trained (and validated) on
 
     def to_dict(self, ids: list[str] | None = None) -> dict:
         d = {
@@ -49,17 +53,20 @@ class Fold:
             "speaker_independent": self.speaker_independent,
             "valid_by": self.valid_by,
         }
+        if self.train_corpora:
+            d["train_corpora"] = list(self.train_corpora)
         if ids is not None:
             d["test_ids"] = [ids[i] for i in self.test]
         return d
 
 
-def check_disjoint(manifest: Manifest, a: np.ndarray, b: np.ndarray, what: str = "train/test") -> None:
-    """Raise :class:`LeakageError` if any speaker occurs in both index sets."""
-    spk = manifest.groups("speaker")
+def check_disjoint(manifest: Manifest, a: np.ndarray, b: np.ndarray, what: str = "train/test",
+                   key: str = "speaker") -> None:
+    """Raise :class:`LeakageError` if any speaker (or other ``key``: ``corpus``) occurs in both index sets."""
+    spk = manifest.groups(key)
     overlap = set(spk[a]) & set(spk[b])
     if overlap:
-        raise LeakageError(f"speaker(s) {sorted(overlap)} appear in both {what}; refusing to run")
+        raise LeakageError(f"{key}(s) {sorted(map(str, overlap))} appear in both {what}; refusing to run")
 
 
 def _valid_split(
@@ -152,12 +159,46 @@ def _every_class_grouped_kfold(y: np.ndarray, spk: np.ndarray, n_folds: int, see
     return [(idx[folds != k], idx[folds == k]) for k in range(n_folds)]
 
 
+def _corpus_folds(manifest: Manifest, protocol: str, test_corpora: Iterable[str] | None, valid_speakers: int,
+                  seed: int) -> list[Fold]:
+    """Folds whose test side is whole corpora; validation = held-out speakers of each training corpus."""
+    corpus, spk = manifest.groups("corpus"), manifest.groups("speaker")
+    present = list(dict.fromkeys(corpus))
+    if len(present) < 2:
+        raise ValueError(f"{protocol} needs utterances of at least 2 corpora, got {', '.join(present) or 'none'}")
+    if protocol == "cross-corpus":
+        tests = list(dict.fromkeys([test_corpora] if isinstance(test_corpora, str) else (test_corpora or [])))
+        unknown = [c for c in tests if c not in present]
+        if not tests or unknown or len(tests) == len(present):
+            raise ValueError(f"cross-corpus needs test corpora among the merged ones ({', '.join(present)}) with at "
+                             f"least one left to train on; got {tests or 'none'}")
+        plan = [tests]
+    else:
+        plan = [[c] for c in present]
+    folds = []
+    for k, tests in enumerate(plan):
+        is_test = np.isin(corpus, tests)
+        train_corpora = tuple(c for c in present if c not in tests)
+        parts = [_valid_split(manifest, np.flatnonzero(corpus == c), valid_speakers, seed + k, True)
+                 for c in train_corpora]
+        train = np.sort(np.concatenate([tr for tr, _ in parts]))
+        valid = np.sort(np.concatenate([va for _, va in parts]))
+        test = np.flatnonzero(is_test)
+        check_disjoint(manifest, np.concatenate([train, valid]), test, "train/test", key="corpus")
+        check_disjoint(manifest, np.concatenate([train, valid]), test, "train/test")
+        by_speakers = all(not set(spk[tr]) & set(spk[va]) for tr, va in parts)
+        folds.append(Fold(k, train, valid, test, tuple(tests), True, "speakers" if by_speakers else "utterances",
+                          train_corpora))
+    return folds
+
+
 def make_folds(
     manifest: Manifest,
     protocol: str = "loso",
     n_folds: int | None = None,
     valid_speakers: int = 1,
     seed: int = 0,
+    test_corpora: Iterable[str] | None = None,
 ) -> list[Fold]:
     """Build folds for ``protocol``.
 
@@ -169,9 +210,14 @@ def make_folds(
     - ``stratified-group-kfold``: ``n_folds`` folds grouped by speaker (default 5) in which every test
       fold holds every class (corpora with unbalanced speakers, such as URDU); deterministic.
     - ``stratified-kfold``: plain stratified k-fold, SPEAKER-DEPENDENT: only when asked for explicitly.
+    - ``cross-corpus``: one fold testing on ``test_corpora``, training on the other corpora of a merged
+      manifest; ``leave-one-corpus-out``: each corpus in turn. Validation = ``valid_speakers`` held-out
+      speakers of *each training corpus*, never the test corpus.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
+    if protocol in CORPUS_PROTOCOLS:
+        return _corpus_folds(manifest, protocol, test_corpora, valid_speakers, seed)
     n = len(manifest)
     idx = np.arange(n)
     y = np.array([u.label for u in manifest])
@@ -215,6 +261,17 @@ def describe(protocol: str, folds: list[Fold]) -> str:
     """Human-readable protocol line printed beside every number."""
     if protocol == "stratified-kfold":
         return f"{len(folds)}-fold stratified k-fold, SPEAKER-DEPENDENT (speakers shared between train and test)"
+    if protocol in CORPUS_PROTOCOLS:
+        valid = ("validation = held-out speakers of each training corpus" if all(f.valid_by == "speakers" for f in folds)
+                 else "validation = training-corpus speakers held out, or a stratified 20 % of the utterances of a "
+                      "training corpus with a single speaker")
+        if protocol == "cross-corpus":
+            f = folds[0]
+            return (f"cross-corpus: trained on {' + '.join(f.train_corpora)}, tested on {' + '.join(f.test_groups)} "
+                    f"(1 fold), speaker-independent (disjoint corpora); {valid}; never the test corpus")
+        names = ", ".join(g for f in folds for g in f.test_groups)
+        return (f"{len(folds)}-fold leave-one-corpus-out ({names}): each corpus tested by a model trained on the "
+                f"others, speaker-independent (disjoint corpora); {valid}; never the test corpus")
     names = {
         "loso": "leave-one-speaker-out" if all(len(f.test_groups) == 1 for f in folds) else "speaker-grouped",
         "loso-session": "leave-one-session-out",

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from emoboost.cli.corpora import add_cross_corpus_args
 from emoboost.utils import parse_value as _parse_value
 
 
@@ -37,6 +38,15 @@ def _experiment_dict(args: argparse.Namespace) -> dict:
         "cache_dir": args.cache_dir, "classes": args.classes,
     }
     cfg.update({k: v for k, v in direct.items() if v is not None})
+    from emoboost.data.crosscorpus import corpus_plan
+
+    plan = corpus_plan(args.train, args.test, args.leave_one_corpus_out)
+    if plan and (args.corpus or args.data_root or args.manifest or args.protocol):
+        raise ValueError("--train/--test and --leave-one-corpus-out set the corpora and the protocol; "
+                         "--corpus, --data-root, --manifest and --protocol cannot go with them")
+    cfg.update(plan)
+    if args.label_map:
+        cfg["label_map"] = args.label_map
     params = cfg.setdefault("method_params", {})
     for p in args.param or []:
         apply_overrides(params, [p])
@@ -128,6 +138,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                         "finished run with --plots to draw it in seconds")
     p.add_argument("--no-save-models", action="store_true")
     p.add_argument("--no-progress", action="store_true")
+    add_cross_corpus_args(p)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -139,7 +150,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from emoboost.cli.threads import set_threads
 
         set_threads(int(threads))
-    d.setdefault("out_dir", f"runs/{d.get('corpus', 'emodb')}-{d.get('method', 'linear')}")
+    corpus = "+".join(d["corpora"]) if d.get("corpora") else d.get("corpus", "emodb")
+    d.setdefault("out_dir", f"runs/{corpus}-{d.get('method', 'linear')}")
     sweeps = args.sweep or []
     if not sweeps:
         rep = run_experiment(ExperimentConfig.from_dict(d))

@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
             torch.set_num_threads(int(threads))
         if out is None:
-            out = Path("models") / f"{d.get('corpus', 'emodb')}-{d.get('method', 'linear')}"
+            corpus = "+".join(d["corpora"]) if d.get("corpora") else d.get("corpus", "emodb")
+            out = Path("models") / f"{corpus}-{d.get('method', 'linear')}"
         run_dir = Path(args.cv_out) if args.cv_out else out / "cv"
         d["out_dir"] = str(run_dir)
     with claim_dir(out, "model"):  # before the CV: a folder that is not a model folder costs nothing
@@ -65,4 +66,5 @@ def run(args: argparse.Namespace) -> int:
 
 _RUN_FLAGS = ("config", "corpus", "data_root", "manifest", "upstream", "method", "param", "override", "protocol",
               "folds", "seeds", "segment_length", "segment_hop", "segment_encoding", "store", "layers", "classes",
-              "min_class_count", "corpus_option", "quick", "no_save_models")
+              "min_class_count", "corpus_option", "quick", "no_save_models", "train", "test", "leave_one_corpus_out",
+              "label_map")

@@ -82,16 +82,32 @@ def entry_dir_name(entry: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in entry.replace(" @ ", "__"))
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run every entry into ``--out`` (new, empty or an earlier benchmark) and write the table."""
-    out = Path(args.out or f"runs/benchmark-{args.corpus}")
-    pairs = _paired_entries(getattr(args, "paired", []) or [], _entry_names(args))
-    with claim_dir(out, "benchmark"):  # its entries are run directories inside it, each claimed by its run
-        return _run_claimed(args, out, pairs)
+def _config(args: argparse.Namespace, plan: dict, **kw):
+    """The run config of one entry: the benchmark's flags, the corpus plan (a corpus, or merged corpora)."""
+    from emoboost.experiment.run import ExperimentConfig, default_cache_dir
+
+    if plan.get("protocol") and args.protocol:
+        raise ValueError(f"--protocol {args.protocol} does not apply: the corpora set the protocol ({plan['protocol']})")
+    corpus = {"corpus": plan.get("corpus") or "emodb", "corpora": plan.get("corpora"),
+              "test_corpora": plan.get("test_corpora"), "protocol": plan.get("protocol") or args.protocol,
+              "classes": plan.get("classes", getattr(args, "classes", None)),
+              "label_map": getattr(args, "label_map", None) if plan.get("corpora") else None}
+    if not plan.get("corpora"):
+        corpus.update(data_root=args.data_root, manifest=args.manifest)
+    return ExperimentConfig(
+        **corpus, n_folds=args.folds, seeds=list(args.seeds), segment_length=args.segment_length,
+        segment_encoding=args.segment_encoding, store=getattr(args, "store", None) or "auto",
+        cache_dir=args.cache_dir or default_cache_dir(), save_models=not args.no_save_models,
+        tsne=args.tsne and not (args.quick or args.no_tsne), plots=args.plots, device=args.device,
+        progress=not args.no_progress, max_folds=2 if args.quick else None, **kw)
 
 
-def _run_claimed(args: argparse.Namespace, out: Path, pairs: list[tuple[str, str]]) -> int:
-    from emoboost.experiment.run import ExperimentConfig, default_cache_dir, run_experiment
+def run_table(args: argparse.Namespace, out: Path, plan: dict, pairs: list[tuple[str, str]],
+              cell: str | None = None) -> tuple[list[dict], bool]:
+    """The benchmark loop: every method × upstream on ``plan``'s corpus (or merged corpora), identical
+    folds, one run directory each under ``out``; writes ``out/benchmark.md|json`` -> (rows, identical folds).
+    ``cell`` names it when it is one cell of a larger table (progress lines say it; the table is not printed)."""
+    from emoboost.experiment.run import run_experiment
 
     rows = []
     t_all = time.perf_counter()
@@ -106,14 +122,8 @@ def _run_claimed(args: argparse.Namespace, out: Path, pairs: list[tuple[str, str
                 if accepts_param(get_method(name), "max_epochs"):
                     params = {"max_epochs": 2, **params}
             entry = label if up is None else f"{label} @ {up}"
-            safe = entry_dir_name(entry)
-            cfg = ExperimentConfig(
-                corpus=args.corpus, data_root=args.data_root, manifest=args.manifest, upstream=up, method=name,
-                method_params=params, protocol=args.protocol, n_folds=args.folds, seeds=list(args.seeds),
-                segment_length=args.segment_length, segment_encoding=args.segment_encoding, out_dir=str(out / safe),
-                cache_dir=args.cache_dir or default_cache_dir(), save_models=not args.no_save_models,
-                tsne=args.tsne and not (args.quick or args.no_tsne), plots=args.plots, device=args.device, progress=not args.no_progress, max_folds=2 if args.quick else None,
-            )
+            cfg = _config(args, plan, upstream=up, method=name, method_params=params,
+                          out_dir=str(out / entry_dir_name(entry)))
             t0 = time.perf_counter()
             rep = run_experiment(cfg)
             folds = json.loads((Path(cfg.out_dir) / "folds.json").read_text())
@@ -125,13 +135,16 @@ def _run_claimed(args: argparse.Namespace, out: Path, pairs: list[tuple[str, str
                 "train_s": s["timings_total_s"].get("fit_s", 0.0), "infer_s": s["timings_total_s"].get("predict_s", 0.0),
                 "features_s": rep["timings"]["features_s"], "wall_s": time.perf_counter() - t0,
                 "parameters": rep["protocol"].get("parameters"), "protocol": rep["protocol"],
-                "folds": [f["test_ids"] for f in folds],
+                "per_fold": rep["per_fold"], "folds": [f["test_ids"] for f in folds],
             })
-            print(f"{entry}: WA {fmt_pm(s['WA'])}  UA {fmt_pm(s['UA'])}", flush=True)
+            print(f"{cell + ': ' if cell else ''}{entry}: WA {fmt_pm(s['WA'])}  UA {fmt_pm(s['UA'])}", flush=True)
     same = all(r["folds"] == rows[0]["folds"] for r in rows)
     proto = rows[0]["protocol"]
     lines = [f"# emoboost benchmark: {proto['corpus']}", ""]
-    for k in ("corpus", "utterances", "speakers", "classes", "protocol", "seeds", "features", "segmenting", "machine"):
+    for k in ("corpus", "utterances", "speakers", "classes", "label map", "classes left out", "protocol", "seeds",
+              "features", "segmenting", "machine"):
+        if k not in proto:  # "label map", "classes left out": only runs on several corpora have them
+            continue
         values = [r["protocol"].get(k) for r in rows]
         if len({str(v) for v in values}) > 1:  # entries differ (pooled vs windowed methods): say so per entry
             lines.append(f"- **{k}**: " + "; ".join(f"{r['entry']}: {v}" for r, v in zip(rows, values)))
@@ -148,6 +161,7 @@ def _run_claimed(args: argparse.Namespace, out: Path, pairs: list[tuple[str, str
             f"| {r['entry'].split(' @ ')[0]} | {r['upstream'] or '-'} | {fmt_pm(r['WA'])} | {fmt_pm(r['UA'])} | "
             f"{fmt_pm(r['macro_F1'])} | {pw} | {pu} | {r['train_s']:.0f} | {r['infer_s']:.1f} | {r['parameters']:,} |"
         )
+    lines += _per_corpus_lines(rows)
     notes = {k: v for r in rows for k, v in r["protocol"].items() if k in ("alexnet", "pretrained_weights", "weights")}
     if notes:
         lines += [""] + [f"- {k}: {v}" for k, v in notes.items()]
@@ -167,6 +181,43 @@ def _run_claimed(args: argparse.Namespace, out: Path, pairs: list[tuple[str, str
     md = "\n".join(lines) + "\n"
     atomic_write_text(out / "benchmark.md", md)
     atomic_write_text(out / "benchmark.json", json.dumps({"identical_folds": same, "paired": paired_out, "rows": [
-        {k: v for k, v in r.items() if k != "folds"} for r in rows]}, indent=2, default=str))
-    print(md)
+        {k: v for k, v in r.items() if k not in ("folds", "per_fold")} for r in rows]}, indent=2, default=str))
+    if cell is None:
+        print(md)
+    return rows, same
+
+
+def _per_corpus_lines(rows: list[dict]) -> list[str]:
+    """Leave-one-corpus-out: UA per test corpus (each fold is one corpus), mean over seeds."""
+    if "leave-one-corpus-out" not in rows[0]["protocol"].get("protocol", ""):
+        return []
+    tests = list(dict.fromkeys(", ".join(f["test_groups"]) for f in rows[0]["per_fold"]))
+    lines = ["", "UA % per test corpus (trained on the other corpora):", "",
+             "| method | upstream | " + " | ".join(tests) + " |", "|---|---|" + "---|" * len(tests)]
+    for r in rows:
+        ua = {t: [f["UA"] for f in r["per_fold"] if ", ".join(f["test_groups"]) == t] for t in tests}
+        lines.append(f"| {r['entry'].split(' @ ')[0]} | {r['upstream'] or '-'} | "
+                     + " | ".join(f"{100 * sum(v) / len(v):.2f}" if v else "-" for v in ua.values()) + " |")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    """``emoboost benchmark`` on one corpus, or on a cross-corpus / leave-one-corpus-out plan -> one table.
+    (``--corpora`` and ``--cross-corpus`` loop over this: :mod:`emoboost.experiment.multicorpus`.)"""
+    from emoboost.data.crosscorpus import corpus_plan
+
+    pairs = _paired_entries(getattr(args, "paired", []) or [], _entry_names(args))
+    plan = corpus_plan(getattr(args, "train", None), getattr(args, "test", None),
+                       getattr(args, "leave_one_corpus_out", None))
+    if plan and (args.corpus or args.data_root or args.manifest):
+        raise ValueError("--corpus/--data-root/--manifest name one corpus; --train/--test and "
+                         "--leave-one-corpus-out read each corpus from its default place")
+    if not plan and getattr(args, "label_map", None):
+        raise ValueError("--label-map maps the labels of several corpora: use it with --train/--test, "
+                         "--leave-one-corpus-out, --corpora or --cross-corpus")
+    plan = plan or {"corpus": args.corpus or "emodb"}
+    name = plan.get("corpus") or "+".join(plan["corpora"])
+    out = Path(args.out or f"runs/benchmark-{name}")
+    with claim_dir(out, "benchmark"):  # its entries are run directories inside it, each claimed by its run
+        _, same = run_table(args, out, plan, pairs)
     return 0 if same else 1

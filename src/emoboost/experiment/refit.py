@@ -281,6 +281,11 @@ def _fit_final(rec: RunRecord, out: Path, cache_dir: str | None, progress: bool,
     method.device = cfg.device
     mpath = rec.path / "manifest.jsonl"
     manifest = Manifest.read(mpath) if mpath.is_file() else load_manifest(cfg)[0]
+    if cfg.test_corpora:  # a cross-corpus CV: the final model learns from the training corpora, as its fold did
+        from emoboost.experiment.run import corpus_names
+
+        held_out = set(corpus_names(cfg.test_corpora))
+        manifest = manifest.filter(lambda u: u.corpus not in held_out)
     data, manifest, skipped, up_info = training_set(cfg, manifest, method, classes)
     want = (rec.bundle.get("upstream") or {}).get("fingerprint")
     if want and up_info.get("fingerprint") not in (None, want):
@@ -317,6 +322,7 @@ def _fit_final(rec: RunRecord, out: Path, cache_dir: str | None, progress: bool,
         "models": ["."],  # one model: this directory
         "selection": sel.to_dict(),
         "training": {"utterances": len(data), "speakers": len(manifest.speakers()), "seed": seed,
+                     "corpora": sorted({u.corpus for u in manifest}),
                      "fit_s": round(fit_s, 3), "skipped_files": [{"path": p, "problem": m} for p, m in skipped],
                      "class_counts": {c: int((data.y == i).sum()) for i, c in enumerate(classes)}},
         "cv": cv_report(rec),

@@ -63,6 +63,12 @@ class ExperimentConfig:
     classes: list[str] | None = None
     min_class_count: int | None = None  # default: the number of folds
     corpus_options: dict[str, Any] = field(default_factory=dict)  # e.g. speaker_regex for a folder corpus
+    # Several corpora merged (labels mapped to common names, the shared classes kept, ids and speakers
+    # prefixed by corpus; emoboost.data.crosscorpus): with test_corpora the protocol is cross-corpus
+    # (train on the others), otherwise leave-one-corpus-out; one corpus = its own protocol on common names.
+    corpora: list[str] | None = None
+    test_corpora: list[str] | None = None
+    label_map: str | None = None  # YAML/JSON file: label -> common name, over the built-in map
     out_dir: str = "runs/experiment"
     cache_dir: str = field(default_factory=default_cache_dir)
     save_models: bool = True
@@ -111,33 +117,79 @@ def resolve_data_root(corpus: str, data_root: str | None) -> Path:
     return Path(mod.download(Path(default_cache_dir()) / "corpora"))
 
 
-def load_manifest(cfg: ExperimentConfig) -> tuple[Manifest, list[tuple[str, str]], dict]:
-    """-> (manifest, skipped files from the scan, corpus info dict; its ``data`` is the resolved root or manifest)."""
+def scan_one(corpus: str, data_root: str | None = None, options: dict | None = None,
+             ) -> tuple[Manifest, list[tuple[str, str]], dict]:
+    """One registered corpus -> (manifest, skipped files from the scan, corpus info dict)."""
+    from emoboost.data.corpora import get_corpus, scan_corpus
+
+    mod = get_corpus(corpus)
+    info = {"name": mod.INFO.name, "default_protocol": mod.INFO.default_protocol, "default_folds": mod.INFO.default_folds}
+    root = resolve_data_root(corpus, data_root)
+    info["data"] = str(Path(root).resolve())  # part of a run's provenance: another copy is another corpus
+    if hasattr(mod, "scan"):
+        manifest, skipped = scan_corpus(corpus, root, options or {})
+        return manifest, list(skipped), info
+    return mod.prepare(root), [], info
+
+
+def corpus_names(names: list[str] | None) -> list[str]:
+    """Registry names (``CASIA`` -> ``casia``), each once: how merged manifests and folds name corpora."""
     from emoboost.data.corpora import get_corpus
 
+    out = [get_corpus(n).INFO.name for n in names or []]
+    twice = sorted({n for n in out if out.count(n) > 1})
+    if twice:
+        raise ValueError(f"corpus {', '.join(twice)} named twice; every corpus is either trained or tested on")
+    return out
+
+
+def load_corpora(cfg: ExperimentConfig) -> tuple[Manifest, list[tuple[str, str]], dict]:
+    """``cfg.corpora`` merged over their shared classes (:func:`emoboost.data.crosscorpus.merge_corpora`)."""
+    from emoboost.data.crosscorpus import load_label_map, merge_corpora
+
+    if cfg.manifest or cfg.data_root or cfg.corpus_options:
+        raise ValueError("several corpora are read from their default places ($EMOBOOST_DATA/<name>, "
+                         "$EMOBOOST_SHARED/data/<name> or a download); --data-root, --manifest and "
+                         "--corpus-option name a single corpus's")
+    names, tests = corpus_names(cfg.corpora), corpus_names(cfg.test_corpora)
+    if set(tests) - set(names):
+        raise ValueError(f"test corpora {sorted(set(tests) - set(names))} are not among the corpora {names}")
+    parts, skipped, info, roots = {}, [], {}, []
+    for name in names:
+        m, bad, info = scan_one(name)
+        parts[name], skipped = m.filter(lambda u: u.label is not None), skipped + bad
+        roots.append(f"{name}={info['data']}")
+    manifest, merge = merge_corpora(parts, load_label_map(cfg.label_map), cfg.classes)
+    if len(names) > 1:
+        train = [n for n in names if n not in tests]
+        info = {"name": f"{' + '.join(train)} → {' + '.join(tests)}" if tests else ", ".join(names),
+                "default_protocol": "cross-corpus" if tests else "leave-one-corpus-out"}
+    return manifest, skipped, {**info, "data": "; ".join(roots), "test_corpora": tests, "merge": merge}
+
+
+def load_manifest(cfg: ExperimentConfig) -> tuple[Manifest, list[tuple[str, str]], dict]:
+    """-> (manifest, skipped files from the scan, corpus info dict)."""
     info: dict = {"name": cfg.corpus}
     skipped: list[tuple[str, str]] = []
-    if cfg.manifest:
+    if cfg.corpora:
+        manifest, skipped, info = load_corpora(cfg)
+    elif cfg.test_corpora or cfg.label_map:
+        raise ValueError("test corpora and a label map need several corpora (corpora:, or --train/--test, "
+                         "--leave-one-corpus-out)")
+    elif cfg.manifest:
         manifest = Manifest.read(cfg.manifest)
         info["data"] = str(Path(cfg.manifest).resolve())
     else:
-        mod = get_corpus(cfg.corpus)
-        info = {"name": mod.INFO.name, "default_protocol": mod.INFO.default_protocol, "default_folds": mod.INFO.default_folds}
-        root = resolve_data_root(cfg.corpus, cfg.data_root)
-        info["data"] = str(Path(root).resolve())
-        if hasattr(mod, "scan"):
-            from emoboost.data.corpora import scan_corpus
-
-            manifest, skipped = scan_corpus(cfg.corpus, root, cfg.corpus_options)
-        else:
-            manifest = mod.prepare(root)
+        manifest, skipped, info = scan_one(cfg.corpus, cfg.data_root, cfg.corpus_options)
     manifest = manifest.filter(lambda u: u.label is not None)
     if len(manifest) == 0:
         raise ValueError("the manifest has no labelled utterances")
-    from emoboost.protocols import check_classes
+    from emoboost.protocols import CORPUS_PROTOCOLS, check_classes
 
     protocol = cfg.protocol or info.get("default_protocol", "loso")
     n_folds = cfg.n_folds or (len(manifest.speakers()) if protocol == "loso" else info.get("default_folds") or 2)
+    if protocol in CORPUS_PROTOCOLS:  # a class needs an utterance on each side of every corpus fold
+        n_folds = 1 if protocol == "cross-corpus" else len(set(manifest.groups("corpus")))
     manifest = check_classes(manifest, cfg.classes, n_folds=min(int(n_folds), 10**6),
                              min_class_count=cfg.min_class_count)
     return manifest, list(skipped), info
@@ -301,7 +353,8 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
 
         resolve_device(cfg.device)
     names = required_features(probe)
-    make_folds(manifest, protocol, n_folds=n_folds, valid_speakers=cfg.valid_speakers, seed=0)
+    make_folds(manifest, protocol, n_folds=n_folds, valid_speakers=cfg.valid_speakers, seed=0,
+               test_corpora=info.get("test_corpora"))
     _warn_duration_outliers(manifest)
     fingerprint = None
     if "ssl" in names:
@@ -347,9 +400,12 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
         raise ValueError(f"no usable utterances left: all {len(skipped)} file(s) were skipped (see {out / 'skipped.json'})")
     atomic_write_text(out / "skipped.json", json.dumps([{"path": p, "problem": m} for p, m in skipped], indent=2))
     manifest.write(out / "manifest.jsonl")
+    if info.get("merge"):
+        atomic_write_text(out / "corpora.json", json.dumps(info["merge"].to_dict(), indent=2, ensure_ascii=False))
     data = build_dataset(manifest, feats, classes, ssl=ssl_view)
 
-    folds = make_folds(manifest, protocol, n_folds=n_folds, valid_speakers=cfg.valid_speakers, seed=0)
+    folds = make_folds(manifest, protocol, n_folds=n_folds, valid_speakers=cfg.valid_speakers, seed=0,
+                       test_corpora=info.get("test_corpora"))
     if cfg.max_folds:
         folds = folds[: cfg.max_folds]
     atomic_write_text(out / "folds.json", json.dumps([f.to_dict(manifest.ids) for f in folds], indent=2))
@@ -406,11 +462,14 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
                                   "fold" if len(cfg.seeds) == 1 else "fold and seed")
     if results and not n_params:
         n_params = results[0].info.get("n_params", 0)
+    merge = info.get("merge")
     protocol_info = {
         "corpus": info.get("name", cfg.corpus),
         "utterances": len(manifest),
         "speakers": len(manifest.speakers()),
         "classes": f"{len(classes)} ({', '.join(classes)})",
+        # several corpora (or one on common names): the map and what each corpus lost
+        **({"label map": merge.map_line(), "classes left out": merge.left_out_line()} if merge else {}),
         "protocol": describe(protocol, folds) + (f" (first {cfg.max_folds} folds only)" if cfg.max_folds else ""),
         "seeds": ", ".join(map(str, cfg.seeds)),
         "method": f"{cfg.method} {json.dumps(cfg.method_params, sort_keys=True)}",

@@ -58,9 +58,8 @@ def _pm(values: list[float], scale: float = 100.0) -> str:
 
 # ---------------------------------------------------------------------------------------------
 def stage_intensity(args, out: Path, results: dict) -> Path:
-    from emoboost.pretrain.intensity import (
-        IntensityConfig,
-        IntensityModel,
+    from emoboost.pretrain.intensity import IntensityConfig, IntensityModel
+    from emoboost.pretrain.ranking import (
         actor_cross_validation,
         evaluate_ranking,
         items_from_manifest,

@@ -6,15 +6,12 @@ import pytest
 from emoboost.pretrain.intensity import (
     IntensityConfig,
     IntensityModel,
-    RankItem,
     activity,
     compute_llds,
-    evaluate_ranking,
     moving_average,
-    ordered_pairs,
-    train_intensity_model,
     window_features,
 )
+from emoboost.pretrain.ranking import RankItem, evaluate_ranking, ordered_pairs, train_intensity_model
 
 SR = 16000
 

@@ -105,7 +105,7 @@ def run_intensity(args: argparse.Namespace) -> int:
 
     model_dir = args.model or os.environ.get("EMOBOOST_INTENSITY_MODEL")
     if args.train:
-        from emoboost.pretrain.intensity import train_on_ravdess
+        from emoboost.pretrain.ranking import train_on_ravdess
         from emoboost.utils import shared_root
 
         root = Path(args.ravdess) if args.ravdess else shared_root() / "data" / "ravdess"

@@ -97,3 +97,18 @@ def test_only_the_command_line_imports_the_command_line():
     offenders = {m: sorted(d for d in deps if d == "emoboost.cli" or d.startswith("emoboost.cli."))
                  for m, deps in import_graph().items() if not (m == "emoboost.cli" or m.startswith("emoboost.cli."))}
     assert {m: d for m, d in offenders.items() if d} == {}
+
+
+def test_no_test_module_imports_another():
+    """Shared builders live in tests/builders.py; a test module importing another couples their fixtures."""
+    tests = Path(__file__).resolve().parent
+    names = {f.stem for f in tests.rglob("test_*.py")}
+    offenders = {}
+    for f in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"), str(f))):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            bad = [m for m in mods if m.split(".")[0] in names]
+            if bad:
+                offenders[str(f.relative_to(tests))] = bad
+    assert offenders == {}

@@ -19,7 +19,7 @@ import numpy as np
 
 from emoboost.audio import Segmenting
 from emoboost.data.manifest import Manifest
-from emoboost.evaluation.report import FoldResult, plot_tsne, write_report
+from emoboost.evaluation.report import FoldResult, merge_descriptions, plot_tsne, write_report
 from emoboost.methods import UtteranceSet, get_method
 from emoboost.protocols import check_disjoint, describe, make_folds
 from emoboost.utils import atomic_write_text
@@ -365,9 +365,9 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
             results.append(r)
             log.info("fold %d seed %d: %s", fold.index, seed, r.metrics)
 
-    if results and not method_info:
-        method_info = results[0].info.get("method", {})
-        n_params = results[0].info.get("n_params", 0)
+    if results:  # what each fold chose (logreg's C, layer=auto's layers), not only the last fold's
+        method_info = merge_descriptions(results)
+        n_params = n_params or results[0].info.get("n_params", 0)
     protocol_info = {
         "corpus": info.get("name", cfg.corpus),
         "utterances": len(manifest),

@@ -100,3 +100,18 @@ def test_plots_leave_the_callers_matplotlib_backend_alone(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().lower() == "svg"  # a notebook's backend survives a run's report
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_merge_descriptions_lists_each_folds_choice_not_the_last_ones():
+    from emoboost.evaluation.report import merge_descriptions
+
+    def res(fold: int, seed: int, layers: str, c: float) -> FoldResult:
+        return FoldResult(fold, seed, [f"s{fold}"], [], [], [], [], info={"method": {
+            "pooling": "utterance (mean)", "layers": layers, "C": c}})
+
+    merged = merge_descriptions([res(0, 0, "3", 0.1), res(1, 0, "2,3,4", 0.1), res(2, 0, "3", 0.1)])
+    assert merged["pooling"] == "utterance (mean)" and merged["C"] == 0.1  # shared: said once
+    assert merged["layers"] == "3 in 2 of 3 folds, 2,3,4 in 1; per fold: 0: 3; 1: 2,3,4; 2: 3"
+    two_seeds = merge_descriptions([res(0, 0, "3", 0.1), res(0, 1, "2,3", 0.1)])
+    assert two_seeds["layers"].endswith("per fold: 0/seed 0: 3; 0/seed 1: 2,3")
+    assert merge_descriptions([]) == {}

@@ -46,6 +46,29 @@ class FoldResult:
         return cls(**d)
 
 
+def merge_descriptions(results: list[FoldResult]) -> dict:
+    """Every (fold, seed)'s ``describe()`` as one dict for the report: a value all folds share once, else
+    what each fold chose (``"2,3,4 in 6 of 10 folds, 3 in 4; per fold: 0: 3; 1: 2,3,4; ..."``), never
+    just the last fold's."""
+    from collections import Counter
+
+    descs = [(r.fold, r.seed, r.info.get("method") or {}) for r in results]
+    seeds = len({s for _, s, _ in descs}) > 1
+    out: dict = {}
+    for key in dict.fromkeys(k for *_, d in descs for k in d):
+        vals = [(f, s, d.get(key)) for f, s, d in descs]
+        texts = [json.dumps(v, sort_keys=True, default=str) for *_, v in vals]
+        if len(set(texts)) == 1:
+            out[key] = vals[0][2]
+            continue
+        counts = Counter(str(v) for *_, v in vals)
+        most = ", ".join(f"{v} in {n}" + (f" of {len(vals)} folds" if i == 0 else "")
+                         for i, (v, n) in enumerate(counts.most_common()))
+        per = "; ".join(f"{f}{f'/seed {s}' if seeds else ''}: {v}" for f, s, v in vals)
+        out[key] = f"{most}; per fold: {per}"
+    return out
+
+
 def summarise(results: list[FoldResult], classes: list[str]) -> dict:
     """Per fold, mean ± std over folds (all seeds pooled as repeated runs), pooled per seed."""
     per_fold = [{"fold": r.fold, "seed": r.seed, "test_groups": r.test_groups, "n": len(r.y_true), **r.metrics} for r in results]

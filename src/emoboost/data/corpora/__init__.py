@@ -21,6 +21,7 @@ CORPORA: dict[str, str] = {
     "shemo": "emoboost.data.corpora.shemo",
     "tess": "emoboost.data.corpora.tess",
     "cremad": "emoboost.data.corpora.cremad",
+    "casia": "emoboost.data.corpora.casia",
     "folder": "emoboost.data.corpora.folder",
     "csv": "emoboost.data.corpora.csvcorpus",
 }

@@ -47,6 +47,9 @@ def ms_rows(layer: int | str, *names: str, finetune_top: int = 0) -> list[str]:
     return [f"ft{finetune_top}-{n}=" + specs[n].format(l=layer, ep=EP, small=SMALL) + f",finetune_top={finetune_top}"
             for n in names if n != "logreg"]
 
+# layer=auto beside the fixed layers chosen on EmoDB with Whisper-base (3; 2,3,4) and the old default (the last)
+LAYER_AUTO = ["auto=logreg:layer=auto", "L3=logreg:layer=3", "L2,3,4=logreg:layer=[2,3,4]", "last=logreg:layer=-1"]
+
 TABLES: dict[str, dict] = {
     # --- the feature store (utterance-level pooling of each clip's own frames) ---------------------
     "store-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "methods": [
@@ -68,6 +71,10 @@ TABLES: dict[str, dict] = {
         "layer-fusion=logreg:layer=[2,3,4]",
         "speaker-normalised=logreg:layer=[2,3,4],speaker_norm=speaker",
     ]},
+    # --- choosing the layer automatically: layer=auto (inner CV on the training speakers) against the
+    # fixed choices made on EmoDB, on three corpora and two encoders (benchmarks/layer_auto.py: the table) ---
+    **{f"layer-auto-{c}": {"corpus": c, "upstreams": ["whisper-base", "whisper-tiny.en"], "methods": LAYER_AUTO}
+       for c in ("emodb", "ravdess", "casia")},
     # --- tables from before the store (segment protocol kept) ----------------------------------------
     "issue4-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
         "svm-egemaps=svm:features=egemaps", SSL_CNN, SEG_LINEAR]},

@@ -49,6 +49,8 @@ def ms_rows(layer: int | str, *names: str, finetune_top: int = 0) -> list[str]:
 
 HEADLINE = ["best-layer=logreg:layer=3", "layer-fusion=logreg:layer=[2,3,4]",  # the pooled headline methods
             "speaker-normalised=logreg:layer=[2,3,4],speaker_norm=speaker"]  # transductive: test speakers' own stats
+# layer=auto beside the fixed layers chosen on EmoDB with Whisper-base (3; 2,3,4) and the old default (the last)
+LAYER_AUTO = ["auto=logreg:layer=auto", "L3=logreg:layer=3", "L2,3,4=logreg:layer=[2,3,4]", "last=logreg:layer=-1"]
 
 TABLES: dict[str, dict] = {
     # --- the feature store (utterance-level pooling of each clip's own frames) ---------------------
@@ -71,6 +73,10 @@ TABLES: dict[str, dict] = {
         "layer-fusion=logreg:layer=[2,3,4]",
         "speaker-normalised=logreg:layer=[2,3,4],speaker_norm=speaker",
     ]},
+    # --- choosing the layer automatically: layer=auto (inner CV on the training speakers) against the
+    # fixed choices made on EmoDB, on three corpora and two encoders (benchmarks/layer_auto.py: the table) ---
+    **{f"layer-auto-{c}": {"corpus": c, "upstreams": ["whisper-base", "whisper-tiny.en"], "methods": LAYER_AUTO}
+       for c in ("emodb", "ravdess", "casia")},
     # --- tables from before the store (segment protocol kept) ----------------------------------------
     "issue4-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
         "svm-egemaps=svm:features=egemaps", SSL_CNN, SEG_LINEAR]},

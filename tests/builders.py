@@ -280,3 +280,20 @@ def msemoboost_final(up, wavs: list[np.ndarray], out: Path, encoding: str = "utt
                            "layers": m.ssl_layers(up.num_layers)}}
     (out / "bundle.json").write_text(json.dumps(bundle))
     return out
+
+
+def speakers_by_class(n_utt: int = 90, L: int = 5, D: int = 8, informative: tuple[int, ...] = (2,), n_spk: int = 6,
+                      seed: int = 0) -> UtteranceSet:
+    """Every speaker says every class (unlike test_linear.synthetic, whose speakers say one class each);
+    the class lives in the ``informative`` layers' means, the other layers are noise."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n_utt) % 3
+    centers = rng.standard_normal((3, D)) * 2
+    frames = []
+    for i in range(n_utt):
+        x = rng.standard_normal((L, 6, D)).astype(np.float32)
+        for k in informative:
+            x[k] += centers[y[i]]
+        frames.append(x)
+    groups = np.array([f"s{(i // 3) % n_spk}" for i in range(n_utt)])
+    return UtteranceSet([f"u{i}" for i in range(n_utt)], y, groups, {"ssl": frames})

@@ -309,7 +309,10 @@ def test_methods_lists_methods_and_one_methods_parameters(capsys):
     assert "msemoboost" in out and "logreg" in out
     assert main(["methods", "logreg", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert {p["name"]: p["default"] for p in info["parameters"]}["Cs"] == [0.01, 0.1, 1.0]
+    defaults = {p["name"]: p["default"] for p in info["parameters"]}
+    assert defaults["Cs"] == [0.01, 0.1, 1.0] and defaults["layer"] == "auto"
+    assert main(["methods", "linear"]) == 0
+    assert "layer" in (out := capsys.readouterr().out) and "'auto'" in out and "inner CV" in out
     assert main(["methods", "msemoboost"]) == 0
     assert "enh_bound" in capsys.readouterr().out
     assert main(["methods", "nosuch"]) == 2

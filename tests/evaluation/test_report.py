@@ -102,13 +102,16 @@ def test_plots_leave_the_callers_matplotlib_backend_alone(tmp_path):
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_merge_fold_info_lists_values_that_vary_by_fold():
-    infos = [{"logreg C (inner CV on training speakers)": c, "pooling": "utterance (mean)"}
-             for c in (0.01, 100.0, 100.0, 0.01)]
-    merged = report.merge_fold_info(infos)
-    assert merged["pooling"] == "utterance (mean)"
-    assert merged["logreg C (inner CV on training speakers)"] == "0.01 ×2, 100 ×2 (per fold: 0.01, 100, 100, 0.01)"
-    same = report.merge_fold_info(infos[1:3])
-    assert same["logreg C (inner CV on training speakers)"] == 100.0  # every fold chose it: the value itself
-    part = report.merge_fold_info([{"a": 1}, {}], unit="fold and seed")
-    assert part["a"] == "1 ×1, - ×1 (per fold and seed: 1, -)"
+def test_merge_descriptions_lists_each_folds_choice_not_the_last_ones():
+    from emoboost.evaluation.report import merge_descriptions
+
+    def res(fold: int, seed: int, layers: str, c: float) -> FoldResult:
+        return FoldResult(fold, seed, [f"s{fold}"], [], [], [], [], info={"method": {
+            "pooling": "utterance (mean)", "layers": layers, "C": c}})
+
+    merged = merge_descriptions([res(0, 0, "3", 0.1), res(1, 0, "2,3,4", 0.1), res(2, 0, "3", 0.1)])
+    assert merged["pooling"] == "utterance (mean)" and merged["C"] == 0.1  # shared: said once
+    assert merged["layers"] == "3 in 2 of 3 folds, 2,3,4 in 1; per fold: 0: 3; 1: 2,3,4; 2: 3"
+    two_seeds = merge_descriptions([res(0, 0, "3", 0.1), res(0, 1, "2,3", 0.1)])
+    assert two_seeds["layers"].endswith("per fold: 0/seed 0: 3; 0/seed 1: 2,3")
+    assert merge_descriptions([]) == {}

@@ -63,6 +63,19 @@ def test_select_settings_from_crafted_folds():
     s = select_settings("logreg", {"Cs": [0.01, 1.0]}, two, [{}, {}])  # a 2-speaker corpus: nothing was chosen
     assert s.chosen == {"C": 0.01} and "inner CV chose" not in s.rule
     assert s.rule == "the folds' C (no inner CV: one training speaker, the first of Cs)"
+    # layer=auto: the run most folds chose, then C over those folds only; a tie goes to the better mean inner CV
+    states = [{"layers": lay, "C": c, "layer_scores": {"3": 0.80, "2,3,4": 0.82}}
+              for lay, c in (([3], 1.0), ([2, 3, 4], 0.1), ([2, 3, 4], 0.01), ([2, 3, 4], 0.1), ([3], 0.1))]
+    auto = select_settings("logreg", {"layer": "auto"}, [{}] * 5, states)
+    assert auto.params["layer"] == [2, 3, 4] and auto.params["Cs"] == [0.1] and auto.chosen == {"layer": [2, 3, 4], "C": 0.1}
+    assert auto.per_fold[0] == {"layer": "3", "C": 1.0} and "3 of 5 folds" in auto.rule
+    better3 = [{**s, "layer_scores": {"3": 0.9, "2,3,4": 0.82}} for s in states]
+    tie = select_settings("logreg", {"layer": "auto"}, [{}] * 4, [better3[i] for i in (0, 1, 2, 4)])  # 2 vs 2
+    assert tie.params["layer"] == [3] and "tied" in tie.rule and tie.params["Cs"] == [0.1, 1.0]
+    lin = select_settings("linear", {}, [{"best_epoch": e} for e in (5, 9, 7, 3, 4)], states)  # default layer: auto
+    assert lin.params["layer"] == [2, 3, 4] and lin.chosen == {"layer": [2, 3, 4], "max_epochs": 5}
+    with pytest.raises(ValueError, match="no fold recorded the layers"):
+        select_settings("logreg", {"layer": "auto"}, [{}], [{}])
     svm = select_settings("svm", {"features": "egemaps"}, [{}], [{"best_params": {"C": 10.0, "gamma": 0.01}}])
     assert svm.params == {"features": "egemaps"} and svm.per_fold == [{"C": 10.0, "gamma": 0.01}]
 
@@ -219,3 +232,28 @@ def test_train_writes_only_into_a_model_folder(setup, tmp_path, capsys):
     again = tmp_path / "again"
     first = train_final(setup["run"], again, progress=False)
     assert train_final(setup["run"], again, progress=False)["selection"] == first["selection"]  # re-training
+
+
+def test_layer_auto_model_records_its_layers_predicts_and_exports(setup, tmp_path, capsys):
+    """The default logreg (layer=auto): CV report lists each fold's layers; the final bundle, predict and the
+    ONNX export all use the layers the folds chose."""
+    from emoboost.audio import load_audio
+
+    run = cv_run(setup["corpus"], setup["upstream"], setup["tmp"] / "run-auto", setup["cache"], "logreg", {})
+    folds = [json.loads((run / "models" / f"fold{i:02d}_seed0" / "method.json").read_text())["state"] for i in range(4)]
+    assert all(s["layers"] and len(s["layer_scores"]) == 6 for s in folds)  # 3 hidden states: 6 runs
+    summary = (run / "summary.md").read_text()
+    texts = {",".join(map(str, s["layers"])) for s in folds}
+    line = next(x for x in summary.splitlines() if "layers (layer=auto" in x)
+    assert ("per fold: 0: " in line) == (len(texts) > 1) and all(t in line for t in texts)
+    out = tmp_path / "final-auto"
+    bundle = train_final(run, out, progress=False)
+    chosen = bundle["selection"]["chosen"]["layer"]
+    assert ",".join(map(str, chosen)) in texts
+    assert bundle["upstream"]["layers"] == chosen == bundle["head"]["layers"] == bundle["method_params"]["layer"]
+    pred = Engine.load(out, backend="torch")
+    assert pred.backend.models[0].layers_ == chosen
+    wav = load_audio(setup["corpus"] / "wav" / "08a02Ta.wav")
+    assert main(["export", str(out), "--format", "onnx", "--out", str(tmp_path / "onnx")]) == 0
+    np.testing.assert_allclose(Engine.load(tmp_path / "onnx").posteriors(wav), pred.posteriors(wav), atol=1e-4)
+    np.testing.assert_allclose(Engine.load(out).posteriors(wav), pred.posteriors(wav), atol=1e-4)  # train's ONNX form

@@ -457,7 +457,7 @@ def test_stale_temp_files_are_cleaned_on_the_next_start(finished_run, tmp_path):
 
 
 def test_logreg_report_lists_the_folds_choices_of_C(corpus, upstream_dir, cache, tmp_path):
-    """The C line lists every fold's choice; with one training speaker no inner CV runs, and it says so."""
+    """The C line lists every fold's choice; with one training speaker the inner CV is over its utterances, and it says so."""
     cfg = _cfg(corpus, upstream_dir, tmp_path / "four", cache, method="logreg", tsne=False,
                method_params={"layer": 1, "Cs": [0.01, 100.0]})
     rep = run_experiment(cfg)
@@ -467,7 +467,7 @@ def test_logreg_report_lists_the_folds_choices_of_C(corpus, upstream_dir, cache,
     if len(set(chosen)) == 1:  # one value: every fold chose it
         assert line == f"- **logreg C (inner CV on training speakers)**: {chosen[0]}"
     else:
-        assert line.endswith(f"(per fold: {', '.join(f'{c:g}' for c in chosen)})")
+        assert line.endswith("per fold: " + "; ".join(f"{i}: {c}" for i, c in enumerate(chosen)))
     assert str(rep["protocol"]["logreg C (inner CV on training speakers)"]) == line.split("**: ")[1]
     two = tmp_path / "emodb2" / "wav"
     two.mkdir(parents=True)
@@ -476,8 +476,8 @@ def test_logreg_report_lists_the_folds_choices_of_C(corpus, upstream_dir, cache,
             (two / f.name).write_bytes(f.read_bytes())
     run_experiment(dataclasses.replace(cfg, data_root=str(two.parent), out_dir=str(tmp_path / "two")))
     md = (tmp_path / "two" / "summary.md").read_text()
-    assert "inner CV on training speakers" not in md
-    assert "- **logreg C (no inner CV: one training speaker, the first of Cs)**: 0.01\n" in md
+    assert "inner CV on training speakers" not in md  # one training speaker: its utterances, stratified
+    assert "- **logreg C (inner CV: " in md and "stratified folds of the single training speaker's utterances" in md
 
 
 

@@ -170,3 +170,22 @@ def test_device_is_a_runtime_option_checked_before_training(monkeypatch):
     assert {p.device.type for p in m.module_.parameters()} == {"cpu"}
     ref = get_method("linear")(["a", "b", "c"], layer=1, max_epochs=3).fit(data.subset(range(40)), seed=0)
     assert np.array_equal(m.predict_proba(data.subset(range(40, 60))), ref.predict_proba(data.subset(range(40, 60))))
+
+
+def test_layer_auto_is_the_default_and_roundtrips(tmp_path):
+    from builders import speakers_by_class
+
+    data = speakers_by_class(n_utt=120, L=4, informative=(2,))
+    m = get_method("linear")(["a", "b", "c"], max_epochs=40, lr=3e-3)
+    assert m.params["layer"] == "auto" and m.ssl_layers(4) == [0, 1, 2, 3]
+    m.fit(data.subset(range(75)), data.subset(range(75, 90)), seed=0)
+    test = data.subset(range(90, 120))
+    assert 2 in m.layers_ and m.ssl_layers(4) == m.layers_ and m.input_shapes_["pooled"][0] == len(m.layers_)
+    assert m.describe()["layers (layer=auto: inner CV on training speakers)"] == ",".join(map(str, m.layers_))
+    assert (m.predict(test) == test.y).mean() >= 0.9
+    m.save(tmp_path / "m")
+    loaded = Method.load(tmp_path / "m")
+    assert loaded.layers_ == m.layers_ and np.allclose(loaded.predict_proba(test), m.predict_proba(test))
+    assert loaded.pooled_head()["layers"] == m.layers_
+    with pytest.raises(ValueError, match="layer=auto"):
+        get_method("linear")(["a", "b"], pooling="segment")

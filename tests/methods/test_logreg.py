@@ -97,3 +97,61 @@ def test_a_saved_model_predicts_without_scikit_learn(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_layer_auto_is_the_default_chooses_on_training_speakers_and_roundtrips(tmp_path):
+    from builders import speakers_by_class
+
+    data = speakers_by_class(n_utt=120, L=4, informative=(1,))
+    train, test = data.subset(range(90)), data.subset(range(90, 120))
+    m = get_method("logreg")(["a", "b", "c"])
+    assert m.params["layer"] == "auto" and m.ssl_layers(4) == [0, 1, 2, 3]  # the store keeps every layer
+    m.fit(train)
+    assert 1 in m.layers_ and m.ssl_layers(4) == m.layers_  # then only the chosen ones are read
+    assert len(m.layer_scores_) == 9 and m.layer_scores_["0"] < 0.7 <= m.layer_scores_["1"]
+    assert set(m.cv_scores_) == {0.01, 0.1, 1.0} and m.C_ in m.cv_scores_
+    d = m.describe()
+    assert d["layers (layer=auto: inner CV on training speakers)"] == ",".join(map(str, m.layers_))
+    assert "speaker-grouped" in d["inner CV"] and d["layer=auto candidates"].startswith("9 runs")
+    assert (m.predict(test) == test.y).mean() >= 0.9
+    m.save(tmp_path / "auto")
+    loaded = Method.load(tmp_path / "auto")
+    assert loaded.layers_ == m.layers_ and loaded.pooled_head()["layers"] == m.layers_
+    assert np.allclose(loaded.predict_proba(test), m.predict_proba(test))
+
+
+def test_layer_auto_with_one_training_speaker_uses_stratified_inner_folds():
+    from builders import speakers_by_class
+
+    data = speakers_by_class(n_utt=60, L=3, informative=(2,))
+    data.groups[:] = "only"
+    m = get_method("logreg")(["a", "b", "c"]).fit(data)
+    assert 2 in m.layers_ and "single training speaker" in m.describe()["inner CV"]
+    fixed = get_method("logreg")(["a", "b", "c"], layer=2).fit(data)  # C is chosen too, no longer Cs[0] untried
+    assert len(fixed.cv_scores_) == 3 and "single training speaker" in fixed.describe()["inner CV"]
+
+
+def test_layer_auto_refuses_segment_pooling():
+    with pytest.raises(ValueError, match="pooled statistics.*name the layer"):
+        get_method("logreg")(["a", "b"], pooling="segment")
+    assert get_method("logreg")(["a", "b"], pooling="segment", layer=3).needs_frames()
+
+
+def test_fixed_layer_choice_of_c_is_the_grouped_inner_cv_it_always_was():
+    """layer=3 and friends keep their numbers: C by GroupKFold over the training speakers, scored by UA."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
+
+    from builders import speakers_by_class
+    from emoboost.evaluation.metrics import unweighted_accuracy
+
+    data = speakers_by_class(n_utt=90, L=3, informative=(1,), D=16)
+    m = get_method("logreg")(["a", "b", "c"], layer="1,2").fit(data)
+    x = data.ssl_view().pooled([1, 2]).reshape(90, -1)
+    xs = (x - x.mean(0)) / (x.std(0) + 1e-5)
+    want = {}
+    for c in (0.01, 0.1, 1.0):
+        s = [unweighted_accuracy(data.y[va], LogisticRegression(C=c, max_iter=2000).fit(xs[tr], data.y[tr])
+                                 .predict(xs[va])) for tr, va in GroupKFold(3).split(xs, data.y, data.groups)]
+        want[c] = float(np.mean(s))
+    assert m.cv_scores_ == pytest.approx(want) and m.layers_ == [1, 2]

@@ -108,7 +108,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="corpus folder (default: $EMOBOOST_DATA/<corpus>, then $EMOBOOST_SHARED/data/<corpus>, then download)")
     p.add_argument("--manifest", help="a prepared manifest (.jsonl/.csv) instead of --corpus/--data-root")
     p.add_argument("--upstream", help="encoder: name (whisper-base, wav2vec2-base, ...), Hugging Face id or local dir")
-    p.add_argument("--method", help="linear (SSL-only baseline), msemoboost, ssl_cnn, svm, spec_cnn")
+    p.add_argument("--method", help="linear (SSL-only baseline, the default), logreg, msemoboost, ssl_cnn, svm, spec_cnn; "
+                                    "linear and logreg choose their layers by inner CV on the training speakers "
+                                    "(layer=auto) unless given -p layer=...")
     p.add_argument("-p", "--param", action="append", help="method parameter key=value (repeatable), e.g. -p layer=4")
     p.add_argument("-o", "--override", action="append", help="config override key=value, dotted for nesting")
     p.add_argument("--protocol",

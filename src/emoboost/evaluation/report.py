@@ -47,27 +47,26 @@ class FoldResult:
         return cls(**d)
 
 
-def merge_fold_info(infos: list[dict], unit: str = "fold") -> dict:
-    """The method's report lines over all results (fold order, seeds within a fold), not the last fit's.
+def merge_descriptions(results: list[FoldResult]) -> dict:
+    """Every (fold, seed)'s ``describe()`` as one dict for the report: a value all folds share once, else
+    what each fold chose (``"2,3,4 in 6 of 10 folds, 3 in 4; per fold: 0: 3; 1: 2,3,4; ..."``), never
+    just the last fold's."""
 
-    A value every result shares is kept as it is; one that varies (a C each fold's inner CV chose) is
-    written as counts and the list per result, e.g. ``0.01 ×2, 100 ×2 (per fold: 0.01, 100, 100, 0.01)``;
-    ``-`` marks a result without that line.
-    """
-    def show(v: object) -> str:
-        return "-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
-
-    merged: dict = {}
-    for key in dict.fromkeys(k for info in infos for k in info):
-        values = [info.get(key) for info in infos]
-        if all(v == values[0] for v in values):
-            merged[key] = values[0]
+    descs = [(r.fold, r.seed, r.info.get("method") or {}) for r in results]
+    seeds = len({s for _, s, _ in descs}) > 1
+    out: dict = {}
+    for key in dict.fromkeys(k for *_, d in descs for k in d):
+        vals = [(f, s, d.get(key)) for f, s, d in descs]
+        texts = [json.dumps(v, sort_keys=True, default=str) for *_, v in vals]
+        if len(set(texts)) == 1:
+            out[key] = vals[0][2]
             continue
-        shown = [show(v) for v in values]
-        counts = Counter(shown)
-        merged[key] = (", ".join(f"{v} ×{n}" for v, n in counts.items())
-                       + f" (per {unit}: {', '.join(shown)})")
-    return merged
+        counts = Counter(str(v) for *_, v in vals)
+        most = ", ".join(f"{v} in {n}" + (f" of {len(vals)} folds" if i == 0 else "")
+                         for i, (v, n) in enumerate(counts.most_common()))
+        per = "; ".join(f"{f}{f'/seed {s}' if seeds else ''}: {v}" for f, s, v in vals)
+        out[key] = f"{most}; per fold: {per}"
+    return out
 
 
 def summarise(results: list[FoldResult], classes: list[str]) -> dict:

@@ -22,7 +22,7 @@ import numpy as np
 
 from emoboost.audio import Segmenting
 from emoboost.data.manifest import Manifest
-from emoboost.evaluation.report import FoldResult, merge_fold_info, plot_tsne, write_report
+from emoboost.evaluation.report import FoldResult, merge_descriptions, plot_tsne, write_report
 from emoboost.methods import UtteranceSet, get_method
 from emoboost.outdir import check_resume, claim_dir, code_version
 from emoboost.protocols import check_disjoint, describe, make_folds
@@ -458,8 +458,7 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
             results.append(r)
             log.info("fold %d seed %d: %s", fold.index, seed, r.metrics)
 
-    method_info = merge_fold_info([r.info.get("method") or {} for r in results],
-                                  "fold" if len(cfg.seeds) == 1 else "fold and seed")
+    method_info = merge_descriptions(results)  # what each fold chose (logreg's C, layer=auto's layers)
     if results and not n_params:
         n_params = results[0].info.get("n_params", 0)
     merge = info.get("merge")

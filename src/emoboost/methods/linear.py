@@ -4,7 +4,10 @@ By default each utterance is one example: the mean of its own frames (from the f
 statistics, no zero padding). ``pooling=segment`` keeps the older protocol (3 s windows, utterance =
 mean segment posterior). Features are standardised with training statistics, which a linear layer
 on raw transformer activations needs to train stably with Adam. ``layer`` is one index, a list
-(``2,3,4``: concatenated) or ``weighted`` (a learned softmax-weighted sum of all layers, s3prl-style).
+(``2,3,4``: concatenated), ``weighted`` (a learned softmax-weighted sum of all layers, s3prl-style) or
+``auto`` (the default): the layers logreg's ``layer=auto`` would choose — an inner CV on the training
+speakers, scoring each run of 1-3 adjacent hidden states with a logistic regression on the same pooled
+inputs (training the probe itself once per candidate and inner fold would cost far more).
 """
 
 from __future__ import annotations
@@ -16,7 +19,18 @@ import torch
 from torch import nn
 
 from emoboost.methods.base import UtteranceSet
-from emoboost.methods.pooling import SpeakerNorm, _saved_layers, head_dict, pooled_inputs, resolve_layers
+from emoboost.methods.inner_cv import CS
+from emoboost.methods.layer_choice import is_auto
+from emoboost.methods.pooling import (
+    SpeakerNorm,
+    _saved_layers,
+    auto_description,
+    check_auto,
+    choose_auto,
+    head_dict,
+    pooled_inputs,
+    resolve_layers,
+)
 from emoboost.methods.trainer import TorchSegmentMethod
 
 
@@ -44,9 +58,15 @@ class LinearProbe(TorchSegmentMethod):
     name = "linear"
     requires = ("ssl",)
 
+    def __init__(self, classes: list[str], **params: Any):
+        super().__init__(classes, **params)
+        check_auto(self.params)
+
     def default_params(self) -> dict[str, Any]:
         return {
-            "layer": -1,  # hidden state (-1 = last); a list (2,3,4) concatenates; "weighted": learned layer sum
+            # "auto": chosen by inner CV on the training speakers among runs of 1-3 adjacent hidden states;
+            # an index (-1 = last); a list (2,3,4) concatenates; "weighted": learned layer sum
+            "layer": "auto",
             "pooling": "utterance",  # the clip's own frames; "segment": 3 s windows, mean window posterior
             "stats": "mean",  # "meanstd": the frames' std concatenated to their mean
             "speaker_norm": "none",  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
@@ -59,14 +79,17 @@ class LinearProbe(TorchSegmentMethod):
         }
 
     def ssl_layers(self, num_layers: int) -> list[int]:
-        """Hidden states this configuration reads (the store may stop the encoder at the deepest)."""
+        """Hidden states this configuration reads (the store may stop the encoder at the deepest);
+        with ``layer=auto`` every hidden state until fitted, then the chosen ones."""
+        if is_auto(self.params["layer"]):
+            return list(getattr(self, "layers_", None) or range(num_layers))
         return resolve_layers(self.params["layer"], num_layers)[0]
 
     def needs_frames(self) -> bool:
         return self.params["pooling"] == "segment"
 
     def segment_inputs(self, data: UtteranceSet) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        layers, _ = resolve_layers(self.params["layer"], data.ssl_view().num_layers)
+        layers = self.ssl_layers(data.ssl_view().num_layers)
         x, seg_utt = pooled_inputs(data, layers, self.params["pooling"], self.params["stats"])
         if self.params["speaker_norm"] == "speaker":
             if not hasattr(self, "spk_"):
@@ -77,9 +100,23 @@ class LinearProbe(TorchSegmentMethod):
         return {"pooled": x}, seg_utt
 
     def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> LinearProbe:
-        self.__dict__.pop("spk_", None)  # speaker-norm fallback statistics come from this fit's training set
+        for a in ("spk_", "layers_", "layer_scores_", "inner_cv_"):  # this fit's training set decides them
+            self.__dict__.pop(a, None)
+        if is_auto(self.params["layer"]):
+            self._choose_layers(UtteranceSet.concat([train, valid]) if valid is not None and len(valid) else train,
+                                seed)
         self.layers_ = self.ssl_layers(train.ssl_view().num_layers)  # the head contract names them
         return super().fit(train, valid, seed)  # type: ignore[return-value]
+
+    def _choose_layers(self, data: UtteranceSet, seed: int) -> None:
+        """``layer=auto``: logreg's inner CV over the training (+ validation) speakers picks the layers."""
+        n_layers = data.ssl_view().num_layers
+        inputs, seg_utt = self.segment_inputs(data)  # every hidden state (speaker-normalised if asked)
+        self.__dict__.pop("spk_", None)  # refitted on the chosen layers by the training loop
+        x = inputs["pooled"].reshape(len(seg_utt), n_layers, -1)
+        choice, splits = choose_auto(x, data.y[seg_utt], data.groups[seg_utt], seg_utt, len(self.classes), list(CS),
+                                     3, seed)
+        self.layers_, self.layer_scores_, self.inner_cv_ = choice.layers, choice.best_per_layers(), splits.how
 
     def fit_preprocessing(self, inputs: dict[str, np.ndarray]) -> None:
         x = inputs["pooled"]
@@ -96,6 +133,9 @@ class LinearProbe(TorchSegmentMethod):
 
     def describe(self) -> dict:
         d = {"pooling": f"{self.params['pooling']} ({self.params['stats']})"}
+        if is_auto(self.params["layer"]):
+            d.update(auto_description(self))
+            d["inner CV"] = getattr(self, "inner_cv_", None)
         if self.params["speaker_norm"] == "speaker":
             d["speaker normalisation"] = ("per-speaker z-norm of pooled features; test speakers use their own "
                                           "unlabelled statistics (transductive)")
@@ -117,12 +157,18 @@ class LinearProbe(TorchSegmentMethod):
         state = super()._state_config()
         if hasattr(self, "layers_"):
             state["layers"] = list(self.layers_)
+        if hasattr(self, "layer_scores_"):
+            state["layer_scores"] = self.layer_scores_
         return state
 
     def _load_weights(self, directory, state: dict) -> None:  # noqa: ANN001 - Method's signature
-        super()._load_weights(directory, state)
-        if "layers" in state:
+        if state.get("layers"):  # before the module is built: layer=auto's inputs are the chosen layers
             self.layers_ = [int(v) for v in state["layers"]]
+        elif is_auto(self.params["layer"]):
+            raise ValueError("a layer=auto model saved without the layers it chose")
+        if state.get("layer_scores"):
+            self.layer_scores_ = {str(k): float(v) for k, v in state["layer_scores"].items()}
+        super()._load_weights(directory, state)
 
     # -- the model as a pooled linear head (emoboost.inference.export's ONNX contract) ----------------------
     def pooled_head(self, num_layers: int | None = None) -> dict | None:

@@ -4,6 +4,11 @@ Same input as the linear probe (by default each utterance's own frames mean-pool
 feature store's statistics; ``pooling=segment`` for the older 3 s protocol; ``layer=2,3,4``
 concatenates layers) but fitted to convergence by L-BFGS with L2 strength ``C`` chosen by an inner
 speaker-grouped CV over the training (+ validation) speakers only — never the test fold.
+
+``layer=auto`` (the default) lets that inner CV choose the layers too: every run of 1-3 adjacent
+hidden states (:func:`~emoboost.methods.layer_choice.auto_candidates`) with every ``C``, the best pair
+kept (:mod:`emoboost.methods.inner_cv`). It reads the store's pooled statistics of every hidden state
+(no second extraction); the saved model records the layers it chose.
 """
 
 from __future__ import annotations
@@ -14,9 +19,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from safetensors.numpy import load_file, save
 
-from emoboost.evaluation.metrics import segment_posteriors_to_utterance, unweighted_accuracy
+from emoboost.evaluation.metrics import segment_posteriors_to_utterance
 from emoboost.methods.base import Method, UtteranceSet
-from emoboost.methods.pooling import SpeakerNorm, _saved_layers, head_dict, pooled_inputs, resolve_layers
+from emoboost.methods.inner_cv import CS, select
+from emoboost.methods.layer_choice import is_auto
+from emoboost.methods.pooling import (
+    SpeakerNorm,
+    _saved_layers,
+    auto_description,
+    check_auto,
+    choose_auto,
+    head_dict,
+    pooled_inputs,
+    resolve_layers,
+)
 from emoboost.utils import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -31,27 +47,33 @@ class LogRegProbe(Method):
 
     def __init__(self, classes: list[str], **params: Any):
         super().__init__(classes, **{**self.default_params(), **params})
+        check_auto(self.params)
 
     @staticmethod
     def default_params() -> dict[str, Any]:
         return {
-            "layer": -1,  # hidden state (0 = embeddings, -1 = last); a list (2,3,4) concatenates layers
+            # "auto": inner CV on the training speakers chooses among runs of 1-3 adjacent hidden states;
+            # an index (0 = embeddings, -1 = last); a list (2,3,4) concatenates layers
+            "layer": "auto",
             "pooling": "utterance",  # the clip's own frames; "segment": 3 s windows, mean window posterior
             "stats": "mean",  # "meanstd": the frames' std concatenated to their mean
             "speaker_norm": "none",  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
             "min_speaker_utts": 5,  # speakers with fewer utterances fall back to the global statistics
-            "Cs": [0.01, 0.1, 1.0],  # inverse L2 strengths the inner CV chooses from
-            "inner_folds": 3,  # speaker-grouped folds of the training speakers that choose C
+            "Cs": list(CS),  # inverse L2 strengths the inner CV chooses from
+            "inner_folds": 3,  # speaker-grouped folds of the training speakers that choose C (and layer=auto)
             "max_iter": 2000,  # L-BFGS iterations
         }
 
     def ssl_layers(self, num_layers: int) -> list[int]:
+        """The layers read: with ``layer=auto`` every hidden state until fitted, then the chosen ones."""
         return self._layers(num_layers)
 
     def needs_frames(self) -> bool:
         return self.params["pooling"] == "segment"
 
     def _layers(self, num_layers: int) -> list[int]:
+        if is_auto(self.params["layer"]):
+            return list(getattr(self, "layers_", None) or range(num_layers))
         layers, weighted = resolve_layers(self.params["layer"], num_layers)
         if weighted:
             raise ValueError("logreg takes one layer or a list (e.g. layer=2,3,4); a learned layer sum "
@@ -76,37 +98,40 @@ class LogRegProbe(Method):
     def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> LogRegProbe:
         # fitting only: a loaded model predicts with numpy
         from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import GroupKFold
 
         data = UtteranceSet.concat([train, valid]) if valid is not None and len(valid) else train
-        self.__dict__.pop("spk_", None)
-        self.layers_ = self._layers(data.ssl_view().num_layers)  # the head contract names them
-        x, seg_utt = self._pooled(data)
+        for a in ("spk_", "layers_", "layer_scores_", "inner_cv_"):
+            self.__dict__.pop(a, None)
+        n_layers = data.ssl_view().num_layers
+        cs = [float(c) for c in self.params["Cs"]]
+        x, seg_utt = self._pooled(data)  # layer=auto: every hidden state, for the choice
         y, groups = data.y[seg_utt], data.groups[seg_utt]
+        auto = is_auto(self.params["layer"])
+        if auto:
+            choice, splits = choose_auto(x.reshape(len(x), n_layers, -1), y, groups, seg_utt, len(self.classes), cs,
+                                         int(self.params["inner_folds"]), seed, int(self.params["max_iter"]))
+            self.layer_scores_ = choice.best_per_layers()
+            self.__dict__.pop("spk_", None)  # speaker-norm statistics of the chosen layers only
+            self.layers_ = choice.layers
+            x, seg_utt = self._pooled(data)
+        else:
+            self.layers_ = self._layers(n_layers)  # the head contract names them
+            found = (select(x[:, None], y, groups, seg_utt, [[0]], cs, len(self.classes),
+                            int(self.params["inner_folds"]), seed, int(self.params["max_iter"]))
+                     if len(cs) > 1 else None)
+            choice, splits = found if found is not None else (None, None)
         self.mean_ = x.mean(0)
         self.scale_ = x.std(0) + 1e-5
         xs = self._standardise(x)
-        n_groups = len(np.unique(groups))
-        cs = list(self.params["Cs"])
         self.cv_scores_: dict[float, float] = {}
-        if len(cs) > 1 and n_groups >= 2:
-            inner = GroupKFold(n_splits=min(int(self.params["inner_folds"]), n_groups))
-            for c in cs:
-                scores = []
-                for tr, va in inner.split(xs, y, groups):
-                    clf = LogisticRegression(C=c, max_iter=int(self.params["max_iter"])).fit(xs[tr], y[tr])
-                    u = np.unique(seg_utt[va], return_inverse=True)[1]
-                    proba = segment_posteriors_to_utterance(self._full_proba(clf, xs[va]), u, u.max() + 1)
-                    yu = np.zeros(u.max() + 1, dtype=int)
-                    yu[u] = y[va]
-                    scores.append(unweighted_accuracy(yu, proba.argmax(1)))
-                self.cv_scores_[c] = float(np.mean(scores))
-            self.C_ = max(self.cv_scores_, key=self.cv_scores_.get)
-            self.c_rule_ = "inner CV on training speakers"
-        else:
-            self.C_ = cs[0]
-            self.c_rule_ = ("given: Cs holds one value" if len(cs) == 1
-                            else "no inner CV: one training speaker, the first of Cs")
+        if choice is not None:
+            key = tuple(choice.layers) if auto else (0,)
+            self.cv_scores_ = {c: s for (lay, c), s in choice.scores.items() if lay == key}
+            self.inner_cv_ = splits.how
+        self.C_ = choice.c if choice is not None else cs[0]
+        self.c_rule_ = ("given: Cs holds one value" if len(cs) == 1 else
+                        "no inner CV: nothing to hold out, the first of Cs" if choice is None else
+                        "inner CV on training speakers" if "speaker-grouped" in splits.how else f"inner CV: {splits.how}")
         self.clf_ = LogisticRegression(C=self.C_, max_iter=int(self.params["max_iter"])).fit(xs, y)
         self.coef_, self.intercept_ = self._expand(self.clf_)
         return self
@@ -121,11 +146,6 @@ class LogRegProbe(Method):
         else:
             coef[clf.classes_], icpt[clf.classes_] = clf.coef_, clf.intercept_
         return coef, icpt
-
-    def _full_proba(self, clf: LogisticRegression, xs: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(xs), len(self.classes)))
-        out[:, clf.classes_] = clf.predict_proba(xs)
-        return out
 
     def _seg_proba(self, xs: np.ndarray) -> np.ndarray:
         z = xs @ self.coef_.T + self.intercept_
@@ -153,13 +173,20 @@ class LogRegProbe(Method):
         # the key says how C was chosen: with one training speaker there is nothing to cross-validate over
         d = {f"logreg C ({getattr(self, 'c_rule_', 'inner CV on training speakers')})": getattr(self, "C_", None),
              "pooling": f"{self.params['pooling']} ({self.params['stats']})"}
+        if is_auto(self.params["layer"]):
+            d.update(auto_description(self))
+        if getattr(self, "inner_cv_", None):
+            d["inner CV"] = self.inner_cv_
         if self.params["speaker_norm"] == "speaker":
             d["speaker normalisation"] = ("per-speaker z-norm of pooled features; test speakers use their own "
                                           "unlabelled statistics (transductive)")
         return d
 
     def _state_config(self) -> dict:
-        return {"C": self.C_, "layers": list(getattr(self, "layers_", []))}
+        state = {"C": self.C_, "layers": list(getattr(self, "layers_", []))}
+        if hasattr(self, "layer_scores_"):
+            state["layer_scores"] = self.layer_scores_
+        return state
 
     def pooled_head(self, num_layers: int | None = None) -> dict | None:
         """The fitted model as a pooled linear head (:mod:`emoboost.inference.export`), or None where it is not one.
@@ -194,3 +221,7 @@ class LogRegProbe(Method):
         self.C_ = state.get("C")
         if state.get("layers"):
             self.layers_ = [int(v) for v in state["layers"]]
+        elif is_auto(self.params["layer"]):
+            raise ValueError("a layer=auto model saved without the layers it chose")
+        if state.get("layer_scores"):
+            self.layer_scores_ = {str(k): float(v) for k, v in state["layer_scores"].items()}

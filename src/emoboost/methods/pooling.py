@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from emoboost.methods.base import UtteranceSet, speaker_rows
-from emoboost.methods.layer_choice import parse_layers
+from emoboost.methods.layer_choice import MAX_RUN, auto_candidates, is_auto, layers_text, parse_layers
 
 POOLINGS = ("utterance", "segment")
 STATS = ("mean", "meanstd")
@@ -46,6 +46,36 @@ def pooled_inputs(data: UtteranceSet, layers: list[int], pooling: str = "utteran
             mean = np.concatenate([mean, np.sqrt(var)], axis=-1)
         parts.append(mean.astype(np.float32))
     return np.concatenate(parts), seg_utt
+
+
+def check_auto(params: dict) -> None:
+    """``layer=auto`` chooses on the store's per-utterance statistics: refuse it where the probe reads windows."""
+    if is_auto(params.get("layer")) and params.get("pooling") == "segment":
+        raise ValueError("layer=auto chooses layers on the feature store's pooled statistics, which "
+                         "pooling=segment does not use; name the layer(s), e.g. layer=3 or layer=2,3,4")
+
+
+def choose_auto(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seg_utt: np.ndarray, n_classes: int,
+                cs: list[float], inner_folds: int, seed: int, max_iter: int = 2000):
+    """``layer=auto``: the inner-CV choice among :func:`auto_candidates` (x: ``[N, L, F]``, every hidden state).
+
+    -> (:class:`~emoboost.methods.inner_cv.Choice`, :class:`~emoboost.methods.inner_cv.InnerSplits`).
+    """
+    from emoboost.methods.inner_cv import select
+
+    found = select(x, y, groups, seg_utt, auto_candidates(x.shape[1]), cs, n_classes, inner_folds, seed, max_iter)
+    if found is None:
+        raise ValueError(f"layer=auto needs at least 2 training utterances to choose by inner CV, got "
+                         f"{len(np.unique(seg_utt))}; name the layer (e.g. layer=3)")
+    return found
+
+
+def auto_description(method) -> dict:
+    """The report lines of a ``layer=auto`` probe: what it chose and among what."""
+    layers = getattr(method, "layers_", None)
+    n = len(getattr(method, "layer_scores_", {}) or {})
+    return {"layers (layer=auto: inner CV on training speakers)": layers_text(layers) if layers else None,
+            "layer=auto candidates": f"{n} runs of 1-{MAX_RUN} adjacent hidden states" if n else None}
 
 
 class SpeakerNorm:

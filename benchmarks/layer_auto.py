@@ -1,0 +1,90 @@
+"""Does ``layer=auto`` transfer? The ``layer-auto-*`` tables of tables.py as one table, with each fold's choice.
+
+    python benchmarks/layer_auto.py            # run (or resume) the three tables, then print the table
+    python benchmarks/layer_auto.py --summary  # print it from the finished run directories only
+
+Per corpus × encoder: logreg's UA (fold mean ± std) with ``layer=auto`` (layers and C chosen by inner
+CV on each fold's training speakers), the fixed choices made on EmoDB with Whisper-base (hidden state
+3; 2,3,4), and the old default (the last hidden state); auto − the better of the two EmoDB choices
+(chosen in hindsight, on the test folds) as a paired difference per fold with a 95 % bootstrap CI; and
+what auto chose in each fold (run of hidden states, and how many folds chose it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tables  # noqa: E402  (the sibling script: table definitions)
+
+CORPORA = ("emodb", "ravdess", "casia")
+FIXED = ("L3", "L2,3,4")  # the EmoDB choices auto is held against
+CHOICE_KEY = "layers (layer=auto: inner CV on training speakers)"
+
+
+def _entry(root: Path, label: str, up: str) -> Path:
+    from emoboost.experiment.benchmark import entry_dir_name
+
+    return root / entry_dir_name(f"{label} @ {up}")
+
+
+def _fold_choices(run: Path) -> list[tuple[int, str, float | None]]:
+    out = []
+    for f in sorted((run / "folds").glob("fold*_seed*.json")):
+        d = json.loads(f.read_text())
+        m = d["info"].get("method") or {}
+        out.append((int(d["fold"]), str(m.get(CHOICE_KEY)), m.get("logreg C (inner CV on training speakers)")))
+    return out
+
+
+def summary(out_root: str = "runs") -> str:
+    from emoboost.evaluation.paired import bootstrap_ci, fold_metrics
+
+    lines = ["| corpus | encoder | folds | auto | 3 | 2,3,4 | last | auto − best of (3; 2,3,4) [95 % CI] | "
+             "auto's choice (folds) | fit s: auto / 3 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for corpus in CORPORA:
+        name = f"layer-auto-{corpus}"
+        root = Path(out_root) / name
+        for up in tables.TABLES[name]["upstreams"]:
+            runs = {label.split("=", 1)[0]: _entry(root, label.split("=", 1)[0], up) for label in tables.LAYER_AUTO}
+            if not all((r / "summary.json").is_file() for r in runs.values()):
+                continue
+            ua = {k: fold_metrics(r, "UA") for k, r in runs.items()}
+            cell = {k: f"{np.mean(list(v.values())):.2f} ± {np.std(list(v.values())):.2f}" for k, v in ua.items()}
+            best = max(FIXED, key=lambda k: np.mean(list(ua[k].values())))
+            units = sorted(ua["auto"])
+            d = np.array([ua["auto"][u] - ua[best][u] for u in units])
+            lo, hi = bootstrap_ci(d)
+            choices = _fold_choices(runs["auto"])
+            counts = Counter(c for _, c, _ in choices).most_common()
+            chosen = ", ".join(f"{c} ({n})" for c, n in counts)
+            fit = {k: json.loads((r / "summary.json").read_text())["summary"]["timings_total_s"].get("fit_s", 0.0)
+                   for k, r in runs.items()}
+            lines.append(f"| {corpus} | {up} | {len(units)} | {cell['auto']} | {cell['L3']} | {cell['L2,3,4']} | "
+                         f"{cell['last']} | {d.mean():+.2f} [{lo:+.2f}, {hi:+.2f}] vs {best[1:]} | {chosen} | "
+                         f"{fit['auto']:.0f} / {fit['L3']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out-root", default="runs")
+    ap.add_argument("--summary", action="store_true", help="print the table from finished runs; run nothing")
+    ap.add_argument("--corpora", nargs="+", default=list(CORPORA), choices=CORPORA)
+    args = ap.parse_args(argv)
+    rc = 0
+    if not args.summary:
+        for corpus in args.corpora:
+            rc |= tables.main([f"layer-auto-{corpus}", "--out-root", args.out_root])
+    print(summary(args.out_root))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

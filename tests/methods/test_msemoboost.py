@@ -7,7 +7,8 @@ import torch
 
 from emoboost.methods import Method, UtteranceSet, get_method
 from emoboost.methods.alexnet import AlexNet, feature_map_shape
-from emoboost.methods.msemoboost import MSEmoBoost, MSEmoBoostNet, SelfAttention
+from emoboost.methods.msemoboost import MSEmoBoost
+from emoboost.methods.msemoboost_net import MSEmoBoostNet, SelfAttention
 
 TINY = {"lstm_hidden": 4, "branch_dim": 8}
 # (layers, frames per 3 s, dims): Whisper-base, wav2vec2-base, a small made-up encoder
@@ -525,7 +526,8 @@ def test_guidance_weight_decay_gets_its_own_parameter_group():
 
 
 def test_imagenet_input_prepares_spectrograms_like_the_parent_code():
-    from emoboost.methods.msemoboost import IMAGENET_MEAN, IMAGENET_STD, SpecBranch, imagenet_image
+    from emoboost.methods.alexnet import IMAGENET_MEAN, IMAGENET_STD, imagenet_image
+    from emoboost.methods.msemoboost_net import SpecBranch
 
     spec = torch.randn(2, 300, 200) * 3 + 5
     img = imagenet_image(spec)
@@ -544,5 +546,5 @@ def test_imagenet_input_prepares_spectrograms_like_the_parent_code():
 def test_guidance_hidden_names_the_bilstm_size():
     m = MSEmoBoost(["a", "b"], guidance_hidden=16)
     assert m.params["lstm_hidden"] == 16 and "guidance_hidden" not in m.params
-    with pytest.raises(ValueError, match="same Bi-LSTM size"):
+    with pytest.raises(ValueError, match="guidance_hidden=16 and lstm_hidden=32 name the same parameter"):
         MSEmoBoost(["a", "b"], guidance_hidden=16, lstm_hidden=32)

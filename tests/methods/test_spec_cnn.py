@@ -55,7 +55,7 @@ def test_shapes_for_segment_lengths(arch, T):
 def test_alexnet_rejects_tiny_images_and_unknown_arch():
     with pytest.raises(ValueError, match="too small"):
         SpectrogramCNN(CLASSES, arch="alexnet").build_module({"image": (300, 40)})
-    with pytest.raises(ValueError, match="unknown arch"):
+    with pytest.raises(ValueError, match="arch must be one of 'resnet18', 'alexnet'"):
         SpectrogramCNN(CLASSES, arch="vgg").build_module({"image": (300, 64)})
 
 

@@ -71,7 +71,7 @@ def test_learns_and_roundtrips_exactly(tmp_path):
     data = functionals_set()
     train, valid, test = split_by_speaker(data, ["spk0", "spk1", "spk2", "spk3"], ["spk4"], ["spk5"])
     m = get_method("svm")(CLASSES, features="egemaps", inner_folds=3)
-    assert m.required_features() == ("egemaps",) and m.requires == ("egemaps",)
+    assert m.requires == ("egemaps",)
     m.fit(train, valid, seed=0)
     p = m.predict_proba(test)
     assert p.shape == (len(test), 3) and np.allclose(p.sum(1), 1)
@@ -82,7 +82,7 @@ def test_learns_and_roundtrips_exactly(tmp_path):
     m.save(tmp_path / "svm")
     assert not list(tmp_path.glob("svm/*.pkl")) and (tmp_path / "svm" / "model.safetensors").is_file()
     m2 = Method.load(tmp_path / "svm")
-    assert isinstance(m2, FunctionalsSVM) and m2.required_features() == ("egemaps",)
+    assert isinstance(m2, FunctionalsSVM) and m2.requires == ("egemaps",)
     np.testing.assert_array_equal(m2.predict_proba(test), p)
     segs = m2.predict_segments(test)
     assert len(segs) == len(test) and segs[0].shape == (1, 3)
@@ -138,8 +138,8 @@ def test_features_choice_and_nan_imputation():
     with pytest.raises(ValueError, match="calibration must be"):
         FunctionalsSVM(CLASSES, calibration="isotonic")
     m = FunctionalsSVM(CLASSES, features="compare")
-    assert m.required_features() == ("compare",) and m.requires == ("compare",)
-    assert FunctionalsSVM.requires == ("egemaps",)  # the class default is untouched
+    assert m.requires == ("compare",)
+    assert FunctionalsSVM(CLASSES).requires == ("egemaps",)  # computed from the parameters, never stored
     data = functionals_set(kind="mfcc_stats")
     data.features["mfcc_stats"][0] = data.features["mfcc_stats"][0].copy()
     data.features["mfcc_stats"][0][3] = np.nan

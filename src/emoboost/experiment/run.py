@@ -30,6 +30,8 @@ from emoboost.utils import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
+PLACEHOLDER_CLASSES = ["a", "b"]  # a method's parameters are checked before the corpus names its classes
+
 
 def default_cache_dir() -> str:
     from emoboost.utils import default_cache_dir as d
@@ -195,11 +197,6 @@ def load_manifest(cfg: ExperimentConfig) -> tuple[Manifest, list[tuple[str, str]
     return manifest, list(skipped), info
 
 
-def required_features(method) -> tuple[str, ...]:
-    fn = getattr(method, "required_features", None)
-    return tuple(fn()) if callable(fn) else tuple(method.requires)
-
-
 def build_dataset(manifest: Manifest, features: dict[str, dict[str, np.ndarray]], classes: list[str],
                   ssl=None) -> UtteranceSet:
     index = {c: i for i, c in enumerate(classes)}
@@ -299,7 +296,7 @@ def _warn_duration_outliers(manifest: Manifest, factor: float = 20.0) -> list[st
 def _segmenting_line(cfg: ExperimentConfig, method) -> str:
     seg = (f"{cfg.segment_length:g} s segments, hop {cfg.segment_hop or cfg.segment_length:g} s, last zero-padded; "
            f"utterance = mean segment posterior")
-    if "ssl" in required_features(method) and not method.needs_frames():
+    if "ssl" in method.requires and not method.needs_frames():
         return "none: one pooled vector per utterance (the clip's own frames)"
     return seg
 
@@ -340,9 +337,9 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     t_start = time.perf_counter()
     out = Path(cfg.out_dir)
     check_seeds(cfg.seeds)
-
-    # Fail before spending: manifest, classes, folds and the method's parameters are checked before any
-    # feature is extracted.
+    # Fail before spending: the method's parameters (every value, by its declared rule) before the corpus
+    # is even read; manifest, classes and folds before any feature is extracted.
+    get_method(cfg.method)(PLACEHOLDER_CLASSES, **cfg.method_params)
     manifest, skipped, info = load_manifest(cfg)
     classes = sorted(set(manifest.labels()))
     protocol = cfg.protocol or info.get("default_protocol", "loso")
@@ -352,7 +349,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
         from emoboost.utils import resolve_device
 
         resolve_device(cfg.device)
-    names = required_features(probe)
+    names = tuple(probe.requires)
     make_folds(manifest, protocol, n_folds=n_folds, valid_speakers=cfg.valid_speakers, seed=0,
                test_corpora=info.get("test_corpora"))
     _warn_duration_outliers(manifest)

@@ -9,14 +9,24 @@ on raw transformer activations needs to train stably with Adam. ``layer`` is one
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from emoboost.methods.base import UtteranceSet
-from emoboost.methods.pooling import SpeakerNorm, _saved_layers, head_dict, pooled_inputs, resolve_layers
+from emoboost.methods.layer_choice import LayerRule
+from emoboost.methods.params import DROPOUT, SPEAKER_NORM, Int, Param, one_of
+from emoboost.methods.pooling import (
+    POOLINGS,
+    STATS,
+    SpeakerNorm,
+    _saved_layers,
+    head_dict,
+    pooled_inputs,
+    resolve_layers,
+)
 from emoboost.methods.trainer import TorchSegmentMethod
 
 
@@ -42,21 +52,18 @@ class LinearProbe(TorchSegmentMethod):
     """Pooled frames of the chosen layer(s) -> linear layer; Adam + early stopping on training speakers."""
 
     name = "linear"
-    requires = ("ssl",)
-
-    def default_params(self) -> dict[str, Any]:
-        return {
-            "layer": -1,  # hidden state (-1 = last); a list (2,3,4) concatenates; "weighted": learned layer sum
-            "pooling": "utterance",  # the clip's own frames; "segment": 3 s windows, mean window posterior
-            "stats": "mean",  # "meanstd": the frames' std concatenated to their mean
-            "speaker_norm": "none",  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
-            "min_speaker_utts": 5,  # speakers with fewer utterances fall back to the global statistics
-            "dropout": 0.0,
-            "lr": 1e-3,
-            "weight_decay": 1e-4,
-            "max_epochs": 100,
-            "patience": 10,  # epochs without a better validation score before stopping
-        }
+    PARAMS: ClassVar[dict[str, Any]] = {
+        "layer": Param(-1, LayerRule(("weighted",), lists=True)),  # hidden state (-1 = last); a list (2,3,4) concatenates; "weighted": learned layer sum
+        "pooling": Param("utterance", one_of(*POOLINGS)),  # the clip's own frames; "segment": 3 s windows, mean window posterior
+        "stats": Param("mean", one_of(*STATS)),  # "meanstd": the frames' std concatenated to their mean
+        "speaker_norm": Param("none", SPEAKER_NORM),  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
+        "min_speaker_utts": Param(5, Int(1)),  # speakers with fewer utterances fall back to the global statistics
+        "dropout": Param(0.0, DROPOUT),
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "max_epochs": 100,
+        "patience": 10,  # epochs without a better validation score before stopping
+    }
 
     def ssl_layers(self, num_layers: int) -> list[int]:
         """Hidden states this configuration reads (the store may stop the encoder at the deepest)."""
@@ -72,8 +79,6 @@ class LinearProbe(TorchSegmentMethod):
             if not hasattr(self, "spk_"):
                 self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"])).fit(x, data.groups[seg_utt])
             x = self.spk_.transform(x, data.groups[seg_utt])
-        elif self.params["speaker_norm"] not in ("none", None, False):
-            raise ValueError(f"speaker_norm must be 'none' or 'speaker', got {self.params['speaker_norm']!r}")
         return {"pooled": x}, seg_utt
 
     def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> LinearProbe:

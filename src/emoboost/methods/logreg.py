@@ -9,14 +9,24 @@ speaker-grouped CV over the training (+ validation) speakers only — never the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from safetensors.numpy import load_file, save
 
 from emoboost.evaluation.metrics import segment_posteriors_to_utterance, unweighted_accuracy
 from emoboost.methods.base import Method, UtteranceSet
-from emoboost.methods.pooling import SpeakerNorm, _saved_layers, head_dict, pooled_inputs, resolve_layers
+from emoboost.methods.layer_choice import LayerRule
+from emoboost.methods.params import POSITIVE, SPEAKER_NORM, Int, ListOf, Param, one_of
+from emoboost.methods.pooling import (
+    POOLINGS,
+    STATS,
+    SpeakerNorm,
+    _saved_layers,
+    head_dict,
+    pooled_inputs,
+    resolve_layers,
+)
 from emoboost.utils import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -27,23 +37,16 @@ class LogRegProbe(Method):
     """Pooled SSL frames -> standardise -> L2 logistic regression, C by speaker-grouped inner CV."""
 
     name = "logreg"
-    requires = ("ssl",)
-
-    def __init__(self, classes: list[str], **params: Any):
-        super().__init__(classes, **{**self.default_params(), **params})
-
-    @staticmethod
-    def default_params() -> dict[str, Any]:
-        return {
-            "layer": -1,  # hidden state (0 = embeddings, -1 = last); a list (2,3,4) concatenates layers
-            "pooling": "utterance",  # the clip's own frames; "segment": 3 s windows, mean window posterior
-            "stats": "mean",  # "meanstd": the frames' std concatenated to their mean
-            "speaker_norm": "none",  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
-            "min_speaker_utts": 5,  # speakers with fewer utterances fall back to the global statistics
-            "Cs": [0.01, 0.1, 1.0],  # inverse L2 strengths the inner CV chooses from
-            "inner_folds": 3,  # speaker-grouped folds of the training speakers that choose C
-            "max_iter": 2000,  # L-BFGS iterations
-        }
+    PARAMS: ClassVar[dict[str, Any]] = {
+        "layer": Param(-1, LayerRule(lists=True)),  # hidden state (0 = embeddings, -1 = last); a list (2,3,4) concatenates layers
+        "pooling": Param("utterance", one_of(*POOLINGS)),  # the clip's own frames; "segment": 3 s windows, mean window posterior
+        "stats": Param("mean", one_of(*STATS)),  # "meanstd": the frames' std concatenated to their mean
+        "speaker_norm": Param("none", SPEAKER_NORM),  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
+        "min_speaker_utts": Param(5, Int(1)),  # speakers with fewer utterances fall back to the global statistics
+        "Cs": Param([0.01, 0.1, 1.0], ListOf(POSITIVE)),  # inverse L2 strengths the inner CV chooses from
+        "inner_folds": Param(3, Int(2)),  # speaker-grouped folds of the training speakers that choose C
+        "max_iter": Param(2000, Int(1)),  # L-BFGS iterations
+    }
 
     def ssl_layers(self, num_layers: int) -> list[int]:
         return self._layers(num_layers)
@@ -52,11 +55,7 @@ class LogRegProbe(Method):
         return self.params["pooling"] == "segment"
 
     def _layers(self, num_layers: int) -> list[int]:
-        layers, weighted = resolve_layers(self.params["layer"], num_layers)
-        if weighted:
-            raise ValueError("logreg takes one layer or a list (e.g. layer=2,3,4); a learned layer sum "
-                             "(layer=weighted) needs the linear probe")
-        return layers
+        return resolve_layers(self.params["layer"], num_layers)[0]  # LayerRule refused "weighted" already
 
     def _pooled(self, data: UtteranceSet) -> tuple[np.ndarray, np.ndarray]:
         layers = self._layers(data.ssl_view().num_layers)
@@ -66,8 +65,6 @@ class LogRegProbe(Method):
             if not hasattr(self, "spk_"):
                 self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"])).fit(x, data.groups[seg_utt])
             x = self.spk_.transform(x, data.groups[seg_utt])
-        elif self.params["speaker_norm"] not in ("none", None, False):
-            raise ValueError(f"speaker_norm must be 'none' or 'speaker', got {self.params['speaker_norm']!r}")
         return x, seg_utt
 
     def _standardise(self, x: np.ndarray) -> np.ndarray:
@@ -82,7 +79,7 @@ class LogRegProbe(Method):
         self.__dict__.pop("spk_", None)
         self.layers_ = self._layers(data.ssl_view().num_layers)  # the head contract names them
         x, seg_utt = self._pooled(data)
-        y, groups = data.y[seg_utt], data.groups[seg_utt]
+        y, groups = data.labels()[seg_utt], data.groups[seg_utt]
         self.mean_ = x.mean(0)
         self.scale_ = x.std(0) + 1e-5
         xs = self._standardise(x)

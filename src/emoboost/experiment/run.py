@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +24,7 @@ from emoboost.evaluation.report import FoldResult, merge_fold_info, plot_tsne, w
 from emoboost.methods import UtteranceSet, get_method
 from emoboost.outdir import check_resume, claim_dir, code_version
 from emoboost.protocols import check_disjoint, describe, make_folds
-from emoboost.utils import atomic_write, atomic_write_text
+from emoboost.utils import atomic_write, atomic_write_text, machine_line
 
 log = logging.getLogger(__name__)
 
@@ -265,20 +263,6 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
     return view, rep.skipped, info
 
 
-def _machine_line(device: str = "auto") -> str:
-    """CPU, threads and torch's device, without importing torch for a run that never needed it (pooled probes)."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return f"{platform.machine()} {os.cpu_count()} CPU, threads {os.environ.get('OMP_NUM_THREADS', 'default')} (torch not used)"
-    from emoboost.utils import resolve_device
-
-    dev = resolve_device(device)
-    name = f" ({torch.cuda.get_device_name(torch.device(dev))})" if dev.startswith("cuda") else ""
-    return f"{platform.machine()} {os.cpu_count()} CPU, torch threads {torch.get_num_threads()}, device {dev}{name}"
-
-
 def _warn_duration_outliers(manifest: Manifest, factor: float = 20.0) -> list[str]:
     """Warn about clips far longer than the corpus's median (a 1-hour file among 3 s utterances)."""
     d = np.array([u.duration or 0.0 for u in manifest])
@@ -475,7 +459,7 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
         "segmenting": _segmenting_line(cfg, probe),
         "parameters": n_params,
         "skipped files": len(skipped),
-        "machine": _machine_line(cfg.device),
+        "machine": machine_line(cfg.device),
     }
     for k, v in method_info.items():
         protocol_info[k if k not in protocol_info else f"method {k}"] = v

@@ -6,27 +6,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from builders import functionals_set
 from emoboost.methods import Method, UtteranceSet, get_method
 from emoboost.methods import svm as svm_mod
 from emoboost.methods.svm import FunctionalsSVM, _from_sklearn
 
 CLASSES = ["a", "b", "c"]
-
-
-def functionals_set(n_spk=6, per_class=4, n_classes=3, F=12, seed=0, kind="egemaps") -> UtteranceSet:
-    """Class centres + a per-speaker offset + noise; every speaker has every class."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((n_classes, F)) * 2.0
-    ids, y, groups, feats = [], [], [], []
-    for s in range(n_spk):
-        offset = rng.standard_normal(F) * 0.5
-        for c in range(n_classes):
-            for r in range(per_class):
-                ids.append(f"s{s}_c{c}_{r}")
-                y.append(c)
-                groups.append(f"spk{s}")
-                feats.append((centres[c] + offset + rng.standard_normal(F)).astype(np.float32) * 10 + 100)
-    return UtteranceSet(ids, np.array(y), np.array(groups), {kind: feats})
 
 
 def split_by_speaker(data, train_spk, valid_spk, test_spk):

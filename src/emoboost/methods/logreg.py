@@ -184,7 +184,9 @@ class LogRegProbe(Method):
 
     def _load_weights(self, directory: Path, state: dict) -> None:
         t = load_file(str(directory / "model.safetensors"))
-        self.coef_, self.intercept_, self.mean_, self.scale_ = t["coef"], t["intercept"], t["mean"], t["scale"]
+        self.coef_, self.intercept_ = t["coef"], t["intercept"]
+        # fit keeps the pooled features' float32 statistics (stored as float64): the same arithmetic after loading
+        self.mean_, self.scale_ = t["mean"].astype(np.float32), t["scale"].astype(np.float32)
         if "spk_mean" in t:
             self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"]))
             self.spk_.mean_, self.spk_.std_ = t["spk_mean"].astype(np.float32), t["spk_std"].astype(np.float32)

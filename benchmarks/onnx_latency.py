@@ -77,7 +77,7 @@ def msemoboost_pair(up, wav: np.ndarray, layer: int, out: Path, threads: int):
     src = ArraySource([frames], [len(wav)], frame_rate=float(up.frame_rate))
     src.segmenting = seg
     feats = {n: [wav_features(wav, [n], seg)[n]] for n in ("mfcc", "spec")}
-    data = UtteranceSet(["u0"], np.zeros(1, int), np.array(["s0"]), feats, ssl=SSLView(src))
+    data = UtteranceSet(["u0"], features=feats, ssl=SSLView(src))  # a prediction input: no label, no speaker
     classes = [f"c{i}" for i in range(7)]
     m = MSEmoBoost(classes, layer=layer, guidance="both")
     inputs, _ = m.segment_inputs(data)

@@ -140,6 +140,51 @@ def clips(n_utt=60, L=3, D=8, n_classes=3, seed=0):
     return UtteranceSet([f"u{i}" for i in range(n_utt)], y, groups, {"ssl": frames}), frames
 
 
+def guided_segments(n_segments, L, T, D, frames, bins=200, seed=0, y=None, speakers=None) -> UtteranceSet:
+    """Random features with the runner's layout: ssl [S, L, T', D] float16, mfcc [S, T, 40], spec [S, T, bins]."""
+    rng = np.random.default_rng(seed)
+    n = len(n_segments)
+    feats = {"ssl": [], "mfcc": [], "spec": []}
+    for s in n_segments:
+        feats["ssl"].append(rng.standard_normal((s, L, T, D)).astype(np.float16))
+        feats["mfcc"].append((rng.standard_normal((s, frames, 40)) * 10).astype(np.float32))
+        feats["spec"].append(rng.standard_normal((s, frames, bins)).astype(np.float32))
+    y = np.zeros(n, dtype=int) if y is None else np.asarray(y)
+    groups = np.array(speakers if speakers is not None else [f"s{i}" for i in range(n)])
+    ssl = feats["ssl"]
+    data = UtteranceSet([f"u{i}" for i in range(n)], y, groups, feats)
+    data.ssl_arrays = ssl  # the segment arrays the view was built from (tests compare against them)
+    return data
+
+
+def functionals_set(n_spk=6, per_class=4, n_classes=3, F=12, seed=0, kind="egemaps") -> UtteranceSet:
+    """Class centres + a per-speaker offset + noise; every speaker has every class."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_classes, F)) * 2.0
+    ids, y, groups, feats = [], [], [], []
+    for s in range(n_spk):
+        offset = rng.standard_normal(F) * 0.5
+        for c in range(n_classes):
+            for r in range(per_class):
+                ids.append(f"s{s}_c{c}_{r}")
+                y.append(c)
+                groups.append(f"spk{s}")
+                feats.append((centres[c] + offset + rng.standard_normal(F)).astype(np.float32) * 10 + 100)
+    return UtteranceSet(ids, np.array(y), np.array(groups), {kind: feats})
+
+
+def logmel_images(n_utt=60, T=24, M=16, seed=0) -> UtteranceSet:
+    """Class = orientation of stripes in the log-mel image (time stripes, frequency stripes, none)."""
+    rng = np.random.default_rng(seed)
+    t, m = np.meshgrid(np.arange(T), np.arange(M), indexing="ij")
+    patterns = [np.where((t // 2) % 2 == 0, 1.0, -1.0), np.where((m // 2) % 2 == 0, 1.0, -1.0), np.zeros((T, M))]
+    y = np.arange(n_utt) % 3
+    feats = [(rng.standard_normal((1 + i % 2, T, M)) + 2.0 * patterns[y[i]] - 5).astype(np.float32)
+             for i in range(n_utt)]
+    return UtteranceSet([f"u{i}" for i in range(n_utt)], y, np.array([f"s{i % 6}" for i in range(n_utt)]),
+                        {"logmel": feats})
+
+
 def lone_clips(frames, y):
     """Each clip its own speaker: what predict sees (speaker norm then falls back to training statistics)."""
     return UtteranceSet([f"t{i}" for i in range(len(frames))], np.asarray(y),

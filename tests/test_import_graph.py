@@ -1,4 +1,5 @@
-"""The package's import graph: no cycles, and only ``emoboost.cli`` imports the command line.
+"""Package-wide checks: the import graph (no cycles, only ``emoboost.cli`` imports the command line) and
+module size (no module over 500 lines).
 
 Every import statement of every module counts, the ones inside functions too (a lazy import is still a
 dependency), so the layers of CONTRIBUTING.md's layout hold whatever the import time.
@@ -112,3 +113,13 @@ def test_no_test_module_imports_another():
             if bad:
                 offenders[str(f.relative_to(tests))] = bad
     assert offenders == {}
+
+
+MAX_LINES = 500
+
+
+def test_no_module_exceeds_500_lines():
+    """Modules stay readable in one sitting: a module that outgrows this is split by concern."""
+    long = {str(f.relative_to(PACKAGE.parent)): n for f in sorted(PACKAGE.rglob("*.py"))
+            if (n := len(f.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert long == {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import platform
 import random
 import re
 import tempfile
@@ -148,6 +149,18 @@ def resolve_device(name: str | None = "auto") -> str:
     elif dev.type != "cpu":
         raise ValueError(f"unsupported device {name!r} (use {DEVICES})")
     return str(dev)
+
+
+def machine_line(device: str = "auto") -> str:
+    """CPU, threads and torch's device, without importing torch for a run that never needed it (pooled probes)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return f"{platform.machine()} {os.cpu_count()} CPU, threads {os.environ.get('OMP_NUM_THREADS', 'default')} (torch not used)"
+    dev = resolve_device(device)
+    name = f" ({torch.cuda.get_device_name(torch.device(dev))})" if dev.startswith("cuda") else ""
+    return f"{platform.machine()} {os.cpu_count()} CPU, torch threads {torch.get_num_threads()}, device {dev}{name}"
 
 
 def shared_root() -> Path:

@@ -153,6 +153,22 @@ def test_unknown_method_parameter_from_the_command_line(tmp_path, capsys):
     assert "svm: unknown parameter(s) 'C_gird' (did you mean 'C_grid'?); valid: C_grid," in line
 
 
+@pytest.mark.parametrize("method,param,says", [
+    ("logreg", "speaker_norm=bogus", "logreg: speaker_norm must be one of 'none', 'speaker', got 'bogus'"),
+    ("linear", "pooling=bogus", "linear: pooling must be one of 'utterance', 'segment', got 'bogus'"),
+    ("linear", "lr=inf", "linear: lr must be a finite number >= 0, got inf"),
+    ("ssl_cnn", "batch_size=0", "ssl_cnn: batch_size must be an integer >= 1, got 0"),
+    ("msemoboost", "layer=2,3", "msemoboost: layer must be a layer index (-1 = the last) or 'weighted', got '2,3'"),
+])
+def test_a_bad_parameter_value_is_one_line_before_any_work(tmp_path, capsys, method, param, says):
+    """The method is built before the corpus is read: a corpus folder that does not exist is never looked at."""
+    rc = main(["run", "--corpus", "emodb", "--data-root", str(tmp_path / "nowhere"), "--method", method, "-p", param,
+               "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    assert rc == 2
+    assert says in _one_error_line(capsys)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
 def test_bad_yaml_config_names_the_file(tmp_path, capsys):
     bad = tmp_path / "recipe.yaml"
     bad.write_text("method: linear\n  corpus: [emodb\n")

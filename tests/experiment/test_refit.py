@@ -133,7 +133,7 @@ def test_head_gives_the_models_posteriors(setup):
     pred = Engine.load(setup["bundle"], backend="torch")
     for name in ("08a02Ta.wav", "03b01Wa.wav"):
         frames, _ = encode_clip(pred.backend.upstream, load_audio(setup["corpus"] / "wav" / name), StoreSpec())
-        want = pred.backend.models[0].predict_proba(UtteranceSet(["x"], np.array([-1]), np.array(["?"]), {"ssl": [frames]}))
+        want = pred.backend.models[0].predict_proba(UtteranceSet(["x"], features={"ssl": [frames]}))
         np.testing.assert_allclose(head_posteriors(head, frames[head["layers"]]), want[0], atol=1e-6)
     assert up["fingerprint"] == pred.bundle.fingerprint
 

@@ -355,13 +355,14 @@ def test_two_processes_never_write_one_run_directory(corpus, upstream_dir, cache
 def test_resume_refuses_folds_of_other_code(corpus, upstream_dir, cache, tmp_path, monkeypatch):
     """A run killed after 2 folds resumes only with the code and defaults that produced them."""
     from emoboost.methods.logreg import LogRegProbe
+    from emoboost.methods.params import Param
 
     killed = _logreg(corpus, upstream_dir, tmp_path / "run", cache, max_folds=2)  # as if killed after 2 folds
     run_experiment(killed)
     full = dataclasses.replace(killed, max_folds=None)
-    real = LogRegProbe.default_params
+    real = LogRegProbe.declared_params()
     with monkeypatch.context() as m:  # a default changed between the kill and the resume
-        m.setattr(LogRegProbe, "default_params", staticmethod(lambda: {**real(), "max_iter": 1000}))
+        m.setattr(LogRegProbe, "_declared", {**real, "max_iter": Param(1000, real["max_iter"].rule)})
         with pytest.raises(ValueError, match=r"method parameter max_iter 2000 -> 1000"):
             run_experiment(full)
     with monkeypatch.context() as m:  # any source file of the package changed

@@ -10,12 +10,13 @@ import pytest
 
 from emoboost.methods import Method, UtteranceSet, get_method
 from emoboost.methods.base import accepts_param
-from emoboost.methods.trainer import TRAIN_DEFAULTS
+from emoboost.methods.params import Float, Param
+from emoboost.methods.trainer import TorchSegmentMethod
 
 
 class _Declared(Method):
     name = "declared"
-    DEFAULTS: dict[str, Any] = {"alpha": 1.0, "layer": -1}
+    PARAMS: dict[str, Any] = {"alpha": Param(1.0, Float(0.0)), "layer": Param(-1, Float())}
 
     def fit(self, train, valid=None, seed=0):
         return self
@@ -24,12 +25,12 @@ class _Declared(Method):
         return np.zeros((len(data), len(self.classes)))
 
 
-class _Undeclared(_Declared):
-    name = "undeclared"
-    DEFAULTS: dict[str, Any] = {}
+class _Override(_Declared):
+    name = "override"
+    PARAMS: dict[str, Any] = {"alpha": 2.5}  # a new default, the base's rule
 
 
-def test_a_method_only_declares_its_defaults():
+def test_a_method_only_takes_what_it_declares():
     m = _Declared(["a", "b"], alpha=2.0)
     assert m.params == {"alpha": 2.0, "layer": -1}                 # defaults merged in by the base class
     with pytest.raises(ValueError, match=r"declared: unknown parameter\(s\) 'lyaer' \(did you mean 'layer'\?\); "
@@ -38,7 +39,16 @@ def test_a_method_only_declares_its_defaults():
     with pytest.raises(ValueError, match=r"'alpah', 'lyaer', 'zzz' \(did you mean 'alpha' for 'alpah', 'layer' for "
                                          r"'lyaer'\?\)"):
         _Declared(["a", "b"], lyaer=2, alpah=1, zzz=0)
-    assert _Undeclared(["a", "b"], anything=1).params == {"anything": 1}   # nothing declared: no check
+    assert _Override(["a", "b"]).params == {"alpha": 2.5, "layer": -1}
+    with pytest.raises(ValueError, match=r"override: alpha must be a finite number >= 0, got -1"):
+        _Override(["a", "b"], alpha=-1)                           # the inherited rule still holds
+
+
+def test_a_declaration_without_a_rule_or_with_a_bad_default_is_refused_when_the_class_is_made():
+    with pytest.raises(TypeError, match="'beta' has a default but no rule"):
+        type("_NoRule", (_Declared,), {"PARAMS": {"beta": 1}})
+    with pytest.raises(TypeError, match="the default of 'alpha' breaks its own rule"):
+        type("_BadDefault", (_Declared,), {"PARAMS": {"alpha": -3.0}})
 
 
 @pytest.mark.parametrize("method,own", [
@@ -50,10 +60,10 @@ def test_a_method_only_declares_its_defaults():
 def test_unknown_parameter_is_refused_with_the_valid_ones(method, own):
     klass = get_method(method)
     m = klass(["a", "b"])                                          # every default is accepted
-    known = m.known_params()
+    known = set(klass.declared_params())
     assert own in known and set(m.params) == known
     if method != "svm":                                            # the shared training loop's parameters count
-        assert set(TRAIN_DEFAULTS) <= known
+        assert set(TorchSegmentMethod.declared_params()) <= known
         assert klass(["a", "b"], lr=1e-4, batch_size=4).params["batch_size"] == 4
     with pytest.raises(ValueError, match=rf"{method}: unknown parameter\(s\) 'lyaer'.*valid: .*{own}") as e:
         klass(["a", "b"], lyaer=2)

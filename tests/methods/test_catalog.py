@@ -1,6 +1,6 @@
 from emoboost.methods import METHODS, get_method
 from emoboost.methods.catalog import _block, _notes, catalog, describe, format_method
-from emoboost.methods.trainer import TRAIN_DEFAULTS, TorchSegmentMethod
+from emoboost.methods.trainer import TorchSegmentMethod
 
 
 def test_notes_come_from_the_comment_beside_or_above_each_key():
@@ -52,7 +52,7 @@ def test_describe_gives_what_the_method_accepts_with_its_defaults():
         assert {p.name: p.default for p in info.parameters} == built
         loop = [p.name for p in info.parameters if p.training_loop]
         if issubclass(get_method(name), TorchSegmentMethod):
-            assert set(loop) <= set(TRAIN_DEFAULTS) and "batch_size" in loop
+            assert set(loop) <= set(TorchSegmentMethod.declared_params()) and "batch_size" in loop
         else:
             assert loop == []
         flags = [p.training_loop for p in info.parameters]

@@ -71,7 +71,7 @@ def test_finetune_top_errors():
         MSEmoBoost(["a"], layer="weighted", finetune_top=1)
     with pytest.raises(ValueError, match="reaches below the embeddings"):
         MSEmoBoost(["a"], layer=1, finetune_top=2).ssl_layers(3)
-    with pytest.raises(ValueError, match="finetune_top must be >= 0"):
+    with pytest.raises(ValueError, match="finetune_top must be an integer >= 0"):
         MSEmoBoost(["a"], finetune_top=-1)
 
 

@@ -5,30 +5,15 @@ import numpy as np
 import pytest
 import torch
 
+from builders import guided_segments as utterances
 from emoboost.methods import Method, UtteranceSet, get_method
 from emoboost.methods.alexnet import AlexNet, feature_map_shape
-from emoboost.methods.msemoboost import MSEmoBoost, MSEmoBoostNet, SelfAttention
+from emoboost.methods.msemoboost import MSEmoBoost
+from emoboost.methods.msemoboost_net import MSEmoBoostNet, SelfAttention
 
 TINY = {"lstm_hidden": 4, "branch_dim": 8}
 # (layers, frames per 3 s, dims): Whisper-base, wav2vec2-base, a small made-up encoder
 ENCODERS = {"whisper-base": (7, 150, 512), "wav2vec2-base": (13, 149, 768), "small": (5, 50, 384)}
-
-
-def utterances(n_segments, L, T, D, frames, bins=200, seed=0, y=None, speakers=None) -> UtteranceSet:
-    """Random features with the runner's layout: ssl [S, L, T', D] float16, mfcc [S, T, 40], spec [S, T, bins]."""
-    rng = np.random.default_rng(seed)
-    n = len(n_segments)
-    feats = {"ssl": [], "mfcc": [], "spec": []}
-    for s in n_segments:
-        feats["ssl"].append(rng.standard_normal((s, L, T, D)).astype(np.float16))
-        feats["mfcc"].append((rng.standard_normal((s, frames, 40)) * 10).astype(np.float32))
-        feats["spec"].append(rng.standard_normal((s, frames, bins)).astype(np.float32))
-    y = np.zeros(n, dtype=int) if y is None else np.asarray(y)
-    groups = np.array(speakers if speakers is not None else [f"s{i}" for i in range(n)])
-    ssl = feats["ssl"]
-    data = UtteranceSet([f"u{i}" for i in range(n)], y, groups, feats)
-    data.ssl_arrays = ssl  # the segment arrays the view was built from (tests compare against them)
-    return data
 
 
 def rebuilt(data: UtteranceSet) -> UtteranceSet:
@@ -525,7 +510,8 @@ def test_guidance_weight_decay_gets_its_own_parameter_group():
 
 
 def test_imagenet_input_prepares_spectrograms_like_the_parent_code():
-    from emoboost.methods.msemoboost import IMAGENET_MEAN, IMAGENET_STD, SpecBranch, imagenet_image
+    from emoboost.methods.alexnet import IMAGENET_MEAN, IMAGENET_STD, imagenet_image
+    from emoboost.methods.msemoboost_net import SpecBranch
 
     spec = torch.randn(2, 300, 200) * 3 + 5
     img = imagenet_image(spec)
@@ -544,5 +530,5 @@ def test_imagenet_input_prepares_spectrograms_like_the_parent_code():
 def test_guidance_hidden_names_the_bilstm_size():
     m = MSEmoBoost(["a", "b"], guidance_hidden=16)
     assert m.params["lstm_hidden"] == 16 and "guidance_hidden" not in m.params
-    with pytest.raises(ValueError, match="same Bi-LSTM size"):
+    with pytest.raises(ValueError, match="guidance_hidden=16 and lstm_hidden=32 name the same parameter"):
         MSEmoBoost(["a", "b"], guidance_hidden=16, lstm_hidden=32)

@@ -7,23 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from builders import logmel_images as images
 from emoboost.methods import Method, UtteranceSet, get_method
 from emoboost.methods import spec_cnn as sc
 from emoboost.methods.spec_cnn import FROM_SCRATCH, ResNet18, SpectrogramCNN
 
 CLASSES = ["a", "b", "c"]
-
-
-def images(n_utt=60, T=24, M=16, seed=0) -> UtteranceSet:
-    """Class = orientation of stripes in the log-mel image (time stripes, frequency stripes, none)."""
-    rng = np.random.default_rng(seed)
-    t, m = np.meshgrid(np.arange(T), np.arange(M), indexing="ij")
-    patterns = [np.where((t // 2) % 2 == 0, 1.0, -1.0), np.where((m // 2) % 2 == 0, 1.0, -1.0), np.zeros((T, M))]
-    y = np.arange(n_utt) % 3
-    feats = [(rng.standard_normal((1 + i % 2, T, M)) + 2.0 * patterns[y[i]] - 5).astype(np.float32)
-             for i in range(n_utt)]
-    return UtteranceSet([f"u{i}" for i in range(n_utt)], y, np.array([f"s{i % 6}" for i in range(n_utt)]),
-                        {"logmel": feats})
 
 
 def test_resnet18_matches_torchvision_layout():
@@ -55,7 +44,7 @@ def test_shapes_for_segment_lengths(arch, T):
 def test_alexnet_rejects_tiny_images_and_unknown_arch():
     with pytest.raises(ValueError, match="too small"):
         SpectrogramCNN(CLASSES, arch="alexnet").build_module({"image": (300, 40)})
-    with pytest.raises(ValueError, match="unknown arch"):
+    with pytest.raises(ValueError, match="arch must be one of 'resnet18', 'alexnet'"):
         SpectrogramCNN(CLASSES, arch="vgg").build_module({"image": (300, 64)})
 
 

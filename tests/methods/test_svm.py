@@ -6,27 +6,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from builders import functionals_set
 from emoboost.methods import Method, UtteranceSet, get_method
 from emoboost.methods import svm as svm_mod
 from emoboost.methods.svm import FunctionalsSVM, _from_sklearn
 
 CLASSES = ["a", "b", "c"]
-
-
-def functionals_set(n_spk=6, per_class=4, n_classes=3, F=12, seed=0, kind="egemaps") -> UtteranceSet:
-    """Class centres + a per-speaker offset + noise; every speaker has every class."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((n_classes, F)) * 2.0
-    ids, y, groups, feats = [], [], [], []
-    for s in range(n_spk):
-        offset = rng.standard_normal(F) * 0.5
-        for c in range(n_classes):
-            for r in range(per_class):
-                ids.append(f"s{s}_c{c}_{r}")
-                y.append(c)
-                groups.append(f"spk{s}")
-                feats.append((centres[c] + offset + rng.standard_normal(F)).astype(np.float32) * 10 + 100)
-    return UtteranceSet(ids, np.array(y), np.array(groups), {kind: feats})
 
 
 def split_by_speaker(data, train_spk, valid_spk, test_spk):
@@ -71,7 +56,7 @@ def test_learns_and_roundtrips_exactly(tmp_path):
     data = functionals_set()
     train, valid, test = split_by_speaker(data, ["spk0", "spk1", "spk2", "spk3"], ["spk4"], ["spk5"])
     m = get_method("svm")(CLASSES, features="egemaps", inner_folds=3)
-    assert m.required_features() == ("egemaps",) and m.requires == ("egemaps",)
+    assert m.requires == ("egemaps",)
     m.fit(train, valid, seed=0)
     p = m.predict_proba(test)
     assert p.shape == (len(test), 3) and np.allclose(p.sum(1), 1)
@@ -82,7 +67,7 @@ def test_learns_and_roundtrips_exactly(tmp_path):
     m.save(tmp_path / "svm")
     assert not list(tmp_path.glob("svm/*.pkl")) and (tmp_path / "svm" / "model.safetensors").is_file()
     m2 = Method.load(tmp_path / "svm")
-    assert isinstance(m2, FunctionalsSVM) and m2.required_features() == ("egemaps",)
+    assert isinstance(m2, FunctionalsSVM) and m2.requires == ("egemaps",)
     np.testing.assert_array_equal(m2.predict_proba(test), p)
     segs = m2.predict_segments(test)
     assert len(segs) == len(test) and segs[0].shape == (1, 3)
@@ -138,8 +123,8 @@ def test_features_choice_and_nan_imputation():
     with pytest.raises(ValueError, match="calibration must be"):
         FunctionalsSVM(CLASSES, calibration="isotonic")
     m = FunctionalsSVM(CLASSES, features="compare")
-    assert m.required_features() == ("compare",) and m.requires == ("compare",)
-    assert FunctionalsSVM.requires == ("egemaps",)  # the class default is untouched
+    assert m.requires == ("compare",)
+    assert FunctionalsSVM(CLASSES).requires == ("egemaps",)  # computed from the parameters, never stored
     data = functionals_set(kind="mfcc_stats")
     data.features["mfcc_stats"][0] = data.features["mfcc_stats"][0].copy()
     data.features["mfcc_stats"][0][3] = np.nan

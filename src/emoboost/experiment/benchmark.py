@@ -45,10 +45,7 @@ def parse_method_spec(spec: str) -> tuple[str, str, dict]:
 def _needs_upstream(name: str, params: dict) -> bool:
     from emoboost.methods import get_method
 
-    m = get_method(name)(["a", "b"], **params)
-    fn = getattr(m, "required_features", None)
-    req = tuple(fn()) if callable(fn) else tuple(m.requires)
-    return "ssl" in req
+    return "ssl" in get_method(name)(["a", "b"], **params).requires
 
 
 def _pooled_mean(pooled: dict, key: str) -> str:

@@ -237,9 +237,9 @@ def cv_report(rec: RunRecord) -> dict:
 # ------------------------------------------------------------------------------------------------
 def training_set(cfg, manifest, method, classes: list[str]):
     """(UtteranceSet of every usable utterance, skipped files, upstream info): the run's data path."""
-    from emoboost.experiment.run import build_dataset, prepare_ssl, required_features
+    from emoboost.experiment.run import build_dataset, prepare_ssl
 
-    names = required_features(method)
+    names = method.requires
     skipped: list[tuple[str, str]] = []
     up_info: dict = {}
     view = None
@@ -316,7 +316,7 @@ def write_onnx_form(out: Path) -> str:
 
 def _fit_final(rec: RunRecord, out: Path, cache_dir: str | None, progress: bool, device: str | None) -> dict:
     from emoboost.data.manifest import Manifest
-    from emoboost.experiment.run import ExperimentConfig, load_manifest, required_features
+    from emoboost.experiment.run import ExperimentConfig, load_manifest
     from emoboost.methods import get_method
 
     cfg_d = {**rec.config, "progress": progress}
@@ -350,7 +350,7 @@ def _fit_final(rec: RunRecord, out: Path, cache_dir: str | None, progress: bool,
     elif cfg.method == "svm":
         sel.chosen.update(getattr(method, "best_params_", {}))
     method.save(out)
-    names = list(required_features(method))
+    names = list(method.requires)
     up = dict(rec.bundle.get("upstream") or {})
     if up_info:
         up.update({k: up_info[k] for k in ("spec", "fingerprint", "num_layers", "hidden_size", "frame_rate")

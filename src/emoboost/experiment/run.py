@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,9 +24,11 @@ from emoboost.evaluation.report import FoldResult, merge_descriptions, plot_tsne
 from emoboost.methods import UtteranceSet, get_method
 from emoboost.outdir import check_resume, claim_dir, code_version
 from emoboost.protocols import check_disjoint, describe, make_folds
-from emoboost.utils import atomic_write, atomic_write_text
+from emoboost.utils import atomic_write, atomic_write_text, machine_line
 
 log = logging.getLogger(__name__)
+
+PLACEHOLDER_CLASSES = ["a", "b"]  # a method's parameters are checked before the corpus names its classes
 
 
 def default_cache_dir() -> str:
@@ -195,11 +195,6 @@ def load_manifest(cfg: ExperimentConfig) -> tuple[Manifest, list[tuple[str, str]
     return manifest, list(skipped), info
 
 
-def required_features(method) -> tuple[str, ...]:
-    fn = getattr(method, "required_features", None)
-    return tuple(fn()) if callable(fn) else tuple(method.requires)
-
-
 def build_dataset(manifest: Manifest, features: dict[str, dict[str, np.ndarray]], classes: list[str],
                   ssl=None) -> UtteranceSet:
     index = {c: i for i, c in enumerate(classes)}
@@ -268,20 +263,6 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
     return view, rep.skipped, info
 
 
-def _machine_line(device: str = "auto") -> str:
-    """CPU, threads and torch's device, without importing torch for a run that never needed it (pooled probes)."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return f"{platform.machine()} {os.cpu_count()} CPU, threads {os.environ.get('OMP_NUM_THREADS', 'default')} (torch not used)"
-    from emoboost.utils import resolve_device
-
-    dev = resolve_device(device)
-    name = f" ({torch.cuda.get_device_name(torch.device(dev))})" if dev.startswith("cuda") else ""
-    return f"{platform.machine()} {os.cpu_count()} CPU, torch threads {torch.get_num_threads()}, device {dev}{name}"
-
-
 def _warn_duration_outliers(manifest: Manifest, factor: float = 20.0) -> list[str]:
     """Warn about clips far longer than the corpus's median (a 1-hour file among 3 s utterances)."""
     d = np.array([u.duration or 0.0 for u in manifest])
@@ -299,7 +280,7 @@ def _warn_duration_outliers(manifest: Manifest, factor: float = 20.0) -> list[st
 def _segmenting_line(cfg: ExperimentConfig, method) -> str:
     seg = (f"{cfg.segment_length:g} s segments, hop {cfg.segment_hop or cfg.segment_length:g} s, last zero-padded; "
            f"utterance = mean segment posterior")
-    if "ssl" in required_features(method) and not method.needs_frames():
+    if "ssl" in method.requires and not method.needs_frames():
         return "none: one pooled vector per utterance (the clip's own frames)"
     return seg
 
@@ -340,9 +321,9 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     t_start = time.perf_counter()
     out = Path(cfg.out_dir)
     check_seeds(cfg.seeds)
-
-    # Fail before spending: manifest, classes, folds and the method's parameters are checked before any
-    # feature is extracted.
+    # Fail before spending: the method's parameters (every value, by its declared rule) before the corpus
+    # is even read; manifest, classes and folds before any feature is extracted.
+    get_method(cfg.method)(PLACEHOLDER_CLASSES, **cfg.method_params)
     manifest, skipped, info = load_manifest(cfg)
     classes = sorted(set(manifest.labels()))
     protocol = cfg.protocol or info.get("default_protocol", "loso")
@@ -352,7 +333,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
         from emoboost.utils import resolve_device
 
         resolve_device(cfg.device)
-    names = required_features(probe)
+    names = tuple(probe.requires)
     make_folds(manifest, protocol, n_folds=n_folds, valid_speakers=cfg.valid_speakers, seed=0,
                test_corpora=info.get("test_corpora"))
     _warn_duration_outliers(manifest)
@@ -477,7 +458,7 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
         "segmenting": _segmenting_line(cfg, probe),
         "parameters": n_params,
         "skipped files": len(skipped),
-        "machine": _machine_line(cfg.device),
+        "machine": machine_line(cfg.device),
     }
     for k, v in method_info.items():
         protocol_info[k if k not in protocol_info else f"method {k}"] = v

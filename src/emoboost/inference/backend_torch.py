@@ -16,12 +16,6 @@ from emoboost.audio import Segmenting
 from emoboost.methods import Method, UtteranceSet
 
 
-def unknown_speakers(n: int) -> np.ndarray:
-    """No clip's speaker is known to the model: each is normalised with the training statistics, never
-    with its batch-mates' (a clip's answer must not depend on what else is predicted with it)."""
-    return np.full(n, None, dtype=object)
-
-
 class TorchBackend:
     """Methods + encoder in torch (scikit-learn for pooled logreg and SVM heads)."""
 
@@ -110,9 +104,10 @@ class TorchBackend:
         return encode_clip(self.upstream, block, self._spec())
 
     def _data(self, n: int, feats: dict[str, list], ssl: Any = None) -> UtteranceSet:
-        """Prediction input: no labels, no speakers."""
-        return UtteranceSet(ids=[f"x{i}" for i in range(n)], y=np.full(n, -1), groups=unknown_speakers(n),
-                            features=feats, ssl=ssl)
+        """Prediction input: no labels, and no speakers (each clip is normalised with the training
+        statistics, never with its batch-mates': a clip's answer must not depend on what else is
+        predicted with it)."""
+        return UtteranceSet(ids=[f"x{i}" for i in range(n)], features=feats, ssl=ssl)
 
     def _proba(self, data: UtteranceSet, per_segment: bool) -> np.ndarray:
         """Ensemble mean over the models: [S, C] segment posteriors, or [N, C] utterance posteriors."""

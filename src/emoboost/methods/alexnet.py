@@ -10,7 +10,10 @@ The spectrogram is a 1-channel image while ImageNet conv1 expects RGB. :func:`mo
 conv1 with its weights summed over the 3 input channels, which is exactly what replicating the
 spectrogram into 3 channels computes (same output, same gradients for all three channel slices),
 at a third of conv1's cost; the 3-channel parameter keeps its torchvision shape, so ImageNet
-weights still load.
+weights still load. :func:`imagenet_image` instead prepares a spectrogram as ImageNet weights expect.
+
+A frozen AlexNet is a fixed function of its input: :class:`AlexNetTokens` computes its feature map
+once per segment and serves it to every later batch (MS-EmoBoost's ``freeze_alexnet``).
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -135,6 +141,65 @@ def feature_map_shape(height: int, width: int) -> tuple[int, int, int]:
             "use longer segments or more frequency bins)"
         )
     return FEATURE_CHANNELS, h, w
+
+
+ALEXNET_INPUTS = ("mono", "imagenet")  # how a spectrogram becomes an AlexNet input
+IMAGENET_SIZE = 224
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet_image(spec: torch.Tensor) -> torch.Tensor:
+    """[B, T, F] spectrograms -> [B, 3, 224, 224] images as ImageNet weights expect (the parent
+    code's preprocessing): per-image min-max to [0, 1], bilinear resize, 3 channels, ImageNet mean/std."""
+    x = spec.unsqueeze(1)
+    lo = x.amin(dim=(2, 3), keepdim=True)
+    hi = x.amax(dim=(2, 3), keepdim=True)
+    x = (x - lo) / (hi - lo).clamp(min=1e-8)
+    x = F.interpolate(x, size=(IMAGENET_SIZE, IMAGENET_SIZE), mode="bilinear", align_corners=False)
+    mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x.expand(-1, 3, -1, -1) - mean) / std
+
+
+class AlexNetTokens:
+    """The ``spec`` input of a frozen-AlexNet model: indexing it yields AlexNet tokens, computed once.
+
+    Why lazy: the trainer reads the inputs *before* it builds the network, so the AlexNet that maps
+    spectrograms to tokens does not exist yet when ``segment_inputs`` runs. The first indexing (the
+    first training or prediction batch, when the network exists) runs the network's AlexNet over all
+    segments and keeps the tokens (float32, 40 x 256 = 40 KB per 3-s segment); later batches are
+    slices. They are recomputed only if the network's AlexNet is replaced (a new fit).
+
+    ``branch`` returns the network's spectrogram branch (its ``alexnet`` and ``precompute``).
+    ``shape`` and ``len`` describe the spectrograms [N, T, F], the shape the network is built (and
+    saved) for; indexing and ``np.asarray`` give tokens [n, h*w, 256], what its branch then consumes.
+    """
+
+    def __init__(self, spectrograms: list[np.ndarray], branch: Callable[[], Any], batch_size: int = 64):
+        self._spectrograms = spectrograms
+        self._branch = branch
+        self._batch_size = batch_size
+        self.shape = (sum(len(a) for a in spectrograms), *spectrograms[0].shape[1:])
+        self._tokens: np.ndarray | None = None
+        self._alexnet: nn.Module | None = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def tokens(self) -> np.ndarray:
+        branch = self._branch()
+        if self._tokens is None or self._alexnet is not branch.alexnet:
+            self._tokens = branch.precompute(self._spectrograms, self._batch_size)
+            self._alexnet = branch.alexnet
+        return self._tokens
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        return self.tokens()[idx]
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        t = self.tokens()
+        return t if dtype is None else t.astype(dtype, copy=False)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Method protocol (scikit-learn style) and the data every method receives.
 
-A method is built fresh per fold and seed: ``__init__`` only stores parameters, ``fit`` learns
-(attributes ending in ``_``), ``predict_proba`` returns utterance posteriors. Methods declare the
-features they need in ``requires``; the runner computes them once (through the cache) for the whole
-corpus, so every fold, seed and method shares them.
+A method is built fresh per fold and seed: ``__init__`` only stores parameters (declared once, in the
+class's ``PARAMS``, and every value checked there: :mod:`emoboost.methods.params`), ``fit`` learns
+(attributes ending in ``_``), ``predict_proba`` returns utterance posteriors. ``requires`` says which
+features the configuration reads (a property of the parameters); the runner computes them once
+(through the cache) for the whole corpus, so every fold, seed and method shares them. Prediction
+inputs carry no labels and no speakers (``UtteranceSet(ids, features=..., ssl=...)``).
 
 Feature names the runner knows:
 - ``ssl``: upstream hidden states, served by the feature store as :attr:`UtteranceSet.ssl` (an
@@ -25,17 +27,22 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from emoboost.methods.params import Param, declared, resolve
+
 if TYPE_CHECKING:
     from emoboost.features.views import SSLView
 
 
-def speaker_rows(groups: np.ndarray) -> Iterator[tuple[Any, np.ndarray]]:
+def speaker_rows(groups: np.ndarray | None) -> Iterator[tuple[Any, np.ndarray]]:
     """(speaker, row indices) of every named speaker in ``groups``.
 
     Rows whose speaker is None belong to no speaker: clips at inference are never pooled into one
     "speaker" because they happen to arrive in the same batch, so per-speaker statistics come only from
-    clips the caller said share a voice.
+    clips the caller said share a voice (methods then use their training statistics). ``groups=None``:
+    no row has a known speaker.
     """
+    if groups is None:
+        return
     groups = np.asarray(groups, dtype=object)
     known = np.array([g is not None for g in groups], dtype=bool)
     for g in sorted({str(v) for v in groups[known]}):
@@ -50,15 +57,27 @@ class UtteranceSet:
     ``features`` holds the small acoustic ones. For convenience (tests, predict), ``features["ssl"]``
     given as a list of ``[L, T, D]`` clip frames or ``[S, L, T', D]`` segment frames becomes an
     in-memory view.
+
+    A prediction input has no labels (``y=None``: :meth:`labels` refuses to fit on it) and may name no
+    speakers (``groups=None`` becomes one None per utterance: unknown speakers, each normalised with the
+    training statistics, never with its batch-mates'; see :func:`speaker_rows`).
     """
 
     ids: list[str]
-    y: np.ndarray  # int class index per utterance (-1 = unknown)
-    groups: np.ndarray  # speaker per utterance (None: unknown, e.g. a clip at inference; see speaker_rows)
+    y: np.ndarray | None = None  # int class index per utterance; None: unlabelled (a prediction input)
+    groups: np.ndarray | None = None  # speaker per utterance (None: unknown, e.g. a clip at inference)
     features: dict[str, list[np.ndarray]] = field(default_factory=dict)
     ssl: SSLView | None = None
 
     def __post_init__(self) -> None:
+        n = len(self.ids)
+        if self.y is not None:
+            self.y = np.asarray(self.y)
+            if len(self.y) != n:
+                raise ValueError(f"{len(self.y)} labels for {n} utterances")
+        self.groups = np.full(n, None, dtype=object) if self.groups is None else np.asarray(self.groups)
+        if len(self.groups) != n:
+            raise ValueError(f"{len(self.groups)} speakers for {n} utterances")
         if "ssl" in self.features:
             from emoboost.features.views import ArraySource, SSLView
 
@@ -80,8 +99,8 @@ class UtteranceSet:
         idx = np.asarray(idx, dtype=int)
         return UtteranceSet(
             ids=[self.ids[i] for i in idx],
-            y=self.y[idx],
-            groups=self.groups[idx],
+            y=self.y[idx] if self.y is not None else None,
+            groups=self.groups[idx],  # type: ignore[index]
             features={k: [v[i] for i in idx] for k, v in self.features.items()},
             ssl=self.ssl.subset(idx) if self.ssl is not None else None,
         )
@@ -99,11 +118,17 @@ class UtteranceSet:
             ssl = SSLView(views[0].source, np.concatenate([v.idx for v in views]))  # type: ignore[union-attr]
         return cls(
             ids=[i for s in sets for i in s.ids],
-            y=np.concatenate([s.y for s in sets]),
-            groups=np.concatenate([s.groups for s in sets]),
+            y=None if any(s.y is None for s in sets) else np.concatenate([s.y for s in sets]),  # type: ignore[misc]
+            groups=np.concatenate([s.groups for s in sets]),  # type: ignore[misc]
             features={n: [a for s in sets for a in s.features[n]] for n in names},
             ssl=ssl,
         )
+
+    def labels(self) -> np.ndarray:
+        """The class indices, for fitting; a prediction input (``y=None``) has none."""
+        if self.y is None:
+            raise ValueError("these utterances have no labels (a prediction input): a method cannot be fitted on them")
+        return self.y
 
     def feature(self, name: str) -> list[np.ndarray]:
         if name not in self.features:
@@ -123,38 +148,46 @@ class UtteranceSet:
 
 
 class Method(ABC):
-    """Base class: a classifier over :class:`UtteranceSet`."""
+    """Base class: a classifier over :class:`UtteranceSet`.
+
+    Parameters are declared once, in the class's ``PARAMS`` (name -> :class:`~emoboost.methods.params.Param`,
+    or a plain value: a new default for a parameter a base class declares, e.g. the training loop's
+    ``lr``); the declarations of the class and its bases are merged when the class is created
+    (:meth:`declared_params`), a user's values onto them once, in ``__init__``, every value checked by
+    its rule. ``ALIASES`` maps other names onto declared ones.
+    """
 
     name: ClassVar[str] = "method"
-    requires: ClassVar[tuple[str, ...]] = ("ssl",)
+    PARAMS: ClassVar[dict[str, Any]] = {}
+    ALIASES: ClassVar[dict[str, str]] = {}
+    _declared: ClassVar[dict[str, Param]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        bases = [b._declared for b in reversed(cls.__bases__) if issubclass(b, Method)]
+        cls._declared = declared(bases, vars(cls).get("PARAMS", {}), cls.__qualname__)
 
     def __init__(self, classes: list[str], **params: Any):
         self.classes = list(classes)
-        self.params = {**self.default_params(), **params}
-        check_params(self, self.params)
+        self.params = resolve(self.name, self._declared, params, self.ALIASES)
+        self.check_params()
 
-    # -- parameters: a method declares its defaults, and only those names are accepted -------------
-    def default_params(self) -> dict[str, Any]:
-        """Every parameter the method accepts, with its default (a class ``DEFAULTS`` dict by default).
+    @classmethod
+    def declared_params(cls) -> dict[str, Param]:
+        """Every parameter the method accepts (its own and its bases'), with its default and rule.
 
-        A typo'd ``-p lyaer=2`` would otherwise be ignored and the run silently use the default
-        layer, so names outside :meth:`known_params` are refused when the method is built.
+        A typo'd ``-p lyaer=2`` would otherwise be ignored and the run silently use the default layer,
+        so names outside these are refused when the method is built.
         """
-        return dict(getattr(self, "DEFAULTS", {}))
+        return dict(cls._declared)
 
-    def known_params(self) -> frozenset[str] | None:
-        """Parameter names this method accepts; None (it declares no defaults) disables the check.
+    def check_params(self) -> None:  # noqa: B027 - a hook: most methods have no rule between parameters
+        """Rules between parameters (each value alone is checked by its rule): raise one line naming them."""
 
-        The declared defaults, plus, for methods built on the shared training loop
-        (:class:`~emoboost.methods.trainer.TorchSegmentMethod`), the loop's ``TRAIN_DEFAULTS``.
-        """
-        import sys
-
-        keys = set(self.default_params())
-        trainer = sys.modules.get("emoboost.methods.trainer")  # loaded whenever self is one of its methods
-        if trainer is not None and isinstance(self, trainer.TorchSegmentMethod):
-            keys |= set(getattr(trainer, "TRAIN_DEFAULTS", {}))
-        return frozenset(keys) if keys else None
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """The features this configuration reads, computed from its parameters (the runner extracts them)."""
+        return ("ssl",)
 
     # -- the scikit-learn-like core -------------------------------------------------------
     @abstractmethod
@@ -256,29 +289,9 @@ class Method(ABC):
         raise NotImplementedError(f"{self.name} cannot be loaded")
 
 
-def check_params(method: Method, params: dict[str, Any]) -> None:
-    """Refuse parameter names the method does not declare, listing the valid ones (and the likely typo)."""
-    known = method.known_params()
-    if known is None:
-        return
-    unknown = sorted(set(params) - known)
-    if not unknown:
-        return
-    import difflib
-
-    close = {u: m[0] for u in unknown if (m := difflib.get_close_matches(u, known, n=1))}
-    if len(unknown) == 1 and close:
-        hint = f" (did you mean {close[unknown[0]]!r}?)"
-    else:
-        hint = f" (did you mean {', '.join(f'{m!r} for {u!r}' for u, m in close.items())}?)" if close else ""
-    raise ValueError(f"{method.name}: unknown parameter(s) {', '.join(map(repr, unknown))}{hint}; "
-                     f"valid: {', '.join(sorted(known))}")
-
-
 def accepts_param(method_cls: type[Method], name: str) -> bool:
     """Whether ``method_cls`` takes parameter ``name`` (e.g. only trained methods take ``max_epochs``)."""
-    known = method_cls(["a", "b"]).known_params()
-    return known is None or name in known
+    return name in method_cls.declared_params()
 
 
 def _check_method_config(cfg: Any, path: Path) -> None:

@@ -1,8 +1,9 @@
 """What each method is and which ``-p NAME=VALUE`` parameters it takes, for ``emoboost methods``.
 
-The defaults come from the methods themselves (a method built with two placeholder classes), so the
-listing cannot drift from what ``run`` accepts; the one-line notes are the comments written beside
-each default in the method's source, and the long description is the method module's docstring.
+The parameters, defaults and allowed values come from the methods' own declarations (``PARAMS``,
+:mod:`emoboost.methods.params`), so the listing cannot drift from what ``run`` accepts; the one-line
+notes are the comments written beside each declaration in the source, and the long description is
+the method module's docstring.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ class Parameter:
     name: str
     default: Any
     note: str = ""
-    training_loop: bool = False  # shared by every torch method (emoboost.methods.trainer.TRAIN_DEFAULTS)
+    training_loop: bool = False  # declared by a base class: the training loop every torch method shares
+    allowed: str = ""  # what its rule accepts ("an integer >= 1", "one of 'ua', 'loss'")
 
 
 @dataclass
@@ -38,7 +40,7 @@ class MethodInfo:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "summary": self.summary, "requires": list(self.requires), "module": self.module,
-                "parameters": [{"name": p.name, "default": p.default, "note": p.note,
+                "parameters": [{"name": p.name, "default": p.default, "note": p.note, "allowed": p.allowed,
                                 "training_loop": p.training_loop} for p in self.parameters]}
 
 
@@ -74,16 +76,17 @@ def _block(source: str, name: str) -> str:
     return source[i:]
 
 
-def _source_notes(obj: Any, name: str | None = None) -> dict[str, str]:
-    """Notes of the defaults ``obj`` declares: its ``name`` literal, else its ``default_params``."""
-    try:
-        if name is not None:
-            return _notes(_block(inspect.getsource(obj), name))
-        if "DEFAULTS" in vars(obj):
-            return _notes(_block(inspect.getsource(obj), "DEFAULTS"))
-        return _notes(inspect.getsource(obj.default_params))
-    except (OSError, TypeError):  # no source (a frozen or compiled install): defaults without notes
-        return {}
+def _source_notes(cls: type) -> dict[str, str]:
+    """Notes of the parameters ``cls`` and its bases declare (their ``PARAMS`` literals; the class's own win)."""
+    notes: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if "PARAMS" not in vars(klass):
+            continue
+        try:
+            notes.update(_notes(_block(inspect.getsource(klass), "PARAMS")))
+        except (OSError, TypeError):  # no source (a frozen or compiled install): defaults without notes
+            pass
+    return notes
 
 
 def _summary(cls: type) -> str:
@@ -92,22 +95,21 @@ def _summary(cls: type) -> str:
     return doc.splitlines()[0] if doc else ""
 
 
+def _inputs(cls: type) -> tuple[str, ...]:
+    """The features the method's default configuration reads (a method built with two placeholder classes)."""
+    return tuple(cls(["a", "b"]).requires)
+
+
 def describe(name: str) -> MethodInfo:
     """Everything ``emoboost methods NAME`` prints about one method."""
     cls = get_method(name)
     key = name.lower().replace("-", "_")
-    method = cls(["a", "b"])  # two placeholder classes: every method's defaults, nothing fitted
-    own = method.default_params()
+    own = vars(cls).get("PARAMS", {})
     notes = _source_notes(cls)
-    trainer = sys.modules.get("emoboost.methods.trainer")
-    loop: dict[str, Any] = {}
-    if trainer is not None and isinstance(method, trainer.TorchSegmentMethod):
-        loop = dict(trainer.TRAIN_DEFAULTS)
-        notes = {**_source_notes(trainer, "TRAIN_DEFAULTS"), **notes}
-    params = [Parameter(k, method.params[k], notes.get(k, ""), k in loop and k not in own)
-              for k in method.params]
-    params.sort(key=lambda p: p.training_loop)  # the method's own first, in its order; then the loop's
-    return MethodInfo(key, _summary(cls), tuple(cls.requires), cls.__module__,
+    params = [Parameter(k, p.default, notes.get(k, ""), k not in own, p.rule.describe())
+              for k, p in cls.declared_params().items()]
+    params.sort(key=lambda p: (p.training_loop, list(own).index(p.name) if p.name in own else 0))
+    return MethodInfo(key, _summary(cls), _inputs(cls), cls.__module__,
                       inspect.getdoc(sys.modules[cls.__module__]) or "", params)
 
 
@@ -116,7 +118,7 @@ def catalog() -> list[MethodInfo]:
     out = []
     for key in sorted(METHODS):
         cls = get_method(key)
-        out.append(MethodInfo(key, _summary(cls), tuple(cls.requires), cls.__module__))
+        out.append(MethodInfo(key, _summary(cls), _inputs(cls), cls.__module__))
     return out
 
 

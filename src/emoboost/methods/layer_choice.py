@@ -9,11 +9,18 @@ feature store's ``--layers`` / ``store_layers`` (which layers keep their frames 
 :func:`emoboost.features.store.parse_kept_layers`) takes ``all`` or non-negative indices in the same
 comma-separated form.
 
+A method declares which of these it accepts with :class:`LayerRule` (its ``layer`` parameter's rule:
+the syntax is checked when the method is built, the range against the encoder when data arrive).
 Kept apart from :mod:`emoboost.methods.layers` (the torch module that applies a choice) so that pooled
 methods, which never touch torch, can parse layers without importing it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from emoboost.methods.params import Rule
 
 
 def parse_layer(layer: int | str, num_layers: int) -> int | str:
@@ -71,3 +78,49 @@ def auto_candidates(num_layers: int, max_run: int = MAX_RUN) -> list[list[int]]:
 def layers_text(layers: list[int]) -> str:
     """``[2, 3, 4]`` -> ``"2,3,4"``: how a choice is written in reports and ``-p layer=``."""
     return ",".join(str(int(v)) for v in layers)
+
+
+@dataclass(frozen=True)
+class LayerRule(Rule):
+    """The ``layer`` parameter's syntax, checked when a method is built (the range needs the encoder: it is
+    checked against the data by :func:`parse_layer`). Stored as written once: an index as an int, a list
+    (``"2,3,4"``) as a list of ints, a named choice (``modes``: ``weighted``, ...) as its lower-case name."""
+
+    modes: tuple[str, ...] = ()
+    lists: bool = False  # several layers, concatenated
+
+    def __call__(self, value: Any) -> Any:
+        v = value.strip() if isinstance(value, str) else value
+        if isinstance(v, str) and v.lower() in self.modes:
+            return v.lower()
+        if self.lists and isinstance(v, str) and "," in v:
+            v = [p for p in v.split(",") if p.strip()]
+        if isinstance(v, (list, tuple)) and self.lists:
+            out = [self._index(p, value) for p in v]
+            if not out:
+                raise self.refuse(value)
+            return out
+        return self._index(v, value)
+
+    def _index(self, v: Any, value: Any) -> int:
+        if isinstance(v, str):
+            try:
+                return int(v.strip())
+            except ValueError:
+                raise self.refuse(value) from None
+        if isinstance(v, int) and not isinstance(v, bool):
+            return int(v)
+        raise self.refuse(value)
+
+    def describe(self) -> str:
+        what = ("one layer or a list (an index, -1 = the last; a list such as 2,3,4 concatenates)" if self.lists
+                else "a layer index (-1 = the last)")
+        if self.modes:
+            what += " or " + (repr(self.modes[0]) if len(self.modes) == 1 else "one of " + ", ".join(map(repr, self.modes)))
+        return what
+
+    def invalid(self) -> list[Any]:
+        out: list[Any] = ["bogus", 1.5, True, None]
+        out += [] if "weighted" in self.modes else ["weighted"]
+        out += [[]] if self.lists else [[1, 2]]
+        return out

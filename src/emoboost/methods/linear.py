@@ -12,7 +12,7 @@ inputs (training the probe itself once per candidate and inner fold would cost f
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,8 +20,11 @@ from torch import nn
 
 from emoboost.methods.base import UtteranceSet
 from emoboost.methods.inner_cv import CS
-from emoboost.methods.layer_choice import is_auto
+from emoboost.methods.layer_choice import LayerRule, is_auto
+from emoboost.methods.params import DROPOUT, SPEAKER_NORM, Int, Param, one_of
 from emoboost.methods.pooling import (
+    POOLINGS,
+    STATS,
     SpeakerNorm,
     _saved_layers,
     auto_description,
@@ -56,27 +59,23 @@ class LinearProbe(TorchSegmentMethod):
     """Pooled frames of the chosen layer(s) -> linear layer; Adam + early stopping on training speakers."""
 
     name = "linear"
-    requires = ("ssl",)
+    PARAMS: ClassVar[dict[str, Any]] = {
+        # "auto": chosen by inner CV on the training speakers among runs of 1-3 adjacent hidden states;
+        # an index (-1 = last); a list (2,3,4) concatenates; "weighted": learned layer sum
+        "layer": Param("auto", LayerRule(("weighted", "auto"), lists=True)),
+        "pooling": Param("utterance", one_of(*POOLINGS)),  # the clip's own frames; "segment": 3 s windows, mean window posterior
+        "stats": Param("mean", one_of(*STATS)),  # "meanstd": the frames' std concatenated to their mean
+        "speaker_norm": Param("none", SPEAKER_NORM),  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
+        "min_speaker_utts": Param(5, Int(1)),  # speakers with fewer utterances fall back to the global statistics
+        "dropout": Param(0.0, DROPOUT),
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "max_epochs": 100,
+        "patience": 10,  # epochs without a better validation score before stopping
+    }
 
-    def __init__(self, classes: list[str], **params: Any):
-        super().__init__(classes, **params)
+    def check_params(self) -> None:
         check_auto(self.params)
-
-    def default_params(self) -> dict[str, Any]:
-        return {
-            # "auto": chosen by inner CV on the training speakers among runs of 1-3 adjacent hidden states;
-            # an index (-1 = last); a list (2,3,4) concatenates; "weighted": learned layer sum
-            "layer": "auto",
-            "pooling": "utterance",  # the clip's own frames; "segment": 3 s windows, mean window posterior
-            "stats": "mean",  # "meanstd": the frames' std concatenated to their mean
-            "speaker_norm": "none",  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
-            "min_speaker_utts": 5,  # speakers with fewer utterances fall back to the global statistics
-            "dropout": 0.0,
-            "lr": 1e-3,
-            "weight_decay": 1e-4,
-            "max_epochs": 100,
-            "patience": 10,  # epochs without a better validation score before stopping
-        }
 
     def ssl_layers(self, num_layers: int) -> list[int]:
         """Hidden states this configuration reads (the store may stop the encoder at the deepest);
@@ -95,8 +94,6 @@ class LinearProbe(TorchSegmentMethod):
             if not hasattr(self, "spk_"):
                 self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"])).fit(x, data.groups[seg_utt])
             x = self.spk_.transform(x, data.groups[seg_utt])
-        elif self.params["speaker_norm"] not in ("none", None, False):
-            raise ValueError(f"speaker_norm must be 'none' or 'speaker', got {self.params['speaker_norm']!r}")
         return {"pooled": x}, seg_utt
 
     def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> LinearProbe:
@@ -114,7 +111,7 @@ class LinearProbe(TorchSegmentMethod):
         inputs, seg_utt = self.segment_inputs(data)  # every hidden state (speaker-normalised if asked)
         self.__dict__.pop("spk_", None)  # refitted on the chosen layers by the training loop
         x = inputs["pooled"].reshape(len(seg_utt), n_layers, -1)
-        choice, splits = choose_auto(x, data.y[seg_utt], data.groups[seg_utt], seg_utt, len(self.classes), list(CS),
+        choice, splits = choose_auto(x, data.labels()[seg_utt], data.groups[seg_utt], seg_utt, len(self.classes), list(CS),
                                      3, seed)
         self.layers_, self.layer_scores_, self.inner_cv_ = choice.layers, choice.best_per_layers(), splits.how
 

@@ -14,7 +14,7 @@ kept (:mod:`emoboost.methods.inner_cv`). It reads the store's pooled statistics 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from safetensors.numpy import load_file, save
@@ -22,8 +22,11 @@ from safetensors.numpy import load_file, save
 from emoboost.evaluation.metrics import segment_posteriors_to_utterance
 from emoboost.methods.base import Method, UtteranceSet
 from emoboost.methods.inner_cv import CS, select
-from emoboost.methods.layer_choice import is_auto
+from emoboost.methods.layer_choice import LayerRule, is_auto
+from emoboost.methods.params import POSITIVE, SPEAKER_NORM, Int, ListOf, Param, one_of
 from emoboost.methods.pooling import (
+    POOLINGS,
+    STATS,
     SpeakerNorm,
     _saved_layers,
     auto_description,
@@ -43,26 +46,21 @@ class LogRegProbe(Method):
     """Pooled SSL frames -> standardise -> L2 logistic regression, C by speaker-grouped inner CV."""
 
     name = "logreg"
-    requires = ("ssl",)
+    PARAMS: ClassVar[dict[str, Any]] = {
+        # "auto": inner CV on the training speakers chooses among runs of 1-3 adjacent hidden states;
+        # an index (0 = embeddings, -1 = last); a list (2,3,4) concatenates layers
+        "layer": Param("auto", LayerRule(("auto",), lists=True)),
+        "pooling": Param("utterance", one_of(*POOLINGS)),  # the clip's own frames; "segment": 3 s windows, mean window posterior
+        "stats": Param("mean", one_of(*STATS)),  # "meanstd": the frames' std concatenated to their mean
+        "speaker_norm": Param("none", SPEAKER_NORM),  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
+        "min_speaker_utts": Param(5, Int(1)),  # speakers with fewer utterances fall back to the global statistics
+        "Cs": Param(list(CS), ListOf(POSITIVE)),  # inverse L2 strengths the inner CV chooses from
+        "inner_folds": Param(3, Int(2)),  # speaker-grouped folds of the training speakers that choose C (and layer=auto)
+        "max_iter": Param(2000, Int(1)),  # L-BFGS iterations
+    }
 
-    def __init__(self, classes: list[str], **params: Any):
-        super().__init__(classes, **{**self.default_params(), **params})
+    def check_params(self) -> None:
         check_auto(self.params)
-
-    @staticmethod
-    def default_params() -> dict[str, Any]:
-        return {
-            # "auto": inner CV on the training speakers chooses among runs of 1-3 adjacent hidden states;
-            # an index (0 = embeddings, -1 = last); a list (2,3,4) concatenates layers
-            "layer": "auto",
-            "pooling": "utterance",  # the clip's own frames; "segment": 3 s windows, mean window posterior
-            "stats": "mean",  # "meanstd": the frames' std concatenated to their mean
-            "speaker_norm": "none",  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
-            "min_speaker_utts": 5,  # speakers with fewer utterances fall back to the global statistics
-            "Cs": list(CS),  # inverse L2 strengths the inner CV chooses from
-            "inner_folds": 3,  # speaker-grouped folds of the training speakers that choose C (and layer=auto)
-            "max_iter": 2000,  # L-BFGS iterations
-        }
 
     def ssl_layers(self, num_layers: int) -> list[int]:
         """The layers read: with ``layer=auto`` every hidden state until fitted, then the chosen ones."""
@@ -74,11 +72,7 @@ class LogRegProbe(Method):
     def _layers(self, num_layers: int) -> list[int]:
         if is_auto(self.params["layer"]):
             return list(getattr(self, "layers_", None) or range(num_layers))
-        layers, weighted = resolve_layers(self.params["layer"], num_layers)
-        if weighted:
-            raise ValueError("logreg takes one layer or a list (e.g. layer=2,3,4); a learned layer sum "
-                             "(layer=weighted) needs the linear probe")
-        return layers
+        return resolve_layers(self.params["layer"], num_layers)[0]  # LayerRule refused "weighted" already
 
     def _pooled(self, data: UtteranceSet) -> tuple[np.ndarray, np.ndarray]:
         layers = self._layers(data.ssl_view().num_layers)
@@ -88,8 +82,6 @@ class LogRegProbe(Method):
             if not hasattr(self, "spk_"):
                 self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"])).fit(x, data.groups[seg_utt])
             x = self.spk_.transform(x, data.groups[seg_utt])
-        elif self.params["speaker_norm"] not in ("none", None, False):
-            raise ValueError(f"speaker_norm must be 'none' or 'speaker', got {self.params['speaker_norm']!r}")
         return x, seg_utt
 
     def _standardise(self, x: np.ndarray) -> np.ndarray:
@@ -105,7 +97,7 @@ class LogRegProbe(Method):
         n_layers = data.ssl_view().num_layers
         cs = [float(c) for c in self.params["Cs"]]
         x, seg_utt = self._pooled(data)  # layer=auto: every hidden state, for the choice
-        y, groups = data.y[seg_utt], data.groups[seg_utt]
+        y, groups = data.labels()[seg_utt], data.groups[seg_utt]
         auto = is_auto(self.params["layer"])
         if auto:
             choice, splits = choose_auto(x.reshape(len(x), n_layers, -1), y, groups, seg_utt, len(self.classes), cs,
@@ -214,7 +206,9 @@ class LogRegProbe(Method):
 
     def _load_weights(self, directory: Path, state: dict) -> None:
         t = load_file(str(directory / "model.safetensors"))
-        self.coef_, self.intercept_, self.mean_, self.scale_ = t["coef"], t["intercept"], t["mean"], t["scale"]
+        self.coef_, self.intercept_ = t["coef"], t["intercept"]
+        # fit keeps the pooled features' float32 statistics (stored as float64): the same arithmetic after loading
+        self.mean_, self.scale_ = t["mean"].astype(np.float32), t["scale"].astype(np.float32)
         if "spk_mean" in t:
             self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"]))
             self.spk_.mean_, self.spk_.std_ = t["spk_mean"].astype(np.float32), t["spk_std"].astype(np.float32)

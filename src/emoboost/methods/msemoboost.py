@@ -56,407 +56,73 @@ collapse onto a handful of frames.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from emoboost.methods.alexnet import AlexNet, feature_map_shape, load_alexnet_weights
+from emoboost.methods.alexnet import ALEXNET_INPUTS, AlexNetTokens, load_alexnet_weights
 from emoboost.methods.base import UtteranceSet
-from emoboost.methods.layers import LayerSelect, parse_layer
+from emoboost.methods.layer_choice import LayerRule
+from emoboost.methods.layers import parse_layer
+from emoboost.methods.msemoboost_net import ENHANCEMENTS, GUIDANCE, MSEmoBoostNet, SpecBranch, branches
+from emoboost.methods.params import DROPOUT, NON_NEGATIVE, POSITIVE, Bool, Float, Int, Param, Text, one_of
 from emoboost.methods.trainer import TorchSegmentMethod
 
-GUIDANCE = ("none", "mfcc", "spec", "both")
-ENHANCEMENTS = ("linear", "softmax", "bounded")
 SSL_NORMS = ("frame", "pooled", "none")
 RANDOM_INIT = "random init (no ImageNet weights)"
-
-
-def _as_bool(value: Any, name: str) -> bool:
-    """Accept real booleans and the strings a CLI or JSON config produces."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-        return value.lower() in ("true", "yes", "1", "on")
-    raise ValueError(f"{name} must be true or false, got {value!r}")
-
-
-def branches(guidance: str) -> tuple[str, ...]:
-    """Acoustic inputs a guidance mode uses, in concatenation order."""
-    return {"none": (), "mfcc": ("mfcc",), "spec": ("spec",), "both": ("mfcc", "spec")}[guidance]
-
-
-class SelfAttention(nn.Module):
-    """Single-head self-attention with a residual: softmax(Q K^T / sqrt(d)) V + X over [B, N, d]."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.scale = dim**-0.5
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = torch.softmax(self.q(x) @ self.k(x).transpose(1, 2) * self.scale, dim=-1)
-        return weights @ self.v(x) + x
-
-
-class GuidanceHead(nn.Module):
-    """[B, N, d] tokens -> (attention) -> flatten -> dropout -> linear + ReLU -> [B, out_dim]."""
-
-    def __init__(self, tokens: int, dim: int, out_dim: int, attention: bool, dropout: float):
-        super().__init__()
-        self.tokens, self.dim = tokens, dim
-        self.attention = SelfAttention(dim) if attention else None
-        self.dropout = nn.Dropout(dropout)
-        self.proj = nn.Linear(tokens * dim, out_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1:] != (self.tokens, self.dim):
-            raise ValueError(
-                f"guidance branch built for {self.tokens} x {self.dim} tokens got {tuple(x.shape[1:])} "
-                "(different segment length than in training?)"
-            )
-        if self.attention is not None:
-            x = self.attention(x)
-        return torch.relu(self.proj(self.dropout(x.flatten(1))))
-
-
-class MFCCBranch(nn.Module):
-    """Bi-LSTM over MFCC frames -> guidance head."""
-
-    def __init__(self, frames: int, coefs: int, hidden: int, layers: int, dropout: float, head: dict):
-        super().__init__()
-        self.lstm = nn.LSTM(coefs, hidden, num_layers=layers, batch_first=True, bidirectional=True,
-                            dropout=dropout if layers > 1 else 0.0)
-        self.dropout = nn.Dropout(dropout)
-        self.head = GuidanceHead(frames, 2 * hidden, **head)
-
-    def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
-        x, _ = self.lstm(mfcc)
-        return self.head(self.dropout(x))
-
-
-ALEXNET_INPUTS = ("mono", "imagenet")
-IMAGENET_SIZE = 224
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def imagenet_image(spec: torch.Tensor) -> torch.Tensor:
-    """[B, T, F] spectrograms -> [B, 3, 224, 224] images as ImageNet weights expect (the parent
-    code's preprocessing): per-image min-max to [0, 1], bilinear resize, 3 channels, ImageNet mean/std."""
-    x = spec.unsqueeze(1)
-    lo = x.amin(dim=(2, 3), keepdim=True)
-    hi = x.amax(dim=(2, 3), keepdim=True)
-    x = (x - lo) / (hi - lo).clamp(min=1e-8)
-    x = F.interpolate(x, size=(IMAGENET_SIZE, IMAGENET_SIZE), mode="bilinear", align_corners=False)
-    mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x.expand(-1, 3, -1, -1) - mean) / std
-
-
-class SpecBranch(nn.Module):
-    """AlexNet features over the spectrogram image -> spatial tokens -> guidance head.
-
-    ``forward`` takes raw spectrograms [B, T, F] or, when frozen, their precomputed tokens
-    [B, h*w, 256] (:meth:`tokens`; :class:`AlexNetTokens` feeds them). The two never share a shape:
-    AlexNet shrinks both sides at least 32-fold, so h*w < T whenever F = 256.
-    """
-
-    def __init__(self, frames: int, bins: int, frozen: bool, head: dict, image: str = "mono"):
-        super().__init__()
-        if image not in ALEXNET_INPUTS:
-            raise ValueError(f"alexnet_input must be one of {ALEXNET_INPUTS}, got {image!r}")
-        self.image = image
-        channels, h, w = feature_map_shape(*((IMAGENET_SIZE, IMAGENET_SIZE) if image == "imagenet" else (frames, bins)))
-        self.frames, self.bins = frames, bins
-        self.alexnet = AlexNet(features_only=True)
-        self.frozen = frozen
-        if frozen:
-            self.alexnet.requires_grad_(False)
-        self.head = GuidanceHead(h * w, channels, **head)
-
-    def tokens(self, spec: torch.Tensor) -> torch.Tensor:
-        """[B, T, F] spectrograms -> AlexNet's spatial tokens [B, h*w, 256] (time = image height)."""
-        if spec.shape[1:] != (self.frames, self.bins):
-            raise ValueError(
-                f"spectrogram branch built for {self.frames} x {self.bins} spectrograms got "
-                f"{tuple(spec.shape[1:])} (different segment length or frequency bins than in training?)"
-            )
-        if self.image == "imagenet":
-            return self.alexnet.features(imagenet_image(spec)).flatten(2).transpose(1, 2)
-        return self.alexnet.forward_mono(spec.unsqueeze(1)).flatten(2).transpose(1, 2)
-
-    def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        if spec.shape[1:] == (self.head.tokens, self.head.dim):  # tokens precomputed by the frozen AlexNet
-            if not self.frozen:
-                raise ValueError("precomputed AlexNet tokens given to a trainable AlexNet: it would never learn")
-            return self.head(spec)
-        if self.frozen:
-            with torch.no_grad():
-                x = self.tokens(spec)
-        else:
-            x = self.tokens(spec)
-        return self.head(x)
-
-    @torch.inference_mode()
-    def precompute(self, spectrograms: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        """Tokens [N, h*w, 256] float32 of per-utterance [S, T, F] arrays, in batches of ~``batch_size``.
-
-        Stacks only a batch at a time: never a second copy of all spectrograms.
-        """
-        out = np.empty((sum(len(a) for a in spectrograms), self.head.tokens, self.head.dim), dtype=np.float32)
-        dev = next(self.alexnet.parameters()).device
-        pos, group = 0, []
-        for i, a in enumerate(spectrograms):
-            group.append(a)
-            if sum(len(g) for g in group) >= batch_size or i == len(spectrograms) - 1:
-                x = torch.from_numpy(np.concatenate(group).astype(np.float32, copy=False))
-                out[pos : pos + len(x)] = self.tokens(x.to(dev)).cpu().numpy()
-                pos, group = pos + len(x), []
-        return out
-
-
-class AlexNetTokens:
-    """The ``spec`` input of a frozen-AlexNet model: indexing it yields AlexNet tokens, computed once.
-
-    Why lazy: the trainer reads the inputs *before* it builds the network, so the AlexNet that maps
-    spectrograms to tokens does not exist yet when ``segment_inputs`` runs. The first indexing (the
-    first training or prediction batch, when the network exists) runs the network's AlexNet over all
-    segments and keeps the tokens (float32, 40 x 256 = 40 KB per 3-s segment); later batches are
-    slices. They are recomputed only if the network's AlexNet is replaced (a new fit).
-
-    ``shape`` and ``len`` describe the spectrograms [N, T, F], the shape the network is built (and
-    saved) for; indexing and ``np.asarray`` give tokens [n, h*w, 256], what its branch then consumes.
-    """
-
-    def __init__(self, spectrograms: list[np.ndarray], branch: Callable[[], SpecBranch], batch_size: int = 64):
-        self._spectrograms = spectrograms
-        self._branch = branch
-        self._batch_size = batch_size
-        self.shape = (sum(len(a) for a in spectrograms), *spectrograms[0].shape[1:])
-        self._tokens: np.ndarray | None = None
-        self._alexnet: nn.Module | None = None
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def tokens(self) -> np.ndarray:
-        branch = self._branch()
-        if self._tokens is None or self._alexnet is not branch.alexnet:
-            self._tokens = branch.precompute(self._spectrograms, self._batch_size)
-            self._alexnet = branch.alexnet
-        return self._tokens
-
-    def __getitem__(self, idx: Any) -> np.ndarray:
-        return self.tokens()[idx]
-
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        t = self.tokens()
-        return t if dtype is None else t.astype(dtype, copy=False)
-
-
-class MSEmoBoostNet(nn.Module):
-    """The network on standardised inputs: ``forward(ssl, mfcc=None, spec=None) -> logits``.
-
-    ``ssl`` is [B, T', D] (one layer already chosen) or [B, L, T', D] with ``layer="weighted"``.
-    """
-
-    def __init__(
-        self,
-        ssl_shape: tuple[int, ...],
-        n_classes: int,
-        layer: int | str,
-        guidance: str = "both",
-        mfcc_shape: tuple[int, int] | None = None,
-        spec_shape: tuple[int, int] | None = None,
-        attention: bool = True,
-        lstm_hidden: int = 64,
-        lstm_layers: int = 1,
-        lstm_dropout: float = 0.5,
-        branch_dim: int = 128,
-        branch_dropout: float = 0.1,
-        freeze_alexnet: bool = False,
-        enh_residual: bool = False,
-        dropout: float = 0.0,
-        enh: str = "linear",
-        enh_bound: float = 2.0,
-        mask_padding: bool = False,
-        alexnet_input: str = "mono",
-        top: nn.Module | None = None,
-    ):
-        super().__init__()
-        self.top = top  # finetune_top: trainable encoder layers run on the windows before pooling
-        if guidance not in GUIDANCE:
-            raise ValueError(f"guidance must be one of {GUIDANCE}, got {guidance!r}")
-        self.guidance = guidance
-        self.weighted = layer == "weighted"
-        if self.weighted:
-            num_layers, self.frames, dim = ssl_shape
-            self.select = LayerSelect(num_layers, "weighted")
-        else:
-            self.frames, dim = ssl_shape
-        if enh not in ENHANCEMENTS:
-            raise ValueError(f"enh must be one of {ENHANCEMENTS}, got {enh!r}")
-        if enh != "linear" and enh_residual:
-            raise ValueError(f"enh_residual applies to enh='linear' only (enh={enh!r} already starts at mean pooling)")
-        if enh == "bounded" and not enh_bound > 0:
-            raise ValueError(f"enh_bound must be > 0, got {enh_bound}")
-        self.enh_residual = enh_residual
-        self.enh, self.enh_bound = enh, float(enh_bound)
-        self.mask_padding = bool(mask_padding)
-        head = {"out_dim": branch_dim, "attention": attention, "dropout": branch_dropout}
-        used = branches(guidance)
-        if "mfcc" in used:
-            if mfcc_shape is None:
-                raise ValueError(f"guidance={guidance!r} needs the mfcc input shape")
-            self.mfcc_branch = MFCCBranch(mfcc_shape[0], mfcc_shape[1], lstm_hidden, lstm_layers, lstm_dropout, head)
-        if "spec" in used:
-            if spec_shape is None:
-                raise ValueError(f"guidance={guidance!r} needs the spec input shape")
-            self.spec_branch = SpecBranch(spec_shape[0], spec_shape[1], freeze_alexnet, head, alexnet_input)
-        if used:
-            self.enhance = nn.Linear(len(used) * branch_dim, self.frames)
-            if enh_residual or enh != "linear":  # start exactly at mean pooling
-                nn.init.zeros_(self.enhance.weight)
-                nn.init.zeros_(self.enhance.bias)
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(dim, n_classes)
-
-    def frames_of(self, ssl: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.select(ssl) if self.weighted else ssl
-        if self.top is not None:
-            x = self.top(x, valid if self.mask_padding else None)
-        if x.shape[1] != self.frames:
-            raise ValueError(
-                f"model built for {self.frames} SSL frames per segment got {x.shape[1]} "
-                "(different encoder or segment length than in training?)"
-            )
-        return x
-
-    def enhancement(self, ssl: torch.Tensor, mfcc: torch.Tensor | None = None,
-                    spec: torch.Tensor | None = None, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """X_enh [B, 1, T']: learned from the guidance branches, or uniform 1/T' (= mean pooling).
-
-        With ``mask_padding``, ``valid`` [B] = real frames per window: padded frames get weight 0
-        (uniform and residual weights become 1/valid; softmax weights renormalise over real frames).
-        A window with no real frame (the last one of a clip a few ms over a multiple of 3 s) keeps its
-        first frame, as the unmasked model does: an all-masked softmax would be NaN.
-        """
-        b = ssl.shape[0]
-        mask = None
-        if self.mask_padding:
-            v = _need(valid, "valid").reshape(b, 1).clamp(min=1)
-            mask = (torch.arange(self.frames, device=ssl.device)[None, :] < v).to(ssl.dtype).unsqueeze(1)  # [B,1,T']
-            uniform = mask / v.unsqueeze(1)
-        else:
-            uniform = ssl.new_full((b, 1, self.frames), 1.0 / self.frames)
-        if self.guidance == "none":
-            return uniform
-        parts = []
-        if hasattr(self, "mfcc_branch"):
-            parts.append(self.mfcc_branch(_need(mfcc, "mfcc")))
-        if hasattr(self, "spec_branch"):
-            parts.append(self.spec_branch(_need(spec, "spec")))
-        enh = self.enhance(torch.cat(parts, dim=1)).unsqueeze(1)
-        if self.enh in ("softmax", "bounded"):
-            logits = enh if self.enh == "softmax" else self.enh_bound * torch.tanh(enh)
-            if mask is not None:
-                logits = logits.masked_fill(mask == 0, float("-inf"))
-            return torch.softmax(logits, dim=-1)
-        if mask is not None:
-            enh = enh * mask
-        return enh + uniform if self.enh_residual else enh
-
-    def embed(self, ssl: torch.Tensor, mfcc: torch.Tensor | None = None,
-              spec: torch.Tensor | None = None, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """Enhanced SSL feature X'_w = X_enh . X_w: [B, D]."""
-        x = self.frames_of(ssl, valid)
-        return torch.bmm(self.enhancement(ssl, mfcc, spec, valid), x).squeeze(1)
-
-    def forward(self, ssl: torch.Tensor, mfcc: torch.Tensor | None = None,
-                spec: torch.Tensor | None = None, valid: torch.Tensor | None = None) -> torch.Tensor:
-        return self.out(self.dropout(self.embed(ssl, mfcc, spec, valid)))
-
-
-def _need(x: torch.Tensor | None, name: str) -> torch.Tensor:
-    if x is None:
-        raise ValueError(f"this MS-EmoBoost model needs the {name!r} input")
-    return x
 
 
 class MSEmoBoost(TorchSegmentMethod):
     """MS-EmoBoost with its ablation switches (``guidance``, ``attention``, ``layer``, ``alexnet_weights``)."""
 
     name = "msemoboost"
-    requires = ("ssl", "mfcc", "spec")  # the most any configuration needs; instances narrow it
+    PARAMS: ClassVar[dict[str, Any]] = {
+        "guidance": Param("both", one_of(*GUIDANCE, lower=True)),  # which branches weight the frames: none (mean pooling) | mfcc | spec | both
+        "attention": Param(True, Bool()),  # residual self-attention in each guidance branch
+        "layer": Param(-1, LayerRule(("weighted",))),  # hidden state (-1 = last) or "weighted" (a learned sum of all layers)
+        "alexnet_weights": Param(None, Text("a path, a URL or 'imagenet'", none_words=("", "none", "None"))),  # None | path | URL | "imagenet" (torchvision's official file)
+        "alexnet_cache": Param(None, Text("a folder")),  # download folder for URLs (default: torch hub's checkpoints)
+        "freeze_alexnet": Param(False, Bool()),  # True: AlexNet fixed, its tokens computed once per segment (CPU-feasible)
+        "lstm_hidden": Param(64, Int(1)),  # Bi-LSTM size per direction (alias guidance_hidden; the paper leaves it open)
+        "lstm_layers": Param(1, Int(1)),
+        "lstm_dropout": Param(0.5, DROPOUT),
+        "branch_dim": Param(128, Int(1)),  # each guidance branch's output size (the paper's 128)
+        "branch_dropout": Param(0.1, DROPOUT),
+        "dropout": Param(0.0, DROPOUT),  # on the enhanced SSL vector before the classifier
+        "enh_residual": Param(False, Bool()),  # X_enh = 1/T' + a zero-initialised linear map (starts at mean pooling)
+        "enh": Param("linear", one_of(*ENHANCEMENTS, lower=True)),  # the paper's unnormalised X_enh; softmax / bounded: see the module docstring
+        "enh_bound": Param(2.0, POSITIVE),  # enh=bounded: no frame weighs more than exp(2 x bound) times another
+        "guidance_weight_decay": Param(None, Float(0.0, none=True)),  # weight decay of the guidance branches and f_enh (None: weight_decay)
+        "alexnet_input": Param("mono", one_of(*ALEXNET_INPUTS)),  # "imagenet": min-max, resize 224, 3 channels, ImageNet mean/std (for ImageNet weights)
+        "finetune_top": Param(0, Int(0)),  # k > 0: train the encoder's top k layers with the model (see emoboost.methods.finetune)
+        "finetune_lr_scale": Param(0.1, NON_NEGATIVE),  # their learning rate = lr x this (pretrained layers move slower)
+        "mask_padding": Param(False, Bool()),  # True: zero-padded frames of a clip's last window get no weight, no statistics
+        "ssl_norm": Param("frame", one_of(*SSL_NORMS)),  # SSL standardisation from training frames | pooled (frame means) | none
+        "mfcc_norm": Param(True, Bool()),  # standardise each MFCC coefficient with training statistics
+    }
+    ALIASES: ClassVar[dict[str, str]] = {"guidance_hidden": "lstm_hidden"}  # the paper's and docs' name for it
 
     def __init__(self, classes: list[str], **params: Any):
-        if "guidance_hidden" in params:  # the issue tracker's and docs' name for the Bi-LSTM size
-            gh = params.pop("guidance_hidden")
-            if "lstm_hidden" in params and int(params["lstm_hidden"]) != int(gh):
-                raise ValueError(f"guidance_hidden={gh} and lstm_hidden={params['lstm_hidden']} name the same "
-                                 f"Bi-LSTM size; give one")
-            params["lstm_hidden"] = gh
         super().__init__(classes, **params)
-        p = self.params
-        p["guidance"] = str(p["guidance"]).lower()
-        if p["guidance"] not in GUIDANCE:
-            raise ValueError(f"guidance must be one of {GUIDANCE}, got {p['guidance']!r}")
-        p["finetune_top"] = int(p["finetune_top"])
-        if p["finetune_top"] < 0:
-            raise ValueError(f"finetune_top must be >= 0, got {p['finetune_top']}")
-        if p["finetune_top"] and p["layer"] == "weighted":
-            raise ValueError("finetune_top needs one output layer (layer=-1 for the last), not layer=weighted")
         self._finetune_state: dict | None = None
-        p["enh"] = str(p["enh"]).lower()
-        if p["enh"] not in ENHANCEMENTS:
-            raise ValueError(f"enh must be one of {ENHANCEMENTS}, got {p['enh']!r}")
-        if p["ssl_norm"] not in SSL_NORMS:
-            raise ValueError(f"ssl_norm must be one of {SSL_NORMS}, got {p['ssl_norm']!r}")
-        for key in ("attention", "freeze_alexnet", "enh_residual", "mfcc_norm", "mask_padding"):
-            p[key] = _as_bool(p[key], key)
-        if isinstance(p["layer"], str) and p["layer"] != "weighted":
-            parse_layer(p["layer"], 10**6)  # syntax check now; range is checked against the data
-            p["layer"] = int(p["layer"])
-        if p["alexnet_weights"] in ("", "none", "None"):
-            p["alexnet_weights"] = None
-        self.requires = ("ssl", *branches(p["guidance"]))
         self.alexnet_info_: dict[str, str] = {"description": RANDOM_INIT}
         self._restoring = False
 
-    def default_params(self) -> dict[str, Any]:
-        return {
-            "guidance": "both",  # which branches weight the frames: none (mean pooling) | mfcc | spec | both
-            "attention": True,  # residual self-attention in each guidance branch
-            "layer": -1,  # hidden state (-1 = last) or "weighted" (a learned sum of all layers)
-            "alexnet_weights": None,  # None | path | URL | "imagenet" (torchvision's official file)
-            "alexnet_cache": None,  # download folder for URLs (default: torch hub's checkpoints)
-            "freeze_alexnet": False,  # True: AlexNet fixed, its tokens computed once per segment (CPU-feasible)
-            "lstm_hidden": 64,  # Bi-LSTM size per direction (alias guidance_hidden; the paper leaves it open)
-            "lstm_layers": 1,
-            "lstm_dropout": 0.5,
-            "branch_dim": 128,  # each guidance branch's output size (the paper's 128)
-            "branch_dropout": 0.1,
-            "dropout": 0.0,  # on the enhanced SSL vector before the classifier
-            "enh_residual": False,  # X_enh = 1/T' + a zero-initialised linear map (starts at mean pooling)
-            "enh": "linear",  # the paper's unnormalised X_enh; softmax / bounded: see the module docstring
-            "enh_bound": 2.0,  # enh=bounded: no frame weighs more than exp(2 x bound) times another
-            "guidance_weight_decay": None,  # weight decay of the guidance branches and f_enh (None: weight_decay)
-            "alexnet_input": "mono",  # "imagenet": min-max, resize 224, 3 channels, ImageNet mean/std (for ImageNet weights)
-            "finetune_top": 0,  # k > 0: train the encoder's top k layers with the model (see emoboost.methods.finetune)
-            "finetune_lr_scale": 0.1,  # their learning rate = lr x this (pretrained layers move slower)
-            "mask_padding": False,  # True: zero-padded frames of a clip's last window get no weight, no statistics
-            "ssl_norm": "frame",  # SSL standardisation from training frames | pooled (frame means) | none
-            "mfcc_norm": True,  # standardise each MFCC coefficient with training statistics
-        }
+    def check_params(self) -> None:
+        p = self.params
+        if p["finetune_top"] and p["layer"] == "weighted":
+            raise ValueError("msemoboost: finetune_top needs one output layer (layer=-1 for the last), not layer=weighted")
+        if p["enh"] != "linear" and p["enh_residual"]:
+            raise ValueError(f"msemoboost: enh_residual applies to enh='linear' only (enh={p['enh']!r} already "
+                             "starts at mean pooling)")
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """The SSL frames and the acoustic inputs of the guidance branches this configuration has."""
+        return ("ssl", *branches(self.params["guidance"]))
 
     # -- inputs --------------------------------------------------------------------------------
     def _finetune_span(self, num_layers: int) -> tuple[int, int] | None:

@@ -35,7 +35,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import numpy as np
@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emoboost.methods.base import UtteranceSet
+from emoboost.methods.params import DROPOUT, Int, ListOf, Param, Text, one_of
 from emoboost.methods.trainer import TorchSegmentMethod
 
 RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
@@ -207,21 +208,22 @@ class SpectrogramCNN(TorchSegmentMethod):
     """Log-mel image per segment -> ImageNet-style CNN fine-tuned end to end."""
 
     name = "spec_cnn"
-    requires = ("logmel",)
+    PARAMS: ClassVar[dict[str, Any]] = {
+        "arch": Param("resnet18", one_of(*ARCHS)),
+        "pretrained_weights": Param(None, Text("None | 'imagenet' | a path or URL of torchvision weights")),
+        "weights_dir": Param(None, Text("a folder")),  # download cache for "imagenet" (default: torch hub's)
+        "image_size": Param([128, None], ListOf(Int(1, none=True), length=2, none=True)),  # [H, W] to resample the T x M image to (None: keep that axis)
+        "dropout": Param(0.2, DROPOUT),
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "max_epochs": 30,
+        "patience": 6,
+    }
     _fitting = False
 
-    def default_params(self) -> dict[str, Any]:
-        return {
-            "arch": "resnet18",
-            "pretrained_weights": None,
-            "weights_dir": None,  # download cache for "imagenet" (default: torch hub's)
-            "image_size": [128, None],  # [H, W] to resample the T x M image to (None: keep that axis)
-            "dropout": 0.2,
-            "lr": 1e-3,
-            "weight_decay": 1e-4,
-            "max_epochs": 30,
-            "patience": 6,
-        }
+    @property
+    def requires(self) -> tuple[str, ...]:
+        return ("logmel",)
 
     @property
     def _pretrained(self) -> bool:
@@ -256,8 +258,6 @@ class SpectrogramCNN(TorchSegmentMethod):
 
     def build_module(self, shapes: dict[str, tuple[int, ...]]) -> nn.Module:
         arch = self.params["arch"]
-        if arch not in ARCHS:
-            raise ValueError(f"spec_cnn: unknown arch {arch!r}; choose from {ARCHS}")
         h, w = self._image_hw(shapes)
         n, dropout = len(self.classes), float(self.params["dropout"])
         if arch == "alexnet":

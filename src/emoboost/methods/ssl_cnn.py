@@ -28,14 +28,16 @@ projected one reached UA 82 % (linear probe on the same fold: 83 %); it is also 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from emoboost.methods.base import UtteranceSet
+from emoboost.methods.layer_choice import LayerRule
 from emoboost.methods.layers import LayerSelect, parse_layer
+from emoboost.methods.params import DROPOUT, Either, Int, ListOf, Param, one_of
 from emoboost.methods.trainer import TorchSegmentMethod
 
 LAYER_MODES = ("weighted", "channels")
@@ -135,22 +137,19 @@ class SSLCNN(TorchSegmentMethod):
     """Segment feature map (one layer, weighted layers, or layers as channels) -> compact CNN."""
 
     name = "ssl_cnn"
-    requires = ("ssl",)
-
-    def default_params(self) -> dict[str, Any]:
-        return {
-            "layer": -1,
-            "channels": [16, 32, 64],
-            "kernel": 3,
-            "pool": [2, 2],  # (time, feature axis)
-            "dropout": 0.2,
-            "head": "global",
-            "proj_dim": 64,  # 0: convolve the raw upstream dims (see the module docstring)
-            "lr": 1e-3,
-            "weight_decay": 1e-4,
-            "max_epochs": 40,
-            "patience": 8,
-        }
+    PARAMS: ClassVar[dict[str, Any]] = {
+        "layer": Param(-1, LayerRule(LAYER_MODES)),  # an index (-1 = last), "weighted" or "channels" (see the module docstring)
+        "channels": Param([16, 32, 64], ListOf(Int(1))),
+        "kernel": Param(3, Int(1, odd=True)),  # odd, for 'same' padding
+        "pool": Param([2, 2], Either((Int(1), ListOf(Int(1), length=2)))),  # (time, feature axis)
+        "dropout": Param(0.2, DROPOUT),
+        "head": Param("global", one_of(*HEADS)),
+        "proj_dim": Param(64, Int(0)),  # 0: convolve the raw upstream dims (see the module docstring)
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "max_epochs": 40,
+        "patience": 8,
+    }
 
     # -- inputs --------------------------------------------------------------------------------
     def ssl_layers(self, num_layers: int) -> list[int]:
@@ -196,8 +195,6 @@ class SSLCNN(TorchSegmentMethod):
         p = self.params
         pool = p["pool"]
         pool = (int(pool), int(pool)) if isinstance(pool, (int, float)) else (int(pool[0]), int(pool[1]))
-        if int(p["kernel"]) % 2 != 1:
-            raise ValueError(f"ssl_cnn: kernel must be odd (for 'same' padding), got {p['kernel']}")
         return SSLCNNModule((c, t, d), len(self.classes), self._mode(), list(p["channels"]), int(p["kernel"]), pool,
                             float(p["dropout"]), str(p["head"]), int(p["proj_dim"]))
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from safetensors.numpy import load_file, save
@@ -53,6 +53,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from emoboost.methods.base import Method, UtteranceSet, speaker_rows
+from emoboost.methods.params import POSITIVE, SPEAKER_NORM, Int, ListOf, Param, one_of
 from emoboost.utils import atomic_write_bytes
 
 FEATURE_KINDS = ("egemaps", "compare", "mfcc_stats")
@@ -186,32 +187,19 @@ class FunctionalsSVM(Method):
     """Utterance functionals -> standardise -> RBF SVC; C/gamma by speaker-grouped inner CV."""
 
     name = "svm"
-    requires = ("egemaps",)  # the default; an instance requires its own ``features``
-
-    DEFAULTS: dict[str, Any] = {
-        "features": "egemaps",
-        "C_grid": [0.1, 1.0, 10.0, 100.0],
-        "gamma_grid": [0.01, 0.1, 1.0],  # multiples of 1/F
-        "inner_folds": 5,
-        "class_weight": "balanced",
-        "calibration": "temperature",  # or "sigmoid" (Platt, one-vs-rest)
-        "speaker_norm": "none",  # or "speaker": per-speaker z-normalisation (see the module docstring)
-        "min_speaker_utts": 5,
+    PARAMS: ClassVar[dict[str, Any]] = {
+        "features": Param("egemaps", one_of(*FEATURE_KINDS)),
+        "C_grid": Param([0.1, 1.0, 10.0, 100.0], ListOf(POSITIVE)),
+        "gamma_grid": Param([0.01, 0.1, 1.0], ListOf(POSITIVE)),  # multiples of 1/F
+        "inner_folds": Param(5, Int(2)),
+        "class_weight": Param("balanced", one_of("balanced", None)),
+        "calibration": Param("temperature", one_of("temperature", "sigmoid")),  # or "sigmoid" (Platt, one-vs-rest)
+        "speaker_norm": Param("none", SPEAKER_NORM),  # or "speaker": per-speaker z-normalisation (see the module docstring)
+        "min_speaker_utts": Param(5, Int(1)),
     }
 
-    def __init__(self, classes: list[str], **params: Any):
-        super().__init__(classes, **{**self.DEFAULTS, **params})
-        if self.params["features"] not in FEATURE_KINDS:
-            raise ValueError(f"svm: features must be one of {FEATURE_KINDS}, got {self.params['features']!r}")
-        if self.params["calibration"] not in ("temperature", "sigmoid"):
-            raise ValueError(f"svm: calibration must be 'temperature' or 'sigmoid', got {self.params['calibration']!r}")
-        if self.params["speaker_norm"] in (None, False, "", "None"):
-            self.params["speaker_norm"] = "none"
-        if self.params["speaker_norm"] not in ("none", "speaker"):
-            raise ValueError(f"svm: speaker_norm must be 'none' or 'speaker', got {self.params['speaker_norm']!r}")
-        self.requires = (self.params["features"],)
-
-    def required_features(self) -> tuple[str, ...]:
+    @property
+    def requires(self) -> tuple[str, ...]:
         return (self.params["features"],)
 
     def _matrix(self, data: UtteranceSet) -> np.ndarray:
@@ -244,10 +232,10 @@ class FunctionalsSVM(Method):
     def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> FunctionalsSVM:
         t0 = time.perf_counter()
         x = self._matrix(train)
-        y, groups = np.asarray(train.y), np.asarray(train.groups)
+        y, groups = np.asarray(train.labels()), np.asarray(train.groups)
         if valid is not None and len(valid):  # training speakers too: merged (see module docstring)
             x = np.concatenate([x, self._matrix(valid)])
-            y = np.concatenate([y, valid.y])
+            y = np.concatenate([y, valid.labels()])
             groups = np.concatenate([groups, valid.groups])
         if len(np.unique(y)) < 2:
             raise ValueError("svm: training data holds fewer than 2 classes")

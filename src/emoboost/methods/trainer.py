@@ -14,7 +14,7 @@ import copy
 import time
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -23,26 +23,8 @@ from torch import nn
 
 from emoboost.evaluation.metrics import segment_posteriors_to_utterance, unweighted_accuracy
 from emoboost.methods.base import Method, UtteranceSet
+from emoboost.methods.params import NON_NEGATIVE, Bool, Int, Param, one_of
 from emoboost.utils import atomic_write_bytes, seed_everything
-
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "lr": 1e-3,  # Adam
-    "weight_decay": 0.0,
-    "batch_size": 32,  # training segments per step
-    "max_epochs": 40,
-    "patience": 8,  # epochs without a better validation score before stopping
-    "eval_batch_size": 64,
-    "class_weighted": False,  # True: cross-entropy weighted by inverse class frequency
-    # After early stopping picks an epoch count on the validation speakers, retrain from scratch on
-    # training + validation speakers for that many epochs (no test-fold information is used).
-    "refit": False,
-    # At most this many (evenly spaced) training segments per utterance, so one very long recording
-    # cannot outweigh hundreds of normal ones (None: no cap). Evaluation always uses every segment.
-    "max_segments_per_utt": 200,
-    # What early stopping watches on the validation speakers: "ua" or "loss" (utterance cross-entropy).
-    "select": "ua",
-}
-SELECT = ("ua", "loss")
 
 
 def cap_per_utterance(seg_utt: np.ndarray, cap: int | None) -> np.ndarray:
@@ -64,13 +46,29 @@ class TorchSegmentMethod(Method):
     and optionally ``embed(**inputs) -> [B, E]``).
     """
 
+    # The training loop's parameters: every torch method takes them (a method's own PARAMS may give
+    # them other defaults, e.g. "lr": 3e-4).
+    PARAMS: ClassVar[dict[str, Any]] = {
+        "lr": Param(1e-3, NON_NEGATIVE),  # Adam
+        "weight_decay": Param(0.0, NON_NEGATIVE),
+        "batch_size": Param(32, Int(1)),  # training segments per step
+        "max_epochs": Param(40, Int(1)),
+        "patience": Param(8, Int(1)),  # epochs without a better validation score before stopping
+        "eval_batch_size": Param(64, Int(1)),
+        "class_weighted": Param(False, Bool()),  # True: cross-entropy weighted by inverse class frequency
+        # After early stopping picks an epoch count on the validation speakers, retrain from scratch on
+        # training + validation speakers for that many epochs (no test-fold information is used).
+        "refit": Param(False, Bool()),
+        # At most this many (evenly spaced) training segments per utterance, so one very long recording
+        # cannot outweigh hundreds of normal ones (None: no cap). Evaluation always uses every segment.
+        "max_segments_per_utt": Param(200, Int(1, none=True)),
+        # What early stopping watches on the validation speakers: "ua" or "loss" (utterance cross-entropy).
+        "select": Param("ua", one_of("ua", "loss", lower=True)),
+    }
+
     # Where fit and predict run ("auto": cuda when visible). A runtime option set by the runner
     # (--device), not a parameter: it never changes what the model is, and saved models load on the CPU.
     device: str = "cpu"
-
-    def __init__(self, classes: list[str], **params: Any):
-        merged = {**TRAIN_DEFAULTS, **self.default_params(), **params}
-        super().__init__(classes, **merged)
 
     def _device(self) -> torch.device:
         from emoboost.utils import resolve_device
@@ -78,9 +76,6 @@ class TorchSegmentMethod(Method):
         return torch.device(resolve_device(self.device))
 
     # -- hooks -------------------------------------------------------------------------------
-    def default_params(self) -> dict[str, Any]:
-        return {}
-
     @abstractmethod
     def segment_inputs(self, data: UtteranceSet) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """-> ({input name: [N_seg, ...] array}, seg_utt [N_seg])."""
@@ -127,7 +122,7 @@ class TorchSegmentMethod(Method):
         p = self.params
         seed_everything(seed)
         inputs, seg_utt = self.segment_inputs(train)
-        y_seg = train.y[seg_utt]
+        y_seg = train.labels()[seg_utt]
         self.fit_preprocessing(inputs)
         self.input_shapes_ = {k: tuple(int(d) for d in v.shape[1:]) for k, v in inputs.items()}
         dev = self._device()
@@ -138,9 +133,7 @@ class TorchSegmentMethod(Method):
             counts = np.bincount(y_seg, minlength=len(self.classes)).astype(np.float64)
             weight = torch.tensor(len(y_seg) / (len(self.classes) * np.maximum(counts, 1)), dtype=torch.float32, device=dev)
         loss_fn = nn.CrossEntropyLoss(weight=weight)
-        select = str(p.get("select", "ua")).lower()
-        if select not in SELECT:
-            raise ValueError(f"select must be one of {SELECT}, got {p.get('select')!r}")
+        select = p["select"]
         have_valid = valid is not None and len(valid) > 0
         if have_valid:
             v_inputs, v_seg_utt = self.segment_inputs(valid)
@@ -165,8 +158,8 @@ class TorchSegmentMethod(Method):
             rec = {"epoch": epoch + 1, "train_loss": total / max(nb, 1)}
             if have_valid:
                 proba = segment_posteriors_to_utterance(self._segment_proba(v_inputs), v_seg_utt, len(valid))
-                ua = unweighted_accuracy(valid.y, proba.argmax(1))
-                loss = float(-np.log(np.clip(proba[np.arange(len(valid)), valid.y], 1e-12, None)).mean())
+                ua = unweighted_accuracy(valid.labels(), proba.argmax(1))
+                loss = float(-np.log(np.clip(proba[np.arange(len(valid)), valid.labels()], 1e-12, None)).mean())
                 rec["valid_UA"], rec["valid_loss"] = ua, loss
                 score = ua if select == "ua" else -loss  # higher is better
                 if score > best:

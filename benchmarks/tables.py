@@ -33,7 +33,7 @@ def ms_rows(layer: int | str, *names: str, finetune_top: int = 0) -> list[str]:
     ``finetune_top=k`` trains the encoder's top k layers with each MS-EmoBoost row (row names get ``ftK-``)."""
     specs = {
         "logreg": "logreg:layer={l}",
-        "logreg-fusion": "logreg:layer=[2,3,4]",  # the strongest inductive store baseline (section 0)
+        "logreg-fusion": "logreg:layer=[2,3,4]",  # the strongest inductive store baseline (docs: every layer on EmoDB)
         "none": "msemoboost:guidance=none,layer={l},{ep}",
         "paper": "msemoboost:guidance=both,layer={l},freeze_alexnet=true,{ep}",
         "softmax": "msemoboost:guidance=both,layer={l},freeze_alexnet=true,enh=softmax,{ep}",

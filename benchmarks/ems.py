@@ -17,7 +17,7 @@ Writes ``<out>/results.json`` and ``<out>/results.md`` after every stage.
 
     nohup python benchmarks/ems.py --out runs/ems > runs/ems.log 2>&1 &
     python benchmarks/ems.py --out runs/ems-quick --quick      # 2-minute smoke test
-    # MS-EmoBoost as the downstream model too (issue 5), seed 0 encoders:
+    # MS-EmoBoost as the downstream model too, seed 0 encoders:
     python benchmarks/ems.py --out runs/ems --seeds 0 --stages pretrain ser \
         --ser-methods linear "msemoboost=msemoboost:guidance=both,freeze_alexnet=true,enh_residual=true,max_epochs=15,patience=4"
 """

@@ -27,13 +27,13 @@ SSL_CNN = f"ssl-cnn=ssl_cnn:layer={L},proj_dim=64,pool=[2,2],head=global,max_epo
 
 
 def ms_rows(layer: int | str, *names: str, finetune_top: int = 0) -> list[str]:
-    """Issue-10 rows by name at one encoder layer: MS-EmoBoost variants, their own SSL-only baselines
+    """MS-EmoBoost rows by name at one encoder layer: MS-EmoBoost variants, their own SSL-only baselines
     (``none``: uniform weights = mean pooling -> linear on the same windows; ``none-masked``: over real
     frames only, the small variant's fair baseline) and the pooled store baseline ``logreg``.
     ``finetune_top=k`` trains the encoder's top k layers with each MS-EmoBoost row (row names get ``ftK-``)."""
     specs = {
         "logreg": "logreg:layer={l}",
-        "logreg-fusion": "logreg:layer=[2,3,4]",  # the strongest inductive store baseline (section 0)
+        "logreg-fusion": "logreg:layer=[2,3,4]",  # the strongest inductive store baseline (docs: every layer on EmoDB)
         "none": "msemoboost:guidance=none,layer={l},{ep}",
         "paper": "msemoboost:guidance=both,layer={l},freeze_alexnet=true,{ep}",
         "softmax": "msemoboost:guidance=both,layer={l},freeze_alexnet=true,enh=softmax,{ep}",
@@ -77,27 +77,27 @@ TABLES: dict[str, dict] = {
     # fixed choices made on EmoDB, on three corpora and two encoders (benchmarks/layer_auto.py: the table) ---
     **{f"layer-auto-{c}": {"corpus": c, "upstreams": ["whisper-base", "whisper-tiny.en"], "methods": LAYER_AUTO}
        for c in ("emodb", "ravdess", "casia")},
-    # --- tables from before the store (segment protocol kept) ----------------------------------------
-    "issue4-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
+    # --- the segment protocol (each 3 s segment encoded alone, as MS-EmoBoost's paper does) ---
+    "segment-baselines-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
         "svm-egemaps=svm:features=egemaps", SSL_CNN, SEG_LINEAR]},
-    "issue4-ravdess": {"corpus": "ravdess", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
+    "segment-baselines-ravdess": {"corpus": "ravdess", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
         "svm-egemaps=svm:features=egemaps", SSL_CNN, SEG_LINEAR]},
-    "msemoboost-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
+    "msemoboost-segment-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
         SEG_LINEAR,
         f"both=msemoboost:guidance=both,layer={L},freeze_alexnet=true,{EP}",
         f"mfcc-only=msemoboost:guidance=mfcc,layer={L},{EP}",
         f"both-no-attention=msemoboost:guidance=both,attention=false,layer={L},freeze_alexnet=true,{EP}",
         f"spec-only=msemoboost:guidance=spec,layer={L},freeze_alexnet=true,{EP}"]},
-    "msemoboost-fixes-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
+    "msemoboost-segment-residual-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
         f"both+enh-residual=msemoboost:guidance=both,layer={L},freeze_alexnet=true,enh_residual=true,{EP}",
         f"mfcc+enh-residual=msemoboost:guidance=mfcc,layer={L},enh_residual=true,{EP}"]},
-    "msemoboost-weighted-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
+    "msemoboost-segment-weighted-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
         f"both+enh-residual+weighted=msemoboost:guidance=both,layer=weighted,freeze_alexnet=true,enh_residual=true,{EP}"]},
-    "msemoboost-ravdess": {"corpus": "ravdess", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
+    "msemoboost-segment-ravdess": {"corpus": "ravdess", "upstreams": ["whisper-base"], "extra": OLD, "methods": [
         SEG_LINEAR,
         f"both=msemoboost:guidance=both,layer={L},freeze_alexnet=true,max_epochs=10,patience=3",
         f"both+enh-residual=msemoboost:guidance=both,layer={L},freeze_alexnet=true,enh_residual=true,max_epochs=10,patience=3"]},
-    # --- issue 10: normalised enhancement on the feature store's frames (3 s windows of each clip's own
+    # --- MS-EmoBoost on the store: normalised enhancement on the feature store's frames (3 s windows of each clip's own
     # frames), every row against MS-EmoBoost's own SSL-only baseline (guidance=none: uniform weights =
     # mean pooling -> linear, on the same windows) and the strongest store baseline (logreg, pooled) ------
     "msemoboost-enh-emodb": {"corpus": "emodb", "upstreams": ["whisper-base"],
@@ -149,12 +149,12 @@ TABLES: dict[str, dict] = {
                              "methods": ms_rows(-1, "logreg", "none", "none-masked", "small", "bounded"),
                              "paired": [("small", "none-masked"), ("bounded", "none"), ("none-masked", "none")]},
     # the second corpus: RAVDESS, 6 actor-disjoint folds, Whisper-base hidden state 3
-    "msemoboost-ravdess-store": {"corpus": "ravdess", "upstreams": ["whisper-base"], "seeds": [0, 1, 2],
+    "msemoboost-seeds-ravdess": {"corpus": "ravdess", "upstreams": ["whisper-base"], "seeds": [0, 1, 2],
                                  "methods": ms_rows(L, "logreg", "logreg-fusion", "none", "none-masked", "small", "bounded", "paper",
                                                     "softmax"),
                                  "paired": [("small", "none-masked"), ("none-masked", "none"), ("small", "logreg"),
                                             ("bounded", "none"), ("paper", "none"), ("softmax", "none")]},
-    "msemoboost-ravdess-last": {"corpus": "ravdess", "upstreams": ["whisper-base"], "seeds": [0, 1, 2],
+    "msemoboost-seeds-last-ravdess": {"corpus": "ravdess", "upstreams": ["whisper-base"], "seeds": [0, 1, 2],
                                 "methods": ms_rows(6, "logreg", "logreg-fusion", "none", "none-masked", "small", "bounded", "paper",
                                                    "softmax"),
                                 "paired": [("small", "none-masked"), ("none-masked", "none"), ("small", "logreg"),
@@ -183,15 +183,15 @@ TABLES: dict[str, dict] = {
 }
 
 
-# --- one combined MS-EmoBoost table (issue 10) from the run directories of the tables above -----------
+# --- one combined MS-EmoBoost table from the run directories of the tables above -----------
 COMBINED = [  # (regime, table): every finished row of each table, in this order
     ("EmoDB, Whisper-base hidden state 3 (best layer)", "msemoboost-seeds-emodb"),
     ("EmoDB, Whisper-base hidden state 6 (last layer)", "msemoboost-seeds-last-emodb"),
     ("EmoDB, Whisper-tiny.en hidden state 4 (last layer), frozen vs top layer fine-tuned",
      "msemoboost-finetune-tiny-emodb"),
     ("EmoDB, own CPU-pretrained encoder, last hidden state", "msemoboost-own-emodb"),
-    ("RAVDESS, Whisper-base hidden state 3 (best layer)", "msemoboost-ravdess-store"),
-    ("RAVDESS, Whisper-base hidden state 6 (last layer)", "msemoboost-ravdess-last"),
+    ("RAVDESS, Whisper-base hidden state 3 (best layer)", "msemoboost-seeds-ravdess"),
+    ("RAVDESS, Whisper-base hidden state 6 (last layer)", "msemoboost-seeds-last-ravdess"),
 ]
 LABELS = {
     "logreg": "logreg, same layer (pooled store baseline)",

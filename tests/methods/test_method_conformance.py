@@ -199,3 +199,19 @@ def test_requires_follows_the_parameters_and_is_all_the_method_reads(name, param
     data = only_required(data, requires)
     proba = method.fit(data, seed=0).predict_proba(only_required(data, requires, labels=False))
     assert proba.shape == (len(data), len(CLASSES))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_an_utterance_alone_and_among_the_others_gets_the_same_posteriors(name):
+    """Prediction input (no speakers): each utterance's posteriors do not depend on its batch-mates, for
+    every method and, where the method has it, with per-speaker normalisation switched on."""
+    make, params = CASES[name]
+    extra = {"speaker_norm": "speaker", "min_speaker_utts": 2} if "speaker_norm" in get_method(name).declared_params() \
+        else {}
+    method = get_method(name)(CLASSES, **params, **extra)
+    data = only_required(make(), method.requires)
+    method.fit(data, seed=0)
+    bare = only_required(data, method.requires, labels=False)
+    together = method.predict_proba(bare)
+    alone = np.concatenate([method.predict_proba(bare.subset([i])) for i in range(len(bare))])
+    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-6)  # float rounding of batched matmuls only

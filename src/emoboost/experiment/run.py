@@ -73,6 +73,9 @@ class ExperimentConfig:
     progress: bool = True
     max_folds: int | None = None  # run only the first k folds (smoke tests / --quick)
 
+    def __post_init__(self) -> None:
+        self.segmenting  # noqa: B018 - a bad segment length or hop is refused here, before any work
+
     @property
     def segmenting(self) -> Segmenting:
         return Segmenting(self.segment_length, self.segment_hop)

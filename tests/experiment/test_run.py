@@ -492,3 +492,29 @@ def test_sweep_writes_only_into_its_own_folder(corpus, upstream_dir, cache, tmp_
     assert [p.name for p in mine.iterdir()] == ["sweep.md"] and (mine / "sweep.md").read_text() == "my sweep"
     assert main([*args, "--out", str(tmp_path / "ok")]) == 0
     assert (tmp_path / "ok" / "layer=2" / "summary.json").is_file() and (tmp_path / "ok" / "sweep.md").is_file()
+
+
+def test_manifest_paths_in_any_spelling_are_one_file_and_bad_rows_are_listed(corpus, upstream_dir, cache, tmp_path,
+                                                                            monkeypatch):
+    """``./x``, ``a/../b`` and ``a//b`` rows, a clip too short to use and a row without a path: the run
+    finishes the good rows and lists the others (a skipped clip spelled unlike its normalised path ended
+    the whole run with a KeyError naming its id)."""
+    from emoboost.data.corpora import emodb
+
+    monkeypatch.chdir(corpus)
+    rows = [{**u.to_dict(), "path": str(Path(u.path).relative_to(corpus))} for u in emodb.scan(corpus)[0]]
+    normal = [r["path"] for r in rows[:3]]  # wav/<name>.wav
+    rows[0]["path"], rows[1]["path"], rows[2]["path"] = (f"./{normal[0]}", f"wav/../{normal[1]}",
+                                                         normal[2].replace("/", "//"))
+    emodb_tone(corpus / "wav" / "short.wav", 300.0, 0.05, 99)
+    rows.append({**rows[3], "id": "short", "path": "./wav/short.wav"})
+    man = tmp_path / "m.jsonl"
+    man.write_text("".join(json.dumps(r) + "\n" for r in rows) + json.dumps({"id": "nopath"}) + "\n")
+    cfg = _logreg(corpus, upstream_dir, tmp_path / "run", cache, manifest=str(man), protocol="loso")
+    run_experiment(cfg)
+    skipped = json.loads((tmp_path / "run" / "skipped.json").read_text())
+    assert [(s["path"], s["problem"].split(":")[0]) for s in skipped] == [
+        (f"{man}:{len(rows) + 1}", "manifest row 'nopath' lacks required field(s) ['path', 'speaker', 'label', 'duration', 'corpus']"),
+        ("wav/short.wav", "too short")]
+    used = [json.loads(x)["path"] for x in (tmp_path / "run" / "manifest.jsonl").read_text().splitlines()]
+    assert len(used) == len(rows) - 1 and used[:3] == normal

@@ -212,8 +212,9 @@ def training_set(cfg, manifest, method, classes: list[str]):
         raise ValueError(f"no usable utterances: all {len(skipped)} file(s) were skipped")
     if "ssl" in names and view is None:
         raise ValueError(f"no utterance could be encoded: all {len(skipped)} file(s) were skipped")
-    if view is not None:
+    if view is not None:  # by id, as the run does
         pos = {uid: i for i, uid in enumerate(view.ids)}
+        manifest = manifest.filter(lambda u: u.id in pos)
         view = view.subset([pos[u.id] for u in manifest])
     return build_dataset(manifest, feats, classes, ssl=view), manifest, skipped, up_info
 

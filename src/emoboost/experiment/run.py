@@ -121,7 +121,7 @@ def load_manifest(cfg: ExperimentConfig) -> tuple[Manifest, list[tuple[str, str]
     info: dict = {"name": cfg.corpus}
     skipped: list[tuple[str, str]] = []
     if cfg.manifest:
-        manifest = Manifest.read(cfg.manifest)
+        manifest = Manifest.read(cfg.manifest, skipped=skipped)  # bad rows are listed, not fatal
         info["data"] = str(Path(cfg.manifest).resolve())
     else:
         mod = get_corpus(cfg.corpus)
@@ -343,8 +343,9 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
     t_feat = time.perf_counter() - t0
     bad_paths = {p for p, _ in skipped}
     manifest = manifest.filter(lambda u: u.path not in bad_paths)
-    if ssl_view is not None:
+    if ssl_view is not None:  # by id: an utterance without an entry is never looked up, whatever its path's spelling
         pos = {uid: i for i, uid in enumerate(ssl_view.ids)}
+        manifest = manifest.filter(lambda u: u.id in pos)
         ssl_view = ssl_view.subset([pos[u.id] for u in manifest])
     if len(manifest) == 0:
         raise ValueError(f"no usable utterances left: all {len(skipped)} file(s) were skipped (see {out / 'skipped.json'})")

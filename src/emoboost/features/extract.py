@@ -69,8 +69,8 @@ def _hash_entries(manifest: Manifest, skipped: list[tuple[str, str]], min_durati
             continue
         try:
             h = content_hash(utt.path)
-        except AudioError as e:
-            skipped.append((e.path, e.problem))
+        except AudioError as e:  # listed under the manifest's path: callers drop skipped files by it
+            skipped.append((utt.path, e.problem))
             continue
         except OSError as e:
             skipped.append((utt.path, f"cannot read file ({e.strerror or e})"))
@@ -130,7 +130,7 @@ def extract_to_store(
                 h = content_hash(utt.path)
                 wav = load_audio(utt.path, min_duration=min_duration, reject_silence=reject_silence)
             except AudioError as e:
-                rep.skipped.append((e.path, e.problem))
+                rep.skipped.append((utt.path, e.problem))
                 continue
             except OSError as e:
                 rep.skipped.append((utt.path, f"cannot read file ({e.strerror or e})"))

@@ -209,9 +209,10 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
         return None, rep.skipped, info
     ids = list(rep.hashes)
     kept = [rep.kept[u] for u in ids] if keep and all(u in rep.kept for u in ids) else None
+    path_of = {u.id: u.path for u in manifest}
     source = StoreSource(store, list(rep.hashes.values()), segmenting=cfg.segmenting,
                          num_samples=[rep.samples[u] for u in ids], num_frames=[rep.frames[u] for u in ids],
-                         kept_layers=keep or (), kept=kept)
+                         kept_layers=keep or (), kept=kept, paths=[path_of[u] for u in ids])
     source.upstream_spec = cfg.upstream  # type: ignore[attr-defined]  # methods that fine-tune encoder layers load them
     info.update({"num_layers": source.num_layers, "hidden_size": source.hidden_size, "frame_rate": source.frame_rate})
     view = SSLView(source)

@@ -518,3 +518,25 @@ def test_manifest_paths_in_any_spelling_are_one_file_and_bad_rows_are_listed(cor
         ("wav/short.wav", "too short")]
     used = [json.loads(x)["path"] for x in (tmp_path / "run" / "manifest.jsonl").read_text().splitlines()]
     assert len(used) == len(rows) - 1 and used[:3] == normal
+
+
+def test_a_fold_that_answers_nan_is_refused_by_name(corpus, upstream_dir, cache, tmp_path, monkeypatch):
+    """A fold whose model answers NaN (diverged training) stops the run naming the fold; its result is
+    not written (argmax of NaN is class 0: it would have entered the report as a prediction)."""
+    orig = runner.get_method
+
+    def diverging(name):
+        klass = orig(name)
+
+        class Diverged(klass):
+            def predict_proba(self, data):
+                p = super().predict_proba(data)
+                p[len(p) // 2:] = np.nan
+                return p
+        return Diverged
+    monkeypatch.setattr(runner, "get_method", diverging)
+    cfg = _logreg(corpus, upstream_dir, tmp_path / "run", cache)
+    with pytest.raises(ValueError, match=r"^fold 0 seed 0: the logreg model gives non-finite probabilities for \d+ of "
+                                         r"\d+ test utterance\(s\) \(its training diverged"):
+        run_experiment(cfg)
+    assert not list((tmp_path / "run" / "folds").glob("*.json"))

@@ -291,6 +291,10 @@ def _fit_final(rec: RunRecord, out: Path, cache_dir: str | None, progress: bool,
     t0 = time.perf_counter()
     method.fit(data, None, seed=seed)
     fit_s = time.perf_counter() - t0
+    probe = data.subset(np.arange(min(len(data), 8)))  # a diverged fit (NaN loss, NaN weights) answers NaN
+    if not np.all(np.isfinite(method.predict_proba(probe))):
+        raise ValueError(f"the final {cfg.method} model gives non-finite probabilities on its own training "
+                         f"utterances (its training diverged: NaN loss or weights); nothing was written to {out}")
     if cfg.method == "logreg":
         sel.chosen["C"] = float(method.C_)  # type: ignore[attr-defined]
     elif cfg.method == "svm":

@@ -282,6 +282,16 @@ def check_seeds(seeds: list[int]) -> None:
         raise ValueError(f"seeds {' '.join(map(str, seeds))}: seed {dup} is given twice; give each seed once")
 
 
+def check_finite(proba: np.ndarray, fold: int, seed: int, method: str) -> None:
+    """A fold whose model answers NaN (its training diverged) is refused before its result is written:
+    argmax of NaN is class 0, which would enter the report as a real prediction."""
+    bad = ~np.isfinite(np.asarray(proba, dtype=np.float64)).all(axis=1)
+    if bad.any():
+        raise ValueError(f"fold {fold} seed {seed}: the {method} model gives non-finite probabilities for "
+                         f"{int(bad.sum())} of {len(bad)} test utterance(s) (its training diverged: NaN loss or "
+                         f"weights; try a lower lr); the fold's result was not written")
+
+
 def run_experiment(cfg: ExperimentConfig) -> dict:
     """Run (or resume) an experiment and write its report directory; returns the report dict.
 
@@ -385,6 +395,7 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
             t2 = time.perf_counter()
             proba = method.predict_proba(test)
             t_inf = time.perf_counter() - t2
+            check_finite(proba, fold.index, seed, cfg.method)
             method_info = method.describe()
             n_params = method.num_parameters()
             info_d = {"best_epoch": getattr(method, "best_epoch_", None), "method": method_info, "n_params": n_params,

@@ -95,6 +95,8 @@ class OnnxBackend:
         want = (self.n_fft // 2 + 1, int(pre["n_mels"]))
         if self.mel_filters.shape != want:
             raise ValueError(f"{filters_file}: shape {self.mel_filters.shape}, expected {want}")
+        if not np.isfinite(self.mel_filters).all():
+            raise ValueError(f"{filters_file}: the mel filterbank holds non-finite values")
         opts = ort.SessionOptions()
         if threads is not None:
             opts.intra_op_num_threads = int(threads)

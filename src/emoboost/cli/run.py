@@ -138,7 +138,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if threads and not args.threads:
         from emoboost.cli.threads import set_threads
 
-        set_threads(int(threads))
+        set_threads(threads, "threads (config key)")
     d.setdefault("out_dir", f"runs/{d.get('corpus', 'emodb')}-{d.get('method', 'linear')}")
     sweeps = args.sweep or []
     if not sweeps:

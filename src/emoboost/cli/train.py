@@ -42,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
         d = _experiment_dict(args)
         threads = d.pop("threads", None)
         if threads and not args.threads:
-            import torch
+            from emoboost.cli.threads import set_threads
 
-            torch.set_num_threads(int(threads))
+            set_threads(threads, "threads (config key)")
         if out is None:
             out = Path("models") / f"{d.get('corpus', 'emodb')}-{d.get('method', 'linear')}"
         run_dir = Path(args.cv_out) if args.cv_out else out / "cv"

@@ -157,6 +157,21 @@ class LevelChecks:
         self.clipped = 0
         self._flat: list[np.ndarray] = []
         self._rms: list[np.ndarray] = []
+        self._flatness: float | None = None  # a summary's, when read back (from_summary)
+
+    def summary(self) -> np.ndarray:
+        """What the warnings are computed from, as 5 float64 (samples, sum, peak, clipped, flatness or -1):
+        a corpus run keeps it per audio file, so a warm run warns without decoding the audio again."""
+        flat = self.flatness()
+        return np.array([self.samples, self.total, self.peak, self.clipped, -1.0 if flat is None else flat])
+
+    @classmethod
+    def from_summary(cls, summary: np.ndarray) -> LevelChecks:
+        c = cls()
+        samples, c.total, c.peak, clipped, flat = (float(v) for v in np.asarray(summary, dtype=np.float64))
+        c.samples, c.clipped = int(samples), int(clipped)
+        c._flatness = None if flat < 0 else flat
+        return c
 
     def add(self, block: np.ndarray) -> None:
         x = np.asarray(block, dtype=np.float32).reshape(-1)
@@ -176,7 +191,7 @@ class LevelChecks:
     def flatness(self) -> float | None:
         """Median spectral flatness of the loudest half of the frames (None for clips under one frame)."""
         if not self._flat:
-            return None
+            return self._flatness
         flat, rms = np.concatenate(self._flat), np.concatenate(self._rms)
         return float(np.median(flat[rms >= np.median(rms)]))
 

@@ -220,6 +220,18 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
     return view, rep.skipped, info
 
 
+def write_warnings(out: Path, manifest: Manifest, hash_of: dict[str, str], cache_dir: str) -> list[tuple[str, str]]:
+    """``warnings.json`` (like ``skipped.json``): the used files whose audio looks wrong (DC offset, clipping,
+    noise; :class:`emoboost.audio.LevelChecks`). They are trained and evaluated on as they are: a warning
+    never changes a label or a number, it tells the user which files to listen to."""
+    from emoboost.features.cache import corpus_warnings, warn_warnings
+
+    warnings = corpus_warnings([(u.path, hash_of.get(u.id)) for u in manifest], cache_dir)
+    atomic_write_text(out / "warnings.json", json.dumps([{"path": p, "warning": w} for p, w in warnings], indent=2))
+    warn_warnings(warnings, str(out / "warnings.json"))
+    return warnings
+
+
 def _machine_line(device: str = "auto") -> str:
     """CPU, threads and torch's device, without importing torch for a run that never needed it (pooled probes)."""
     import sys
@@ -338,9 +350,12 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
     up_info: dict = {}
     ssl_view = None
     t0 = time.perf_counter()
+    hash_of: dict[str, str] = {}  # utterance id -> audio hash, where extraction computed it
     if "ssl" in names:
         ssl_view, bad_ssl, up_info = prepare_ssl(cfg, manifest, probe)
         skipped += bad_ssl
+        if ssl_view is not None:
+            hash_of = dict(zip(ssl_view.ids, ssl_view.source.hashes))
     acoustic = [n for n in names if n != "ssl"]
     bad_paths = {p for p, _ in skipped}
     manifest = manifest.filter(lambda u: u.path not in bad_paths)
@@ -361,6 +376,7 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
     if len(manifest) == 0:
         raise ValueError(f"no usable utterances left: all {len(skipped)} file(s) were skipped (see {out / 'skipped.json'})")
     atomic_write_text(out / "skipped.json", json.dumps([{"path": p, "problem": m} for p, m in skipped], indent=2))
+    write_warnings(out, manifest, hash_of, cfg.cache_dir)
     manifest.write(out / "manifest.jsonl")
     data = build_dataset(manifest, feats, classes, ssl=ssl_view)
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from emoboost.audio import AudioError, content_hash, load_audio
-from emoboost.features.cache import warn_skipped
+from emoboost.features.cache import FeatureCache, remember_checks, warn_skipped
 from emoboost.features.encode import encode_clip
 from emoboost.features.report import ExtractReport
 from emoboost.features.store import FeatureStore, store_info
@@ -132,6 +132,7 @@ def extract_to_store(
                         keep_layers=[int(v) for v in keep_layers] if keep_layers is not None else None)
     todo = missing_entries(manifest, store, rep, progress=progress, min_duration=min_duration, verify=verify)
     enc: Upstream | None = None
+    checks = FeatureCache(store.root)
     if todo:
         from tqdm.auto import tqdm
 
@@ -159,6 +160,7 @@ def extract_to_store(
             if not np.isfinite(frames).all():
                 rep.skipped.append((utt.path, "encoder produced non-finite features"))
                 continue
+            remember_checks(checks, h, wav)  # the audio warnings of a later run need no second decode
             st = store.write(h, frames, len(wav), enc.frame_rate, seg_frames)  # type: ignore[union-attr]
             del frames
             rep.add(utt.id, h, st, computed=True)

@@ -334,6 +334,8 @@ def test_segment_with_hop():
     assert seg.key() == "seg1-hop0.5-sr10"
 
 
-def test_segment_rejects_non_positive():
+def test_segmenting_rejects_non_positive():
     with pytest.raises(ValueError, match="positive"):
-        segment(np.ones(10, dtype=np.float32), Segmenting(length=0.0))
+        Segmenting(length=0.0)
+    with pytest.raises(ValueError, match="segment_hop"):
+        Segmenting(length=1.0, hop=-1.0)

@@ -238,6 +238,13 @@ class Segmenting:
     hop: float | None = None  # None = length (non-overlapping)
     sample_rate: int = SAMPLE_RATE
 
+    def __post_init__(self) -> None:
+        """Refuse lengths and hops that would divide by zero or cut negative windows later, in one line
+        naming the option: every command builds its segmenting before any work starts."""
+        _check_seconds("segment_length (--segment-length)", self.length, self.sample_rate)
+        if self.hop is not None:
+            _check_seconds("segment_hop (--segment-hop)", self.hop, self.sample_rate)
+
     @property
     def length_samples(self) -> int:
         return int(round(self.length * self.sample_rate))
@@ -260,10 +267,19 @@ class Segmenting:
         return np.arange(self.num_segments(num_samples)) * self.hop_samples / self.sample_rate
 
 
+def _check_seconds(name: str, value: object, sample_rate: int) -> None:
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    if int(round(v * sample_rate)) < 1:
+        raise ValueError(f"{name} {value!r} s is shorter than one sample at {sample_rate} Hz")
+
+
 def segment(wav: np.ndarray, seg: Segmenting) -> np.ndarray:
     """Cut ``wav`` into [S, length] windows; the last (or only) one is zero-padded."""
-    if seg.length_samples <= 0 or seg.hop_samples <= 0:
-        raise ValueError(f"segment length and hop must be positive, got {seg}")
     n, hop = seg.length_samples, seg.hop_samples
     count = seg.num_segments(len(wav))
     out = np.zeros((count, n), dtype=np.float32)

@@ -163,6 +163,36 @@ def machine_line(device: str = "auto") -> str:
     return f"{platform.machine()} {os.cpu_count()} CPU, torch threads {torch.get_num_threads()}, device {dev}{name}"
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's or ``taskset``'s share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def bound_threads(n: Any, what: str = "--threads") -> int:
+    """A thread count checked against this machine: below 1 (or not a whole number) is refused in one line;
+    above the usable cores it is clamped to them with one warning line.
+
+    Why clamp: more compute threads than cores never runs faster, and each one costs a stack and, in
+    onnxruntime, its own buffers, so ``--threads 99999`` would spend gigabytes on threads that wait;
+    a script written for a larger machine still runs, at the speed this one allows."""
+    import logging
+
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or not float(n).is_integer():
+        raise ValueError(f"{what} must be a whole number of threads, got {n!r}")
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"{what} must be at least 1, got {n}")
+    cores = usable_cores()
+    if n > cores:
+        logging.getLogger("emoboost").warning("%s %d is more than the %d usable CPU core(s) here; using %d",
+                                              what, n, cores, cores)
+        return cores
+    return n
+
+
 def shared_root() -> Path:
     """The read-only shared folder (corpora + offline weights): $EMOBOOST_SHARED or ../shared."""
     env = os.environ.get("EMOBOOST_SHARED")

@@ -385,3 +385,22 @@ def test_a_missing_corpus_hint_fits_the_command(cmd, tmp_path, monkeypatch, caps
     assert "no local copy of 'emovo'" in err and "pass its folder with --data-root" in err, err
     assert "voice.fub.it" in err and "to prepare" not in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--segment-hop", "0"], "segment_hop (--segment-hop) must be a positive number of seconds, got 0.0"),
+    (["--segment-length", "0"], "segment_length (--segment-length) must be a positive number of seconds, got 0.0"),
+    (["--segment-length", "-3"], "segment_length (--segment-length) must be a positive number of seconds, got -3.0"),
+    (["--segment-length", "nan"], "segment_length (--segment-length) must be a positive number of seconds, got nan"),
+    (["--segment-length", "1e-9"], "shorter than one sample"),
+])
+@pytest.mark.parametrize("cmd", [["run", "--method", "msemoboost"], ["extract", "--segment-encoding", "segment"]])
+def test_bad_segmenting_is_refused_before_any_work(cmd, flags, message, tmp_path, capsys):
+    """No corpus is read (the data root does not exist): the segmenting is checked first, in one line."""
+    argv = [*cmd, "--corpus", "emodb", "--data-root", str(tmp_path / "absent"), "--cache-dir", str(tmp_path / "c"), *flags]
+    if cmd[0] == "run":
+        argv += ["--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "internal error" not in err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "c").exists()

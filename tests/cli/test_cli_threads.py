@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from emoboost.cli import threads as cli
 
 # Each case runs in a fresh interpreter: thread settings are process-wide, and whether torch gets
@@ -49,8 +51,10 @@ def test_small_machine_default_reaches_the_environment_without_importing_torch()
 
 
 def test_flag_and_environment_win_over_the_default():
-    r = _probe(2, ["--threads", "3", "data", "list"])
+    r = _probe(4, ["--threads", "3", "data", "list"])
     assert r["omp"] == "3" and r["blas"] == "3"
+    r = _probe(2, ["--threads", "2", "data", "list"])
+    assert r["omp"] == "2" and r["blas"] == "2"  # the default would be 1
     r = _probe(2, ["data", "list"], env={"OMP_NUM_THREADS": "2"})
     assert r["omp"] == "2" and r["blas"] is None  # the user's own setting is left alone
 
@@ -61,3 +65,30 @@ def test_config_key_beats_the_default(tmp_path):
     r = _probe(2, ["run", str(cfg), "--out", str(tmp_path / "run")], torch=True)
     assert r["rc"] == 2  # the unknown corpus is reported after the threads were set
     assert r["torch_threads"] == 2 and r["omp"] == "2"  # the default alone would have given 1
+
+
+def test_more_threads_than_cores_are_clamped_and_fewer_than_one_refused(capsys):
+    """``--threads 99999`` (or the config key) runs with the usable cores and says so in one line; an
+    onnxruntime session asked for more threads than cores gets the cores (it grew memory per thread)."""
+    r = subprocess.run([sys.executable, "-c", _PROBE, "2", json.dumps(["--threads", "99999", "data", "list"]), "1"],
+                       capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                            if k not in cli._THREAD_ENV}, timeout=120)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["rc"] == 0 and out["omp"] == "2" and out["torch_threads"] == 2
+    assert r.stderr.strip() == "WARNING emoboost: --threads 99999 is more than the 2 usable CPU core(s) here; using 2"
+    from emoboost.cli import main
+
+    for bad in ("0", "-4"):
+        assert main(["--threads", bad, "data", "list"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"emoboost: error: --threads must be at least 1, got {bad}"
+
+
+def test_onnxruntime_threads_are_bounded(monkeypatch):
+    from emoboost import utils
+
+    monkeypatch.setattr(utils, "usable_cores", lambda: 2)
+    assert utils.bound_threads(99999, "threads") == 2 and utils.bound_threads(1) == 1
+    for bad in (0, 1.5, "4", True):
+        with pytest.raises(ValueError, match="threads"):
+            utils.bound_threads(bad, "threads")

@@ -451,6 +451,16 @@ def test_csv_corpus_semicolon_and_ids(tmp_path):
     assert m.ids == ["utt1"] and m[0].label == "calm" and m[0].corpus == "demo"
 
 
+def test_csv_corpus_paths_in_any_spelling_are_one_id(tmp_path):
+    tone(tmp_path / "a" / "x.wav")
+    tone(tmp_path / "a" / "y.wav", seed=1)
+    p = tmp_path / "list.csv"
+    p.write_text("path,label,speaker\n./a/x.wav,calm,A\nb/../a//y.wav,sad,B\na/x.wav,calm,A\n")
+    m, skipped = csvcorpus.scan(p)
+    assert [(u.id, u.path) for u in m] == [("a/x", str(tmp_path / "a" / "x.wav")), ("a/y", str(tmp_path / "a" / "y.wav"))]
+    assert [(Path(f).name, why.split(" (")[0]) for f, why in skipped] == [("x.wav", "duplicate utterance id 'a/x'")]
+
+
 def test_csv_corpus_errors(tmp_path):
     with pytest.raises(CorpusLayoutError, match="does not exist"):
         csvcorpus.prepare(tmp_path / "none.csv")

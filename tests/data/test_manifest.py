@@ -134,3 +134,24 @@ def test_write_on_a_full_disk_names_the_manifest_and_keeps_the_old_one(tmp_path,
         Manifest([]).write(out)
     assert e.value.filename == str(out) and e.value.errno == errno.ENOSPC
     assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+def test_paths_are_normalised_and_bad_rows_listed_when_asked(tmp_path):
+    row = {"speaker": "s", "label": "x", "duration": 1, "corpus": "c"}
+    lines = [json.dumps({**row, "id": "dot", "path": "./a/x.wav"}), json.dumps({**row, "id": "up", "path": "b/../a/y.wav"}),
+             json.dumps({**row, "id": "dbl", "path": "a//z.wav"}), json.dumps({"id": "half", "path": "a/h.wav"}),
+             json.dumps({**row, "id": "empty", "path": " "}), "[1, 2]", "{oops",
+             json.dumps({**row, "id": "dur", "path": "a/d.wav", "duration": "long"}),
+             json.dumps({**row, "id": "dot", "path": "a/x.wav"})]
+    p = tmp_path / "m.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+    skipped: list = []
+    m = Manifest.read(p, skipped=skipped)
+    assert [(u.id, u.path) for u in m] == [("dot", "a/x.wav"), ("up", "a/y.wav"), ("dbl", "a/z.wav")]
+    assert [w for w, _ in skipped] == [f"{p}:{n}" for n in (4, 5, 6, 7, 8, 9)]
+    problems = [why for _, why in skipped]
+    assert "lacks required field(s)" in problems[0] and "empty path" in problems[1]
+    assert "not a JSON object" in problems[2] and "not valid JSON" in problems[3]
+    assert "duration 'long' is not a number" in problems[4] and "duplicate utterance id 'dot'" in problems[5]
+    with pytest.raises(ValueError, match=r"m.jsonl:4: manifest row 'half' lacks"):
+        Manifest.read(p)  # without a list to report into, the first bad row is the error

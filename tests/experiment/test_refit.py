@@ -257,3 +257,42 @@ def test_layer_auto_model_records_its_layers_predicts_and_exports(setup, tmp_pat
     assert main(["export", str(out), "--format", "onnx", "--out", str(tmp_path / "onnx")]) == 0
     np.testing.assert_allclose(Engine.load(tmp_path / "onnx").posteriors(wav), pred.posteriors(wav), atol=1e-4)
     np.testing.assert_allclose(Engine.load(out).posteriors(wav), pred.posteriors(wav), atol=1e-4)  # train's ONNX form
+
+
+def test_a_final_model_that_answers_nan_is_refused(setup, tmp_path, monkeypatch):
+    """A diverged final fit (NaN weights) is not written; the bundle folder is left as it was (absent)."""
+    from emoboost.methods.logreg import LogRegProbe as LogReg
+
+    monkeypatch.setattr(LogReg, "predict_proba", lambda self, data: np.full((len(data), len(self.classes)), np.nan))
+    out = tmp_path / "nan-final"
+    with pytest.raises(ValueError, match=r"^the final logreg model gives non-finite probabilities on its own training "
+                                         r"utterances \(its training diverged: NaN loss or weights\); nothing was written"):
+        train_final(setup["run"], out, progress=False)
+    assert not out.exists()
+
+
+def test_an_onnx_form_with_nan_mel_filters_is_not_written(setup, tmp_path, monkeypatch, capsys):
+    """NaN in the exported mel filterbank: train keeps the torch model, says why there is no ONNX form,
+    and leaves none behind; `emoboost export` refuses in one line and keeps nothing."""
+    from emoboost.inference import export
+
+    real = export._write_encoder
+
+    def nan_filters(upstream, layers, classes, out, opset):
+        pre = real(upstream, layers, classes, out, opset)
+        filters = np.load(out / "mel_filters.npy")
+        filters[3, 5] = np.nan
+        np.save(out / "mel_filters.npy", filters)
+        return pre
+
+    monkeypatch.setattr(export, "_write_encoder", nan_filters)
+    out = tmp_path / "final"
+    assert main(["train", "--from-run", str(setup["run"]), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"ONNX form: no ({out / 'onnx' / 'mel_filters.npy'}: the mel filterbank holds non-finite values; " \
+           "the export was not kept)" in printed
+    assert not (out / "onnx").exists() and Engine.load(out).backend.name == "torch"
+    assert main(["export", str(setup["bundle"]), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "the mel filterbank holds non-finite values" in err
+    assert not (tmp_path / "x").exists()

@@ -234,7 +234,7 @@ def test_logreg_run_reads_only_pooled_statistics(corpus, upstream_dir, tmp_path,
                method_params={"layer": "1,2", "Cs": [1.0]})
     rep = run_experiment(cfg)
     assert rep["summary"]["UA"]["mean"] > 0.5
-    assert not list((tmp_path / "cache").rglob("*.npy"))  # store=auto keeps statistics only for pooled methods
+    assert not list((tmp_path / "cache").glob("sslframes*"))  # store=auto keeps statistics only for pooled methods
 
 
 def test_warm_pooled_run_never_imports_torch(corpus, upstream_dir, tmp_path):
@@ -493,3 +493,80 @@ def test_sweep_writes_only_into_its_own_folder(corpus, upstream_dir, cache, tmp_
     assert [p.name for p in mine.iterdir()] == ["sweep.md"] and (mine / "sweep.md").read_text() == "my sweep"
     assert main([*args, "--out", str(tmp_path / "ok")]) == 0
     assert (tmp_path / "ok" / "layer=2" / "summary.json").is_file() and (tmp_path / "ok" / "sweep.md").is_file()
+
+
+def test_manifest_paths_in_any_spelling_are_one_file_and_bad_rows_are_listed(corpus, upstream_dir, cache, tmp_path,
+                                                                            monkeypatch):
+    """``./x``, ``a/../b`` and ``a//b`` rows, a clip too short to use and a row without a path: the run
+    finishes the good rows and lists the others (a skipped clip spelled unlike its normalised path ended
+    the whole run with a KeyError naming its id)."""
+    from emoboost.data.corpora import emodb
+
+    monkeypatch.chdir(corpus)
+    rows = [{**u.to_dict(), "path": str(Path(u.path).relative_to(corpus))} for u in emodb.scan(corpus)[0]]
+    normal = [r["path"] for r in rows[:3]]  # wav/<name>.wav
+    rows[0]["path"], rows[1]["path"], rows[2]["path"] = (f"./{normal[0]}", f"wav/../{normal[1]}",
+                                                         normal[2].replace("/", "//"))
+    emodb_tone(tmp_path / "short.wav", 300.0, 0.05, 99)  # not in the shared corpus fixture
+    rows.append({**rows[3], "id": "short", "path": f"{tmp_path}/./short.wav"})
+    man = tmp_path / "m.jsonl"
+    man.write_text("".join(json.dumps(r) + "\n" for r in rows) + json.dumps({"id": "nopath"}) + "\n")
+    cfg = _logreg(corpus, upstream_dir, tmp_path / "run", cache, manifest=str(man), protocol="loso")
+    run_experiment(cfg)
+    skipped = json.loads((tmp_path / "run" / "skipped.json").read_text())
+    assert [(s["path"], s["problem"].split(":")[0]) for s in skipped] == [
+        (f"{man}:{len(rows) + 1}", "manifest row 'nopath' lacks required field(s) ['path', 'speaker', 'label', 'duration', 'corpus']"),
+        (str(tmp_path / "short.wav"), "too short")]
+    used = [json.loads(x)["path"] for x in (tmp_path / "run" / "manifest.jsonl").read_text().splitlines()]
+    assert len(used) == len(rows) - 1 and used[:3] == normal
+
+
+def test_a_fold_that_answers_nan_is_refused_by_name(corpus, upstream_dir, cache, tmp_path, monkeypatch):
+    """A fold whose model answers NaN (diverged training) stops the run naming the fold; its result is
+    not written (argmax of NaN is class 0: it would have entered the report as a prediction)."""
+    orig = runner.get_method
+
+    def diverging(name):
+        klass = orig(name)
+
+        class Diverged(klass):
+            def predict_proba(self, data):
+                p = super().predict_proba(data)
+                p[len(p) // 2:] = np.nan
+                return p
+        return Diverged
+    monkeypatch.setattr(runner, "get_method", diverging)
+    cfg = _logreg(corpus, upstream_dir, tmp_path / "run", cache)
+    with pytest.raises(ValueError, match=r"^fold 0 seed 0: the logreg model gives non-finite probabilities for \d+ of "
+                                         r"\d+ test utterance\(s\) \(its training diverged"):
+        run_experiment(cfg)
+    assert not list((tmp_path / "run" / "folds").glob("*.json"))
+
+
+def test_odd_audio_is_used_and_listed_in_warnings_json(corpus, upstream_dir, cache, tmp_path, monkeypatch):
+    """A DC-offset clip and white noise inside a corpus: trained on as they are (labels and folds unchanged),
+    listed in warnings.json; a warm rerun lists them again without decoding any audio."""
+    import shutil
+
+    import soundfile as sf
+
+    from emoboost.features import cache as feature_cache
+
+    root = tmp_path / "emodb"
+    shutil.copytree(corpus, root)
+    x, sr = sf.read(str(root / "wav" / "03a01Wa.wav"), dtype="float32")
+    sf.write(str(root / "wav" / "03a01Wa.wav"), x + 0.3, sr)
+    noise = 0.2 * np.random.default_rng(0).standard_normal(24000)
+    sf.write(str(root / "wav" / "08a01Na.wav"), noise.astype(np.float32), 16000)
+    first = run_experiment(_logreg(root, upstream_dir, tmp_path / "run", cache))
+    got = json.loads((tmp_path / "run" / "warnings.json").read_text())
+    assert [(Path(w["path"]).name, w["warning"].split(" (")[0]) for w in got] == [
+        ("03a01Wa.wav", f"{root / 'wav' / '03a01Wa.wav'}: heavy DC offset"),
+        ("08a01Na.wav", f"{root / 'wav' / '08a01Na.wav'}: no speech-like content")]
+    used = {json.loads(x)["id"] for x in (tmp_path / "run" / "manifest.jsonl").read_text().splitlines()}
+    skipped = json.loads((tmp_path / "run" / "skipped.json").read_text())
+    assert {"03a01Wa", "08a01Na"} <= used and [s["path"] for s in skipped] == [str(root / "wav" / "10b02Wa.wav")]
+    monkeypatch.setattr(feature_cache, "load_audio", lambda *a, **k: pytest.fail("audio decoded again"))
+    again = run_experiment(_logreg(root, upstream_dir, tmp_path / "run2", cache))
+    assert json.loads((tmp_path / "run2" / "warnings.json").read_text()) == got
+    assert again["summary"]["UA"] == first["summary"]["UA"]

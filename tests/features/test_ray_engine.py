@@ -39,11 +39,44 @@ def test_pool_size_follows_resources():
     assert pool_size(RayOptions(), {"CPU": 2.0}, 10) == 1  # one CPU left for reading
     assert pool_size(RayOptions(num_cpus=2), {"CPU": 9.0}, 10) == 4
     assert pool_size(RayOptions(num_gpus=0.5), {"CPU": 8.0, "GPU": 2.0}, 10) == 4
-    assert pool_size(RayOptions(actors=3), {"CPU": 2.0}, 2) == 2  # never more actors than clips
+    assert pool_size(RayOptions(actors=3), {"CPU": 4.0}, 2) == 2  # never more actors than clips
     with pytest.raises(ValueError, match="GPU"):
         pool_size(RayOptions(num_gpus=1), {"CPU": 8.0}, 10)
     with pytest.raises(ValueError, match="--num-cpus"):
         RayOptions(num_cpus=0)
+
+
+def test_what_ray_could_never_schedule_is_refused():
+    """Ray waits for ever for resources a cluster does not have: an actor larger than any node, or actors
+    that leave no CPU for the reading tasks (both hung: --num-cpus 64 on 2 cores, --actors 2 on 2 CPUs)."""
+    with pytest.raises(ValueError, match=r"^--num-cpus 64 per encoder actor, but the largest Ray node has 2 CPU\(s\)"):
+        pool_size(RayOptions(num_cpus=64), {"CPU": 2.0}, 10, {"CPU": 2.0})
+    with pytest.raises(ValueError, match="largest Ray node has 4 CPU"):  # 8 CPUs in all, 4 per node
+        pool_size(RayOptions(num_cpus=6), {"CPU": 8.0}, 10, {"CPU": 4.0})
+    with pytest.raises(ValueError, match=r"^2 encoder actor\(s\) × --num-cpus 1 plus 0.5 CPU for reading need 2.5 CPUs, "
+                                         r"but the Ray cluster has 2"):
+        pool_size(RayOptions(actors=2), {"CPU": 2.0}, 10)
+    with pytest.raises(ValueError, match=r"need 4 GPUs, but the Ray cluster has 2"):
+        pool_size(RayOptions(actors=4, num_gpus=1), {"CPU": 16.0, "GPU": 2.0}, 10)
+
+
+def test_an_address_without_a_ray_cluster_is_one_line_not_a_wait(tmp_path):
+    import socket
+    import time
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    with pytest.raises(ConnectionError, match=rf"^--ray-address 127.0.0.1:{port}: no Ray cluster answers there"):
+        ray_engine.check_address(f"127.0.0.1:{port}", timeout=5)
+    with socket.socket() as other:  # a port that answers, but not as Ray (ray.init retries for ever there)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        t0 = time.monotonic()
+        with pytest.raises(ConnectionError, match="nothing answered as a Ray cluster within 4 s"):
+            ray_engine.check_address(f"127.0.0.1:{other.getsockname()[1]}", timeout=4)
+        assert time.monotonic() - t0 < 30
 
 
 def test_read_batch_turns_bad_files_into_rows(tmp_path):
@@ -129,3 +162,15 @@ def test_ray_engine_equals_single_process(local_ray, tmp_path):
         assert fa.shape == fb.shape and fa.shape[0] == 2 and np.array_equal(fa, fb)
     info = json.loads((b.root / b.stats_key / "info.json").read_text())
     assert info["kind"] == "ssl" and info["key"] == b.stats_key
+
+
+def test_extract_refuses_a_local_actor_larger_than_the_machine_before_any_work(tmp_path, monkeypatch, capsys):
+    from emoboost import utils
+    from emoboost.cli import main
+
+    monkeypatch.setattr(utils, "usable_cores", lambda: 2)
+    rc = main(["extract", "--corpus", "emodb", "--data-root", str(tmp_path / "absent"), "--engine", "ray",
+               "--num-cpus", "64", "--cache-dir", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == ("emoboost: error: --num-cpus 64 per encoder actor, but this machine has 2 usable CPU "
+                               "core(s) for the local Ray instance; lower --num-cpus")

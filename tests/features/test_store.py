@@ -103,7 +103,7 @@ def test_pooled_store_keeps_no_frames_and_layer_subset_keeps_only_those(tmp_path
     m = manifest_of(tmp_path, [1.0, 2.0])
     pooled = FeatureStore(tmp_path / "c", "tiny-0", StoreSpec(frames=None))
     rep = extract_to_store(m, pooled, TinyUpstream(), progress=False)
-    assert not list((tmp_path / "c").rglob("*.npy"))
+    assert not list((tmp_path / "c").glob("sslframes*"))
     src = StoreSource(pooled, list(rep.hashes.values()))
     assert src.frame_layers == ()
     with pytest.raises(ValueError, match="not in the feature store"):
@@ -156,6 +156,57 @@ def test_damaged_entries_are_recomputed(tmp_path):
     store.frames_path(content_hash(m[1].path)).write_bytes(b"\x93NUMPY garbage")
     rep = extract_to_store(m, store, TinyUpstream(), progress=False)
     assert rep.computed == 2 and np.isfinite(store.read_stats(h).mean).all()
+
+
+def test_truncated_statistics_are_recomputed(tmp_path):
+    """A cut ``.stats.npz`` (a full disk, a copy stopped half-way) is not a zip file: it is recomputed,
+    and a reader that meets it names the audio file and the entry (was: BadZipFile, an internal error)."""
+    m = manifest_of(tmp_path, [1.0, 1.5])
+    store = FeatureStore(tmp_path / "cache", "tiny-0", StoreSpec())
+    rep = extract_to_store(m, store, TinyUpstream(), progress=False)
+    h = content_hash(m[1].path)
+    good = store.stats_path(h).read_bytes()
+    store.stats_path(h).write_bytes(good[:300])
+    assert store.read_stats(h) is None
+    src = StoreSource(store, list(rep.hashes.values()), num_samples=[16000, 24000], num_frames=[50, 75],
+                      paths=[u.path for u in m])
+    with pytest.raises(ValueError, match=rf"^{m[1].path}: store entry {store.stats_path(h)} is missing or damaged; "
+                                         r"rerun the command \(or emoboost extract\) to recompute it$"):
+        src.pooled([1], [1])
+    rep = extract_to_store(m, store, TinyUpstream(), progress=False)
+    assert rep.computed == 1 and rep.reused == 1 and store.stats_path(h).read_bytes() == good
+
+
+def test_non_finite_frames_name_the_file_and_are_recomputed(tmp_path):
+    """NaN inside a frames ``.npy`` (its header intact): a reader names the audio file and the entry and
+    removes the entry's completion mark, so the next run recomputes it; ``emoboost extract`` (verify)
+    finds it without a reader."""
+    m = manifest_of(tmp_path, [1.0, 1.5, 0.7])
+    store = FeatureStore(tmp_path / "cache", "tiny-0", StoreSpec())
+    rep = extract_to_store(m, store, TinyUpstream(), progress=False)
+    h = content_hash(m[1].path)
+    fp = store.frames_path(h)
+    good = np.load(fp)
+
+    def poison() -> None:
+        bad = good.copy()
+        bad[1, 3, 2] = np.nan
+        np.save(fp, bad)
+
+    poison()
+    assert extract_to_store(m, store, TinyUpstream(), progress=False).computed == 0  # the header check passes
+    src = StoreSource(store, list(rep.hashes.values()), segmenting=Segmenting(0.5), paths=[u.path for u in m])
+    win, _ = SSLView(src).segments([1])
+    with pytest.raises(ValueError) as e:
+        win[np.arange(len(win))]
+    assert str(e.value) == (f"{m[1].path}: store entry {fp} holds non-finite frames; removed from the store: "
+                            f"rerun the command (or emoboost extract) to recompute it")
+    assert not store.stats_path(h).exists() and store.stats_path(content_hash(m[0].path)).exists()
+    again = extract_to_store(m, store, TinyUpstream(), progress=False)
+    assert again.computed == 1 and np.array_equal(np.load(fp), good)
+    poison()
+    healed = ex.fill_store(m, store, "unused", lazy=lambda: TinyUpstream(), progress=False, min_duration=0.0)
+    assert healed.computed == 1 and healed.reused == 2 and np.array_equal(np.load(fp), good)
 
 
 def test_a_warm_store_reads_each_entry_once(tmp_path, monkeypatch):

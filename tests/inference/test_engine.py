@@ -8,6 +8,7 @@ of tones (low vs high pitch), saved as a two-model run directory (an ensemble, l
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -175,7 +176,7 @@ def test_list_file_and_csv_out(models, predictor, tmp_path, capsys):
     assert rc == 1 and f"error: {tmp_path / 'data' / 'missing.wav'}: file does not exist" in err
     rows = list(csv.DictReader(out_csv.open()))
     assert [r["path"] for r in rows] == [str(tmp_path / "data" / "a.wav"), str(b)]
-    assert list(rows[0]) == ["path", "label", "p_high", "p_low", "silent", "duration", "speech_seconds"]
+    assert list(rows[0]) == ["path", "label", "p_high", "p_low", "silent", "duration", "speech_seconds", "warnings"]
     for r, f in zip(rows, (a, b)):
         ref = predictor.predict_file(f)
         assert r["label"] == ref.label and float(r["p_low"]) == pytest.approx(ref.probabilities["low"], abs=1e-5)
@@ -330,7 +331,8 @@ def test_predict_help_documents_the_vad_default(capsys):
 
 def test_prediction_dict_shape():
     d = Prediction("a.wav", "x", {"x": 1.0}, duration=2.0).to_dict()
-    assert d == {"path": "a.wav", "label": "x", "probabilities": {"x": 1.0}, "silent": False, "duration": 2.0}
+    assert d == {"path": "a.wav", "label": "x", "probabilities": {"x": 1.0}, "silent": False, "warnings": [],
+                 "duration": 2.0}
 
 
 def test_predict_device_option(models, tmp_path, capsys, monkeypatch):
@@ -367,3 +369,31 @@ def test_a_clip_alone_and_among_others_gets_the_same_probabilities(models, speak
     m = emoboost.load(run)
     many = m.predict_many(files, batch_size=21)
     assert [p.probabilities for p in many] == [m.predict(f).probabilities for f in files]
+
+
+def _odd_clips(d: Path) -> dict[str, Path]:
+    """A DC-offset tone, a clipped tone and white noise: still labelled, each with its warning."""
+    tone = pitch_tone(2.0, 300.0, 3)
+    rng = np.random.default_rng(4)
+    return {"dc": write_wav(d / "dc.wav", tone + 0.4),
+            "clip": write_wav(d / "clip.wav", np.clip(tone * 8, -1.0, 1.0)),
+            "noise": write_wav(d / "noise.wav", (0.2 * rng.standard_normal(32000)).astype(np.float32))}
+
+
+def test_odd_audio_is_labelled_with_a_warning_naming_the_file(models, predictor, tmp_path, capsys):
+    """Warnings only: the labels and probabilities are what the engine gives without them."""
+    files = _odd_clips(tmp_path)
+    rc, out, err = run_cli(capsys, models[0], *files.values(), "--format", "json")
+    assert rc == 0
+    got = {Path(d["path"]).stem: d for d in json.loads(out)}
+    want = {"dc": "heavy DC offset", "clip": "clipped (", "noise": "no speech-like content"}
+    for name, f in files.items():
+        (w,) = got[name]["warnings"]
+        assert w.startswith(f"{f}: {want[name]}") and f"warning: {w}" in err.splitlines()
+        ref = predictor.posteriors(load_audio(f))
+        assert got[name]["label"] == predictor.classes[int(np.argmax(ref))]
+        assert got[name]["probabilities"] == pytest.approx(dict(zip(predictor.classes, ref)), abs=1e-5)
+    clean = write_wav(tmp_path / "clean.wav", pitch_tone(2.0, 300.0, 3))
+    assert predictor.predict_file(clean).warnings == []
+    rows = list(csv.DictReader(io.StringIO(run_cli(capsys, models[0], files["dc"], "--format", "csv")[1])))
+    assert rows[0]["warnings"].startswith(f"{files['dc']}: heavy DC offset")

@@ -420,7 +420,13 @@ def test_real_emoboost_model(shared_dir, tmp_path, upload_dir):
         body = post(client, f).json()
         ref = predictor.predict_file(f).to_dict()
         assert body["label"] == ref["label"] and body["probabilities"] == pytest.approx(ref["probabilities"], abs=1e-6)
-        assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-3) and body["warnings"] == []
+    # the same speech with a heavy DC offset: answered, and the answer says what looks wrong
+    x, sr = sf.read(str(test[0]), dtype="float32")
+    sf.write(str(tmp_path / "dc.wav"), x + 0.5, sr)
+    body = post(client, tmp_path / "dc.wav").json()
+    assert body["label"] in classes and len(body["warnings"]) == 1
+    assert body["warnings"][0].startswith("dc.wav: heavy DC offset")
     assert list(upload_dir.iterdir()) == []
 
 

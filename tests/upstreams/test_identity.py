@@ -22,9 +22,19 @@ def fresh_memo(monkeypatch):
 
 
 def _age(path: Path, seconds: float = 60.0) -> None:
-    """Backdate a file so it is past the racy window (remembered by the hash cache)."""
+    """Backdate a file's mtime and close the racy window, so its hash is remembered.
+
+    The ctime cannot be backdated (``utime`` itself sets it to now), so the window is closed by
+    setting it to 0 for the test: remembering fresh files is what the window prevents."""
     t = time.time() - seconds
     os.utime(path, (t, t))
+    identity.RACY_SECONDS = 0.0
+
+
+@pytest.fixture(autouse=True)
+def racy_window():
+    yield
+    identity.RACY_SECONDS = 2.0
 
 
 def test_file_hash_is_sha256_of_bytes_and_is_remembered(tmp_path, private_cache):
@@ -44,6 +54,25 @@ def test_file_hash_is_sha256_of_bytes_and_is_remembered(tmp_path, private_cache)
     f.write_bytes(os.urandom(10_000))
     _age(f, 30.0)
     assert file_sha256(f) == hashlib.sha256(f.read_bytes()).hexdigest()
+
+
+def test_rewrite_in_place_with_the_old_mtime_is_hashed_again(tmp_path, private_cache):
+    """Same size, same mtime, same inode (written in place, mtime put back): the ctime tells."""
+    f = tmp_path / "w.bin"
+    f.write_bytes(os.urandom(4096))
+    _age(f)
+    before = os.stat(f)
+    assert file_sha256(f) == hashlib.sha256(f.read_bytes()).hexdigest()  # remembered (memo and disk)
+    time.sleep(0.05)  # past the file system's timestamp tick
+    with open(f, "r+b") as w:  # in place: the inode stays
+        w.write(os.urandom(4096))
+    os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(f)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    new = hashlib.sha256(f.read_bytes()).hexdigest()
+    assert file_sha256(f) == new  # this process's memo
+    identity._memo.clear()
+    assert file_sha256(f) == new  # the on-disk cache
 
 
 def test_fresh_files_are_not_remembered(tmp_path, private_cache):

@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="emoboost", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--threads", type=int, help="CPU threads for torch and the BLAS (default: 1 on machines with <= 2 cores, "
-                         "else the libraries' choice; also the config key threads:)")
+                         "else the libraries' choice; also the config key threads:); at most the usable cores")
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_LazyParser)
 
     p = sub.add_parser("run", help="train + evaluate one method with speaker-independent CV, write a report")
@@ -163,10 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         threads = args.threads
-        if not threads and not any(os.environ.get(v) for v in _THREAD_ENV):
+        if threads is None and not any(os.environ.get(v) for v in _THREAD_ENV):
             threads = default_threads()  # an explicit flag, the environment or a config key wins
-        if threads:
-            set_threads(threads)
+        if threads is not None:
+            used = set_threads(threads)  # checked against the machine: at least 1, at most its cores
+            if args.threads is not None:
+                args.threads = used  # what predict and serve hand to onnxruntime
         return int(args.func(args) or 0)
     except BrokenPipeError:  # the reader went away (`emoboost predict ... | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush cannot fail again

@@ -51,6 +51,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-cpus", type=float, default=1.0, help="ray: CPUs (torch threads) per encoder actor")
     p.add_argument("--num-gpus", type=float, default=0.0,
                    help="ray: GPUs per encoder actor (0: encode on CPUs; 0.5 packs two actors per GPU)")
+    p.add_argument("--ray-connect-timeout", type=float, default=None, metavar="SECONDS",
+                   help="ray: seconds the cluster at --ray-address has to answer (default 60)")
     p.add_argument("--report", metavar="PATH", help="also write the summary as JSON")
     p.add_argument("--no-progress", action="store_true")
 
@@ -88,12 +90,21 @@ def _config(args: argparse.Namespace) -> Any:
 
 def _ray_options(args: argparse.Namespace) -> RayOptions | None:
     if args.engine != "ray":
-        if args.ray_address or args.actors is not None or args.num_gpus or args.num_cpus != 1.0:
-            raise ValueError("--ray-address, --actors, --num-cpus and --num-gpus need --engine ray")
+        if args.ray_address or args.actors is not None or args.num_gpus or args.num_cpus != 1.0 \
+                or args.ray_connect_timeout is not None:
+            raise ValueError("--ray-address, --actors, --num-cpus, --num-gpus and --ray-connect-timeout need --engine ray")
         return None
-    from emoboost.features.ray_engine import RayOptions
+    from emoboost.features.ray_engine import CONNECT_TIMEOUT, RayOptions
 
-    return RayOptions(address=args.ray_address, actors=args.actors, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
+    timeout = CONNECT_TIMEOUT if args.ray_connect_timeout is None else args.ray_connect_timeout
+    if args.ray_address is None:  # the local instance gets this machine's cores: refuse before any work
+        from emoboost.utils import usable_cores
+
+        if args.num_cpus > usable_cores():
+            raise ValueError(f"--num-cpus {args.num_cpus:g} per encoder actor, but this machine has {usable_cores()} "
+                             f"usable CPU core(s) for the local Ray instance; lower --num-cpus")
+    return RayOptions(address=args.ray_address, actors=args.actors, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+                      connect_timeout=timeout)
 
 
 def main(args: argparse.Namespace) -> int:

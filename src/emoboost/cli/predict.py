@@ -72,12 +72,13 @@ def _plot_target(plot: str, f: Path, used: set[Path]) -> Path:
 def _file_row(d: dict, classes: list[str]) -> dict:
     row = {"path": d["path"], "label": d["label"] or ""}
     row.update({f"p_{c}": d["probabilities"].get(c, "") for c in classes})
-    row.update(silent=d["silent"], duration=d.get("duration", ""), speech_seconds=d.get("speech_seconds", ""))
+    row.update(silent=d["silent"], duration=d.get("duration", ""), speech_seconds=d.get("speech_seconds", ""),
+               warnings=" | ".join(d.get("warnings", [])))
     return row
 
 
 def _file_fields(classes: list[str]) -> list[str]:
-    return ["path", "label", *[f"p_{c}" for c in classes], "silent", "duration", "speech_seconds"]
+    return ["path", "label", *[f"p_{c}" for c in classes], "silent", "duration", "speech_seconds", "warnings"]
 
 
 def _text_line(d: dict) -> str:
@@ -143,6 +144,8 @@ def main(args) -> int:
             continue
         if not args.timeline:
             r.timeline = []
+        for w in r.warnings:  # labelled as usual; the user is told what looks wrong with the audio
+            tqdm.write(f"warning: {w}", file=sys.stderr)
         d = r.to_dict()
         rows.append(d)
         if writer is not None:

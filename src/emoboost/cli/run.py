@@ -151,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if threads and not args.threads:
         from emoboost.cli.threads import set_threads
 
-        set_threads(int(threads))
+        set_threads(threads, "threads (config key)")
     corpus = "+".join(d["corpora"]) if d.get("corpora") else d.get("corpus", "emodb")
     d.setdefault("out_dir", f"runs/{corpus}-{d.get('method', 'linear')}")
     sweeps = args.sweep or []

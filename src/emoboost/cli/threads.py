@@ -15,19 +15,22 @@ def default_threads() -> int | None:
     time when anything else runs (OpenMP/BLAS threads spin waiting for the busy core), so 1 is the
     safe default there; larger machines keep torch's and the BLAS's defaults.
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return 1 if cores <= 2 else None
+    from emoboost.utils import usable_cores
+
+    return 1 if usable_cores() <= 2 else None
 
 
-def set_threads(n: int) -> None:
-    """Use ``n`` CPU threads in torch, OpenMP and the BLAS (NumPy/SciPy/scikit-learn).
+def set_threads(n: int, what: str = "--threads") -> int:
+    """Use ``n`` CPU threads in torch, OpenMP and the BLAS (NumPy/SciPy/scikit-learn); returns the count used.
 
-    Libraries not imported yet read the environment when they load, so setting it costs no import
-    (``emoboost data list`` stays torch-free); the ones already loaded are told directly.
+    ``n`` is checked against the machine first (:func:`emoboost.utils.bound_threads`: below 1 refused,
+    above the usable cores clamped with a warning). Libraries not imported yet read the environment when
+    they load, so setting it costs no import (``emoboost data list`` stays torch-free); the ones already
+    loaded are told directly.
     """
+    from emoboost.utils import bound_threads
+
+    n = bound_threads(n, what)
     for var in _THREAD_ENV:
         os.environ[var] = str(n)
     if "torch" in sys.modules:
@@ -36,5 +39,6 @@ def set_threads(n: int) -> None:
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:
-            return
+            return n
         threadpool_limits(limits=n)
+    return n

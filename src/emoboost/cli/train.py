@@ -42,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
         d = _experiment_dict(args)
         threads = d.pop("threads", None)
         if threads and not args.threads:
-            import torch
+            from emoboost.cli.threads import set_threads
 
-            torch.set_num_threads(int(threads))
+            set_threads(threads, "threads (config key)")
         if out is None:
             corpus = "+".join(d["corpora"]) if d.get("corpora") else d.get("corpus", "emodb")
             out = Path("models") / f"{corpus}-{d.get('method', 'linear')}"

@@ -1,7 +1,9 @@
 """Manifests: a corpus as plain data (one row per utterance), serialised as JSONL or CSV.
 
 Emotion corpora are small, so manifests are eager lists. Paths are stored as given (absolute by
-default) so a manifest written on one machine can be re-rooted with :meth:`Manifest.rebase`.
+default) so a manifest written on one machine can be re-rooted with :meth:`Manifest.rebase`, but
+normalised (``./x``, ``a/../b`` and ``a//b`` become ``x``, ``b`` and ``a/b``, as the corpus scans write
+them): every later step (skipped lists, the store, the reports) names a file by one spelling.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -60,8 +63,21 @@ class Utterance:
                 kwargs[k] = str(kwargs[k])
         kwargs["id"] = str(kwargs["id"])
         kwargs["speaker"] = str(kwargs["speaker"])
-        kwargs["duration"] = float(kwargs["duration"])
+        try:
+            kwargs["duration"] = float(kwargs["duration"])
+        except (TypeError, ValueError):
+            raise ValueError(f"manifest row {kwargs['id']!r}: duration {kwargs['duration']!r} is not a number") from None
+        kwargs["path"] = normalise_path(kwargs["path"], kwargs["id"])
         return cls(**kwargs, extra=extra)
+
+
+def normalise_path(path: object, utt_id: str = "?") -> str:
+    """A manifest path in one spelling (``os.path.normpath``: ``.``, ``..`` and repeated ``/`` collapsed,
+    as :func:`emoboost.data.corpora.base.absolute` does for scanned corpora); empty paths are refused."""
+    text = "" if path is None else str(path).strip()
+    if not text:
+        raise ValueError(f"manifest row {utt_id!r} has an empty path")
+    return os.path.normpath(os.path.expanduser(text))
 
 
 class Manifest:
@@ -154,24 +170,56 @@ class Manifest:
         return atomic_write_text(path, buf.getvalue())
 
     @classmethod
-    def read(cls, path: str | Path) -> Manifest:
+    def read(cls, path: str | Path, skipped: list[tuple[str, str]] | None = None) -> Manifest:
+        """A manifest file (.jsonl or .csv). A bad row (not JSON, a required field missing, an empty path,
+        a duration that is not a number, an id given twice) raises one line naming the file and line, or,
+        when a ``skipped`` list is given, is left out and listed there as ``("<file>:<line>", problem)``,
+        so a corpus run finishes the good rows and reports the bad ones."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"manifest {path} does not exist")
-        if path.suffix == ".csv":
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
-        else:
-            rows = []
-            with open(path, encoding="utf-8") as f:
-                for n, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as e:
-                            raise ValueError(f"{path}:{n}: not valid JSON ({e})") from e
-        return cls(Utterance.from_dict(r) for r in rows)
+        utts: list[Utterance] = []
+        seen: dict[str, int] = {}
+
+        def problem(line: int, what: str) -> None:
+            if skipped is None:
+                raise ValueError(f"{path}:{line}: {what}")
+            skipped.append((f"{path}:{line}", what))
+
+        for n, row in _rows(path):
+            if isinstance(row, str):
+                problem(n, row)
+                continue
+            try:
+                u = Utterance.from_dict(row)
+            except ValueError as e:
+                problem(n, str(e))
+                continue
+            if u.id in seen and skipped is not None:
+                problem(n, f"duplicate utterance id {u.id!r} (already on line {seen[u.id]})")
+                continue
+            seen[u.id] = n
+            utts.append(u)
+        return cls(utts)
 
     @classmethod
     def concat(cls, manifests: Iterable[Manifest]) -> Manifest:
         return cls(u for m in manifests for u in m)
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict | str]]:
+    """(line number, row dict) of a .csv or .jsonl manifest; a line that is no row gives its problem instead."""
+    if path.suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            yield from enumerate(csv.DictReader(f), start=2)
+        return
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield n, f"not valid JSON ({e})"
+                continue
+            yield n, row if isinstance(row, dict) else f"not a JSON object ({type(row).__name__})"

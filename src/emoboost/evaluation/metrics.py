@@ -67,3 +67,13 @@ def segment_posteriors_to_utterance(seg_proba: np.ndarray, seg_utt: np.ndarray, 
     if np.any(counts == 0):
         raise ValueError("some utterances have no segments")
     return out / counts[:, None]
+
+
+def check_finite(proba: np.ndarray, fold: int, seed: int, method: str) -> None:
+    """A fold whose model answers NaN (its training diverged) is refused before its result is written:
+    argmax of NaN is class 0, which would enter the report as a real prediction."""
+    bad = ~np.isfinite(np.asarray(proba, dtype=np.float64)).all(axis=1)
+    if bad.any():
+        raise ValueError(f"fold {fold} seed {seed}: the {method} model gives non-finite probabilities for "
+                         f"{int(bad.sum())} of {len(bad)} test utterance(s) (its training diverged: NaN loss or "
+                         f"weights; try a lower lr); the fold's result was not written")

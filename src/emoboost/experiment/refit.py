@@ -262,8 +262,9 @@ def training_set(cfg, manifest, method, classes: list[str]):
         raise ValueError(f"no usable utterances: all {len(skipped)} file(s) were skipped")
     if "ssl" in names and view is None:
         raise ValueError(f"no utterance could be encoded: all {len(skipped)} file(s) were skipped")
-    if view is not None:
+    if view is not None:  # by id, as the run does
         pos = {uid: i for i, uid in enumerate(view.ids)}
+        manifest = manifest.filter(lambda u: u.id in pos)
         view = view.subset([pos[u.id] for u in manifest])
     return build_dataset(manifest, feats, classes, ssl=view), manifest, skipped, up_info
 
@@ -345,6 +346,10 @@ def _fit_final(rec: RunRecord, out: Path, cache_dir: str | None, progress: bool,
     t0 = time.perf_counter()
     method.fit(data, None, seed=seed)
     fit_s = time.perf_counter() - t0
+    probe = data.subset(np.arange(min(len(data), 8)))  # a diverged fit (NaN loss, NaN weights) answers NaN
+    if not np.all(np.isfinite(method.predict_proba(probe))):
+        raise ValueError(f"the final {cfg.method} model gives non-finite probabilities on its own training "
+                         f"utterances (its training diverged: NaN loss or weights); nothing was written to {out}")
     if cfg.method == "logreg":
         sel.chosen["C"] = float(method.C_)  # type: ignore[attr-defined]
     elif cfg.method == "svm":

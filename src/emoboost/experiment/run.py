@@ -20,6 +20,7 @@ import numpy as np
 
 from emoboost.audio import Segmenting
 from emoboost.data.manifest import Manifest
+from emoboost.evaluation.metrics import check_finite
 from emoboost.evaluation.report import FoldResult, merge_descriptions, plot_tsne, write_report
 from emoboost.methods import UtteranceSet, get_method
 from emoboost.outdir import check_resume, claim_dir, code_version
@@ -78,6 +79,9 @@ class ExperimentConfig:
     batch_size: int = 8
     progress: bool = True
     max_folds: int | None = None  # run only the first k folds (smoke tests / --quick)
+
+    def __post_init__(self) -> None:
+        self.segmenting  # noqa: B018 - a bad segment length or hop is refused here, before any work
 
     @property
     def segmenting(self) -> Segmenting:
@@ -177,7 +181,7 @@ def load_manifest(cfg: ExperimentConfig) -> tuple[Manifest, list[tuple[str, str]
         raise ValueError("test corpora and a label map need several corpora (corpora:, or --train/--test, "
                          "--leave-one-corpus-out)")
     elif cfg.manifest:
-        manifest = Manifest.read(cfg.manifest)
+        manifest = Manifest.read(cfg.manifest, skipped=skipped)  # bad rows are listed, not fatal
         info["data"] = str(Path(cfg.manifest).resolve())
     else:
         manifest, skipped, info = scan_one(cfg.corpus, cfg.data_root, cfg.corpus_options)
@@ -253,9 +257,10 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
         return None, rep.skipped, info
     ids = list(rep.hashes)
     kept = [rep.kept[u] for u in ids] if keep and all(u in rep.kept for u in ids) else None
+    path_of = {u.id: u.path for u in manifest}
     source = StoreSource(store, list(rep.hashes.values()), segmenting=cfg.segmenting,
                          num_samples=[rep.samples[u] for u in ids], num_frames=[rep.frames[u] for u in ids],
-                         kept_layers=keep or (), kept=kept)
+                         kept_layers=keep or (), kept=kept, paths=[path_of[u] for u in ids])
     source.upstream_spec = cfg.upstream  # type: ignore[attr-defined]  # methods that fine-tune encoder layers load them
     info.update({"num_layers": source.num_layers, "hidden_size": source.hidden_size, "frame_rate": source.frame_rate})
     view = SSLView(source)
@@ -358,9 +363,12 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
     up_info: dict = {}
     ssl_view = None
     t0 = time.perf_counter()
+    hash_of: dict[str, str] = {}  # utterance id -> audio hash, where extraction computed it
     if "ssl" in names:
         ssl_view, bad_ssl, up_info = prepare_ssl(cfg, manifest, probe)
         skipped += bad_ssl
+        if ssl_view is not None:
+            hash_of = dict(zip(ssl_view.ids, ssl_view.source.hashes))
     acoustic = [n for n in names if n != "ssl"]
     bad_paths = {p for p, _ in skipped}
     manifest = manifest.filter(lambda u: u.path not in bad_paths)
@@ -374,12 +382,16 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
     t_feat = time.perf_counter() - t0
     bad_paths = {p for p, _ in skipped}
     manifest = manifest.filter(lambda u: u.path not in bad_paths)
-    if ssl_view is not None:
+    if ssl_view is not None:  # by id: an utterance without an entry is never looked up, whatever its path's spelling
         pos = {uid: i for i, uid in enumerate(ssl_view.ids)}
+        manifest = manifest.filter(lambda u: u.id in pos)
         ssl_view = ssl_view.subset([pos[u.id] for u in manifest])
     if len(manifest) == 0:
         raise ValueError(f"no usable utterances left: all {len(skipped)} file(s) were skipped (see {out / 'skipped.json'})")
     atomic_write_text(out / "skipped.json", json.dumps([{"path": p, "problem": m} for p, m in skipped], indent=2))
+    from emoboost.features.cache import write_warnings
+
+    write_warnings(out, manifest, hash_of, cfg.cache_dir)
     manifest.write(out / "manifest.jsonl")
     if info.get("merge"):
         atomic_write_text(out / "corpora.json", json.dumps(info["merge"].to_dict(), indent=2, ensure_ascii=False))
@@ -417,6 +429,7 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
             t2 = time.perf_counter()
             proba = method.predict_proba(test)
             t_inf = time.perf_counter() - t2
+            check_finite(proba, fold.index, seed, cfg.method)
             method_info = method.describe()
             n_params = method.num_parameters()
             info_d = {"best_epoch": getattr(method, "best_epoch_", None), "method": method_info, "n_params": n_params,

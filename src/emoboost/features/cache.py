@@ -17,12 +17,15 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from emoboost.audio import Segmenting
-from emoboost.utils import atomic_write
+from emoboost.audio import AudioError, Segmenting, content_hash, load_audio
+from emoboost.audio_checks import LevelChecks
+from emoboost.utils import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +117,58 @@ def warn_skipped(skipped: list[tuple[str, str]], shown: int = 5) -> None:
     more = f"; and {len(skipped) - shown} more (listed in full in skipped.json or the summary)" if len(skipped) > shown else ""
     log.warning("skipped %d unusable file(s): %s%s", len(skipped),
                 "; ".join(f"{p}: {m}" for p, m in skipped[:shown]), more)
+
+
+AUDIO_CHECKS_KEY = "audiochecks-v1"
+"""Cache key of each audio file's :meth:`emoboost.audio_checks.LevelChecks.summary` (thresholds apply on reading)."""
+
+
+def remember_checks(cache: FeatureCache, audio_hash: str, wav: np.ndarray) -> np.ndarray:
+    """Keep a decoded clip's level-check summary (extraction has the audio in hand) and return it; a cache
+    that cannot be written only costs decoding again next time."""
+    checks = LevelChecks()
+    checks.add(wav)
+    summary = checks.summary()
+    try:
+        cache.put(AUDIO_CHECKS_KEY, audio_hash, summary)
+    except OSError as e:
+        log.debug("cannot cache the audio checks of %s (%s)", audio_hash, e)
+    return summary
+
+
+def corpus_warnings(items: Iterable[tuple[str, str | None]], cache_root: str | Path) -> list[tuple[str, str]]:
+    """(path, warning) for every (path, audio hash or None) whose audio looks wrong (DC offset, clipping, a
+    level above full scale, no speech-like content; :class:`emoboost.audio_checks.LevelChecks`), in order.
+
+    A file is decoded only when its summary is not cached yet (extraction caches it for the clips it
+    encodes); unreadable files are left to the skipped list, which already names them."""
+    cache = FeatureCache(cache_root)
+    out: list[tuple[str, str]] = []
+    for path, h in items:
+        try:
+            h = h or content_hash(path)
+            summary = cache.get(AUDIO_CHECKS_KEY, h)
+            if summary is None or summary.shape != (5,):
+                summary = remember_checks(cache, h, load_audio(path))
+        except (AudioError, OSError):
+            continue
+        out += [(path, w) for w in LevelChecks.from_summary(summary).warnings(path)]
+    return out
+
+
+def warn_warnings(warnings: list[tuple[str, str]], where: str, shown: int = 3) -> None:
+    """One log line for a corpus's audio warnings (they are listed in full in ``where``)."""
+    if warnings:
+        more = f"; and {len(warnings) - shown} more" if len(warnings) > shown else ""
+        log.warning("%d audio warning(s), used as they are (listed in %s): %s%s", len(warnings), where,
+                    "; ".join(w for _, w in warnings[:shown]), more)
+
+
+def write_warnings(out: Path, manifest: Any, hash_of: dict[str, str], cache_dir: str) -> list[tuple[str, str]]:
+    """``warnings.json`` (like ``skipped.json``): the used files whose audio looks wrong (DC offset, clipping,
+    noise; :class:`emoboost.audio_checks.LevelChecks`). They are trained and evaluated on as they are: a warning
+    never changes a label or a number, it tells the user which files to listen to."""
+    warnings = corpus_warnings([(u.path, hash_of.get(u.id)) for u in manifest], cache_dir)
+    atomic_write_text(out / "warnings.json", json.dumps([{"path": p, "warning": w} for p, w in warnings], indent=2))
+    warn_warnings(warnings, str(out / "warnings.json"))
+    return warnings

@@ -17,6 +17,7 @@ This module imports neither torch nor scikit-learn at import time (``emoboost --
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from emoboost.audio import AudioError, content_hash, load_audio
-from emoboost.features.cache import warn_skipped
+from emoboost.features.cache import FeatureCache, remember_checks, warn_skipped
 from emoboost.features.encode import encode_clip
 from emoboost.features.report import ExtractReport
 from emoboost.features.store import FeatureStore, store_info
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from emoboost.upstreams.base import Upstream
 
 ENGINES = ("local", "ray")
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -69,8 +71,8 @@ def _hash_entries(manifest: Manifest, skipped: list[tuple[str, str]], min_durati
             continue
         try:
             h = content_hash(utt.path)
-        except AudioError as e:
-            skipped.append((e.path, e.problem))
+        except AudioError as e:  # listed under the manifest's path: callers drop skipped files by it
+            skipped.append((utt.path, e.problem))
             continue
         except OSError as e:
             skipped.append((utt.path, f"cannot read file ({e.strerror or e})"))
@@ -79,13 +81,21 @@ def _hash_entries(manifest: Manifest, skipped: list[tuple[str, str]], min_durati
 
 
 def missing_entries(manifest: Manifest, store: FeatureStore, rep: ExtractReport, progress: bool = False,
-                    min_duration: float = 0.0) -> list[Utterance]:
+                    min_duration: float = 0.0, verify: bool = False) -> list[Utterance]:
     """The utterances whose entry is missing or damaged; complete entries go to ``rep`` (as reused,
-    their statistics read once, here) and files that cannot even be hashed to ``rep.skipped``."""
+    their statistics read once, here) and files that cannot even be hashed to ``rep.skipped``.
+
+    Statistics are always checked whole (unreadable, truncated, wrong shape, non-finite) and frames by
+    their header; ``verify`` also reads every stored frame (:meth:`FeatureStore.frames_finite`), which
+    costs a read of the frames store: ``emoboost extract`` does it, runs rely on the check at read time."""
     todo: list[Utterance] = []
     for utt, h in _hash_entries(manifest, rep.skipped, min_duration, progress, "store check"):
         st = store.read_stats(h)
         if st is not None and store.frames_ok(h, st):
+            if verify and not store.frames_finite(h):
+                log.warning("store entry %s (%s) holds non-finite frames; recomputing", store.frames_path(h), utt.path)
+                todo.append(utt)
+                continue
             rep.add(utt.id, h, st, computed=False)
         else:
             todo.append(utt)
@@ -104,6 +114,7 @@ def extract_to_store(
     shard: tuple[int, int] | None = None,
     reject_silence: bool = False,
     keep_layers: Sequence[int] | None = None,
+    verify: bool = False,
 ) -> ExtractReport:
     """Fill ``store`` for every utterance of ``manifest`` (or of one shard) in this process; resumable, idempotent.
 
@@ -119,8 +130,9 @@ def extract_to_store(
         manifest = manifest.filter(lambda u: shard_of(u.id, n) == i)
     rep = ExtractReport(files=len(manifest), shard=shard,
                         keep_layers=[int(v) for v in keep_layers] if keep_layers is not None else None)
-    todo = missing_entries(manifest, store, rep, progress=progress, min_duration=min_duration)
+    todo = missing_entries(manifest, store, rep, progress=progress, min_duration=min_duration, verify=verify)
     enc: Upstream | None = None
+    checks = FeatureCache(store.root)
     if todo:
         from tqdm.auto import tqdm
 
@@ -130,7 +142,7 @@ def extract_to_store(
                 h = content_hash(utt.path)
                 wav = load_audio(utt.path, min_duration=min_duration, reject_silence=reject_silence)
             except AudioError as e:
-                rep.skipped.append((e.path, e.problem))
+                rep.skipped.append((utt.path, e.problem))
                 continue
             except OSError as e:
                 rep.skipped.append((utt.path, f"cannot read file ({e.strerror or e})"))
@@ -148,6 +160,7 @@ def extract_to_store(
             if not np.isfinite(frames).all():
                 rep.skipped.append((utt.path, "encoder produced non-finite features"))
                 continue
+            remember_checks(checks, h, wav)  # the audio warnings of a later run need no second decode
             st = store.write(h, frames, len(wav), enc.frame_rate, seg_frames)  # type: ignore[union-attr]
             del frames
             rep.add(utt.id, h, st, computed=True)
@@ -161,7 +174,8 @@ def fill_store(manifest: Manifest, store: FeatureStore, upstream: str, *, lazy: 
                min_duration: float = 0.1, reject_silence: bool = True, progress: bool = True) -> ExtractReport:
     """Make ``store`` hold every usable utterance of ``manifest`` (or of one shard) on either engine.
 
-    Only entries missing from the store are encoded (the encoder is never built when none is):
+    Only entries missing from the store, or damaged (every stored frame is read and checked), are encoded
+    (the encoder is never built when none is):
     ``engine="local"`` in this process (:func:`extract_to_store`), ``engine="ray"`` with
     :func:`emoboost.features.ray_engine.extract_with_ray`; both report alike.
     ``reject_silence`` skips (near-)digital silence, as ``run`` does, so no entry is made that no run reads.
@@ -172,7 +186,7 @@ def fill_store(manifest: Manifest, store: FeatureStore, upstream: str, *, lazy: 
         from emoboost.features.pipeline import LazyUpstream
 
         return extract_to_store(manifest, store, lazy or LazyUpstream(upstream), progress=progress,
-                                min_duration=min_duration, shard=shard, reject_silence=reject_silence)
+                                min_duration=min_duration, shard=shard, reject_silence=reject_silence, verify=True)
     from emoboost.features.ray_engine import extract_with_ray
 
     t0 = time.perf_counter()
@@ -180,7 +194,7 @@ def fill_store(manifest: Manifest, store: FeatureStore, upstream: str, *, lazy: 
         i, n = shard
         manifest = manifest.filter(lambda u: shard_of(u.id, n) == i)
     rep = ExtractReport(files=len(manifest), engine=engine, shard=shard)
-    todo = missing_entries(manifest, store, rep, progress=progress, min_duration=min_duration)
+    todo = missing_entries(manifest, store, rep, progress=progress, min_duration=min_duration, verify=True)
     extract_with_ray(todo, store, upstream, rep, ray, min_duration=min_duration, reject_silence=reject_silence,
                      progress=progress)
     return rep.finish(manifest, store, time.perf_counter() - t0)

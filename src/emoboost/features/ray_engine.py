@@ -25,7 +25,11 @@ emoboost must be installed on every node.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +47,10 @@ log = logging.getLogger(__name__)
 
 # Ray phones home with usage statistics unless told not to; extraction must never need the internet.
 READ_CPUS = 0.5
+CONNECT_TIMEOUT = 60.0
+"""Seconds a cluster named by ``--ray-address`` has to answer. ``ray.init`` itself retries for ever on
+an address where no Ray cluster listens (a wrong port, a stopped head), so the connection is tried
+first in a child process that is stopped after this long."""
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_PROMPT_ENABLED": "0"}
 
 
@@ -56,12 +64,15 @@ class RayOptions:
     num_gpus: float = 0.0  # GPUs per encoder actor (fractions pack several actors on one GPU)
     read_batch: int = 8  # utterances per reading task
     encode_batch: int = 4  # utterances per encoder call
+    connect_timeout: float = CONNECT_TIMEOUT  # seconds a cluster at ``address`` has to answer
 
     def __post_init__(self) -> None:
-        if self.num_cpus <= 0:
+        if not (math.isfinite(self.num_cpus) and self.num_cpus > 0):
             raise ValueError(f"--num-cpus must be positive, got {self.num_cpus:g}")
-        if self.num_gpus < 0:
+        if not (math.isfinite(self.num_gpus) and self.num_gpus >= 0):
             raise ValueError(f"--num-gpus must not be negative, got {self.num_gpus:g}")
+        if not (math.isfinite(self.connect_timeout) and self.connect_timeout > 0):
+            raise ValueError(f"--ray-connect-timeout must be a positive number of seconds, got {self.connect_timeout:g}")
         if self.actors is not None and self.actors < 1:
             raise ValueError(f"--actors must be at least 1, got {self.actors}")
 
@@ -159,18 +170,70 @@ class EncodeActor:
 # ------------------------------------------------------------------------------------------------
 # driver
 # ------------------------------------------------------------------------------------------------
-def pool_size(opts: RayOptions, resources: dict[str, float], todo: int) -> int:
-    """Encoder actors: as asked, else what the cluster holds (one CPU left for reading), never more than clips."""
+_PROBE = "import sys, ray; ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False); ray.shutdown()"
+
+
+def check_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """One line, instead of a wait without end, when no Ray cluster answers at ``address``.
+
+    ``host:port`` (or ``ray://host:port``) that refuses a TCP connection is reported at once; anything
+    else is tried with ``ray.init`` in a child process (Ray's own connection retries never give up),
+    stopped after ``timeout`` seconds."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if host and port.isdigit():
+        try:
+            socket.create_connection((host, int(port)), timeout=min(timeout, 10.0)).close()
+        except OSError as e:
+            raise ConnectionError(f"--ray-address {address}: no Ray cluster answers there ({e.strerror or e}); start "
+                                  f"one with `ray start --head`, or leave --ray-address out to start a local one") from e
+    env = {**os.environ, **RAY_ENV}
+    try:
+        r = subprocess.run([sys.executable, "-c", _PROBE, address], capture_output=True, text=True, timeout=timeout,
+                           env=env)
+    except subprocess.TimeoutExpired:
+        raise ConnectionError(f"--ray-address {address}: nothing answered as a Ray cluster within {timeout:g} s (the "
+                              f"head's port is 6379 unless `ray start --port` said otherwise; "
+                              f"--ray-connect-timeout waits longer)") from None
+    if r.returncode != 0:
+        last = next((ln.strip() for ln in reversed(r.stderr.splitlines()) if ln.strip()), f"exit code {r.returncode}")
+        raise ConnectionError(f"--ray-address {address}: cannot connect to a Ray cluster ({last})")
+
+
+def pool_size(opts: RayOptions, resources: dict[str, float], todo: int,
+              largest: dict[str, float] | None = None) -> int:
+    """Encoder actors: as asked, else what the cluster holds (one CPU left for reading), never more than clips.
+
+    What cannot be scheduled is refused in one line (Ray would wait for it for ever): an actor asking
+    more CPUs or GPUs than the ``largest`` node has, or actors that leave no CPU for reading the audio."""
+    cpus, gpus = resources.get("CPU", 1.0), resources.get("GPU", 0.0)
+    node = largest or resources
+    if opts.num_cpus > node.get("CPU", cpus):
+        raise ValueError(f"--num-cpus {opts.num_cpus:g} per encoder actor, but the largest Ray node has "
+                         f"{node.get('CPU', cpus):g} CPU(s); lower --num-cpus")
+    if opts.num_gpus > 0 and opts.num_gpus > node.get("GPU", gpus):
+        raise ValueError(f"--num-gpus {opts.num_gpus:g} per actor, but the Ray cluster has "
+                         f"{gpus:g} GPU(s)" + (f" ({node.get('GPU', 0.0):g} on its largest node)" if largest else ""))
     if opts.actors is not None:
         n = opts.actors
     elif opts.num_gpus > 0:
-        n = int(resources.get("GPU", 0.0) // opts.num_gpus)
-        if n < 1:
-            raise ValueError(f"--num-gpus {opts.num_gpus:g} per actor, but the Ray cluster has "
-                             f"{resources.get('GPU', 0.0):g} GPU(s)")
+        n = int(gpus // opts.num_gpus)
     else:
-        n = int((resources.get("CPU", 1.0) - 1) // opts.num_cpus)
-    return max(1, min(n, todo))
+        n = int((cpus - READ_CPUS) // opts.num_cpus)
+    n = max(1, min(n, todo))
+    if n * opts.num_cpus + READ_CPUS > cpus:
+        raise ValueError(f"{n} encoder actor(s) × --num-cpus {opts.num_cpus:g} plus {READ_CPUS:g} CPU for reading "
+                         f"need {n * opts.num_cpus + READ_CPUS:g} CPUs, but the Ray cluster has {cpus:g}; lower "
+                         f"--actors or --num-cpus")
+    if opts.num_gpus > 0 and n * opts.num_gpus > gpus:
+        raise ValueError(f"{n} encoder actor(s) × --num-gpus {opts.num_gpus:g} need {n * opts.num_gpus:g} GPUs, but "
+                         f"the Ray cluster has {gpus:g}; lower --actors or --num-gpus")
+    return n
+
+
+def largest_node(ray: Any) -> dict[str, float]:
+    """The resources of the cluster's largest live node (CPU, then GPU): one actor must fit on one node."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    return max(nodes, key=lambda r: (r.get("CPU", 0.0), r.get("GPU", 0.0)), default={})
 
 
 def extract_with_ray(todo: Sequence[Utterance], store: FeatureStore, upstream_spec: str, rep: ExtractReport,
@@ -188,6 +251,8 @@ def extract_with_ray(todo: Sequence[Utterance], store: FeatureStore, upstream_sp
     ray = import_ray()
     own = not ray.is_initialized()
     if own:
+        if opts.address is not None:
+            check_address(opts.address, opts.connect_timeout)
         kw: dict[str, Any] = {"address": opts.address, "log_to_driver": False, "configure_logging": False}
         if opts.address is None:
             kw["include_dashboard"] = False
@@ -203,7 +268,7 @@ def extract_with_ray(todo: Sequence[Utterance], store: FeatureStore, upstream_sp
         ctx.enable_operator_progress_bars = False
         ctx.verbose_stats_logs = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        actors = pool_size(opts, ray.cluster_resources(), len(todo))
+        actors = pool_size(opts, ray.cluster_resources(), len(todo), largest_node(ray))
         device = "cuda" if opts.num_gpus > 0 else "cpu"
         # Workers do not share the driver's working directory: every path they see is absolute.
         rows = [{"id": u.id, "path": os.path.abspath(u.path)} for u in todo]

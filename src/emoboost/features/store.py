@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,7 @@ class FeatureStore:
                            float(z["frame_rate"]), int(z["segment_frames"]))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, EOFError) as e:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # truncated, overwritten
             log.warning("store entry %s is unreadable (%s); recomputing", p, e)
             return None
         problem = self._stats_problem(st)
@@ -240,6 +241,32 @@ class FeatureStore:
             log.warning("store entry %s has shape %s %s, expected %s float16; recomputing", p, a.shape, a.dtype, want)
             return False
         return True
+
+    def frames_finite(self, h: str, chunk: int = 1 << 16) -> bool:
+        """Whether every stored frame value is finite: a full read of the entry, layer by layer in chunks of
+        ``chunk`` frames (memory stays a few MB whatever the clip's length). The header check
+        (:meth:`frames_ok`) cannot see a NaN written into the data; ``emoboost extract`` calls this."""
+        if self.frames_key is None:
+            return True
+        try:
+            a = self.open_frames(h)
+            for layer in a:
+                for t in range(0, layer.shape[0], chunk):
+                    if not np.isfinite(layer[t : t + chunk]).all():
+                        return False
+        except (OSError, ValueError, EOFError):
+            return False
+        return True
+
+    def invalidate(self, h: str, problem: str) -> None:
+        """Remove a damaged entry's statistics, its completion mark, so the next extraction (``emoboost
+        extract`` or a run) recomputes it; its frames are overwritten then. Only this entry's own files
+        are touched, and a store that cannot be written is left as it is (the error still names it)."""
+        try:
+            self.stats_path(h).unlink(missing_ok=True)
+            log.warning("store entry %s %s; removed, the next extraction recomputes it", self.stats_path(h), problem)
+        except OSError as e:
+            log.warning("store entry %s %s, and cannot be removed (%s)", self.stats_path(h), problem, e.strerror or e)
 
     def open_frames(self, h: str) -> np.ndarray:
         """Memory-mapped ``[L_kept, T, D]`` float16 frames (read-only; nothing is loaded until sliced)."""

@@ -51,6 +51,10 @@ class SSLSource:
         """[L_kept, T, D] float16 (possibly memory-mapped)."""
         raise NotImplementedError
 
+    def damaged(self, utts: Sequence[int], problem: str) -> ValueError:
+        """The error for utterances whose features are unusable (e.g. non-finite frames), in one line."""
+        return ValueError(f"{problem} in the features of utterance(s) {sorted(set(utts))}")
+
     # -- pooled -----------------------------------------------------------------------------------
     def pooled(self, idx: Sequence[int] | np.ndarray, layers: Sequence[int], std: bool = False) -> np.ndarray:
         """[n, k, D] (or [n, k, 2D] with the std concatenated) float32 for utterances ``idx``."""
@@ -109,12 +113,14 @@ class StoreSource(SSLSource):
 
     def __init__(self, store: FeatureStore, hashes: Sequence[str], segmenting: Segmenting | None = None,
                  num_samples: Sequence[int] | None = None, num_frames: Sequence[int] | None = None,
-                 kept_layers: Sequence[int] = (), kept: Sequence[tuple[np.ndarray, np.ndarray]] | None = None):
+                 kept_layers: Sequence[int] = (), kept: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+                 paths: Sequence[str] | None = None):
         self.store = store
         self.hashes = list(hashes)
+        self.paths = list(paths) if paths is not None else None  # the audio files, for messages
         if not self.hashes:
             raise ValueError("no utterances have SSL features in the store")
-        for name, v in (("sizes", num_samples), ("sizes", num_frames), ("kept statistics", kept)):
+        for name, v in (("sizes", num_samples), ("sizes", num_frames), ("kept statistics", kept), ("paths", paths)):
             if v is not None and len(v) != len(self.hashes):
                 raise ValueError(f"{len(v)} {name} given for {len(self.hashes)} entries")
         first = self.stats(0)  # sizes come from the entries: a cached run never builds the encoder
@@ -142,9 +148,24 @@ class StoreSource(SSLSource):
         """The entry's full statistics, read from the store (not kept)."""
         st = self.store.read_stats(self.hashes[i])
         if st is None:
-            raise ValueError(f"store entry {self.store.stats_path(self.hashes[i])} is missing or invalid; "
-                             f"rerun extraction")
+            raise ValueError(f"{self._audio(i)}store entry {self.store.stats_path(self.hashes[i])} is missing or "
+                             f"damaged; rerun the command (or emoboost extract) to recompute it")
         return st
+
+    def _audio(self, i: int) -> str:
+        return f"{self.paths[i]}: " if self.paths is not None else ""
+
+    def damaged(self, utts: Sequence[int], problem: str) -> ValueError:
+        """Names each audio file and its store entry, and removes the entries' completion marks
+        (:meth:`FeatureStore.invalidate`), so that rerunning the command recomputes them."""
+        bad = sorted(set(int(i) for i in utts))
+        for i in bad:
+            self.store.invalidate(self.hashes[i], problem)
+        where = self.store.frames_path(self.hashes[bad[0]]) if self.store.frames_key else \
+            self.store.stats_path(self.hashes[bad[0]])
+        more = f" (and {len(bad) - 1} other entr{'y' if len(bad) == 2 else 'ies'})" if len(bad) > 1 else ""
+        return ValueError(f"{self._audio(bad[0])}store entry {where} {problem}{more}; removed from the store: "
+                          f"rerun the command (or emoboost extract) to recompute it")
 
     def num_samples(self, i: int) -> int:
         return int(self._samples[i])
@@ -341,9 +362,8 @@ class WindowArray:
                 out[j, :, : chunk.shape[1]] = chunk
             del f  # drop the mapping now: RSS must not grow with the corpus
         if not np.isfinite(out).all():
-            bad = sorted({int(self.utt[i]) for i in idx})
-            raise ValueError(f"non-finite values in stored frames of utterance(s) {bad}; delete the entries and "
-                             f"rerun extraction")
+            bad = [int(self.utt[idx[j]]) for j in range(len(idx)) if not np.isfinite(out[j]).all()]
+            raise self.source.damaged(bad, "holds non-finite frames")
         return out[:, 0] if self.squeeze else out
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:

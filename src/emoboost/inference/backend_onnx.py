@@ -72,7 +72,8 @@ def log_mel(wav: np.ndarray, mel_filters: np.ndarray, n_fft: int = 400, hop: int
 class OnnxBackend:
     """An ONNX export loaded into two onnxruntime sessions.
 
-    ``threads`` sets onnxruntime's intra-op threads (None: onnxruntime's default, one per core).
+    ``threads`` sets onnxruntime's intra-op threads (None: onnxruntime's default, one per core; more than
+    the usable cores are clamped to them, :func:`emoboost.utils.bound_threads`).
     """
 
     name = "onnx"
@@ -95,9 +96,13 @@ class OnnxBackend:
         want = (self.n_fft // 2 + 1, int(pre["n_mels"]))
         if self.mel_filters.shape != want:
             raise ValueError(f"{filters_file}: shape {self.mel_filters.shape}, expected {want}")
+        if not np.isfinite(self.mel_filters).all():
+            raise ValueError(f"{filters_file}: the mel filterbank holds non-finite values")
         opts = ort.SessionOptions()
         if threads is not None:
-            opts.intra_op_num_threads = int(threads)
+            from emoboost.utils import bound_threads
+
+            opts.intra_op_num_threads = bound_threads(threads, "threads")
             opts.inter_op_num_threads = 1
         self.encoder = self._session(ort, pre["encoder"]["file"], opts)
         self.head = self._session(ort, pre["head"]["file"], opts)

@@ -43,6 +43,7 @@ from emoboost.audio import (
     load_audio,
     peak_dbfs,
 )
+from emoboost.audio_checks import LevelChecks, audio_warnings
 from emoboost.features.encode import encoder_windows, min_tail
 
 MIN_DURATION = 0.25
@@ -66,10 +67,11 @@ class Prediction:
     silent: bool = False  # peak below -60 dBFS: not classified
     duration: float | None = None  # seconds of audio read
     speech_seconds: float | None = None  # with VAD: seconds classified (None: the whole file was)
+    warnings: list[str] = field(default_factory=list)  # emoboost.audio_checks.LevelChecks: DC offset, clipping, noise
 
     def to_dict(self) -> dict:
         d: dict = {"path": self.path, "label": self.label, "probabilities": self.probabilities,
-                   "silent": self.silent}
+                   "silent": self.silent, "warnings": list(self.warnings)}
         if self.duration is not None:
             d["duration"] = round(self.duration, 3)
         if self.speech_seconds is not None:
@@ -150,18 +152,21 @@ class FrameSums:
 
 
 class _Meter:
-    """Passes blocks through, counting samples and their peak (file-level silence in one pass)."""
+    """Passes blocks through, counting samples and their peak (file-level silence in one pass) and
+    running the level checks (:class:`emoboost.audio_checks.LevelChecks`) whose warnings the answer carries."""
 
     def __init__(self, blocks: Iterable[np.ndarray]):
         self.blocks = blocks
         self.samples = 0
         self.peak = 0.0
+        self.checks = LevelChecks()
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for b in self.blocks:
             self.samples += len(b)
             if len(b):
                 self.peak = max(self.peak, float(np.abs(b).max()))
+                self.checks.add(b)
             yield b
 
     def peak_dbfs(self) -> float:
@@ -381,8 +386,11 @@ class Engine:
             return silent_prediction(name, len(wav) / self.sample_rate)
         if self.backend.head_kind == "whole":
             p = self.backend.whole(wav)
-            return self._prediction(name, _Run(np.asarray(p), [], len(wav)), timeline)
-        return self._prediction(name, self._run(self.blocks(wav), name, timeline), timeline)
+            out = self._prediction(name, _Run(np.asarray(p), [], len(wav)), timeline)
+        else:
+            out = self._prediction(name, self._run(self.blocks(wav), name, timeline), timeline)
+        out.warnings = audio_warnings(wav, name)
+        return out
 
     # -- files ---------------------------------------------------------------------------------------
     def predict_stream(self, path: str | Path, timeline: bool = False) -> Prediction:
@@ -400,7 +408,9 @@ class Engine:
             raise too_short(path, meter.samples / sr, self.min_samples() / sr)
         if meter.peak_dbfs() < SILENCE_DB:
             return silent_prediction(str(path), meter.samples / sr)
-        return self._prediction(str(path), run, timeline)
+        out = self._prediction(str(path), run, timeline)
+        out.warnings = meter.checks.warnings(path)
+        return out
 
     def predict_file(self, path: str | Path, timeline: bool = False, vad: bool | None = None) -> Prediction:
         """Label one audio file. ``vad``: True classifies speech regions only (:meth:`predict_regions`),
@@ -432,6 +442,7 @@ class Engine:
         sr = SAMPLE_RATE
         array = isinstance(source, np.ndarray)
         path = name or ("<array>" if array else str(source))
+        meter = None
         if regions is None:
             blocks = (source[s : s + sr * int(STREAM_BLOCK_SECONDS)]
                       for s in range(0, len(source), sr * int(STREAM_BLOCK_SECONDS))) if array \
@@ -467,12 +478,13 @@ class Engine:
                 flush()
         if pending:
             flush()
+        warnings = meter.checks.warnings(path) if meter is not None else []
         if not entries:
-            return Prediction(path, None, {}, [], duration=duration, speech_seconds=0.0)
+            return Prediction(path, None, {}, [], duration=duration, speech_seconds=0.0, warnings=warnings)
         speech = float(sum(t["end"] - t["start"] for t in entries))
         label, probs = weighted_label(entries, self.classes)
         tl = [{**t, "probabilities": {c: round(v, 5) for c, v in t["probabilities"].items()}} for t in entries] \
             if timeline else []
         return Prediction(path, label, {c: round(float(v), 5) for c, v in probs.items()}, tl,
-                          duration=duration, speech_seconds=speech)
+                          duration=duration, speech_seconds=speech, warnings=warnings)
 

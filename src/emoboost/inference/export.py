@@ -116,10 +116,50 @@ def load_head(bundle_dir: str | Path) -> tuple[dict, dict]:
     return head, {"spec": str(b.upstream["spec"]), "fingerprint": b.fingerprint}
 
 
+PROBE_SECONDS = 2.0
+
+
+def probe_clip(sample_rate: int = 16_000) -> np.ndarray:
+    """A fixed 2 s modulated tone with a little noise: any working model answers it with finite probabilities."""
+    t = np.arange(int(PROBE_SECONDS * sample_rate)) / sample_rate
+    x = 0.3 * np.sin(2 * np.pi * 220.0 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3.0 * t))
+    return (x + 0.01 * np.random.default_rng(0).standard_normal(len(t))).astype(np.float32)
+
+
+def check_finite_outputs(export_dir: Path) -> None:
+    """Run the export on :func:`probe_clip` with onnxruntime; non-finite probabilities (NaN or overflowing
+    weights in the encoder, the mel filterbank or the head) raise one line naming the folder."""
+    from emoboost.inference.engine import Engine
+
+    try:
+        engine = Engine.load(export_dir, backend="onnx")
+    except ValueError as e:
+        raise ValueError(f"{e}; the export was not kept") from e
+    try:
+        engine.posteriors(probe_clip())
+    except ValueError as e:
+        raise ValueError(f"{export_dir}: the exported model gives non-finite probabilities on a probe clip "
+                         f"({PROBE_SECONDS:g} s tone): its weights or mel filters hold NaN or overflow; the export "
+                         f"was not kept") from e
+
+
 def export_bundle(bundle_dir: str | Path, out_dir: str | Path, opset: int = DEFAULT_OPSET,
                   upstream: str | None = None) -> tuple[Path, str]:
     """Export the model at ``bundle_dir`` (a final model or one saved model) to ONNX in ``out_dir``;
-    returns (``out_dir``, one line saying what was written)."""
+    returns (``out_dir``, one line saying what was written). The export is run once on a probe clip
+    (:func:`check_finite_outputs`): one whose answers are not finite is removed and refused."""
+    import shutil
+
+    out, line = _export_bundle(bundle_dir, out_dir, opset, upstream)
+    try:
+        check_finite_outputs(out)
+    except ValueError:
+        shutil.rmtree(out, ignore_errors=True)  # our own export folder (claimed by the writer), never left half-usable
+        raise
+    return out, line
+
+
+def _export_bundle(bundle_dir: str | Path, out_dir: str | Path, opset: int, upstream: str | None) -> tuple[Path, str]:
     from emoboost.inference.bundle import read_bundle
     from emoboost.upstreams import build_upstream
 

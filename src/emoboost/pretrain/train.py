@@ -33,7 +33,7 @@ from emoboost.audio import AudioError, load_audio
 from emoboost.pretrain.losses import pretrain_loss
 from emoboost.pretrain.masking import MaskConfig
 from emoboost.upstreams.local import MODEL_TYPES, build_model
-from emoboost.utils import atomic_write_bytes, atomic_write_text
+from emoboost.utils import atomic_write_bytes, atomic_write_text, bound_threads
 
 log = logging.getLogger(__name__)
 
@@ -378,7 +378,7 @@ def pretrain(config: PretrainConfig | dict | str | Path, sources: Iterable[str |
         for p in _ckpt_dir(out_dir).glob("step_*.pt"):
             p.unlink()
     prev_threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, config.threads))
+    torch.set_num_threads(bound_threads(config.threads, "threads"))
     try:
         return _pretrain(config, list(sources), out_dir, resume, progress, stop_after, tqdm)
     finally:

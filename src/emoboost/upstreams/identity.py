@@ -8,9 +8,15 @@ agree, and a cached run or a bundle check never has to build an encoder.
 
 Hashing a file reads it once; the result is remembered in ``file_hashes.json`` under the cache
 directory ($EMOBOOST_CACHE, default ``~/.cache/emoboost``), keyed by the file's real path and
-(size, mtime_ns, inode). Files modified in the last few seconds are not remembered (a rewrite within
-the file system's timestamp granularity could otherwise keep the old hash: git's "racy" rule). A
-read-only or full cache directory only costs rehashing.
+(size, mtime_ns, ctime_ns, inode, device). The ctime is what makes the key trustworthy: size, mtime
+and inode survive a file rewritten in place and then given its old mtime back (``os.utime``,
+``touch -r``, ``cp -p``, ``rsync`` into an existing file), so a key without it would serve the old
+weights' hash and the store their old features; the ctime changes on every write or ``utime`` and
+cannot be set by a user. Re-hashing instead would cost a read of every multi-GB weight file on every
+command, where a stat costs nothing. Files modified (mtime or ctime) in the last few seconds are not
+remembered (a rewrite within the file system's timestamp granularity could otherwise keep the old
+hash: git's "racy" rule). Entries written by earlier versions (without a ctime) are hashed once again.
+A read-only or full cache directory only costs rehashing.
 
 This module imports neither torch nor transformers.
 """
@@ -58,11 +64,14 @@ def cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "emoboost"
 
 
-_memo: dict[str, tuple[tuple[int, int, int], str]] = {}  # real path -> (stat key, sha256), this process
+StatKey = tuple[int, int, int, int, int]
+_KEY_FIELDS = ("size", "mtime_ns", "ctime_ns", "ino", "dev")
+_memo: dict[str, tuple[StatKey, str]] = {}  # real path -> (stat key, sha256), this process
 
 
-def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
+def _stat_key(st: os.stat_result) -> StatKey:
+    """What must be unchanged for a remembered hash to be served (see the module docstring)."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
 def _read_cache(path: Path) -> dict:
@@ -76,13 +85,13 @@ def _read_cache(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _remember(real: str, key: tuple[int, int, int], digest: str) -> None:
+def _remember(real: str, key: StatKey, digest: str) -> None:
     """Add one entry to the on-disk cache (dropping entries of files that are gone); never raises."""
     from emoboost.utils import atomic_write_text
 
     path = cache_dir() / HASH_CACHE_FILE
     data = {p: e for p, e in _read_cache(path).items() if isinstance(e, dict) and os.path.exists(p)}
-    data[real] = {"size": key[0], "mtime_ns": key[1], "ino": key[2], "sha256": digest}
+    data[real] = {**dict(zip(_KEY_FIELDS, key)), "sha256": digest}
     try:
         atomic_write_text(path, json.dumps(data, indent=0, sort_keys=True))
     except OSError as e:  # read-only or full disk: hashing still works, just not remembered
@@ -90,7 +99,7 @@ def _remember(real: str, key: tuple[int, int, int], digest: str) -> None:
 
 
 def file_sha256(path: str | Path) -> str:
-    """sha256 hex digest of a file's bytes, remembered by (real path, size, mtime_ns, inode)."""
+    """sha256 hex digest of a file's bytes, remembered by real path and :func:`_stat_key`."""
     real = os.path.realpath(path)
     try:
         st = os.stat(real)
@@ -103,7 +112,7 @@ def file_sha256(path: str | Path) -> str:
     if hit is not None and hit[0] == key:
         return hit[1]
     entry = _read_cache(cache_dir() / HASH_CACHE_FILE).get(real)
-    if isinstance(entry, dict) and (entry.get("size"), entry.get("mtime_ns"), entry.get("ino")) == key \
+    if isinstance(entry, dict) and tuple(entry.get(k) for k in _KEY_FIELDS) == key \
             and isinstance(entry.get("sha256"), str):
         _memo[real] = (key, entry["sha256"])
         return entry["sha256"]
@@ -114,7 +123,7 @@ def file_sha256(path: str | Path) -> str:
     digest = h.hexdigest()
     if _stat_key(os.stat(real)) != key:  # changed while we read it: do not remember a torn hash
         return digest
-    if time.time() - st.st_mtime >= RACY_SECONDS:
+    if time.time() - max(st.st_mtime, st.st_ctime) >= RACY_SECONDS:
         _memo[real] = (key, digest)
         _remember(real, key, digest)
     return digest

@@ -1,7 +1,8 @@
 """Any corpus described by a CSV file with columns ``path,label,speaker`` (plus optional others).
 
 Relative paths are resolved against the CSV's own folder, so a corpus folder with its CSV can be
-moved as a whole. Optional columns ``id``, ``session``, ``gender``, ``intensity``, ``text`` fill the
+moved as a whole; they are normalised (``./x``, ``a/../b``, ``a//b``), so two spellings of one file are
+one utterance id (the second is skipped as a duplicate). Optional columns ``id``, ``session``, ``gender``, ``intensity``, ``text`` fill the
 manifest fields of the same name; any other column goes to ``extra``. Durations are always read
 from the audio headers (a ``duration`` column is ignored: it could be stale). An empty label means
 unlabelled (``label=None``, useful for prediction or pretraining lists). Comma, semicolon and tab
@@ -11,6 +12,7 @@ delimiters are detected.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -85,7 +87,8 @@ def scan(
         path = absolute(base / Path(raw_path).expanduser())
         speaker = (row.get("speaker") or "").strip()
         label = (row.get("label") or "").strip() or None
-        utt_id = (row.get("id") or "").strip() or Path(raw_path).with_suffix("").as_posix()
+        # one spelling per file: "./a/x.wav", "b/../a/x.wav" and "a//x.wav" are all the id "a/x"
+        utt_id = (row.get("id") or "").strip() or Path(os.path.normpath(raw_path)).with_suffix("").as_posix()
         if not speaker:
             col.skip(path, f"no speaker ({where})")
             continue

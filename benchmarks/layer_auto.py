@@ -6,8 +6,9 @@
 Per corpus × encoder: logreg's UA (fold mean ± std) with ``layer=auto`` (layers and C chosen by inner
 CV on each fold's training speakers), the fixed choices made on EmoDB with Whisper-base (hidden state
 3; 2,3,4), and the old default (the last hidden state); auto − the better of the two EmoDB choices
-(chosen in hindsight, on the test folds) as a paired difference per fold with a 95 % bootstrap CI; and
-what auto chose in each fold (run of hidden states, and how many folds chose it).
+(chosen in hindsight, on the test folds) as a paired difference per fold with a 95 % bootstrap CI; what
+auto read in each fold (the union of its committee's runs; how many folds) and its most frequent
+committee runs; and the summed fit time of auto and of a fixed layer.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import tables  # noqa: E402  (the sibling script: table definitions)
 CORPORA = ("emodb", "ravdess", "casia")
 FIXED = ("L3", "L2,3,4")  # the EmoDB choices auto is held against
 CHOICE_KEY = "layers (layer=auto: inner CV on training speakers)"
+COMMITTEE_KEY = "layer=auto committee"
 
 
 def _entry(root: Path, label: str, up: str) -> Path:
@@ -34,12 +36,13 @@ def _entry(root: Path, label: str, up: str) -> Path:
     return root / entry_dir_name(f"{label} @ {up}")
 
 
-def _fold_choices(run: Path) -> list[tuple[int, str, float | None]]:
+def _fold_choices(run: Path) -> list[tuple[str, list[str]]]:
+    """Per fold: (the layers read, the committee's runs) as the fold's report line recorded them."""
     out = []
     for f in sorted((run / "folds").glob("fold*_seed*.json")):
-        d = json.loads(f.read_text())
-        m = d["info"].get("method") or {}
-        out.append((int(d["fold"]), str(m.get(CHOICE_KEY)), m.get("logreg C (inner CV on training speakers)")))
+        m = json.loads(f.read_text())["info"].get("method") or {}
+        members = [x.split(" (C=")[0].strip() for x in str(m.get(COMMITTEE_KEY) or "").split(";") if x.strip()]
+        out.append((str(m.get(CHOICE_KEY)), members))
     return out
 
 
@@ -47,7 +50,8 @@ def summary(out_root: str = "runs") -> str:
     from emoboost.evaluation.paired import bootstrap_ci, fold_metrics
 
     lines = ["| corpus | encoder | folds | auto | 3 | 2,3,4 | last | auto − best of (3; 2,3,4) [95 % CI] | "
-             "auto's choice (folds) | fit s: auto / 3 |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "layers auto read (folds) | most frequent committee runs (folds) | fit s: auto / 3 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for corpus in CORPORA:
         name = f"layer-auto-{corpus}"
         root = Path(out_root) / name
@@ -62,12 +66,13 @@ def summary(out_root: str = "runs") -> str:
             d = np.array([ua["auto"][u] - ua[best][u] for u in units])
             lo, hi = bootstrap_ci(d)
             choices = _fold_choices(runs["auto"])
-            counts = Counter(c for _, c, _ in choices).most_common()
-            chosen = ", ".join(f"{c} ({n})" for c, n in counts)
+            chosen = ", ".join(f"{c} ({n})" for c, n in Counter(c for c, _ in choices).most_common())
+            members = Counter(m for _, ms in choices for m in ms).most_common(4)
+            member = ", ".join(f"{m} ({n})" for m, n in members) or "-"
             fit = {k: json.loads((r / "summary.json").read_text())["summary"]["timings_total_s"].get("fit_s", 0.0)
                    for k, r in runs.items()}
             lines.append(f"| {corpus} | {up} | {len(units)} | {cell['auto']} | {cell['L3']} | {cell['L2,3,4']} | "
-                         f"{cell['last']} | {d.mean():+.2f} [{lo:+.2f}, {hi:+.2f}] vs {best[1:]} | {chosen} | "
+                         f"{cell['last']} | {d.mean():+.2f} [{lo:+.2f}, {hi:+.2f}] vs {best[1:]} | {chosen} | {member} | "
                          f"{fit['auto']:.0f} / {fit['L3']:.0f} |")
     return "\n".join(lines)
 

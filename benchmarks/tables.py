@@ -68,7 +68,8 @@ TABLES: dict[str, dict] = {
         "logreg-L3+spk-norm=logreg:layer=3,speaker_norm=speaker",
         "logreg-L2,3,4+spk-norm=logreg:layer=[2,3,4],speaker_norm=speaker",
     ]},
-    "store-headline": {"corpus": "emodb", "upstreams": ["whisper-base"], "methods": [
+    "store-headline": {"corpus": "emodb", "upstreams": ["whisper-base"], "methods": [  # the README's main job
+        "auto=logreg",
         "best-layer=logreg:layer=3",
         "layer-fusion=logreg:layer=[2,3,4]",
         "speaker-normalised=logreg:layer=[2,3,4],speaker_norm=speaker",

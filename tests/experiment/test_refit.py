@@ -56,26 +56,23 @@ def test_select_settings_from_crafted_folds():
     assert s.params["Cs"] == [1.0] and s.chosen == {"C": 1.0}
     tie = select_settings("logreg", {"layer": 3}, infos[1:4], [{}] * 3)  # 1.0, 0.1, 1.0 -> 1.0
     assert tie.params["Cs"] == [1.0]
-    tie = select_settings("logreg", {}, infos[:2], [{}, {}])  # 0.1 vs 1.0: inner CV on all speakers decides
+    tie = select_settings("logreg", {"layer": 3}, infos[:2], [{}, {}])  # 0.1 vs 1.0: inner CV on all speakers decides
     assert tie.params["Cs"] == [0.1, 1.0] and "tied" in tie.rule
     assert s.rule == "the C the folds' inner CV chose most often"
     two = [{"method": {"logreg C (no inner CV: one training speaker, the first of Cs)": 0.01}}] * 2
-    s = select_settings("logreg", {"Cs": [0.01, 1.0]}, two, [{}, {}])  # a 2-speaker corpus: nothing was chosen
+    s = select_settings("logreg", {"layer": 3, "Cs": [0.01, 1.0]}, two, [{}, {}])  # a 2-speaker corpus: nothing was chosen
     assert s.chosen == {"C": 0.01} and "inner CV chose" not in s.rule
     assert s.rule == "the folds' C (no inner CV: one training speaker, the first of Cs)"
-    # layer=auto: the run most folds chose, then C over those folds only; a tie goes to the better mean inner CV
-    states = [{"layers": lay, "C": c, "layer_scores": {"3": 0.80, "2,3,4": 0.82}}
-              for lay, c in (([3], 1.0), ([2, 3, 4], 0.1), ([2, 3, 4], 0.01), ([2, 3, 4], 0.1), ([3], 0.1))]
-    auto = select_settings("logreg", {"layer": "auto"}, [{}] * 5, states)
-    assert auto.params["layer"] == [2, 3, 4] and auto.params["Cs"] == [0.1] and auto.chosen == {"layer": [2, 3, 4], "C": 0.1}
-    assert auto.per_fold[0] == {"layer": "3", "C": 1.0} and "3 of 5 folds" in auto.rule
-    better3 = [{**s, "layer_scores": {"3": 0.9, "2,3,4": 0.82}} for s in states]
-    tie = select_settings("logreg", {"layer": "auto"}, [{}] * 4, [better3[i] for i in (0, 1, 2, 4)])  # 2 vs 2
-    assert tie.params["layer"] == [3] and "tied" in tie.rule and tie.params["Cs"] == [0.1, 1.0]
-    lin = select_settings("linear", {}, [{"best_epoch": e} for e in (5, 9, 7, 3, 4)], states)  # default layer: auto
-    assert lin.params["layer"] == [2, 3, 4] and lin.chosen == {"layer": [2, 3, 4], "max_epochs": 5}
-    with pytest.raises(ValueError, match="no fold recorded the layers"):
-        select_settings("logreg", {"layer": "auto"}, [{}], [{}])
+    # layer=auto: its inner CV reruns on all speakers; the folds' layers are listed
+    states = [{"layers": lay, "C": None, "committee": [{"layers": lay, "C": 0.1}]} for lay in ([3], [2, 3, 4])]
+    auto = select_settings("logreg", {"layer": "auto"}, [{}, {}], states)
+    assert auto.params == {"layer": "auto"} and auto.chosen == {} and auto.per_fold == ["3", "2,3,4"]
+    assert "rerun on all speakers" in auto.rule
+    lin = select_settings("linear", {}, [{"best_epoch": e} for e in (5, 9)], states)  # the default layer: auto
+    assert lin.params == {"max_epochs": 7, "refit": False} and "rerun on all speakers" in lin.rule
+    # a run from before layer=auto was the default (no layer given, fixed layers in every fold) keeps them
+    old = select_settings("logreg", {}, [{}, {}], [{"layers": [6], "C": 0.1}, {"layers": [6], "C": 1.0}])
+    assert old.params["layer"] == [6] and old.params["Cs"] == [0.1, 1.0]
     svm = select_settings("svm", {"features": "egemaps"}, [{}], [{"best_params": {"C": 10.0, "gamma": 0.01}}])
     assert svm.params == {"features": "egemaps"} and svm.per_fold == [{"C": 10.0, "gamma": 0.01}]
 
@@ -241,7 +238,7 @@ def test_layer_auto_model_records_its_layers_predicts_and_exports(setup, tmp_pat
 
     run = cv_run(setup["corpus"], setup["upstream"], setup["tmp"] / "run-auto", setup["cache"], "logreg", {})
     folds = [json.loads((run / "models" / f"fold{i:02d}_seed0" / "method.json").read_text())["state"] for i in range(4)]
-    assert all(s["layers"] and len(s["layer_scores"]) == 6 for s in folds)  # 3 hidden states: 6 runs
+    assert all(s["layers"] and len(s["layer_scores"]) == 6 and len(s["committee"]) == 3 for s in folds)  # 6 runs
     summary = (run / "summary.md").read_text()
     texts = {",".join(map(str, s["layers"])) for s in folds}
     line = next(x for x in summary.splitlines() if "layers (layer=auto" in x)
@@ -249,8 +246,9 @@ def test_layer_auto_model_records_its_layers_predicts_and_exports(setup, tmp_pat
     out = tmp_path / "final-auto"
     bundle = train_final(run, out, progress=False)
     chosen = bundle["selection"]["chosen"]["layer"]
-    assert ",".join(map(str, chosen)) in texts
-    assert bundle["upstream"]["layers"] == chosen == bundle["head"]["layers"] == bundle["method_params"]["layer"]
+    assert bundle["selection"]["per_fold"] == [",".join(map(str, s["layers"])) for s in folds]
+    assert len(bundle["selection"]["chosen"]["committee"]) == 3
+    assert bundle["upstream"]["layers"] == chosen == bundle["head"]["layers"]
     pred = Engine.load(out, backend="torch")
     assert pred.backend.models[0].layers_ == chosen
     wav = load_audio(setup["corpus"] / "wav" / "08a02Ta.wav")

@@ -50,8 +50,13 @@ def test_choose_finds_the_informative_run_and_ties_go_to_fewer_layers():
     x = data.ssl_view().pooled(list(range(5)))
     choice, splits = select(x, data.y, data.groups, np.arange(len(data)), auto_candidates(5), [0.1, 1.0], 3)
     assert set(choice.layers) <= {2, 3} and choice.scores[(tuple(choice.layers), choice.c)] > 0.9
-    noise = choice.best_per_layers()["0"]
-    assert noise < 0.7  # the test can fail: a noise layer scores near chance
+    mean = choice.mean_over_c()
+    assert mean[(0,)] < 0.7  # the test can fail: a noise layer scores near chance
+    committee = choice.committee(3)
+    assert len(committee) == 3 and all(set(lay) & {2, 3} for lay, _ in committee)
+    assert [mean[tuple(lay)] for lay, _ in committee] == sorted((mean[tuple(lay)] for lay, _ in committee), reverse=True)
+    for lay, c in committee:  # each member at its own best C
+        assert choice.scores[(tuple(lay), c)] == max(choice.scores[(tuple(lay), cc)] for cc in (0.1, 1.0))
     # identical columns: every candidate scores the same, the first (a single layer, smallest C) wins
     same = np.repeat(x[:, 2:3], 5, axis=1)
     xs = (same - same.mean(0)) / (same.std(0) + 1e-5)

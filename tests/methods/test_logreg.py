@@ -107,17 +107,37 @@ def test_layer_auto_is_the_default_chooses_on_training_speakers_and_roundtrips(t
     m = get_method("logreg")(["a", "b", "c"])
     assert m.params["layer"] == "auto" and m.ssl_layers(4) == [0, 1, 2, 3]  # the store keeps every layer
     m.fit(train)
-    assert 1 in m.layers_ and m.ssl_layers(4) == m.layers_  # then only the chosen ones are read
+    assert len(m.committee_) == 3 and all(1 in lay for lay, _ in m.committee_)  # every member reads layer 1
+    assert m.layers_ == sorted({v for lay, _ in m.committee_ for v in lay})  # the union of the members' runs
+    assert m.ssl_layers(4) == m.layers_  # then only the chosen ones are read
     assert len(m.layer_scores_) == 9 and m.layer_scores_["0"] < 0.7 <= m.layer_scores_["1"]
-    assert set(m.cv_scores_) == {0.01, 0.1, 1.0} and m.C_ in m.cv_scores_
     d = m.describe()
     assert d["layers (layer=auto: inner CV on training speakers)"] == ",".join(map(str, m.layers_))
+    assert d["layer=auto committee"].count("(C=") == 3 and "logreg C (inner CV on training speakers)" not in d
     assert "speaker-grouped" in d["inner CV"] and d["layer=auto candidates"].startswith("9 runs")
     assert (m.predict(test) == test.y).mean() >= 0.9
     m.save(tmp_path / "auto")
     loaded = Method.load(tmp_path / "auto")
     assert loaded.layers_ == m.layers_ and loaded.pooled_head()["layers"] == m.layers_
+    assert loaded.committee_ == m.committee_ and loaded.describe() == d
     assert np.allclose(loaded.predict_proba(test), m.predict_proba(test))
+
+
+def test_layer_auto_committee_is_the_mean_logit_of_its_members():
+    """The saved head is exactly the members' averaged logits (a normalised geometric mean of posteriors)."""
+    from sklearn.linear_model import LogisticRegression
+    from test_inner_cv import speakers_by_class
+
+    data = speakers_by_class(n_utt=90, L=4, informative=(1, 2))
+    train, test = data.subset(range(60)), data.subset(range(60, 90))
+    m = get_method("logreg")(["a", "b", "c"]).fit(train)
+    x = train.ssl_view().pooled(list(range(4)))
+    mu, sd = x.mean(0), x.std(0) + 1e-5
+    xt = (test.ssl_view().pooled(list(range(4))) - mu) / sd
+    logp = np.mean([LogisticRegression(C=c, max_iter=2000).fit(((x - mu) / sd)[:, lay].reshape(60, -1), train.y)
+                    .predict_log_proba(xt[:, lay].reshape(30, -1)) for lay, c in m.committee_], axis=0)
+    want = np.exp(logp - logp.max(1, keepdims=True))
+    assert np.allclose(m.predict_proba(test), want / want.sum(1, keepdims=True), atol=1e-6)
 
 
 def test_layer_auto_with_one_training_speaker_uses_stratified_inner_folds():

@@ -11,9 +11,10 @@ have chosen on held-out data that no longer exists:
 * logreg: ``C`` is the value the folds' inner CV chose most often; on a tie, inner CV over all
   speakers decides among the tied values only. (The mode describes the models the CV report scored;
   rerunning the full search on all speakers would choose from data the report never evaluated.)
-* ``layer=auto`` (logreg, linear): the layers are the run the folds chose most often (on a tie, the
-  tied run with the best inner-CV UA averaged over the folds, which each fold's saved model records);
-  logreg's ``C`` is then the mode over the folds that chose those layers.
+* ``layer=auto`` (logreg, linear): its inner CV (the committee of runs of layers, each with its C) reruns
+  on all speakers, as svm's grid search does: a committee is several choices at once, and the folds'
+  committees seldom agree exactly, so there is no single modal value to fix; the folds' choices are
+  listed beside it.
 * svm: its own speaker-grouped inner grid search over C x gamma reruns on all speakers (that search
   *is* its procedure; the grid is unchanged);
 * anything else: fitted with the run's parameters.
@@ -88,15 +89,21 @@ def select_settings(method: str, params: dict[str, Any], fold_infos: list[dict],
     from emoboost.methods.layer_choice import is_auto
 
     params = dict(params)
-    if method in ("logreg", "linear") and is_auto(params.get("layer", "auto")):
-        if "layer" in params or any(_fold_layers(i, s) for i, s in zip(fold_infos, fold_states)):
-            return _select_auto(method, params, fold_infos, fold_states)
+    if method in ("logreg", "linear") and "layer" not in params and fold_states and all(
+            s.get("layers") and not s.get("committee") for s in fold_states):
+        # a run from before layer=auto was the default: its folds all read the old default's layers
+        params["layer"] = [int(v) for v in modal_values([_fold_layers({}, s) for s in fold_states])[0].split(",")]
+    auto = method in ("logreg", "linear") and is_auto(params.get("layer", "auto"))
+    rerun = "layer=auto: its inner CV (a committee of runs of layers, each with its C) rerun on all speakers"
+    if auto and method == "logreg":
+        return Selection(params, {}, rerun, [_fold_layers(i, s) for i, s in zip(fold_infos, fold_states)])
     if method in TRAINED_METHODS:
         per_fold = [i.get("best_epoch") for i in fold_infos]
         epochs = median_epochs(per_fold)
         params.update(max_epochs=epochs, refit=False)
-        return Selection(params, {"max_epochs": epochs}, "median of the folds' early-stopping best epochs "
-                         "(rounded half up); trained on all speakers with no validation for that many epochs", per_fold)
+        rule = ("median of the folds' early-stopping best epochs (rounded half up); trained on all speakers with "
+                "no validation for that many epochs")
+        return Selection(params, {"max_epochs": epochs}, f"{rule}; {rerun}" if auto else rule, per_fold)
     if method == "logreg":
         per_fold = [_fold_c(info, state) for info, state in zip(fold_infos, fold_states)]
         tied = modal_values(per_fold)
@@ -114,37 +121,6 @@ def select_settings(method: str, params: dict[str, Any], fold_infos: list[dict],
         return Selection(params, {}, "its speaker-grouped inner grid search (C x gamma) rerun on all speakers",
                          per_fold)
     return Selection(params, {}, "the run's parameters (nothing is selected on held-out data)", [])
-
-
-def _select_auto(method: str, params: dict[str, Any], fold_infos: list[dict], fold_states: list[dict]) -> Selection:
-    """``layer=auto``: the run of layers the folds chose most often, then the method's own rule (logreg's C
-    over the folds that chose those layers; linear's epochs over all folds)."""
-    per_fold = [_fold_layers(info, state) for info, state in zip(fold_infos, fold_states)]
-    if not any(per_fold):
-        raise ValueError("layer=auto: no fold recorded the layers it chose (were its models saved?)")
-    tied = modal_values(per_fold)
-    chosen = tied[0]
-    if len(tied) > 1:
-        def mean_score(run: str) -> float:
-            vals = [s["layer_scores"][run] for s in fold_states if run in (s.get("layer_scores") or {})]
-            return float(np.mean(vals)) if vals else -1.0
-        chosen = max(tied, key=mean_score)  # equals keep the first
-    n = per_fold.count(chosen)
-    rule = f"layers: the run the folds' inner CV chose most often ({n} of {len(per_fold)} folds)"
-    if len(tied) > 1:
-        rule += f", tied with {[t for t in tied if t != chosen]}: the best inner-CV UA averaged over the folds"
-    params = {**params, "layer": [int(v) for v in chosen.split(",")]}
-    agree = [v == chosen for v in per_fold]
-    if method == "logreg":
-        sel = select_settings(method, params, [i for i, a in zip(fold_infos, agree) if a],
-                              [s for s, a in zip(fold_states, agree) if a])
-        rule += f"; C: {sel.rule}, among those folds"
-        fold_values = [{"layer": v, "C": _fold_c(i, s)} for v, i, s in zip(per_fold, fold_infos, fold_states)]
-    else:
-        sel = select_settings(method, params, fold_infos, fold_states)
-        rule += f"; epochs: {sel.rule}"
-        fold_values = [{"layer": v, "best_epoch": i.get("best_epoch")} for v, i in zip(per_fold, fold_infos)]
-    return Selection(sel.params, {"layer": params["layer"], **sel.chosen}, rule, fold_values)
 
 
 def _fold_layers(info: dict, state: dict) -> str | None:
@@ -350,7 +326,10 @@ def _fit_final(rec: RunRecord, out: Path, cache_dir: str | None, progress: bool,
     if not np.all(np.isfinite(method.predict_proba(probe))):
         raise ValueError(f"the final {cfg.method} model gives non-finite probabilities on its own training "
                          f"utterances (its training diverged: NaN loss or weights); nothing was written to {out}")
-    if cfg.method == "logreg":
+    if getattr(method, "committee_", None):  # layer=auto: what its inner CV chose on all speakers
+        sel.chosen.update(layer=list(method.layers_), committee=[  # type: ignore[attr-defined]
+            {"layers": lay, "C": c} for lay, c in method.committee_])  # type: ignore[attr-defined]
+    elif cfg.method == "logreg":
         sel.chosen["C"] = float(method.C_)  # type: ignore[attr-defined]
     elif cfg.method == "svm":
         sel.chosen.update(getattr(method, "best_params_", {}))

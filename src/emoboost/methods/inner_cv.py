@@ -7,9 +7,11 @@ out, so they fall back to stratified folds of that speaker's utterances, as earl
 :mod:`emoboost.protocols`); the test speaker stays unseen either way, and the description says which.
 
 A configuration is scored by the mean over the inner folds of the utterance UA of a standardised L2
-logistic regression (segment posteriors averaged per utterance). ``layer=auto`` scores every
-candidate run of layers (:func:`emoboost.methods.layer_choice.auto_candidates`) with every ``C``
-and keeps the best pair (:func:`choose`). scikit-learn is imported here only when fitting.
+logistic regression (segment posteriors averaged per utterance). A fixed layer choice keeps the ``C``
+that scores best (:func:`choose`). ``layer=auto`` scores every candidate run of layers
+(:func:`emoboost.methods.layer_choice.auto_candidates`) with every ``C`` and keeps a committee
+(:meth:`Choice.committee`): the runs with the best UA averaged over the ``C`` grid, each at its own
+best ``C``. scikit-learn is imported here only when fitting.
 """
 
 from __future__ import annotations
@@ -81,18 +83,35 @@ def cv_ua(xs: np.ndarray, y: np.ndarray, seg_utt: np.ndarray, splits: InnerSplit
 
 @dataclass
 class Choice:
-    """The chosen (layers, C) and every score behind it: ``scores[(layers, C)]`` = inner-CV UA."""
+    """The best (layers, C) pair and every score behind it: ``scores[(layers, C)]`` = inner-CV UA."""
 
     layers: list[int]
     c: float
     scores: dict[tuple[tuple[int, ...], float], float] = field(default_factory=dict)
 
-    def best_per_layers(self) -> dict[str, float]:
-        """``{"2,3,4": best UA over C}`` for every candidate scored (what the saved model records)."""
-        out: dict[str, float] = {}
+    def mean_over_c(self) -> dict[tuple[int, ...], float]:
+        """Each candidate's UA averaged over the ``C`` grid, in candidate order."""
+        by: dict[tuple[int, ...], list[float]] = {}
         for (layers, _), s in self.scores.items():
-            key = ",".join(map(str, layers))
-            out[key] = max(out.get(key, -np.inf), s)
+            by.setdefault(layers, []).append(s)
+        return {k: float(np.mean(v)) for k, v in by.items()}
+
+    def committee(self, k: int) -> list[tuple[list[int], float]]:
+        """The ``k`` candidates with the best UA averaged over the ``C`` grid, each with its best ``C``.
+
+        Why not the single best (layers, C) pair: neighbouring runs score within the inner CV's noise
+        of each other (a few training speakers), so an argmax picks noise; ranking by the mean over C
+        prefers runs that are good whatever the regularisation, and averaging the top few (their
+        logits, see :func:`emoboost.methods.pooling.committee_head`) evens out the near-ties. Ties
+        keep candidate order (fewer layers first), then the smaller C.
+        """
+        mean = self.mean_over_c()
+        ranked = sorted(mean, key=lambda c: -mean[c])[: max(1, int(k))]  # stable: candidate order breaks ties
+        out = []
+        for layers in ranked:
+            cs = [(s, c) for (lay, c), s in self.scores.items() if lay == layers]
+            best = max(s for s, _ in cs)
+            out.append(([int(v) for v in layers], next(c for s, c in cs if s == best)))
         return out
 
 

@@ -54,6 +54,7 @@ def parse_layers(layer: int | str | list | tuple, num_layers: int) -> list[int] 
 
 AUTO = "auto"
 MAX_RUN = 3  # longest run of adjacent hidden states ``layer=auto`` considers
+COMMITTEE = 3  # how many of the best runs ``layer=auto`` averages (logreg) or concatenates the layers of (linear)
 
 
 def is_auto(layer: object) -> bool:

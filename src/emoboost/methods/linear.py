@@ -5,9 +5,9 @@ statistics, no zero padding). ``pooling=segment`` keeps the older protocol (3 s 
 mean segment posterior). Features are standardised with training statistics, which a linear layer
 on raw transformer activations needs to train stably with Adam. ``layer`` is one index, a list
 (``2,3,4``: concatenated), ``weighted`` (a learned softmax-weighted sum of all layers, s3prl-style) or
-``auto`` (the default): the layers logreg's ``layer=auto`` would choose — an inner CV on the training
-speakers, scoring each run of 1-3 adjacent hidden states with a logistic regression on the same pooled
-inputs (training the probe itself once per candidate and inner fold would cost far more).
+``auto`` (the default): the layers of logreg's ``layer=auto`` committee, concatenated — an inner CV on
+the training speakers scores each run of 1-3 adjacent hidden states with a logistic regression on the
+same pooled inputs (training the probe itself once per candidate and inner fold would cost far more).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class LinearProbe(TorchSegmentMethod):
         return {"pooled": x}, seg_utt
 
     def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> LinearProbe:
-        for a in ("spk_", "layers_", "layer_scores_", "inner_cv_"):  # this fit's training set decides them
+        for a in ("spk_", "layers_", "layer_scores_", "inner_cv_", "committee_"):  # this fit's training set decides them
             self.__dict__.pop(a, None)
         if is_auto(self.params["layer"]):
             self._choose_layers(UtteranceSet.concat([train, valid]) if valid is not None and len(valid) else train,
@@ -106,14 +106,14 @@ class LinearProbe(TorchSegmentMethod):
         return super().fit(train, valid, seed)  # type: ignore[return-value]
 
     def _choose_layers(self, data: UtteranceSet, seed: int) -> None:
-        """``layer=auto``: logreg's inner CV over the training (+ validation) speakers picks the layers."""
+        """``layer=auto``: logreg's inner CV over the training (+ validation) speakers picks the committee;
+        the probe reads the union of its runs' layers, concatenated."""
         n_layers = data.ssl_view().num_layers
         inputs, seg_utt = self.segment_inputs(data)  # every hidden state (speaker-normalised if asked)
         self.__dict__.pop("spk_", None)  # refitted on the chosen layers by the training loop
         x = inputs["pooled"].reshape(len(seg_utt), n_layers, -1)
-        choice, splits = choose_auto(x, data.labels()[seg_utt], data.groups[seg_utt], seg_utt, len(self.classes), list(CS),
-                                     3, seed)
-        self.layers_, self.layer_scores_, self.inner_cv_ = choice.layers, choice.best_per_layers(), splits.how
+        a = choose_auto(x, data.labels()[seg_utt], data.groups[seg_utt], seg_utt, len(self.classes), list(CS), 3, seed)
+        self.committee_, self.layers_, self.layer_scores_, self.inner_cv_ = a.committee, a.layers, a.layer_scores, a.how
 
     def fit_preprocessing(self, inputs: dict[str, np.ndarray]) -> None:
         x = inputs["pooled"]
@@ -154,8 +154,11 @@ class LinearProbe(TorchSegmentMethod):
         state = super()._state_config()
         if hasattr(self, "layers_"):
             state["layers"] = list(self.layers_)
-        if hasattr(self, "layer_scores_"):
+        if hasattr(self, "committee_"):
+            state["committee"] = [{"layers": layers, "C": c} for layers, c in self.committee_]
             state["layer_scores"] = self.layer_scores_
+        if getattr(self, "inner_cv_", None):
+            state["inner_cv"] = self.inner_cv_
         return state
 
     def _load_weights(self, directory, state: dict) -> None:  # noqa: ANN001 - Method's signature
@@ -163,8 +166,11 @@ class LinearProbe(TorchSegmentMethod):
             self.layers_ = [int(v) for v in state["layers"]]
         elif is_auto(self.params["layer"]):
             raise ValueError("a layer=auto model saved without the layers it chose")
-        if state.get("layer_scores"):
-            self.layer_scores_ = {str(k): float(v) for k, v in state["layer_scores"].items()}
+        if state.get("committee"):
+            self.committee_ = [([int(v) for v in m["layers"]], float(m["C"])) for m in state["committee"]]
+            self.layer_scores_ = {str(k): float(v) for k, v in (state.get("layer_scores") or {}).items()}
+        if state.get("inner_cv"):
+            self.inner_cv_ = str(state["inner_cv"])
         super()._load_weights(directory, state)
 
     # -- the model as a pooled linear head (emoboost.inference.export's ONNX contract) ----------------------

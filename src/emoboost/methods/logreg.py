@@ -92,41 +92,61 @@ class LogRegProbe(Method):
         from sklearn.linear_model import LogisticRegression
 
         data = UtteranceSet.concat([train, valid]) if valid is not None and len(valid) else train
-        for a in ("spk_", "layers_", "layer_scores_", "inner_cv_"):
+        for a in ("spk_", "layers_", "layer_scores_", "inner_cv_", "committee_"):
             self.__dict__.pop(a, None)
         n_layers = data.ssl_view().num_layers
         cs = [float(c) for c in self.params["Cs"]]
+        folds, max_iter = int(self.params["inner_folds"]), int(self.params["max_iter"])
         x, seg_utt = self._pooled(data)  # layer=auto: every hidden state, for the choice
         y, groups = data.labels()[seg_utt], data.groups[seg_utt]
         auto = is_auto(self.params["layer"])
+        self.cv_scores_: dict[float, float] = {}
         if auto:
-            choice, splits = choose_auto(x.reshape(len(x), n_layers, -1), y, groups, seg_utt, len(self.classes), cs,
-                                         int(self.params["inner_folds"]), seed, int(self.params["max_iter"]))
-            self.layer_scores_ = choice.best_per_layers()
+            a = choose_auto(x.reshape(len(x), n_layers, -1), y, groups, seg_utt, len(self.classes), cs, folds, seed,
+                            max_iter)
+            self.committee_, self.layers_, self.layer_scores_, self.inner_cv_ = a.committee, a.layers, a.layer_scores, a.how
             self.__dict__.pop("spk_", None)  # speaker-norm statistics of the chosen layers only
-            self.layers_ = choice.layers
             x, seg_utt = self._pooled(data)
+            self.C_ = None  # one C per committee member
         else:
             self.layers_ = self._layers(n_layers)  # the head contract names them
-            found = (select(x[:, None], y, groups, seg_utt, [[0]], cs, len(self.classes),
-                            int(self.params["inner_folds"]), seed, int(self.params["max_iter"]))
-                     if len(cs) > 1 else None)
-            choice, splits = found if found is not None else (None, None)
+            found = select(x[:, None], y, groups, seg_utt, [[0]], cs, len(self.classes), folds, seed,
+                           max_iter) if len(cs) > 1 else None
+            self.C_ = found[0].c if found is not None else cs[0]
+            if found is not None:
+                self.cv_scores_ = {c: s for (_, c), s in found[0].scores.items()}
+                self.inner_cv_ = found[1].how
+            self.c_rule_ = ("given: Cs holds one value" if len(cs) == 1 else
+                            "no inner CV: nothing to hold out, the first of Cs" if found is None else
+                            "inner CV on training speakers" if "speaker-grouped" in found[1].how
+                            else f"inner CV: {found[1].how}")
         self.mean_ = x.mean(0)
         self.scale_ = x.std(0) + 1e-5
         xs = self._standardise(x)
-        self.cv_scores_: dict[float, float] = {}
-        if choice is not None:
-            key = tuple(choice.layers) if auto else (0,)
-            self.cv_scores_ = {c: s for (lay, c), s in choice.scores.items() if lay == key}
-            self.inner_cv_ = splits.how
-        self.C_ = choice.c if choice is not None else cs[0]
-        self.c_rule_ = ("given: Cs holds one value" if len(cs) == 1 else
-                        "no inner CV: nothing to hold out, the first of Cs" if choice is None else
-                        "inner CV on training speakers" if "speaker-grouped" in splits.how else f"inner CV: {splits.how}")
-        self.clf_ = LogisticRegression(C=self.C_, max_iter=int(self.params["max_iter"])).fit(xs, y)
-        self.coef_, self.intercept_ = self._expand(self.clf_)
+        if auto:
+            self.coef_, self.intercept_ = self._fit_committee(xs, y, max_iter)
+        else:
+            self.clf_ = LogisticRegression(C=self.C_, max_iter=max_iter).fit(xs, y)
+            self.coef_, self.intercept_ = self._expand(self.clf_)
         return self
+
+    def _fit_committee(self, xs: np.ndarray, y: np.ndarray, max_iter: int) -> tuple[np.ndarray, np.ndarray]:
+        """``layer=auto``: each member fitted on its own layers' columns, their logits averaged.
+
+        The mean of linear logits is linear in the union of the members' layers, so the committee is
+        one ordinary head (softmax of the mean logit = the members' normalised geometric-mean
+        posterior): ``predict``, the pooled head and the ONNX export see a plain logreg model.
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        dim = xs.shape[1] // len(self.layers_)
+        coef, icpt = np.zeros((len(self.classes), xs.shape[1])), np.zeros(len(self.classes))
+        for layers, c in self.committee_:
+            cols = np.concatenate([self.layers_.index(v) * dim + np.arange(dim) for v in layers])
+            w, b = self._expand(LogisticRegression(C=c, max_iter=max_iter).fit(xs[:, cols], y))
+            coef[:, cols] += w / len(self.committee_)
+            icpt += b / len(self.committee_)
+        return coef, icpt
 
     def _expand(self, clf: LogisticRegression) -> tuple[np.ndarray, np.ndarray]:
         """Coefficients for all classes (a class absent from training gets -inf logit)."""
@@ -162,11 +182,13 @@ class LogRegProbe(Method):
         return int(self.coef_.size + self.intercept_.size) if hasattr(self, "coef_") else 0
 
     def describe(self) -> dict:
-        # the key says how C was chosen: with one training speaker there is nothing to cross-validate over
-        d = {f"logreg C ({getattr(self, 'c_rule_', 'inner CV on training speakers')})": getattr(self, "C_", None),
-             "pooling": f"{self.params['pooling']} ({self.params['stats']})"}
+        d = {"pooling": f"{self.params['pooling']} ({self.params['stats']})"}
         if is_auto(self.params["layer"]):
             d.update(auto_description(self))
+        else:
+            # the key says how C was chosen: with one training speaker the inner CV is over its utterances
+            rule = getattr(self, "c_rule_", "inner CV on training speakers")
+            d = {f"logreg C ({rule})": getattr(self, "C_", None), **d}
         if getattr(self, "inner_cv_", None):
             d["inner CV"] = self.inner_cv_
         if self.params["speaker_norm"] == "speaker":
@@ -176,8 +198,11 @@ class LogRegProbe(Method):
 
     def _state_config(self) -> dict:
         state = {"C": self.C_, "layers": list(getattr(self, "layers_", []))}
-        if hasattr(self, "layer_scores_"):
+        if hasattr(self, "committee_"):
+            state["committee"] = [{"layers": layers, "C": c} for layers, c in self.committee_]
             state["layer_scores"] = self.layer_scores_
+        if getattr(self, "inner_cv_", None):
+            state["inner_cv"] = self.inner_cv_
         return state
 
     def pooled_head(self, num_layers: int | None = None) -> dict | None:
@@ -217,5 +242,8 @@ class LogRegProbe(Method):
             self.layers_ = [int(v) for v in state["layers"]]
         elif is_auto(self.params["layer"]):
             raise ValueError("a layer=auto model saved without the layers it chose")
-        if state.get("layer_scores"):
-            self.layer_scores_ = {str(k): float(v) for k, v in state["layer_scores"].items()}
+        if state.get("committee"):
+            self.committee_ = [([int(v) for v in m["layers"]], float(m["C"])) for m in state["committee"]]
+            self.layer_scores_ = {str(k): float(v) for k, v in (state.get("layer_scores") or {}).items()}
+        if state.get("inner_cv"):
+            self.inner_cv_ = str(state["inner_cv"])

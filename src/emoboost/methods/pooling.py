@@ -7,10 +7,19 @@ protocol: fixed windows, each mean-pooled over its real frames, utterance = mean
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from emoboost.methods.base import UtteranceSet, speaker_rows
-from emoboost.methods.layer_choice import MAX_RUN, auto_candidates, is_auto, layers_text, parse_layers
+from emoboost.methods.layer_choice import (
+    COMMITTEE,
+    MAX_RUN,
+    auto_candidates,
+    is_auto,
+    layers_text,
+    parse_layers,
+)
 
 POOLINGS = ("utterance", "segment")
 STATS = ("mean", "meanstd")
@@ -55,26 +64,39 @@ def check_auto(params: dict) -> None:
                          "pooling=segment does not use; name the layer(s), e.g. layer=3 or layer=2,3,4")
 
 
-def choose_auto(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seg_utt: np.ndarray, n_classes: int,
-                cs: list[float], inner_folds: int, seed: int, max_iter: int = 2000):
-    """``layer=auto``: the inner-CV choice among :func:`auto_candidates` (x: ``[N, L, F]``, every hidden state).
+@dataclass
+class AutoChoice:
+    """What ``layer=auto`` chose on the training speakers."""
 
-    -> (:class:`~emoboost.methods.inner_cv.Choice`, :class:`~emoboost.methods.inner_cv.InnerSplits`).
-    """
+    committee: list[tuple[list[int], float]]  # (run of hidden states, its C), best first
+    layers: list[int]  # the union of the committee's runs, ascending: what the model reads
+    layer_scores: dict[str, float]  # every candidate's inner-CV UA averaged over the C grid
+    how: str  # the inner folds, in words
+
+
+def choose_auto(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seg_utt: np.ndarray, n_classes: int,
+                cs: list[float], inner_folds: int, seed: int, max_iter: int = 2000) -> AutoChoice:
+    """``layer=auto``: inner CV over :func:`auto_candidates` × ``cs`` (x: ``[N, L, F]``, every hidden state),
+    then the committee of the :data:`COMMITTEE` best runs (:meth:`~emoboost.methods.inner_cv.Choice.committee`)."""
     from emoboost.methods.inner_cv import select
 
     found = select(x, y, groups, seg_utt, auto_candidates(x.shape[1]), cs, n_classes, inner_folds, seed, max_iter)
     if found is None:
         raise ValueError(f"layer=auto needs at least 2 training utterances to choose by inner CV, got "
                          f"{len(np.unique(seg_utt))}; name the layer (e.g. layer=3)")
-    return found
+    choice, splits = found
+    committee = choice.committee(COMMITTEE)
+    return AutoChoice(committee, sorted({v for layers, _ in committee for v in layers}),
+                      {layers_text(k): v for k, v in choice.mean_over_c().items()}, splits.how)
 
 
 def auto_description(method) -> dict:
     """The report lines of a ``layer=auto`` probe: what it chose and among what."""
     layers = getattr(method, "layers_", None)
+    committee = getattr(method, "committee_", None) or []
     n = len(getattr(method, "layer_scores_", {}) or {})
     return {"layers (layer=auto: inner CV on training speakers)": layers_text(layers) if layers else None,
+            "layer=auto committee": "; ".join(f"{layers_text(lay)} (C={c:g})" for lay, c in committee) or None,
             "layer=auto candidates": f"{n} runs of 1-{MAX_RUN} adjacent hidden states" if n else None}
 
 

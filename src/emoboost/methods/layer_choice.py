@@ -1,4 +1,7 @@
-"""Layer choices as users write them (``3``, ``-1``, ``2,3,4``, ``weighted``), validated without torch.
+"""Layer choices as users write them (``3``, ``-1``, ``2,3,4``, ``weighted``, ``auto``), validated without torch.
+
+``auto`` (pooled probes only) is chosen by inner CV among :func:`auto_candidates`; see
+:mod:`emoboost.methods.inner_cv`.
 
 Kept apart from :mod:`emoboost.methods.layers` (the torch module that applies a choice) so that pooled
 methods, which never touch torch, can parse layers without importing it.

@@ -113,5 +113,5 @@ def test_merge_descriptions_lists_each_folds_choice_not_the_last_ones():
     assert merged["pooling"] == "utterance (mean)" and merged["C"] == 0.1  # shared: said once
     assert merged["layers"] == "3 in 2 of 3 folds, 2,3,4 in 1; per fold: 0: 3; 1: 2,3,4; 2: 3"
     two_seeds = merge_descriptions([res(0, 0, "3", 0.1), res(0, 1, "2,3", 0.1)])
-    assert two_seeds["layers"].endswith("per fold: 0/seed 0: 3; 0/seed 1: 2,3")
+    assert two_seeds["layers"] == "per fold: 0/seed 0: 3; 0/seed 1: 2,3"  # no value repeats: no counts
     assert merge_descriptions([]) == {}

@@ -126,7 +126,8 @@ def test_layer_auto_is_the_default_chooses_on_training_speakers_and_roundtrips(t
 def test_layer_auto_committee_is_the_mean_logit_of_its_members():
     """The saved head is exactly the members' averaged logits (a normalised geometric mean of posteriors)."""
     from sklearn.linear_model import LogisticRegression
-    from test_inner_cv import speakers_by_class
+
+    from builders import speakers_by_class
 
     data = speakers_by_class(n_utt=90, L=4, informative=(1, 2))
     train, test = data.subset(range(60)), data.subset(range(60, 90))

@@ -61,11 +61,10 @@ def merge_descriptions(results: list[FoldResult]) -> dict:
         if len(set(texts)) == 1:
             out[key] = vals[0][2]
             continue
-        counts = Counter(str(v) for *_, v in vals)
-        most = ", ".join(f"{v} in {n}" + (f" of {len(vals)} folds" if i == 0 else "")
-                         for i, (v, n) in enumerate(counts.most_common()))
+        counts = Counter(str(v) for *_, v in vals).most_common()
+        most = ", ".join(f"{v} in {n}" + (f" of {len(vals)} folds" if i == 0 else "") for i, (v, n) in enumerate(counts))
         per = "; ".join(f"{f}{f'/seed {s}' if seeds else ''}: {v}" for f, s, v in vals)
-        out[key] = f"{most}; per fold: {per}"
+        out[key] = f"{most}; per fold: {per}" if counts[0][1] > 1 else f"per fold: {per}"  # counts only when some repeat
     return out
 
 

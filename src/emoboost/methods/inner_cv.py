@@ -102,7 +102,7 @@ class Choice:
         Why not the single best (layers, C) pair: neighbouring runs score within the inner CV's noise
         of each other (a few training speakers), so an argmax picks noise; ranking by the mean over C
         prefers runs that are good whatever the regularisation, and averaging the top few (their
-        logits, see :func:`emoboost.methods.pooling.committee_head`) evens out the near-ties. Ties
+        logits, see :meth:`emoboost.methods.logreg.LogRegProbe._fit_committee`) evens out the near-ties. Ties
         keep candidate order (fewer layers first), then the smaller C.
         """
         mean = self.mean_over_c()

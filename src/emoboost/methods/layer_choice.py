@@ -1,4 +1,7 @@
-"""Layer choices as users write them (``3``, ``-1``, ``2,3,4``, ``weighted``), validated without torch.
+"""Layer choices as users write them (``3``, ``-1``, ``2,3,4``, ``weighted``, ``auto``), validated without torch.
+
+``auto`` (pooled probes only) is chosen by inner CV among :func:`auto_candidates`; see
+:mod:`emoboost.methods.inner_cv`.
 
 The layer syntax, everywhere in emoboost: a layer is a hidden-state index of the encoder, ``0`` its
 input embeddings (before the first transformer layer) up to ``L - 1`` its last layer (whisper-base:

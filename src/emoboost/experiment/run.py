@@ -14,6 +14,8 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,6 +296,23 @@ def check_seeds(seeds: list[int]) -> None:
         raise ValueError(f"seeds {' '.join(map(str, seeds))}: seed {dup} is given twice; give each seed once")
 
 
+@contextmanager
+def library_errors(where: str) -> Iterator[None]:
+    """A ValueError raised inside scikit-learn (its wording: "n_splits=3 cannot be greater than ...") gets
+    ``where`` (the fold, seed and method) in front, so the line says which fit failed; errors of our own
+    code already speak in the user's terms and pass as they are."""
+    try:
+        yield
+    except ValueError as e:
+        tb, origin = e.__traceback__, ""
+        while tb is not None:
+            origin = tb.tb_frame.f_globals.get("__name__", "") or origin
+            tb = tb.tb_next
+        if origin.split(".")[0] != "sklearn":
+            raise
+        raise ValueError(f"{where} could not be fitted on this fold's training data (scikit-learn: {e})") from e
+
+
 def check_finite(proba: np.ndarray, fold: int, seed: int, method: str) -> None:
     """A fold whose model answers NaN (its training diverged) is refused before its result is written:
     argmax of NaN is class 0, which would enter the report as a real prediction."""
@@ -406,11 +425,12 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
             method.device = cfg.device
             train, valid, test = data.subset(fold.train), data.subset(fold.valid), data.subset(fold.test)
             t1 = time.perf_counter()
-            method.fit(train, valid if len(valid) else None, seed=seed)
-            t_fit = time.perf_counter() - t1
-            t2 = time.perf_counter()
-            proba = method.predict_proba(test)
-            t_inf = time.perf_counter() - t2
+            with library_errors(f"fold {fold.index} seed {seed}: {cfg.method}"):
+                method.fit(train, valid if len(valid) else None, seed=seed)
+                t_fit = time.perf_counter() - t1
+                t2 = time.perf_counter()
+                proba = method.predict_proba(test)
+                t_inf = time.perf_counter() - t2
             check_finite(proba, fold.index, seed, cfg.method)
             method_info = method.describe()
             n_params = method.num_parameters()

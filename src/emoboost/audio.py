@@ -56,6 +56,9 @@ class NotRegularFileError(AudioError, OSError):
         super().__init__(path, problem)
         self.filename, self.strerror = self.path, problem
 
+    def __str__(self) -> str:  # OSError's own would read "[Errno None] <problem>: '<path>'"
+        return f"{self.path}: {self.problem}"
+
 
 SILENCE_DB = -60.0
 """Peak level (dBFS) below which a clip counts as digital silence (:func:`is_silent`): no sample

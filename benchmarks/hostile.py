@@ -119,7 +119,7 @@ class Sandbox:
 
     def show(self, text: str) -> str:
         text = text.replace(str(self.root), "$TMP").replace(str(self.shared), "$EMOBOOST_SHARED")
-        return re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:$PORT", text)
+        return re.sub(r"pid \d+", "pid $PID", re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:$PORT", text))
 
     def add(self, item: str, entry: str, command: str, outcome: str, rc: object, message: str, detail: str = "") -> None:
         self.cases.append(Case(item, entry, self.show(command), outcome, rc, self.show(message).strip(), detail))
@@ -130,7 +130,7 @@ class Sandbox:
 # ------------------------------------------------------------------------------------------------
 # judging
 # ------------------------------------------------------------------------------------------------
-NAN = re.compile(r"\bNaN\b|\bnan\b|\bInfinity\b")
+NAN = re.compile(r"[=:]\s*-?(?:nan|NaN|inf|Infinity)\b")  # a non-finite number in an answer (JSON or text)
 
 
 def lines(text: str, prefix: str) -> list[str]:
@@ -138,7 +138,7 @@ def lines(text: str, prefix: str) -> list[str]:
 
 
 def judge(sb: Sandbox, item: str, entry: str, command: str, p: Proc, expect: str, want: str = "",
-          outside: list[str] | None = None, reuse: str = "", detail: str = "") -> None:
+          outside: list[str] | None = None, reuse: str = "", detail: str = "", shown: str = "") -> None:
     """Classify one child process's outcome against what the case expects (refused / warned / ok)."""
     errors = lines(p.err, "emoboost: error:") + lines(p.err, "error:")
     warnings = [ln.split(": ", 1)[1] if ln.startswith("WARNING ") else ln.removeprefix("warning: ")
@@ -162,7 +162,7 @@ def judge(sb: Sandbox, item: str, entry: str, command: str, p: Proc, expect: str
                                                                   or p.text.strip()[-300:])
     else:
         ok = p.rc == 0 and want in p.text
-        outcome, message = ("ok" if ok else "unexpected"), (want if ok else p.text.strip()[-300:])
+        outcome, message = ("ok" if ok else "unexpected"), ((shown or want) if ok else p.text.strip()[-300:])
     sb.add(item, entry, command, outcome, p.rc, message, detail)
 
 
@@ -436,12 +436,13 @@ def model_cases(sb: Sandbox, paths: dict) -> None:
           sb.cli("predict", nan_mel, speech, "--no-progress"), "refused", "mel filterbank holds non-finite values")
     judge(sb, "NaN in an ONNX export's mel filters", "server", f"emoboost serve {nan_mel}",
           sb.cli("serve", nan_mel, "--port", "8765", timeout=60), "refused", "mel filterbank holds non-finite")
-    p = sb.py(TRAIN_NAN_ONNX, paths["run"], sb.root / "models" / "nan-onnx-form")
+    p = sb.py(TRAIN_NAN_ONNX, paths["run"], sb.root / "models" / "onnx-form")
     judge(sb, "train: an ONNX form whose answers are NaN", "API", "train_final(RUN, OUT) with NaN mel filters in "
-          "the export", p, "ok", "ONNX form: no (")
+          "the export", p, "ok", "ONNX form: no (", shown=next((ln for ln in p.out.splitlines()
+                                                                 if ln.startswith("ONNX form")), ""))
     for name, d, f, key in (("classes in bundle.json edited", model, "bundle.json", "classes"),
                             ("classes in the ONNX preprocessing.json edited", onnx, "preprocessing.json", "classes")):
-        other = _copy(d, bad / name.split()[-2])
+        other = _copy(d, bad / ("classes-" + f.split(".")[0]))
         if f == "bundle.json":
             shutil.rmtree(other / "onnx")
         _edit_json(other / f, **{key: ["angry", "bored", "calm", "sad"]})
@@ -449,7 +450,7 @@ def model_cases(sb: Sandbox, paths: dict) -> None:
               "refused", "class")
     fold = paths["run"] / "models" / "fold00_seed0"
     judge(sb, "a single fold model's folder", "CLI", f"emoboost predict {fold} {speech}",
-          sb.cli("predict", fold, speech, "--no-progress"), "ok", "\t")
+          sb.cli("predict", fold, speech, "--no-progress"), "ok", "\t", shown="labelled (one saved fold model)")
     judge(sb, "emoboost.load(path, device='cuda') without a GPU", "API", "emoboost.load(MODEL, device='cuda')",
           sb.py(LOAD_CUDA, model), "refused" if not _has_cuda() else "ok", "CUDA" if not _has_cuda() else "loaded")
     edited = _copy(model, bad / "head-edited")
@@ -461,7 +462,8 @@ def model_cases(sb: Sandbox, paths: dict) -> None:
     p = sb.cli("export", edited, "--out", out)
     same = p.rc == 0 and _same_answer(sb, model, out, speech)
     judge(sb, "export of a bundle whose bundle.json head was edited", "CLI", f"emoboost export {edited} --out {out}",
-          p, "ok", "wrote", reuse="" if same else "the export does not answer as the model's weights do")
+          p, "ok", "wrote", reuse="" if same else "the export does not answer as the model's weights do",
+          shown="exported; its answers equal the model's (the head is read from the weights)")
     judge(sb, "--threads 99999 with an ONNX model", "CLI", f"emoboost --threads 99999 predict {onnx} {speech}",
           sb.cli("--threads", "99999", "predict", onnx, speech, "--no-progress"), "warned", "usable CPU core")
     judge(sb, "--threads 0", "CLI", f"emoboost --threads 0 predict {model} {speech}",
@@ -531,15 +533,18 @@ def show_run(paths: dict, out: Path, *extra: object, **kw) -> str:
 
 def config_cases(sb: Sandbox, paths: dict) -> None:
     runs = sb.root / "runs"
-    flags = [(["--segment-hop", "0"], "must be a positive number"), (["--segment-length", "0"], "must be a positive"),
-             (["--segment-length", "-3"], "must be a positive"), (["--seeds", "0", "0"], "seed 0 is given twice"),
-             (["--protocol", "group-kfold", "--folds", "10", "--min-class-count", "1"], "--folds 10: group-kfold folds"),
-             (["--protocol", "group-kfold", "--folds", "1"], "--folds 1: cross-validation needs at least 2 folds")]
-    for extra, want in flags:
+    flags = [("--segment-hop 0", ["--segment-hop", "0"], "must be a positive number"),
+             ("--segment-length 0", ["--segment-length", "0"], "must be a positive"),
+             ("--segment-length -3", ["--segment-length", "-3"], "must be a positive"),
+             ("--seeds 0 0", ["--seeds", "0", "0"], "seed 0 is given twice"),
+             ("--folds 10 with 4 speakers (scikit-learn's wording before)",
+              ["--protocol", "group-kfold", "--folds", "10", "--min-class-count", "1"], "--folds 10: group-kfold folds"),
+             ("--folds 1", ["--protocol", "group-kfold", "--folds", "1"], "--folds 1: cross-validation needs")]
+    for item, extra, want in flags:
         out = runs / "bad-flags"
-        judge(sb, " ".join(extra[:2]) if "--seeds" not in extra else "--seeds 0 0", "CLI",
-              show_run(paths, out, *extra, method="msemoboost"), sb.cli(*run_args(paths, out, *extra, method="msemoboost")),
-              "refused", want, outside=[str(out)] if out.exists() else None)
+        judge(sb, item, "CLI", show_run(paths, out, *extra, method="msemoboost"),
+              sb.cli(*run_args(paths, out, *extra, method="msemoboost")), "refused", want,
+              outside=[str(out)] if out.exists() else None)
     for extra, want in (([], "--num-cpus 64 per encoder actor"), (["--ray-address", "127.0.0.1:1"], "no Ray cluster")):
         extra = ["--num-cpus", "64"] if not extra else extra
         args = ["extract", "--corpus", "emodb", "--data-root", paths["corpus"], "--upstream", paths["encoder"],
@@ -561,8 +566,9 @@ def config_cases(sb: Sandbox, paths: dict) -> None:
     base = runs / "logreg"
     p = sb.cli(*run_args(paths, base, "-p", "Cs=[0.1,1.0]"))
     summary = (base / "summary.md").read_text() if p.rc == 0 else ""
+    c_line = next((ln for ln in summary.splitlines() if "logreg C" in ln), "")
     judge(sb, "logreg's C differs by fold", "CLI", show_run(paths, base, "-p", "Cs=[0.1,1.0]"), p, "ok",
-          "report: " if "logreg C" in summary else "logreg C line missing")
+          "report: " if c_line else "logreg C line missing", shown=f"summary.md: {c_line.strip()}")
     judge(sb, "rerun into the same --out with another layer", "CLI", show_run(paths, base, layer="2"),
           sb.cli(*run_args(paths, base, "-p", "Cs=[0.1,1.0]", layer="2")), "refused", "method_params.layer")
     foreign = runs / "my-notes"
@@ -582,12 +588,13 @@ def config_cases(sb: Sandbox, paths: dict) -> None:
     stale.write_text("half")
     p = sb.cli(*run_args(paths, base, "-p", "Cs=[0.1,1.0]"))
     judge(sb, "a killed run's temp file in the run directory", "CLI", show_run(paths, base, "-p", "Cs=[0.1,1.0]"), p,
-          "ok", "report: " if not stale.exists() else "temp file left")
+          "ok", "report: " if not stale.exists() else "temp file left",
+          shown="resumed; the temp file removed, finished folds reused")
     # training that diverges, encoder weights that are NaN
     out = runs / "diverged"
-    judge(sb, "a fold whose training diverges (NaN weights)", "CLI",
-          show_run(paths, out, "-p", "lr=1e30", "-p", "max_epochs=2", method="linear"),
-          sb.cli(*run_args(paths, out, "-p", "lr=1e30", "-p", "max_epochs=2", method="linear")), "refused", "fold 0")
+    judge(sb, "a fold whose training diverges (its model answers NaN)", "API",
+          "run_experiment(config) with a method whose fit leaves NaN weights",
+          sb.py(DIVERGE, paths["corpus"], paths["encoder"], out), "refused", "fold 0 seed 0")
     nan_enc = sb.root / "nan-encoder"
     shutil.copytree(paths["encoder"], nan_enc)
     from safetensors.numpy import load_file, save_file
@@ -611,11 +618,28 @@ def config_cases(sb: Sandbox, paths: dict) -> None:
                "--out", out, "--no-progress")
     skipped = json.loads((out / "skipped.json").read_text()) if p.rc == 0 else []
     judge(sb, "manifest rows ./x, a/../b, a//b and one without a path", "CLI",
-          f"emoboost run --manifest {man} ...", p, "ok",
-          f"skipped.json: {skipped[0]['path']}: {skipped[0]['problem']}" if skipped else "report: ")
-    if p.rc == 0 and skipped:
-        sb.cases[-1].message = sb.show(f"finished; skipped.json: {skipped[0]['path']}: {skipped[0]['problem']}")
+          f"emoboost run --manifest {man} ...", p, "ok", "report: " if skipped else "nothing skipped",
+          shown=f"finished; skipped.json: {skipped[0]['path']}: {skipped[0]['problem']}" if skipped else "")
 
+
+DIVERGE = """
+import sys, numpy as np
+from emoboost.experiment import run as runner
+real = runner.get_method
+def diverging(name):
+    klass = real(name)
+    class Diverged(klass):
+        def predict_proba(self, data):
+            return np.full((len(data), len(self.classes)), np.nan)
+    return Diverged
+runner.get_method = diverging
+cfg = runner.ExperimentConfig(corpus="emodb", data_root=sys.argv[1], upstream=sys.argv[2], method="logreg",
+                              method_params={"layer": 1}, out_dir=sys.argv[3], progress=False)
+try:
+    runner.run_experiment(cfg)
+except ValueError as e:
+    print(f"emoboost: error: {e}", file=sys.stderr); sys.exit(2)
+"""
 
 HOLD = """
 import sys, time
@@ -674,7 +698,8 @@ def store_cases(sb: Sandbox, paths: dict) -> None:
           "refused", str(victim))
     p = sb.cli(*run_args(paths, sb.root / "runs" / "segment-4", *seg))
     judge(sb, "the same run again (the damaged entry recomputed)", "CLI",
-          show_run(paths, sb.root / "runs" / "segment-4", *seg), p, "ok", "report: ")
+          show_run(paths, sb.root / "runs" / "segment-4", *seg), p, "ok", "report: ",
+          shown="finished; the entry removed by the failed run was recomputed")
     a = np.load(frames)
     a[0, 2, 3] = np.nan
     np.save(frames, a)

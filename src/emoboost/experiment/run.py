@@ -393,7 +393,10 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
         manifest = manifest.filter(lambda u: u.id in pos)
         ssl_view = ssl_view.subset([pos[u.id] for u in manifest])
     if len(manifest) == 0:
-        raise ValueError(f"no usable utterances left: all {len(skipped)} file(s) were skipped (see {out / 'skipped.json'})")
+        atomic_write_text(out / "skipped.json", json.dumps([{"path": p, "problem": m} for p, m in skipped], indent=2))
+        first = f"first: {skipped[0][0]}: {skipped[0][1]}; " if skipped else ""
+        raise ValueError(f"no usable utterances left: all {len(skipped)} file(s) were skipped ({first}all in "
+                         f"{out / 'skipped.json'})")
     atomic_write_text(out / "skipped.json", json.dumps([{"path": p, "problem": m} for p, m in skipped], indent=2))
     write_warnings(out, manifest, hash_of, cfg.cache_dir)
     manifest.write(out / "manifest.jsonl")

@@ -658,7 +658,7 @@ def store_cases(sb: Sandbox, paths: dict) -> None:
     # encoder weights replaced in place: same size, same mtime, same inode
     enc = sb.root / "replaced-encoder"
     shutil.copytree(paths["encoder"], enc)
-    first = sb.cli(*ext, "--upstream", enc, "--store", "pooled")
+    first = sb.cli(*ext, "--upstream", enc, "--store", "pooled", "--report", sb.root / "replaced-1.json")
     w = enc / "model.safetensors"
     st = os.stat(w)
     time.sleep(0.05)
@@ -670,28 +670,28 @@ def store_cases(sb: Sandbox, paths: dict) -> None:
     os.utime(w, ns=(st.st_atime_ns, st.st_mtime_ns))
     same = os.stat(w)
     assert (same.st_size, same.st_mtime_ns, same.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
-    p = sb.cli(*ext, "--upstream", enc, "--store", "pooled")
-    computed = re.search(r"\| computed\s+\| (\d+) \|", p.out)
-    reuse = "" if first.rc == 0 and computed and int(computed.group(1)) > 0 else "the old weights' features were reused"
+    p = sb.cli(*ext, "--upstream", enc, "--store", "pooled", "--report", sb.root / "replaced-2.json")
+    fps = [json.loads((sb.root / f"replaced-{i}.json").read_text())["fingerprint"] if q.rc == 0 else None
+           for i, q in ((1, first), (2, p))]
+    reuse = "" if None not in fps and fps[0] != fps[1] else "the old weights' fingerprint (and features) were reused"
     judge(sb, "encoder weights replaced (same size, mtime and inode)", "CLI",
           f"emoboost extract --corpus emodb --data-root {corpus} --upstream {enc} (twice)", p, "ok",
-          "| computed ", reuse=reuse)
-    if not reuse:
-        sb.cases[-1].message = f"second extraction computed {computed.group(1)} entries (new fingerprint)"
+          "| computed ", reuse=reuse, shown="the second extraction sees new weights: a new fingerprint, new entries")
     # a truncated statistics entry, NaN inside a frames entry
     seg = ["-p", "pooling=segment", "--store", "frames"]
     out = sb.root / "runs" / "segment"
     base = sb.cli(*run_args(paths, out, *seg))
     victim = sorted((corpus / "wav").iterdir())[1]
     h = content_hash(victim)
-    stats = next(sb.cache.glob(f"sslstats__*/{h[:2]}/{h}.stats.npz"))
+    name = paths["encoder"].name
+    stats = next(sb.cache.glob(f"sslstats__{name}-*/{h[:2]}/{h}.stats.npz"))
     stats.write_bytes(stats.read_bytes()[:300])
     p = sb.cli(*run_args(paths, sb.root / "runs" / "segment-2", *seg))
     judge(sb, "a truncated .stats.npz in the store", "CLI", show_run(paths, sb.root / "runs" / "segment-2", *seg), p,
           "warned" if base.rc == 0 else "ok", "is unreadable")
-    frames = next(sb.cache.glob(f"sslframes__*/{h[:2]}/{h}.npy"))
+    frames = next(sb.cache.glob(f"sslframes__{name}-*/{h[:2]}/{h}.npy"))
     a = np.load(frames)
-    a[0, 2, 3] = np.nan
+    a[:, 2, 3] = np.nan  # every layer: whichever the method reads
     np.save(frames, a)
     p = sb.cli(*run_args(paths, sb.root / "runs" / "segment-3", *seg))
     judge(sb, "NaN inside a frames .npy in the store", "CLI", show_run(paths, sb.root / "runs" / "segment-3", *seg), p,
@@ -701,7 +701,7 @@ def store_cases(sb: Sandbox, paths: dict) -> None:
           show_run(paths, sb.root / "runs" / "segment-4", *seg), p, "ok", "report: ",
           shown="finished; the entry removed by the failed run was recomputed")
     a = np.load(frames)
-    a[0, 2, 3] = np.nan
+    a[:, 2, 3] = np.nan
     np.save(frames, a)
     p = sb.cli(*ext, "--upstream", paths["encoder"])
     judge(sb, "NaN inside a frames .npy, then emoboost extract", "CLI",
@@ -717,23 +717,22 @@ def store_cases(sb: Sandbox, paths: dict) -> None:
     n = len(list((corpus / "wav").iterdir()))
     p = Proc(max(t.returncode for t in two), outs[0][0] + outs[1][0], outs[0][1] + outs[1][1])
     judge(sb, "two extractions of one corpus at once", "CLI", "emoboost extract ... & emoboost extract ...", p, "ok",
-          "| computed ", reuse="" if total == n else f"{total} entries computed for {n} clips")
-    sb.cases[-1].message = f"{n} entries computed once between them ({', '.join(m.group(1) for m in done if m)})" \
-        if total == n else sb.cases[-1].message
+          "| computed ", reuse="" if total == n else f"{total} entries computed for {n} clips",
+          shown=f"each of the {n} entries computed once between them", detail=" + ".join(m.group(1) for m in done if m))
     full_disk(sb, paths, ext)
 
 
 def full_disk(sb: Sandbox, paths: dict, ext: list) -> None:
-    """A 1 MB tmpfs as the store (needs the right to mount; else the case says it was not run)."""
+    """A 200 KB tmpfs as the store (needs the right to mount; else the case says it was not run)."""
     mnt = sb.root / "full"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mnt)], capture_output=True).returncode:
         sb.add("a full disk", "CLI", "emoboost extract ... --cache-dir FULL", "not run", None,
-               "needs a 1 MB file system (mount -t tmpfs: run as root)")
+               "needs a small file system (mount -t tmpfs: run as root)")
         return
     try:
         p = sb.cli(*ext, "--upstream", paths["encoder"], "--cache-dir", mnt / "cache")
-        judge(sb, "a full disk", "CLI", "emoboost extract ... --cache-dir FULL (1 MB)", p, "refused",
+        judge(sb, "a full disk", "CLI", "emoboost extract ... --cache-dir FULL (200 KB)", p, "refused",
               "No space left on device")
         leftovers = [str(q) for q in mnt.rglob("*.tmp")]
         if leftovers:

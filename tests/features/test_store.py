@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from pathlib import Path
@@ -158,7 +159,7 @@ def test_damaged_entries_are_recomputed(tmp_path):
     assert rep.computed == 2 and np.isfinite(store.read_stats(h).mean).all()
 
 
-def test_truncated_statistics_are_recomputed(tmp_path):
+def test_truncated_statistics_are_recomputed(tmp_path, caplog):
     """A cut ``.stats.npz`` (a full disk, a copy stopped half-way) is not a zip file: it is recomputed,
     and a reader that meets it names the audio file and the entry (was: BadZipFile, an internal error)."""
     m = manifest_of(tmp_path, [1.0, 1.5])
@@ -173,8 +174,12 @@ def test_truncated_statistics_are_recomputed(tmp_path):
     with pytest.raises(ValueError, match=rf"^{m[1].path}: store entry {store.stats_path(h)} is missing or damaged; "
                                          r"rerun the command \(or emoboost extract\) to recompute it$"):
         src.pooled([1], [1])
-    rep = extract_to_store(m, store, TinyUpstream(), progress=False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="emoboost.features.store"):
+        rep = extract_to_store(m, store, TinyUpstream(), progress=False)
     assert rep.computed == 1 and rep.reused == 1 and store.stats_path(h).read_bytes() == good
+    assert [r.getMessage() for r in caplog.records] == [
+        f"store entry {store.stats_path(h)} ({m[1].path}) is unreadable (File is not a zip file); recomputing"]
 
 
 def test_non_finite_frames_name_the_file_and_are_recomputed(tmp_path):
@@ -220,9 +225,9 @@ def test_a_warm_store_reads_each_entry_once(tmp_path, monkeypatch):
     reads: list[str] = []
     real = FeatureStore.read_stats
 
-    def counting(self, h):
+    def counting(self, h, audio=None):
         reads.append(h)
-        return real(self, h)
+        return real(self, h, audio)
 
     monkeypatch.setattr(FeatureStore, "read_stats", counting)
     rep = extract_to_store(m, store, lambda: pytest.fail("the encoder was built"), progress=False, keep_layers=[1])

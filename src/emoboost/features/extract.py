@@ -88,7 +88,7 @@ def missing_entries(manifest: Manifest, store: FeatureStore, rep: ExtractReport,
     costs a read of the frames store: ``emoboost extract`` does it, runs rely on the check at read time."""
     todo: list[Utterance] = []
     for utt, h in _hash_entries(manifest, rep.skipped, min_duration, progress, "store check"):
-        st = store.read_stats(h)
+        st = store.read_stats(h, utt.path)
         if st is not None and store.frames_ok(h, st):
             if verify and not store.frames_finite(h):
                 store.invalidate(h, f"({utt.path}) holds non-finite frames")

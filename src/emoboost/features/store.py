@@ -231,9 +231,11 @@ class FeatureStore:
         return self.root / self.frames_key / h[:2] / f"{h}.npy"
 
     # -- reading ----------------------------------------------------------------------------------
-    def read_stats(self, h: str) -> Stats | None:
-        """The entry's statistics, or None when absent; damaged entries are reported and treated as absent."""
+    def read_stats(self, h: str, audio: str | None = None) -> Stats | None:
+        """The entry's statistics, or None when absent; damaged entries are reported (one line naming the entry
+        and, when given, its ``audio`` file) and treated as absent, so extraction recomputes them."""
         p = self.stats_path(h)
+        where = f"{p} ({audio})" if audio else str(p)
         try:
             with np.load(p, allow_pickle=False) as z:
                 st = Stats(z["mean"], z["std"], int(z["num_samples"]), int(z["num_frames"]),
@@ -241,11 +243,11 @@ class FeatureStore:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # truncated, overwritten
-            log.warning("store entry %s is unreadable (%s); recomputing", p, e)
+            log.warning("store entry %s is unreadable (%s); recomputing", where, e)
             return None
         problem = self._stats_problem(st)
         if problem:
-            log.warning("store entry %s is invalid (%s); recomputing", p, problem)
+            log.warning("store entry %s is invalid (%s); recomputing", where, problem)
             return None
         return st
 
@@ -302,7 +304,7 @@ class FeatureStore:
         are touched, and a store that cannot be written is left as it is (the error still names it)."""
         try:
             self.stats_path(h).unlink(missing_ok=True)
-            log.warning("store entry %s %s; removed, the next extraction recomputes it", self.stats_path(h), problem)
+            log.warning("store entry %s %s; removed, to be recomputed", self.stats_path(h), problem)
         except OSError as e:
             log.warning("store entry %s %s, and cannot be removed (%s)", self.stats_path(h), problem, e.strerror or e)
 

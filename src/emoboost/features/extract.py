@@ -20,6 +20,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from emoboost.audio import AudioError, content_hash, load_audio
@@ -96,6 +97,8 @@ def missing_entries(manifest: Manifest, store: FeatureStore, rep: ExtractReport,
                 continue
             rep.add(utt.id, h, st, computed=False)
         else:
+            with suppress(OSError):  # damaged (and reported): now simply missing, for every process
+                store.stats_path(h).unlink(missing_ok=True)
             todo.append(utt)
     return todo
 

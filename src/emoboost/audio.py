@@ -242,9 +242,9 @@ def rms_dbfs(wav: np.ndarray) -> float:
 
 
 def peak_dbfs(wav: np.ndarray) -> float:
-    """Peak level in dB relative to full scale 1.0 (all zeros or empty: -inf)."""
+    """Peak level in dB relative to full scale 1.0 (all zeros or empty: -inf); max and min, not a copy of |x|."""
     x = np.asarray(wav)
-    peak = float(np.abs(x).max()) if x.size else 0.0
+    peak = max(float(x.max()), -float(x.min())) if x.size else 0.0
     return 20.0 * math.log10(peak) if peak > 0.0 else -math.inf
 
 

@@ -211,3 +211,29 @@ def test_cross_corpus_refusals():
         make_folds(_corpora({"a": 3}), "leave-one-corpus-out")
     with pytest.raises(LeakageError, match=r"corpus\(s\) \['a'\] appear in both"):
         check_disjoint(m, np.arange(0, 6), np.arange(6, 12), key="corpus")
+
+
+@pytest.mark.parametrize("protocol, n_folds, message", [
+    ("group-kfold", 12, "--folds 12: group-kfold folds are grouped by speaker and the corpus has 10 speaker(s); "
+                        "use --folds 10 or fewer"),
+    ("loso", 11, "--folds 11: loso folds are grouped by speaker and the corpus has 10 speaker(s)"),
+    ("group-kfold", 1, "--folds 1: cross-validation needs at least 2 folds"),
+    ("group-kfold", 0, "--folds 0: cross-validation needs at least 2 folds"),
+    ("stratified-kfold", -2, "--folds -2: cross-validation needs at least 2 folds"),
+    ("stratified-kfold", 30, "--folds 30: stratified k-fold puts every class in every fold, and class"),
+])
+def test_impossible_fold_counts_name_the_flag(protocol, n_folds, message):
+    """scikit-learn's splitters said e.g. "Cannot have number of splits n_splits=12 greater than the number
+    of groups: 10." (or took --folds 0 as the default); the line names --folds and what would work."""
+    with pytest.raises(ValueError) as e:
+        make_folds(_manifest(), protocol, n_folds=n_folds)
+    assert str(e.value).startswith(message) and "n_splits" not in str(e.value)
+
+
+def test_one_session_or_speaker_is_refused_in_our_words():
+    one = Manifest([u for u in _manifest(sessions=True) if u.session == "S1"])
+    with pytest.raises(ValueError, match="^leave-one-session-out needs at least 2 sessions; the corpus has 1$"):
+        make_folds(one, "loso-session")
+    solo = Manifest([u for u in _manifest() if u.speaker == "spk0"])
+    with pytest.raises(ValueError, match="^leave-one-speaker-out needs at least 2 speakers; the corpus has 1$"):
+        make_folds(solo, "loso")

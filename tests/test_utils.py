@@ -67,3 +67,39 @@ def test_resolve_device_auto_and_one_line_errors(monkeypatch):
     assert resolve_device("auto") == "cuda" and resolve_device("cuda:0") == "cuda:0"
     with pytest.raises(ValueError, match="only 1 CUDA device"):
         resolve_device("cuda:1")
+
+
+SHORT_WRITE = """
+import json, resource, shutil, signal, sys
+import numpy as np
+from emoboost.cli import error_line
+from emoboost.utils import atomic_write
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+if sys.argv[2] == "full":
+    shutil.disk_usage = lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 100, 100)
+try:
+    atomic_write(sys.argv[1], lambda f: np.save(f, np.zeros(20000, np.float32)))
+except OSError as e:
+    print(json.dumps({"errno": e.errno, "line": error_line(e)}))
+"""
+
+
+@pytest.mark.parametrize("disk", ["full", "room"])
+def test_a_short_write_is_one_line_naming_the_file(tmp_path, disk):
+    """np.save's short write says only "80128 requested and 4096 written" (no errno, no file): it becomes the
+    usual ENOSPC line naming the file when the disk is full, and an I/O error naming it otherwise."""
+    import json
+    import subprocess
+    import sys
+
+    target = tmp_path / "x.npy"
+    r = subprocess.run([sys.executable, "-c", SHORT_WRITE, str(target), disk], capture_output=True, text=True,
+                       timeout=120)
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    if disk == "full":
+        assert got == {"errno": errno.ENOSPC, "line": f"{target}: No space left on device (the disk is full: free "
+                                                        f"space, or point --out / --cache-dir elsewhere)"}
+    else:
+        assert got["errno"] == errno.EIO and got["line"].startswith(f"{target}: short write (")
+    assert list(tmp_path.iterdir()) == []

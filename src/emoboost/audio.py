@@ -56,6 +56,9 @@ class NotRegularFileError(AudioError, OSError):
         super().__init__(path, problem)
         self.filename, self.strerror = self.path, problem
 
+    def __str__(self) -> str:  # OSError's own would read "[Errno None] <problem>: '<path>'"
+        return f"{self.path}: {self.problem}"
+
 
 SILENCE_DB = -60.0
 """Peak level (dBFS) below which a clip counts as digital silence (:func:`is_silent`): no sample
@@ -137,9 +140,9 @@ def rms_dbfs(wav: np.ndarray) -> float:
 
 
 def peak_dbfs(wav: np.ndarray) -> float:
-    """Peak level in dB relative to full scale 1.0 (all zeros or empty: -inf)."""
+    """Peak level in dB relative to full scale 1.0 (all zeros or empty: -inf); max and min, not a copy of |x|."""
     x = np.asarray(wav)
-    peak = float(np.abs(x).max()) if x.size else 0.0
+    peak = max(float(x.max()), -float(x.min())) if x.size else 0.0
     return 20.0 * math.log10(peak) if peak > 0.0 else -math.inf
 
 

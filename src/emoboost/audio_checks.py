@@ -57,19 +57,25 @@ class LevelChecks:
         return c
 
     def add(self, block: np.ndarray) -> None:
+        """Take the next consecutive samples; temporaries stay about 1 MB whatever the block's length."""
         x = np.asarray(block, dtype=np.float32).reshape(-1)
         if not len(x):
             return
         self.samples += len(x)
-        self.total += float(np.sum(x, dtype=np.float64))
-        self.peak = max(self.peak, float(np.max(np.abs(x))))
-        self.clipped += int(np.count_nonzero(np.abs(x) >= CLIP_LEVEL))
+        for i in range(0, len(x), 1 << 16):
+            c = x[i : i + (1 << 16)]
+            self.total += float(np.sum(c, dtype=np.float64))
+            self.peak = max(self.peak, float(c.max()), -float(c.min()))
+            self.clipped += int(np.count_nonzero(c >= CLIP_LEVEL)) + int(np.count_nonzero(c <= -CLIP_LEVEL))
         n = FLATNESS_FFT
         if len(x) >= n:
-            frames = np.lib.stride_tricks.sliding_window_view(x, n)[:: n // 2].astype(np.float64)
-            power = np.abs(np.fft.rfft(frames * np.hanning(n), axis=1)) ** 2 + 1e-20
-            self._flat.append(np.exp(np.mean(np.log(power), axis=1)) / np.mean(power, axis=1))
-            self._rms.append(np.sqrt(np.mean(frames * frames, axis=1)))
+            view = np.lib.stride_tricks.sliding_window_view(x, n)[:: n // 2]  # a view: no copy
+            window = np.hanning(n)
+            for i in range(0, len(view), 128):
+                frames = view[i : i + 128].astype(np.float64)
+                power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2 + 1e-20
+                self._flat.append(np.exp(np.mean(np.log(power), axis=1)) / np.mean(power, axis=1))
+                self._rms.append(np.sqrt(np.mean(frames * frames, axis=1)))
 
     def flatness(self) -> float | None:
         """Median spectral flatness of the loudest half of the frames (None for clips under one frame)."""

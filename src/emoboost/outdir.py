@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from emoboost.utils import read_json, remove_stale_temps
+from emoboost.utils import read_json, remove_stale_temps, try_lock
 
 log = logging.getLogger(__name__)
 
@@ -115,27 +115,6 @@ def check_owner(path: str | Path, kind: str) -> None:
                           f"choose a new or empty folder for --out")
 
 
-def _try_lock(fd: int) -> bool:
-    """Exclusive, non-blocking lock of the open file ``fd``; False when another process holds it."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: a byte-range lock, dropped with the process as well
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    except OSError as e:  # a file system without locks: work on, but say concurrent writers go unnoticed
-        log.warning("cannot lock %s (%s): a second process writing it would not be detected", fd, e)
-    return True
-
-
 def _holder(marker: Path) -> str:
     try:
         pid = json.loads(marker.read_text(encoding="utf-8")).get("pid")
@@ -164,7 +143,7 @@ def claim_dir(path: str | Path, kind: str, clean: tuple[str, ...] = ()) -> Itera
     fd = os.open(marker, os.O_RDWR | os.O_CREAT, 0o644)
     locked = done = False
     try:
-        if not _try_lock(fd):
+        if not try_lock(fd):
             noun = KINDS[kind][1].split(" ", 1)[1]
             raise OutDirBusy(f"{path}: another emoboost process{_holder(marker)} is writing this {noun}; "
                              f"wait for it to finish or choose another --out")

@@ -192,6 +192,38 @@ def _corpus_folds(manifest: Manifest, protocol: str, test_corpora: Iterable[str]
     return folds
 
 
+DEFAULT_FOLDS = 5
+
+
+def _check_fold_count(protocol: str, n_folds: int | None, y: np.ndarray, spk: np.ndarray, manifest: Manifest) -> None:
+    """Fold counts the data cannot give, in one line naming ``--folds`` (scikit-learn's splitters would say
+    "n_splits=10 greater than the number of groups", in their own terms, or later)."""
+    if protocol == "loso-session":
+        sessions = np.unique(manifest.groups("session"))
+        if len(sessions) < 2:
+            raise ValueError(f"leave-one-session-out needs at least 2 sessions; the corpus has {len(sessions)}")
+        return
+    if protocol == "loso" and n_folds is None:
+        n_spk = len(np.unique(spk))
+        if n_spk < 2:
+            raise ValueError(f"leave-one-speaker-out needs at least 2 speakers; the corpus has {n_spk}")
+        return
+    k = DEFAULT_FOLDS if n_folds is None else n_folds
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise ValueError(f"--folds {k}: cross-validation needs at least 2 folds")
+    if protocol == "stratified-kfold":
+        counts = Counter(y.tolist())
+        label, least = min(counts.items(), key=lambda kv: (kv[1], str(kv[0])))
+        if k > least:
+            raise ValueError(f"--folds {k}: stratified k-fold puts every class in every fold, and class {label!r} has "
+                             f"{least} utterance(s); use --folds {least} or fewer")
+        return
+    n_spk = len(np.unique(spk))
+    if k > n_spk:
+        raise ValueError(f"--folds {k}: {protocol} folds are grouped by speaker and the corpus has {n_spk} speaker(s); "
+                         f"use --folds {n_spk} or fewer")
+
+
 def make_folds(
     manifest: Manifest,
     protocol: str = "loso",
@@ -223,6 +255,7 @@ def make_folds(
     y = np.array([u.label for u in manifest])
     spk = manifest.groups("speaker")
     speaker_independent = protocol != "stratified-kfold"
+    _check_fold_count(protocol, n_folds, y, spk, manifest)
     if protocol == "loso":
         n_spk = len(np.unique(spk))
         if n_folds in (None, n_spk):
@@ -235,13 +268,14 @@ def make_folds(
         splits = LeaveOneGroupOut().split(idx, y, groups)
     elif protocol == "group-kfold":
         groups = spk
-        splits = _grouped_kfold(manifest, idx, spk, n_folds or 5, seed)
+        splits = _grouped_kfold(manifest, idx, spk, DEFAULT_FOLDS if n_folds is None else n_folds, seed)
     elif protocol == "stratified-group-kfold":
         groups = spk
-        splits = _every_class_grouped_kfold(y, spk, n_folds or 5, seed)
+        splits = _every_class_grouped_kfold(y, spk, DEFAULT_FOLDS if n_folds is None else n_folds, seed)
     else:
         groups = spk
-        splits = StratifiedKFold(n_splits=n_folds or 5, shuffle=True, random_state=seed).split(idx, y)
+        splits = StratifiedKFold(n_splits=DEFAULT_FOLDS if n_folds is None else n_folds, shuffle=True,
+                                 random_state=seed).split(idx, y)
 
     folds = []
     for k, (train, test) in enumerate(splits):

@@ -13,7 +13,8 @@ import platform
 import random
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -45,10 +46,33 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     except BaseException as e:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is None and _SHORT_WRITE.search(str(e)):
+            raise _short_write(e, path) from e
         if isinstance(e, OSError) and e.errno is not None and e.filename is None:
             raise type(e)(e.errno, e.strerror, str(path)) from e
         raise
     return path
+
+
+_SHORT_WRITE = re.compile(r"^(\d+) requested and (\d+) written$")
+
+
+def _short_write(e: OSError, path: Path) -> OSError:
+    """numpy's ``tofile`` (behind ``np.save`` to a file) reports a short write as "N requested and M
+    written", without an errno or a file name. Nearly always the disk is full: said the usual way
+    (ENOSPC, naming the file) when the folder has less free space than was asked for; otherwise EIO."""
+    import errno
+    import shutil
+
+    m = _SHORT_WRITE.search(str(e))
+    asked = int(m.group(1)) if m else 0
+    try:
+        full = shutil.disk_usage(path.parent).free < max(asked, 1)
+    except OSError:
+        full = True
+    if full:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return OSError(errno.EIO, f"short write ({e}; a file size limit or quota?)", str(path))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -59,6 +83,34 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """:func:`atomic_write` of ``text`` as UTF-8."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def try_lock(fd: int) -> bool:
+    """Exclusive, non-blocking lock of the open file ``fd``; False when another process holds it.
+
+    The OS drops the lock when its holder dies (``kill -9`` included), so a stale lock never blocks:
+    run directories (:mod:`emoboost.outdir`) and store entries being computed
+    (:meth:`emoboost.features.store.FeatureStore.claim`) are locked this way."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: a byte-range lock, dropped with the process as well
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as e:  # a file system without locks: work on, but say concurrent writers go unnoticed
+        import logging
+
+        logging.getLogger(__name__).warning("cannot lock %s (%s): a second process writing it would not be "
+                                            "detected", fd, e)
+    return True
 
 
 def remove_stale_temps(folder: Path, recursive: bool = False) -> list[Path]:
@@ -221,3 +273,20 @@ def import_attr(spec: str) -> Any:
     """'pkg.module:attr' -> attr (lazy registry imports)."""
     mod, _, attr = spec.partition(":")
     return getattr(importlib.import_module(mod), attr)
+
+
+@contextmanager
+def library_errors(where: str) -> Iterator[None]:
+    """A ValueError raised inside scikit-learn (its wording: "n_splits=3 cannot be greater than ...") gets
+    ``where`` (the fold, seed and method) in front, so the line says which fit failed; errors of our own
+    code already speak in the user's terms and pass as they are."""
+    try:
+        yield
+    except ValueError as e:
+        tb, origin = e.__traceback__, ""
+        while tb is not None:
+            origin = tb.tb_frame.f_globals.get("__name__", "") or origin
+            tb = tb.tb_next
+        if origin.split(".")[0] != "sklearn":
+            raise
+        raise ValueError(f"{where} could not be fitted on this fold's training data (scikit-learn: {e})") from e

@@ -570,3 +570,25 @@ def test_odd_audio_is_used_and_listed_in_warnings_json(corpus, upstream_dir, cac
     again = run_experiment(_logreg(root, upstream_dir, tmp_path / "run2", cache))
     assert json.loads((tmp_path / "run2" / "warnings.json").read_text()) == got
     assert again["summary"]["UA"] == first["summary"]["UA"]
+
+
+def test_a_scikit_learn_error_inside_a_fit_names_the_fold(corpus, upstream_dir, cache, tmp_path, monkeypatch):
+    """An error raised inside scikit-learn (its own wording) says which fold, seed and method failed."""
+    orig = runner.get_method
+
+    def breaking(name):
+        klass = orig(name)
+
+        class Broken(klass):
+            def fit(self, train, valid=None, seed=0):
+                from sklearn.model_selection import GroupKFold
+
+                list(GroupKFold(n_splits=99).split(np.zeros((len(train), 1)), train.y, train.groups))
+        return Broken
+    monkeypatch.setattr(runner, "get_method", breaking)
+    with pytest.raises(ValueError, match=r"^fold 0 seed 0: logreg could not be fitted on this fold's training data "
+                                         r"\(scikit-learn: Cannot have number of splits n_splits=99"):
+        run_experiment(_logreg(corpus, upstream_dir, tmp_path / "run", cache))
+    with pytest.raises(ValueError, match="^plain"):  # our own errors pass as they are
+        with runner.library_errors("fold 0"):
+            raise ValueError("plain")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from pathlib import Path
@@ -158,7 +159,7 @@ def test_damaged_entries_are_recomputed(tmp_path):
     assert rep.computed == 2 and np.isfinite(store.read_stats(h).mean).all()
 
 
-def test_truncated_statistics_are_recomputed(tmp_path):
+def test_truncated_statistics_are_recomputed(tmp_path, caplog):
     """A cut ``.stats.npz`` (a full disk, a copy stopped half-way) is not a zip file: it is recomputed,
     and a reader that meets it names the audio file and the entry (was: BadZipFile, an internal error)."""
     m = manifest_of(tmp_path, [1.0, 1.5])
@@ -173,8 +174,12 @@ def test_truncated_statistics_are_recomputed(tmp_path):
     with pytest.raises(ValueError, match=rf"^{m[1].path}: store entry {store.stats_path(h)} is missing or damaged; "
                                          r"rerun the command \(or emoboost extract\) to recompute it$"):
         src.pooled([1], [1])
-    rep = extract_to_store(m, store, TinyUpstream(), progress=False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="emoboost.features.store"):
+        rep = extract_to_store(m, store, TinyUpstream(), progress=False)
     assert rep.computed == 1 and rep.reused == 1 and store.stats_path(h).read_bytes() == good
+    assert [r.getMessage() for r in caplog.records] == [
+        f"store entry {store.stats_path(h)} ({m[1].path}) is unreadable (File is not a zip file); recomputing"]
 
 
 def test_non_finite_frames_name_the_file_and_are_recomputed(tmp_path):
@@ -220,9 +225,9 @@ def test_a_warm_store_reads_each_entry_once(tmp_path, monkeypatch):
     reads: list[str] = []
     real = FeatureStore.read_stats
 
-    def counting(self, h):
+    def counting(self, h, audio=None):
         reads.append(h)
-        return real(self, h)
+        return real(self, h, audio)
 
     monkeypatch.setattr(FeatureStore, "read_stats", counting)
     rep = extract_to_store(m, store, lambda: pytest.fail("the encoder was built"), progress=False, keep_layers=[1])
@@ -301,3 +306,133 @@ def test_store_keys_and_paths_are_pinned(tmp_path):
     h = "ab12" + "0" * 60
     assert utt.stats_path(h) == tmp_path / utt.stats_key / "ab" / f"{h}.stats.npz"
     assert utt.frames_path(h) == tmp_path / utt.frames_key / "ab" / f"{h}.npy"
+
+
+class WideUpstream(TinyUpstream):
+    """TinyUpstream with 64 features per frame, so a window's frames are large enough to measure."""
+
+    hidden_size = 64
+
+    def forward(self, wavs, lengths):
+        layers, lens = super().forward(wavs, lengths)
+        return layers.repeat(1, 1, 1, 16), lens
+
+
+def test_a_long_clip_is_written_window_by_window(tmp_path):
+    """60 one-second windows: the entry equals the one written from all frames at once (frames byte for
+    byte, statistics to float64 rounding), while the extraction holds about one window of frames: the
+    peak traced allocation stays far below the clip's frames (it held them all, in float32, plus copies)."""
+    import tracemalloc
+
+    from emoboost.features.encode import encode_windows
+
+    up = WideUpstream()
+    wav = np.random.default_rng(5).standard_normal(16000 * 60).astype(np.float32)
+    spec = StoreSpec(window=1.0)
+    frames, _ = encode_clip(up, wav, spec)
+    whole = FeatureStore(tmp_path / "whole", "tiny-0", spec)
+    st_whole = whole.write_windows("ab12", [(frames, 0)], len(wav), 50.0)
+    streamed = FeatureStore(tmp_path / "streamed", "tiny-0", spec)
+    tracemalloc.start()
+    st = streamed.write_windows("ab12", encode_windows(up, wav, spec), len(wav), 50.0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert streamed.frames_path("ab12").read_bytes() == whole.frames_path("ab12").read_bytes()
+    assert np.array_equal(np.load(streamed.frames_path("ab12")), to16(frames))
+    np.testing.assert_allclose(st.mean, st_whole.mean, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(st.std, st_whole.std, rtol=1e-5, atol=1e-6)
+    assert st.num_frames == st_whole.num_frames == 3000
+    assert peak < frames.nbytes / 8, (peak, frames.nbytes)  # 2.3 MB of frames; a window is 38 KB
+    # one window: the entry is the one np.save and numpy's mean/std give (unchanged from earlier versions)
+    one = wav[:16000]
+    f1, _ = encode_clip(up, one, spec)
+    st1 = streamed.write_windows("cd34", encode_windows(up, one, spec), len(one), 50.0)
+    assert streamed.frames_path("cd34").read_bytes() == _npy_bytes(to16(f1))
+    assert np.array_equal(st1.mean, f1.mean(axis=1, dtype=np.float64).astype(np.float32))
+
+
+def to16(a: np.ndarray) -> np.ndarray:
+    from emoboost.features.store import to_float16
+
+    return to_float16(a)
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+def test_non_finite_windows_write_nothing(tmp_path):
+    from emoboost.features.store import NonFiniteFrames
+
+    store = FeatureStore(tmp_path / "c", "tiny-0", StoreSpec())
+    good = np.ones((3, 10, 4), np.float32)
+    bad = good.copy()
+    bad[1, 2, 3] = np.inf
+    with pytest.raises(NonFiniteFrames, match="non-finite"):
+        store.write_windows("ab12", [(good, 0), (bad, 0)], 16000, 50.0)
+    assert not store.frames_path("ab12").exists() and not store.stats_path("ab12").exists()
+    assert [p.name for p in store.frames_path("ab12").parent.iterdir()] == []  # no temporary file left
+
+
+def test_extraction_memory_does_not_grow_with_a_clips_frames(tmp_path):
+    """A 60 s clip of 60 encoder windows: extraction holds the decoded audio and about one window of
+    frames, never the clip's frames (which a 1-hour clip turned into gigabytes)."""
+    import tracemalloc
+
+    class Wider(TinyUpstream):
+        hidden_size = 256
+
+        def forward(self, wavs, lengths):
+            layers, lens = super().forward(wavs, lengths)
+            return layers.repeat(1, 1, 1, 64), lens
+
+    m = manifest_of(tmp_path, [60.0])
+    store = FeatureStore(tmp_path / "c", "tiny-0", StoreSpec(window=1.0))
+    wav_bytes, frame_bytes = 60 * 16000 * 4, 3 * 3000 * 256 * 4
+    tracemalloc.start()
+    rep = extract_to_store(m, store, Wider(), progress=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert rep.computed == 1 and np.load(store.frames_path(rep.hashes["u0"])).shape == (3, 3000, 256)
+    assert peak < 2 * wav_bytes + frame_bytes / 4, (peak, wav_bytes, frame_bytes)
+
+
+class SlowUpstream(TinyUpstream):
+    def forward(self, wavs, lengths):
+        import time
+
+        time.sleep(0.05)
+        return super().forward(wavs, lengths)
+
+
+def test_two_extractions_split_the_work_and_stale_claims_do_not_block(tmp_path):
+    """Two extractions of one corpus at once (threads here: the lock is per open file, as between
+    processes) compute each entry once between them; a claim file left by a dead process blocks nothing."""
+    import threading
+
+    m = manifest_of(tmp_path, [0.5] * 16)
+    store = FeatureStore(tmp_path / "c", "tiny-0", StoreSpec())
+    stale = store.stats_path(content_hash(m[3].path)).with_name(f".{content_hash(m[3].path)}.claim")
+    stale.parent.mkdir(parents=True)
+    stale.write_text("")  # a killed extraction's claim: the file stays, its lock died with the process
+    reps: list = []
+    go = threading.Barrier(2)
+
+    def extract() -> None:
+        go.wait()
+        reps.append(extract_to_store(m, FeatureStore(tmp_path / "c", "tiny-0", StoreSpec()), SlowUpstream(),
+                                     progress=False))
+
+    threads = [threading.Thread(target=extract) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(reps) == 2 and all(len(r.hashes) == 16 and not r.skipped for r in reps)
+    assert sum(r.computed for r in reps) == 16, [r.computed for r in reps]  # was 32: both did everything
+    assert all(r.computed >= 2 for r in reps)  # both worked
+    assert not list((tmp_path / "c").rglob("*.claim"))

@@ -320,7 +320,10 @@ def _fit_final(rec: RunRecord, out: Path, cache_dir: str | None, progress: bool,
                          f"{rec.path} was evaluated with {want}: its CV report would not describe this model")
     seed = int((cfg.seeds or [0])[0])
     t0 = time.perf_counter()
-    method.fit(data, None, seed=seed)
+    from emoboost.experiment.run import library_errors
+
+    with library_errors(f"the final {cfg.method} model"):
+        method.fit(data, None, seed=seed)
     fit_s = time.perf_counter() - t0
     probe = data.subset(np.arange(min(len(data), 8)))  # a diverged fit (NaN loss, NaN weights) answers NaN
     if not np.all(np.isfinite(method.predict_proba(probe))):

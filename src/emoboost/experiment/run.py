@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from emoboost.audio import Segmenting
-from emoboost.data.manifest import Manifest
+from emoboost.data.manifest import Manifest, warn_duration_outliers
 from emoboost.evaluation.metrics import check_finite
 from emoboost.evaluation.report import FoldResult, merge_descriptions, plot_tsne, write_report
 from emoboost.methods import UtteranceSet, get_method
 from emoboost.outdir import check_resume, claim_dir, code_version
 from emoboost.protocols import check_disjoint, describe, make_folds
-from emoboost.utils import atomic_write, atomic_write_text, machine_line
+from emoboost.utils import atomic_write, atomic_write_text, library_errors, machine_line
 
 log = logging.getLogger(__name__)
 
@@ -268,20 +268,6 @@ def prepare_ssl(cfg: ExperimentConfig, manifest: Manifest, method) -> tuple[Any,
     return view, rep.skipped, info
 
 
-def _warn_duration_outliers(manifest: Manifest, factor: float = 20.0) -> list[str]:
-    """Warn about clips far longer than the corpus's median (a 1-hour file among 3 s utterances)."""
-    d = np.array([u.duration or 0.0 for u in manifest])
-    if not len(d) or not np.median(d) > 0:
-        return []
-    med = float(np.median(d))
-    out = [f"{u.path} ({u.duration:.0f} s)" for u in manifest if (u.duration or 0) > factor * max(med, 1.0)]
-    if out:
-        log.warning("%d clip(s) are over %gx the median duration (%.1f s): %s; segment methods use at most "
-                    "max_segments_per_utt training windows per clip, pooled methods weight every clip equally",
-                    len(out), factor, med, "; ".join(out[:5]))
-    return out
-
-
 def _segmenting_line(cfg: ExperimentConfig, method) -> str:
     seg = (f"{cfg.segment_length:g} s segments, hop {cfg.segment_hop or cfg.segment_length:g} s, last zero-padded; "
            f"utterance = mean segment posterior")
@@ -341,7 +327,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     names = tuple(probe.requires)
     make_folds(manifest, protocol, n_folds=n_folds, valid_speakers=cfg.valid_speakers, seed=0,
                test_corpora=info.get("test_corpora"))
-    _warn_duration_outliers(manifest)
+    warn_duration_outliers(manifest)
     fingerprint = None
     if "ssl" in names:
         from emoboost.features.pipeline import LazyUpstream
@@ -387,7 +373,10 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
         manifest = manifest.filter(lambda u: u.id in pos)
         ssl_view = ssl_view.subset([pos[u.id] for u in manifest])
     if len(manifest) == 0:
-        raise ValueError(f"no usable utterances left: all {len(skipped)} file(s) were skipped (see {out / 'skipped.json'})")
+        atomic_write_text(out / "skipped.json", json.dumps([{"path": p, "problem": m} for p, m in skipped], indent=2))
+        first = f"first: {skipped[0][0]}: {skipped[0][1]}; " if skipped else ""
+        raise ValueError(f"no usable utterances left: all {len(skipped)} file(s) were skipped ({first}all in "
+                         f"{out / 'skipped.json'})")
     atomic_write_text(out / "skipped.json", json.dumps([{"path": p, "problem": m} for p, m in skipped], indent=2))
     from emoboost.features.cache import write_warnings
 
@@ -424,11 +413,12 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
             method.device = cfg.device
             train, valid, test = data.subset(fold.train), data.subset(fold.valid), data.subset(fold.test)
             t1 = time.perf_counter()
-            method.fit(train, valid if len(valid) else None, seed=seed)
-            t_fit = time.perf_counter() - t1
-            t2 = time.perf_counter()
-            proba = method.predict_proba(test)
-            t_inf = time.perf_counter() - t2
+            with library_errors(f"fold {fold.index} seed {seed}: {cfg.method}"):
+                method.fit(train, valid if len(valid) else None, seed=seed)
+                t_fit = time.perf_counter() - t1
+                t2 = time.perf_counter()
+                proba = method.predict_proba(test)
+                t_inf = time.perf_counter() - t2
             check_finite(proba, fold.index, seed, cfg.method)
             method_info = method.describe()
             n_params = method.num_parameters()

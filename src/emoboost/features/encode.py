@@ -11,6 +11,7 @@ Imports torch only when a clip is encoded.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,23 +44,45 @@ def encoder_windows(num_samples: int, window: int, min_tail: int) -> list[tuple[
     return spans
 
 
-def encode_clip(upstream: Upstream, wav: np.ndarray, spec: StoreSpec) -> tuple[np.ndarray, int]:
-    """One clip -> (float32 frames [L, T, D] as the store keeps them, frames per segment or 0)."""
+def segment_batch(spec: StoreSpec) -> int:
+    """Segments encoded per encoder call (segment encoding): as many as one encoder window holds (10 of
+    3 s in 30 s), so a long clip never becomes one batch of hundreds of segments."""
+    return max(1, int(spec.window // spec.segmenting.length))
+
+
+def encode_windows(upstream: Upstream, wav: np.ndarray, spec: StoreSpec) -> Iterator[tuple[np.ndarray, int]]:
+    """One clip -> its float32 frames [L, T_w, D] window by window, in order, each with the frames per
+    segment (segment encoding) or 0.
+
+    Concatenated along time, the windows are the clip's frames as the store keeps them; only one
+    window's frames exist at a time, so an hour of audio costs what 30 s does (the store writes them
+    window by window, :meth:`emoboost.features.store.FeatureStore.write_windows`). A clip of one
+    window (or up to :func:`segment_batch` segments) is encoded exactly as before, in one call."""
     import torch
 
     wav = np.asarray(wav, dtype=np.float32)
-    with torch.inference_mode():
-        if spec.encoding == "segment":
-            segs = segment(wav, spec.segmenting)
-            x = torch.from_numpy(segs)
-            layers, lens = upstream(x, torch.full((len(x),), x.shape[1], dtype=torch.long))
+    if spec.encoding == "segment":
+        segs = segment(wav, spec.segmenting)
+        n = segment_batch(spec)
+        for s in range(0, len(segs), n):
+            x = torch.from_numpy(segs[s : s + n])
+            with torch.inference_mode():
+                layers, lens = upstream(x, torch.full((len(x),), x.shape[1], dtype=torch.long))
             t = int(lens.max())
             a = layers[:, :, :t].float().cpu().numpy()  # [L, S, T', D]
-            return a.reshape(a.shape[0], -1, a.shape[-1]), t
-        win = int(round(spec.window * upstream.sample_rate))
-        parts = []
-        for a, b in encoder_windows(len(wav), win, min_tail(upstream.sample_rate, upstream.frame_rate)):
-            x = torch.from_numpy(np.ascontiguousarray(wav[a:b]))[None]
+            yield a.reshape(a.shape[0], -1, a.shape[-1]), t
+        return
+    win = int(round(spec.window * upstream.sample_rate))
+    for a, b in encoder_windows(len(wav), win, min_tail(upstream.sample_rate, upstream.frame_rate)):
+        x = torch.from_numpy(np.ascontiguousarray(wav[a:b]))[None]
+        with torch.inference_mode():
             layers, lens = upstream(x, torch.tensor([b - a]))
-            parts.append(layers[:, 0, : int(lens[0])].float().cpu().numpy())
-        return (np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]), 0
+        yield layers[:, 0, : int(lens[0])].float().cpu().numpy(), 0
+
+
+def encode_clip(upstream: Upstream, wav: np.ndarray, spec: StoreSpec) -> tuple[np.ndarray, int]:
+    """One clip -> (float32 frames [L, T, D] as the store keeps them, frames per segment or 0), in memory
+    (the windows of :func:`encode_windows` concatenated: tests, fine-tuning; the store streams them)."""
+    parts = list(encode_windows(upstream, wav, spec))
+    frames = np.concatenate([f for f, _ in parts], axis=1) if len(parts) > 1 else parts[0][0]
+    return frames, parts[-1][1]

@@ -20,15 +20,14 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from emoboost.audio import AudioError, content_hash, load_audio
 from emoboost.features.cache import FeatureCache, remember_checks, warn_skipped
-from emoboost.features.encode import encode_clip
+from emoboost.features.encode import encode_windows
 from emoboost.features.report import ExtractReport
-from emoboost.features.store import FeatureStore, store_info
+from emoboost.features.store import FeatureStore, NonFiniteFrames, store_info
 
 if TYPE_CHECKING:
     from emoboost.data.manifest import Manifest, Utterance
@@ -90,14 +89,16 @@ def missing_entries(manifest: Manifest, store: FeatureStore, rep: ExtractReport,
     costs a read of the frames store: ``emoboost extract`` does it, runs rely on the check at read time."""
     todo: list[Utterance] = []
     for utt, h in _hash_entries(manifest, rep.skipped, min_duration, progress, "store check"):
-        st = store.read_stats(h)
+        st = store.read_stats(h, utt.path)
         if st is not None and store.frames_ok(h, st):
             if verify and not store.frames_finite(h):
-                log.warning("store entry %s (%s) holds non-finite frames; recomputing", store.frames_path(h), utt.path)
+                store.invalidate(h, f"({utt.path}) holds non-finite frames")
                 todo.append(utt)
                 continue
             rep.add(utt.id, h, st, computed=False)
         else:
+            with suppress(OSError):  # damaged (and reported): now simply missing, for every process
+                store.stats_path(h).unlink(missing_ok=True)
             todo.append(utt)
     return todo
 
@@ -131,42 +132,77 @@ def extract_to_store(
     rep = ExtractReport(files=len(manifest), shard=shard,
                         keep_layers=[int(v) for v in keep_layers] if keep_layers is not None else None)
     todo = missing_entries(manifest, store, rep, progress=progress, min_duration=min_duration, verify=verify)
-    enc: Upstream | None = None
-    checks = FeatureCache(store.root)
+    enc: list[Upstream] = []  # built at the first clip that decodes: broken files alone never load weights
+
+    def encoder() -> Upstream:
+        if not enc:
+            up = upstream() if callable(upstream) and not hasattr(upstream, "forward") else upstream
+            up.eval()  # type: ignore[union-attr]
+            store.num_layers = up.num_layers  # type: ignore[union-attr]
+            store.write_info(store_info(up))  # type: ignore[arg-type]
+            enc.append(up)  # type: ignore[arg-type]
+        return enc[0]
+
     if todo:
         from tqdm.auto import tqdm
 
         t1 = time.perf_counter()
-        for utt in tqdm(todo, desc="extract", disable=not progress, unit="utt"):
-            try:
-                h = content_hash(utt.path)
-                wav = load_audio(utt.path, min_duration=min_duration, reject_silence=reject_silence)
-            except AudioError as e:
-                rep.skipped.append((utt.path, e.problem))
-                continue
-            except OSError as e:
-                rep.skipped.append((utt.path, f"cannot read file ({e.strerror or e})"))
-                continue
-            if enc is None:  # built at the first clip that decodes: broken files alone never load weights
-                enc = upstream() if callable(upstream) and not hasattr(upstream, "forward") else upstream  # type: ignore[assignment]
-                enc.eval()  # type: ignore[union-attr]
-                store.num_layers = enc.num_layers  # type: ignore[union-attr]
-                store.write_info(store_info(enc))  # type: ignore[arg-type]
-            try:
-                frames, seg_frames = encode_clip(enc, wav, store.spec)  # type: ignore[arg-type]
-            except ValueError as e:
-                rep.skipped.append((utt.path, f"encoder refused the clip ({e})"))
-                continue
-            if not np.isfinite(frames).all():
-                rep.skipped.append((utt.path, "encoder produced non-finite features"))
-                continue
-            remember_checks(checks, h, wav)  # the audio warnings of a later run need no second decode
-            st = store.write(h, frames, len(wav), enc.frame_rate, seg_frames)  # type: ignore[union-attr]
-            del frames
-            rep.add(utt.id, h, st, computed=True)
+        checks = FeatureCache(store.root)
+        with tqdm(total=len(todo), desc="extract", disable=not progress, unit="utt") as bar:
+            while todo:  # entries another process holds come back in the next pass, once it is done
+                held = [u for u in todo if not _extract_one(u, store, encoder, rep, checks, min_duration,
+                                                            reject_silence, bar)]
+                if held and len(held) == len(todo):
+                    time.sleep(CLAIM_POLL_S)
+                todo = held
         rep.encode_s = time.perf_counter() - t1
     warn_skipped(rep.skipped)
     return rep.finish(manifest, store, time.perf_counter() - t0)
+
+
+CLAIM_POLL_S = 0.2
+"""How often extraction looks again at entries that another process is computing."""
+
+
+def _extract_one(utt: Utterance, store: FeatureStore, encoder: Callable[[], Upstream], rep: ExtractReport,
+                 checks: FeatureCache, min_duration: float, reject_silence: bool, bar) -> bool:
+    """Encode one missing entry into ``store``, or take it from the process that just wrote it; False
+    when another live process holds its claim now (:meth:`FeatureStore.claim`): try again later."""
+    try:
+        h = content_hash(utt.path)
+    except (AudioError, OSError) as e:
+        rep.skipped.append((utt.path, e.problem if isinstance(e, AudioError) else f"cannot read file ({e.strerror or e})"))
+        bar.update()
+        return True
+    with store.claim(h) as mine:
+        if not mine:
+            return False
+        st = store.read_stats(h)
+        if st is not None and store.frames_ok(h, st):  # written by another process while we waited
+            rep.add(utt.id, h, st, computed=False)
+            bar.update()
+            return True
+        bar.update()
+        try:
+            wav = load_audio(utt.path, min_duration=min_duration, reject_silence=reject_silence)
+        except AudioError as e:
+            rep.skipped.append((utt.path, e.problem))
+            return True
+        except OSError as e:
+            rep.skipped.append((utt.path, f"cannot read file ({e.strerror or e})"))
+            return True
+        up = encoder()
+        try:  # window by window: a long clip never holds all its frames (or layers) in memory
+            st = store.write_windows(h, encode_windows(up, wav, store.spec), len(wav), up.frame_rate)
+        except NonFiniteFrames as e:
+            rep.skipped.append((utt.path, str(e)))
+            return True
+        except ValueError as e:
+            rep.skipped.append((utt.path, f"encoder refused the clip ({e})"))
+            return True
+        remember_checks(checks, h, wav)  # the audio warnings of a later run need no second decode
+        rep.add(utt.id, h, st, computed=True)
+        return True
 
 
 def fill_store(manifest: Manifest, store: FeatureStore, upstream: str, *, lazy: LazyUpstream | None = None,

@@ -11,7 +11,7 @@ that is built once and kept busy (on a GPU when there is one). So the pipeline i
    the pipeline;
 3. ``map_batches`` of :class:`EncodeActor`, a callable class run as an actor pool: each actor builds
    the upstream once (checked against the driver's fingerprint, so every node encodes with the same
-   weights), encodes each clip with :func:`~emoboost.features.encode.encode_clip` -- exactly what the
+   weights), encodes each clip with :func:`~emoboost.features.encode.encode_windows` -- exactly what the
    single-process path does -- and writes the entry with :meth:`FeatureStore.write` (atomic, safe for
    concurrent writers);
 4. the driver streams the per-row results (``id``, ``hash``, ``problem``) back into the
@@ -143,25 +143,23 @@ class EncodeActor:
         store.write_info(store_info(self.upstream))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from emoboost.features.encode import encode_clip
+        from emoboost.features.encode import encode_windows
+        from emoboost.features.store import NonFiniteFrames
 
         problems = []
         for h, wav_bytes, problem in zip(batch["hash"], batch["wav"], batch["problem"]):
             problem = str(problem or "")
             if not problem:
                 wav = np.frombuffer(wav_bytes, dtype=np.float32).copy()  # writable, as torch wants
-                try:
-                    frames, seg_frames = encode_clip(self.upstream, wav, self.store.spec)
+                try:  # window by window, as the local engine does
+                    self.store.write_windows(str(h), encode_windows(self.upstream, wav, self.store.spec), len(wav),
+                                             self.upstream.frame_rate)
+                except NonFiniteFrames as e:
+                    problem = str(e)
                 except ValueError as e:
                     problem = f"encoder refused the clip ({e})"
-                else:
-                    if not np.isfinite(frames).all():
-                        problem = "encoder produced non-finite features"
-                    else:
-                        try:
-                            self.store.write(str(h), frames, len(wav), self.upstream.frame_rate, seg_frames)
-                        except OSError as e:
-                            problem = f"cannot write store entry ({e.strerror or e})"
+                except OSError as e:
+                    problem = f"cannot write store entry ({e.strerror or e})"
             problems.append(problem)
         return {"id": batch["id"], "path": batch["path"], "hash": batch["hash"],
                 "problem": np.array(problems, dtype=object)}

@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import zipfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,7 @@ import numpy as np
 
 from emoboost.audio import Segmenting
 from emoboost.features.cache import feature_key
-from emoboost.utils import atomic_write, atomic_write_text
+from emoboost.utils import atomic_write, atomic_write_text, try_lock
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +151,46 @@ class Stats:
     @classmethod
     def of(cls, frames: np.ndarray, num_samples: int, frame_rate: float = 50.0, segment_frames: int = 0) -> Stats:
         """From float32 frames [L, T, D] (before float16 rounding, so statistics are exact)."""
-        x = np.asarray(frames, dtype=np.float32)
-        mean = x.mean(axis=1, dtype=np.float64)
-        std = np.sqrt(np.maximum(np.square(x, dtype=np.float64).mean(axis=1) - mean**2, 0.0))
-        return cls(mean.astype(np.float32), std.astype(np.float32), int(num_samples), int(x.shape[1]),
-                   float(frame_rate), int(segment_frames))
+        sums = FrameSums()
+        sums.add(np.asarray(frames, dtype=np.float32))
+        return sums.stats(num_samples, frame_rate, segment_frames)
+
+
+class FrameSums:
+    """Running per-layer sums of frames (float64), so statistics of any number of windows need one window in
+    memory: the store's entries and the inference engine's pooled heads both accumulate here.
+
+    For a single window the result is bit-identical to numpy's ``mean``/``std`` over the frames (the same
+    float64 row-by-row accumulation); over several windows it differs only in float64 rounding."""
+
+    def __init__(self) -> None:
+        self.s1: np.ndarray | None = None
+        self.s2: np.ndarray | None = None
+        self.frames = 0
+
+    def add(self, frames: np.ndarray) -> None:
+        """Add float32 frames [L, T, D], one layer in float64 at a time (no [L, T, D] float64 copy)."""
+        s1 = np.empty((frames.shape[0], frames.shape[2]))
+        s2 = np.empty_like(s1)
+        for li, layer in enumerate(frames):
+            x = layer.astype(np.float64)
+            s1[li], s2[li] = x.sum(axis=0), np.square(x).sum(axis=0)
+        self.s1 = s1 if self.s1 is None else self.s1 + s1
+        self.s2 = s2 if self.s2 is None else self.s2 + s2
+        self.frames += frames.shape[1]
+
+    def stats(self, num_samples: int, frame_rate: float, segment_frames: int = 0) -> Stats:
+        """The clip's :class:`Stats` (frame mean and std per layer)."""
+        if self.s1 is None or self.s2 is None or not self.frames:
+            raise ValueError("no frames were added")
+        mean = self.s1 / self.frames
+        std = np.sqrt(np.maximum(self.s2 / self.frames - mean**2, 0.0))
+        return Stats(mean.astype(np.float32), std.astype(np.float32), int(num_samples), self.frames,
+                     float(frame_rate), int(segment_frames))
+
+
+class NonFiniteFrames(ValueError):
+    """The encoder produced NaN or infinite features for a clip: nothing of it is stored."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -193,9 +231,11 @@ class FeatureStore:
         return self.root / self.frames_key / h[:2] / f"{h}.npy"
 
     # -- reading ----------------------------------------------------------------------------------
-    def read_stats(self, h: str) -> Stats | None:
-        """The entry's statistics, or None when absent; damaged entries are reported and treated as absent."""
+    def read_stats(self, h: str, audio: str | None = None) -> Stats | None:
+        """The entry's statistics, or None when absent; damaged entries are reported (one line naming the entry
+        and, when given, its ``audio`` file) and treated as absent, so extraction recomputes them."""
         p = self.stats_path(h)
+        where = f"{p} ({audio})" if audio else str(p)
         try:
             with np.load(p, allow_pickle=False) as z:
                 st = Stats(z["mean"], z["std"], int(z["num_samples"]), int(z["num_frames"]),
@@ -203,11 +243,11 @@ class FeatureStore:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # truncated, overwritten
-            log.warning("store entry %s is unreadable (%s); recomputing", p, e)
+            log.warning("store entry %s is unreadable (%s); recomputing", where, e)
             return None
         problem = self._stats_problem(st)
         if problem:
-            log.warning("store entry %s is invalid (%s); recomputing", p, problem)
+            log.warning("store entry %s is invalid (%s); recomputing", where, problem)
             return None
         return st
 
@@ -264,9 +304,38 @@ class FeatureStore:
         are touched, and a store that cannot be written is left as it is (the error still names it)."""
         try:
             self.stats_path(h).unlink(missing_ok=True)
-            log.warning("store entry %s %s; removed, the next extraction recomputes it", self.stats_path(h), problem)
+            log.warning("store entry %s %s; removed, to be recomputed", self.stats_path(h), problem)
         except OSError as e:
             log.warning("store entry %s %s, and cannot be removed (%s)", self.stats_path(h), problem, e.strerror or e)
+
+    @contextmanager
+    def claim(self, h: str) -> Iterator[bool]:
+        """Hold the right to compute entry ``h`` while the block runs: yields True, or False at once when
+        another live process computes it now (then that process's entry is the one to use).
+
+        An OS lock on a small ``.<hash>.claim`` file beside the statistics: two extractions of one corpus
+        (two shells, two shards overlapping, a run beside an extract) split the work instead of both
+        doing all of it, and a process that dies (``kill -9`` included) releases its claims with it, so a
+        stale claim never blocks. The file is removed after the entry is written. Without a writable
+        store (a read-only cache) every claim is granted: the writes themselves will say what is wrong."""
+        path = self.stats_path(h).with_name(f".{h}.claim")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            yield True
+            return
+        try:
+            if not try_lock(fd):
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                with suppress(OSError):
+                    path.unlink()  # under the lock: a later claimer creates a fresh file
+        finally:
+            os.close(fd)
 
     def open_frames(self, h: str) -> np.ndarray:
         """Memory-mapped ``[L_kept, T, D]`` float16 frames (read-only; nothing is loaded until sliced)."""
@@ -275,11 +344,42 @@ class FeatureStore:
     # -- writing ----------------------------------------------------------------------------------
     def write(self, h: str, frames: np.ndarray, num_samples: int, frame_rate: float, segment_frames: int = 0) -> Stats:
         """Store one clip's float32 frames [L, T, D]: frames first, statistics last (the completion mark)."""
-        st = Stats.of(frames, num_samples, frame_rate, segment_frames)
-        if self.frames_key is not None:
-            keep = list(self.spec.frame_layers(frames.shape[0]))
-            arr = np.ascontiguousarray(to_float16(np.asarray(frames)[keep]))
-            atomic_write(self.frames_path(h), lambda f: np.save(f, arr, allow_pickle=False))
+        return self.write_windows(h, [(frames, segment_frames)], num_samples, frame_rate)
+
+    def write_windows(self, h: str, windows: Iterable[tuple[np.ndarray, int]], num_samples: int,
+                      frame_rate: float) -> Stats:
+        """Store one clip given window by window (float32 frames [L, T_w, D] and the frames per segment, as
+        :func:`emoboost.features.encode.encode_windows` yields them), holding one window in memory.
+
+        Statistics accumulate in :class:`FrameSums`; kept frames go, as float16, to an unnamed temporary
+        file beside the entry (gone with the process, whatever kills it), and are copied layer by layer
+        into the ``.npy`` once the clip's length is known. Frames first, statistics last (the completion
+        mark). A window with NaN or infinite values raises :class:`NonFiniteFrames` and writes nothing."""
+        import tempfile
+
+        sums, seg_frames, sizes = FrameSums(), 0, []
+        path = self.frames_path(h) if self.frames_key is not None else None
+        raw = None
+        try:
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                raw = tempfile.TemporaryFile(dir=path.parent)
+            keep: list[int] = []
+            for frames, seg_frames in windows:  # noqa: B007 - the last window's count is the clip's
+                if not np.isfinite(frames).all():
+                    raise NonFiniteFrames("encoder produced non-finite features")
+                sums.add(frames)
+                if raw is not None:
+                    keep = list(self.spec.frame_layers(frames.shape[0]))
+                    part = np.ascontiguousarray(to_float16(np.asarray(frames)[keep]))  # [L_kept, T_w, D]
+                    raw.write(memoryview(part).cast("B"))
+                    sizes.append(part.shape[1:])
+            st = sums.stats(num_samples, frame_rate, seg_frames)
+            if raw is not None and path is not None:
+                atomic_write(path, lambda f: _assemble_npy(f, raw, len(keep), sizes))
+        finally:
+            if raw is not None:
+                raw.close()
         atomic_write(self.stats_path(h), lambda f: np.savez(
             f, mean=st.mean, std=st.std, num_samples=np.int64(st.num_samples), num_frames=np.int64(st.num_frames),
             frame_rate=np.float64(st.frame_rate), segment_frames=np.int64(st.segment_frames)))
@@ -303,3 +403,19 @@ class FeatureStore:
             if p is not None and p.is_file():
                 n += p.stat().st_size
         return n
+
+
+def _assemble_npy(f: Any, raw: Any, layers: int, sizes: list[tuple[int, int]]) -> None:
+    """Write ``[layers, T, D]`` float16 as ``.npy`` into ``f`` from ``raw``, which holds the windows one
+    after the other, each ``[layers, T_w, D]``: per layer, each window's rows are read and appended (one
+    window's layer in memory at a time). The header is the one ``np.save`` writes."""
+    d = sizes[0][1]
+    total = sum(t for t, _ in sizes)
+    np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)),
+                                             "fortran_order": False, "shape": (layers, total, d)})
+    for li in range(layers):
+        offset = 0
+        for t, _ in sizes:
+            raw.seek(offset + li * t * d * 2)
+            f.write(raw.read(t * d * 2))
+            offset += layers * t * d * 2

@@ -45,6 +45,7 @@ from emoboost.audio import (
 )
 from emoboost.audio_checks import LevelChecks, audio_warnings
 from emoboost.features.encode import encoder_windows, min_tail
+from emoboost.features.store import FrameSums
 
 MIN_DURATION = 0.25
 """Shortest clip (seconds) that predict labels; shorter ones are refused."""
@@ -121,34 +122,6 @@ def timeline_windows(num_samples: int, num_frames: int, seg: Segmenting, frame_r
     out = [(float(t), min(float(t) + seg.length, end), a, min(b, num_frames))
            for t, (a, b) in zip(starts, spans) if min(b, num_frames) > a]
     return out or [(0.0, end, 0, num_frames)]
-
-
-class FrameSums:
-    """Running per-layer sums of frames (float64): a pooled head's input over any number of blocks."""
-
-    def __init__(self) -> None:
-        self.s1: np.ndarray | None = None
-        self.s2: np.ndarray | None = None
-        self.frames = 0
-
-    def add(self, frames: np.ndarray) -> None:
-        """Add float32 frames [L, T, D], one layer in float64 at a time (no [L, T, D] float64 copy)."""
-        s1 = np.empty((frames.shape[0], frames.shape[2]))
-        s2 = np.empty_like(s1)
-        for li, layer in enumerate(frames):
-            x = layer.astype(np.float64)
-            s1[li], s2[li] = x.sum(axis=0), np.einsum("td,td->d", x, x)
-        self.s1 = s1 if self.s1 is None else self.s1 + s1
-        self.s2 = s2 if self.s2 is None else self.s2 + s2
-        self.frames += frames.shape[1]
-
-    def stats(self, num_samples: int, frame_rate: float) -> Any:
-        """The utterance's :class:`~emoboost.features.store.Stats` (mean and std per layer)."""
-        from emoboost.features.store import Stats
-
-        mean = self.s1 / self.frames
-        std = np.sqrt(np.maximum(self.s2 / self.frames - mean**2, 0.0))
-        return Stats(mean.astype(np.float32), std.astype(np.float32), int(num_samples), self.frames, frame_rate)
 
 
 class _Meter:

@@ -46,6 +46,9 @@ def model_cases(sb: Sandbox, paths: dict) -> None:
                           ("API", f"emoboost.load({str(nan_head)!r}).predict({str(speech)!r})",
                            sb.py(API_ONE, nan_head, speech))):
         judge(sb, "NaN in the model's weights", entry, cmd, p, "refused", "non-finite probabilities")
+    p = sb.py(SERVER_ONE, nan_head, speech)
+    judge(sb, "NaN in the model's weights", "server", f"POST /predict file={speech.name} (model {nan_head})", p,
+          "refused", "non-finite probabilities")
     broken = _copy(model, bad / "broken-bundle")
     (broken / "bundle.json").write_text((broken / "bundle.json").read_text()[:200])
     judge(sb, "a truncated bundle.json", "CLI", f"emoboost predict {broken} {speech}",
@@ -115,6 +118,18 @@ try:
     print(emoboost.load(sys.argv[1]).predict(sys.argv[2]).to_dict())
 except (OSError, ValueError, LookupError, RuntimeError) as e:
     print(f"emoboost: error: {e}", file=sys.stderr); sys.exit(2)
+"""
+
+SERVER_ONE = """
+import sys
+from fastapi.testclient import TestClient
+from emoboost.inference import serve
+from emoboost.inference.engine import Engine
+client = TestClient(serve.create_app(Engine.load(sys.argv[1])), raise_server_exceptions=False)
+r = client.post("/predict", files={"file": (sys.argv[2].rsplit("/", 1)[-1], open(sys.argv[2], "rb").read(), "audio/wav")})
+if r.status_code != 200:
+    print(f"error: {r.status_code} {r.json()['detail']}", file=sys.stderr); sys.exit(1 if r.status_code < 500 else 3)
+print(r.text)
 """
 
 LOAD_CUDA = """

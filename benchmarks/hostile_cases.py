@@ -41,10 +41,18 @@ def model_cases(sb: Sandbox, paths: dict) -> None:
     w = load_file(str(nan_head / "model.safetensors"))
     save_file({k: np.full_like(v, np.nan) if v.dtype.kind == "f" else v for k, v in w.items()},
               str(nan_head / "model.safetensors"))
-    for entry, p in (("CLI", sb.cli("predict", nan_head, speech, "--backend", "torch", "--no-progress")),
-                     ("API", sb.py(API_ONE, nan_head, speech))):
-        judge(sb, "NaN in the model's weights", entry, f"emoboost predict {nan_head} {speech}", p, "refused",
-              "non-finite probabilities")
+    for entry, cmd, p in (("CLI", f"emoboost predict {nan_head} {speech}",
+                           sb.cli("predict", nan_head, speech, "--no-progress")),
+                          ("API", f"emoboost.load({str(nan_head)!r}).predict({str(speech)!r})",
+                           sb.py(API_ONE, nan_head, speech))):
+        judge(sb, "NaN in the model's weights", entry, cmd, p, "refused", "non-finite probabilities")
+    p = sb.py(SERVER_ONE, nan_head, speech)
+    judge(sb, "NaN in the model's weights", "server", f"POST /predict file={speech.name} (model {nan_head})", p,
+          "refused", "non-finite probabilities")
+    broken = _copy(model, bad / "broken-bundle")
+    (broken / "bundle.json").write_text((broken / "bundle.json").read_text()[:200])
+    judge(sb, "a truncated bundle.json", "CLI", f"emoboost predict {broken} {speech}",
+          sb.cli("predict", broken, speech, "--no-progress"), "refused", "bundle.json")
     nan_mel = _copy(onnx, bad / "nan-mel-filters")
     filters = np.load(nan_mel / "mel_filters.npy")
     filters[3, 5] = np.nan
@@ -112,6 +120,18 @@ except (OSError, ValueError, LookupError, RuntimeError) as e:
     print(f"emoboost: error: {e}", file=sys.stderr); sys.exit(2)
 """
 
+SERVER_ONE = """
+import sys
+from fastapi.testclient import TestClient
+from emoboost.inference import serve
+from emoboost.inference.engine import Engine
+client = TestClient(serve.create_app(Engine.load(sys.argv[1])), raise_server_exceptions=False)
+r = client.post("/predict", files={"file": (sys.argv[2].rsplit("/", 1)[-1], open(sys.argv[2], "rb").read(), "audio/wav")})
+if r.status_code != 200:
+    print(f"error: {r.status_code} {r.json()['detail']}", file=sys.stderr); sys.exit(1 if r.status_code < 500 else 3)
+print(r.text)
+"""
+
 LOAD_CUDA = """
 import sys, emoboost
 try:
@@ -177,6 +197,10 @@ def config_cases(sb: Sandbox, paths: dict) -> None:
                 "--engine", "ray", "--ray-address", f"127.0.0.1:{other.getsockname()[1]}", "--ray-connect-timeout", "10"]
         judge(sb, "extract --ray-address at a port that is not Ray", "CLI", "emoboost " + " ".join(map(str, args)),
               sb.cli(*args, "--no-progress", timeout=120), "refused", "nothing answered as a Ray cluster")
+    recipe = sb.root / "recipe.yaml"
+    recipe.write_text("corpus: emodb\nmethod_params: {layer: 1\n")
+    judge(sb, "a recipe that is not valid YAML", "CLI", f"emoboost run {recipe}", sb.cli("run", recipe), "refused",
+          "recipe.yaml")
     judge(sb, "extract without the corpus here (no download)", "CLI", "emoboost extract --corpus iemocap",
           sb.cli("extract", "--corpus", "iemocap", "--no-progress"), "refused", "pass its folder with --data-root")
     # run directories: provenance, ownership, one writer, stale temp files

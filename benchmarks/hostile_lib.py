@@ -96,7 +96,7 @@ class Sandbox:
 
     def show(self, text: str) -> str:
         text = text.replace(str(self.root), "$TMP").replace(str(self.shared), "$EMOBOOST_SHARED")
-        return re.sub(r"pid \d+", "pid $PID", re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:$PORT", text))
+        return re.sub(r"pid \d+", "pid $PID", re.sub(r"127\.0\.0\.1:\d{2,}", "127.0.0.1:$PORT", text))
 
     def add(self, item: str, entry: str, command: str, outcome: str, rc: object, message: str, detail: str = "") -> None:
         self.cases.append(Case(item, entry, self.show(command), outcome, rc, self.show(message).strip(), detail))
@@ -320,6 +320,13 @@ def audio_cases(sb: Sandbox, paths: dict) -> None:
             ok = not mine and (d.get("label") or d.get("silent"))
             msg = "labelled: no warning" if d.get("label") else '"silent": true, no label'
             answer_outcome(sb, name, "CLI", cmd, 0, msg if ok else ans, "ok", want, bool(ok))
+    lst = files["speech"].parent / "files.txt"
+    lst.write_text(f"# my files\n{files['speech'].name}\ngone.wav\n")
+    judge(sb, "a .txt list naming a missing file", "CLI", f"emoboost predict {model} {lst}",
+          sb.cli("predict", model, lst, "--no-progress"), "refused", "gone.wav: file does not exist")
+    if Path("/dev/zero").exists():
+        judge(sb, "/dev/zero as audio", "CLI", f"emoboost predict {model} /dev/zero",
+              sb.cli("predict", model, "/dev/zero", "--no-progress", timeout=60), "refused", "not a regular file")
     api_files = {k: str(v) for k, v in files.items() if k != "FIFO"}
     p = sb.py(API, model, json.dumps(api_files))
     res = json.loads(p.out.splitlines()[-1]) if p.rc == 0 and p.out.strip() else {}

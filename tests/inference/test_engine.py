@@ -397,3 +397,19 @@ def test_odd_audio_is_labelled_with_a_warning_naming_the_file(models, predictor,
     assert predictor.predict_file(clean).warnings == []
     rows = list(csv.DictReader(io.StringIO(run_cli(capsys, models[0], files["dc"], "--format", "csv")[1])))
     assert rows[0]["warnings"].startswith(f"{files['dc']}: heavy DC offset")
+
+
+def test_a_model_answering_nan_is_one_line_naming_the_file_once(models, tmp_path, capsys):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    run = shutil.copytree(models[0], tmp_path / "run", ignore=shutil.ignore_patterns("cache"))
+    for w in run.rglob("model.safetensors"):
+        t = load_file(str(w))
+        save_file({k: np.full_like(v, np.nan) if v.dtype.kind == "f" else v for k, v in t.items()}, str(w))
+    wav = write_wav(tmp_path / "a.wav", pitch_tone(1.0, 300.0, 1))
+    rc, out, err = run_cli(capsys, run, wav)
+    assert rc == 1 and "=nan" not in out.lower()
+    assert err.splitlines()[-2] == (f"error: {wav}: the model gave non-finite probabilities for this audio ({run}: "
+                                    "check its weights, or the audio's level)")

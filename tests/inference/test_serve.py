@@ -516,3 +516,20 @@ def test_page_in_headless_chromium(live_server, tmp_path):
         assert driver.find_element(By.ID, "error").text == ""
     finally:
         driver.quit()
+
+
+def test_a_model_answering_nan_is_422_not_500(tmp_path, upload_dir):
+    """The engine refuses NaN answers itself (NonFiniteAnswer); the server says so as a 422 like any answer it
+    cannot give for this audio, not as an internal error."""
+    from types import SimpleNamespace
+
+    from emoboost.inference.engine import Engine
+
+    class NanModel(LoudnessPredictor):
+        def predict_wav(self, wav, path="<array>", timeline=False, vad=None):
+            return Engine._finite(SimpleNamespace(bundle=SimpleNamespace(path="model")), np.array([np.nan, 1.0]), path)
+
+    client = TestClient(serve.create_app(NanModel()))
+    r = post(client, tone(tmp_path / "a.wav", 1.0, 0.3))
+    assert r.status_code == 422 and r.json()["detail"].startswith("a.wav: the model's answer for this audio is not finite")
+    assert client.get("/health").json()["by_status"] == {"422": 1}

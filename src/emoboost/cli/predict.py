@@ -140,7 +140,8 @@ def main(args) -> int:
             report(e.path, e.problem)
             continue
         except (OSError, ValueError, RuntimeError) as e:
-            report(str(f), error_line(e))
+            line = error_line(e)  # the engine's lines often name the file already: not twice
+            report(str(f), line.removeprefix(f"{f}: "))
             continue
         if not args.timeline:
             r.timeline = []

@@ -57,6 +57,11 @@ STREAM_BLOCK_SECONDS = 30.0
 """Audio read per block when a file is streamed for VAD: one Whisper encoder window."""
 
 
+class NonFiniteAnswer(ValueError):
+    """The model's probabilities for a clip are NaN or infinite (its weights, or audio it cannot label):
+    the server answers 422, every other caller gets this one-line error."""
+
+
 @dataclass
 class Prediction:
     """One file's answer. ``label`` is None when nothing was classified (silence, or no speech found)."""
@@ -306,7 +311,7 @@ class Engine:
         """No answer carries a NaN: non-finite posteriors mean the model or the input is broken."""
         proba = np.asarray(proba, dtype=np.float64)
         if not np.all(np.isfinite(proba)):
-            raise ValueError(f"{name}: the model gave non-finite probabilities for this audio "
+            raise NonFiniteAnswer(f"{name}: the model gave non-finite probabilities for this audio "
                              f"({self.bundle.path}: check its weights, or the audio's level)")
         return proba
 

@@ -36,6 +36,7 @@ from typing import Annotated, Any
 import numpy as np
 
 from emoboost.audio import SAMPLE_RATE, AudioError, audio_info, stream_audio
+from emoboost.inference.engine import NonFiniteAnswer
 
 DEFAULT_MAX_SECONDS = 600.0
 DEFAULT_MAX_BYTES = 100 * 2**20
@@ -234,6 +235,10 @@ class Admission:
                 self.inside -= 1
 
 
+NON_FINITE = ("{name}: the model's answer for this audio is not finite (NaN or infinite probabilities); the "
+              "audio is outside what the model can label")
+
+
 def _finite(obj: Any) -> bool:
     """True when no float anywhere in a JSON-like answer is NaN or infinite."""
     if isinstance(obj, float):
@@ -334,13 +339,15 @@ def create_app(predictor, max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: i
             return refuse(e.status, e.message)
         except AudioError as e:  # valid audio the model cannot label (too short, NaN after decoding)
             return refuse(422, f"{name}: {e.problem}")
+        except NonFiniteAnswer:  # the engine's own check of the answer (its message names the model's folder)
+            log.warning("non-finite model output for %s", name)
+            return refuse(422, NON_FINITE.format(name=name))
         except Exception as e:  # the model failed on valid audio: say so, keep serving
             log.exception("prediction failed for %s", name)
             return refuse(500, f"{name}: prediction failed ({type(e).__name__}: {e})".splitlines()[0])
         if not _finite(result):
             log.warning("non-finite model output for %s", name)
-            return refuse(422, f"{name}: the model's answer for this audio is not finite (NaN or infinite "
-                               "probabilities); the audio is outside what the model can label")
+            return refuse(422, NON_FINITE.format(name=name))
         result["duration"] = round(len(wav) / SAMPLE_RATE, 3)
         if timeline:
             result.setdefault("timeline", [])

@@ -69,7 +69,7 @@ Otherwise its outcome is one of:
 - **warned**: answered as usual (labels and numbers unchanged), with one warning line naming the file;
 - **ok**: handled: skipped and listed, recomputed, or answered as expected.
 
-Audio warnings use these rules (`emoboost.audio.LevelChecks`): a heavy DC offset is a mean of at least
+Audio warnings use these rules (`emoboost.audio_checks.LevelChecks`): a heavy DC offset is a mean of at least
 10 % of the peak; clipping is at least 0.2 % of the samples at 98 % of full scale or above; no
 speech-like content is a median spectral flatness of at least 0.3 over the loudest half of the
 512-sample frames.

@@ -48,7 +48,7 @@ def model_cases(sb: Sandbox, paths: dict) -> None:
         judge(sb, "NaN in the model's weights", entry, cmd, p, "refused", "non-finite probabilities")
     p = sb.py(SERVER_ONE, nan_head, speech)
     judge(sb, "NaN in the model's weights", "server", f"POST /predict file={speech.name} (model {nan_head})", p,
-          "refused", "non-finite probabilities")
+          "refused", "is not finite")
     broken = _copy(model, bad / "broken-bundle")
     (broken / "bundle.json").write_text((broken / "bundle.json").read_text()[:200])
     judge(sb, "a truncated bundle.json", "CLI", f"emoboost predict {broken} {speech}",

@@ -280,3 +280,23 @@ def msemoboost_final(up, wavs: list[np.ndarray], out: Path, encoding: str = "utt
                            "layers": m.ssl_layers(up.num_layers)}}
     (out / "bundle.json").write_text(json.dumps(bundle))
     return out
+
+
+def speaker_clips(n_speakers=8, per_class=5, n_classes=3, L=2, D=8, offset=2.0, seed=0):
+    """Clips [L, T, D] whose speakers shift every frame by their own offset (what speaker adaptation removes);
+    the class is in layer 1's mean, every speaker has every class. -> (UtteranceSet, frames, true offsets)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((n_classes, D)) * 1.2
+    offsets = {f"s{s}": rng.standard_normal(D) * offset for s in range(n_speakers)}
+    frames, y, groups = [], [], []
+    for s, off in offsets.items():
+        for c in range(n_classes):
+            for _ in range(per_class):
+                x = rng.standard_normal((L, 4 + len(frames) % 5, D)).astype(np.float32) + off.astype(np.float32)
+                x[1] += centers[c]
+                frames.append(x)
+                y.append(c)
+                groups.append(s)
+    data = UtteranceSet([f"u{i}" for i in range(len(y))], np.array(y), np.array(groups, dtype=object),
+                        {"ssl": frames})
+    return data, frames, offsets

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from emoboost.methods import adaptation
 from emoboost.methods.base import UtteranceSet
 from emoboost.methods.pooling import SpeakerNorm, _saved_layers, head_dict, pooled_inputs, resolve_layers
 from emoboost.methods.trainer import TorchSegmentMethod
@@ -50,6 +51,7 @@ class LinearProbe(TorchSegmentMethod):
             "pooling": "utterance",  # the clip's own frames; "segment": 3 s windows, mean window posterior
             "stats": "mean",  # "meanstd": the frames' std concatenated to their mean
             "speaker_norm": "none",  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
+            "adapt": "none",  # speaker adaptation: transductive, loo, enrol:K, online (methods.adaptation)
             "min_speaker_utts": 5,  # speakers with fewer utterances fall back to the global statistics
             "dropout": 0.0,
             "lr": 1e-3,
@@ -68,16 +70,11 @@ class LinearProbe(TorchSegmentMethod):
     def segment_inputs(self, data: UtteranceSet) -> tuple[dict[str, np.ndarray], np.ndarray]:
         layers, _ = resolve_layers(self.params["layer"], data.ssl_view().num_layers)
         x, seg_utt = pooled_inputs(data, layers, self.params["pooling"], self.params["stats"])
-        if self.params["speaker_norm"] == "speaker":
-            if not hasattr(self, "spk_"):
-                self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"])).fit(x, data.groups[seg_utt])
-            x = self.spk_.transform(x, data.groups[seg_utt])
-        elif self.params["speaker_norm"] not in ("none", None, False):
-            raise ValueError(f"speaker_norm must be 'none' or 'speaker', got {self.params['speaker_norm']!r}")
-        return {"pooled": x}, seg_utt
+        return {"pooled": adaptation.speaker_inputs(self, x, data, seg_utt)}, seg_utt
 
     def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> LinearProbe:
         self.__dict__.pop("spk_", None)  # speaker-norm fallback statistics come from this fit's training set
+        self.__dict__.pop("adapter_", None)
         self.layers_ = self.ssl_layers(train.ssl_view().num_layers)  # the head contract names them
         return super().fit(train, valid, seed)  # type: ignore[return-value]
 
@@ -96,22 +93,20 @@ class LinearProbe(TorchSegmentMethod):
 
     def describe(self) -> dict:
         d = {"pooling": f"{self.params['pooling']} ({self.params['stats']})"}
-        if self.params["speaker_norm"] == "speaker":
-            d["speaker normalisation"] = ("per-speaker z-norm of pooled features; test speakers use their own "
-                                          "unlabelled statistics (transductive)")
-        return d
+        return {**d, **adaptation.describe_speaker(self)}
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
         t = {"mean": self.mean_, "std": self.std_}
         if hasattr(self, "spk_"):
             t.update({"spk_mean": torch.from_numpy(self.spk_.mean_), "spk_std": torch.from_numpy(self.spk_.std_)})
-        return t
+        return {**t, **{k: torch.from_numpy(v) for k, v in adaptation.save_arrays(self).items()}}
 
     def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self.mean_, self.std_ = tensors["mean"], tensors["std"]
         if "spk_mean" in tensors:
             self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"]))
             self.spk_.mean_, self.spk_.std_ = tensors["spk_mean"].numpy(), tensors["spk_std"].numpy()
+        adaptation.load_arrays(self, tensors)
 
     def _state_config(self) -> dict:
         state = super()._state_config()
@@ -148,7 +143,7 @@ class LinearProbe(TorchSegmentMethod):
         layers = getattr(self, "layers_", None) or _saved_layers(p["layer"], k, num_layers)
         if layers is None or len(layers) != k or len(set(layers)) != k:
             return None
-        spk = getattr(self, "spk_", None)
+        spk = getattr(self, "spk_", None) or adaptation.adapter_for(self)
         return head_dict(self.classes, layers, self.mean_.double().numpy().reshape(-1),
                          self.std_.double().numpy().reshape(-1), weight, bias, spk)
 

@@ -15,6 +15,7 @@ import numpy as np
 from safetensors.numpy import load_file, save
 
 from emoboost.evaluation.metrics import segment_posteriors_to_utterance, unweighted_accuracy
+from emoboost.methods import adaptation
 from emoboost.methods.base import Method, UtteranceSet
 from emoboost.methods.pooling import SpeakerNorm, _saved_layers, head_dict, pooled_inputs, resolve_layers
 from emoboost.utils import atomic_write_bytes
@@ -28,6 +29,7 @@ class LogRegProbe(Method):
 
     name = "logreg"
     requires = ("ssl",)
+    deterministic_fit = True  # the seed changes nothing: a run's seeds share one fit per fold
 
     def __init__(self, classes: list[str], **params: Any):
         super().__init__(classes, **{**self.default_params(), **params})
@@ -39,6 +41,7 @@ class LogRegProbe(Method):
             "pooling": "utterance",  # the clip's own frames; "segment": 3 s windows, mean window posterior
             "stats": "mean",  # "meanstd": the frames' std concatenated to their mean
             "speaker_norm": "none",  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
+            "adapt": "none",  # speaker adaptation: transductive, loo, enrol:K, online (methods.adaptation)
             "min_speaker_utts": 5,  # speakers with fewer utterances fall back to the global statistics
             "Cs": [0.01, 0.1, 1.0],  # inverse L2 strengths the inner CV chooses from
             "inner_folds": 3,  # speaker-grouped folds of the training speakers that choose C
@@ -61,14 +64,7 @@ class LogRegProbe(Method):
     def _pooled(self, data: UtteranceSet) -> tuple[np.ndarray, np.ndarray]:
         layers = self._layers(data.ssl_view().num_layers)
         x, seg_utt = pooled_inputs(data, layers, self.params["pooling"], self.params["stats"])
-        x = x.reshape(len(x), -1)
-        if self.params["speaker_norm"] == "speaker":
-            if not hasattr(self, "spk_"):
-                self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"])).fit(x, data.groups[seg_utt])
-            x = self.spk_.transform(x, data.groups[seg_utt])
-        elif self.params["speaker_norm"] not in ("none", None, False):
-            raise ValueError(f"speaker_norm must be 'none' or 'speaker', got {self.params['speaker_norm']!r}")
-        return x, seg_utt
+        return adaptation.speaker_inputs(self, x.reshape(len(x), -1), data, seg_utt), seg_utt
 
     def _standardise(self, x: np.ndarray) -> np.ndarray:
         return (x - self.mean_) / self.scale_
@@ -80,6 +76,7 @@ class LogRegProbe(Method):
 
         data = UtteranceSet.concat([train, valid]) if valid is not None and len(valid) else train
         self.__dict__.pop("spk_", None)
+        self.__dict__.pop("adapter_", None)
         self.layers_ = self._layers(data.ssl_view().num_layers)  # the head contract names them
         x, seg_utt = self._pooled(data)
         y, groups = data.y[seg_utt], data.groups[seg_utt]
@@ -153,10 +150,7 @@ class LogRegProbe(Method):
         # the key says how C was chosen: with one training speaker there is nothing to cross-validate over
         d = {f"logreg C ({getattr(self, 'c_rule_', 'inner CV on training speakers')})": getattr(self, "C_", None),
              "pooling": f"{self.params['pooling']} ({self.params['stats']})"}
-        if self.params["speaker_norm"] == "speaker":
-            d["speaker normalisation"] = ("per-speaker z-norm of pooled features; test speakers use their own "
-                                          "unlabelled statistics (transductive)")
-        return d
+        return {**d, **adaptation.describe_speaker(self)}
 
     def _state_config(self) -> dict:
         return {"C": self.C_, "layers": list(getattr(self, "layers_", []))}
@@ -176,12 +170,13 @@ class LogRegProbe(Method):
         if not layers or len(set(layers)) != len(layers) or self.coef_.shape[1] % len(layers):
             return None
         return head_dict(self.classes, layers, self.mean_, self.scale_, self.coef_, self.intercept_,
-                         getattr(self, "spk_", None))
+                         getattr(self, "spk_", None) or adaptation.adapter_for(self))
 
     def _save_weights(self, directory: Path) -> None:
         arrays = {"coef": self.coef_, "intercept": self.intercept_, "mean": self.mean_, "scale": self.scale_}
         if hasattr(self, "spk_"):
             arrays.update({"spk_mean": self.spk_.mean_, "spk_std": self.spk_.std_})
+        arrays.update(adaptation.save_arrays(self))
         t = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}
         atomic_write_bytes(directory / "model.safetensors", save(t))
 
@@ -191,6 +186,7 @@ class LogRegProbe(Method):
         if "spk_mean" in t:
             self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"]))
             self.spk_.mean_, self.spk_.std_ = t["spk_mean"].astype(np.float32), t["spk_std"].astype(np.float32)
+        adaptation.load_arrays(self, t)
         self.C_ = state.get("C")
         if state.get("layers"):
             self.layers_ = [int(v) for v in state["layers"]]

@@ -29,7 +29,7 @@ def test_methods_adapt_save_load_and_export_the_adapter(tmp_path, method):
     assert back.adapter_.fingerprint() == m.adapter_.fingerprint()
     assert np.allclose(back.predict_proba(scored), proba, atol=1e-6)
     head = m.pooled_head()
-    assert set(head["adaptation"]) == set(m.adapter_.arrays())
+    assert set(head["adaptation"]["arrays"]) == set(m.adapter_.arrays())
     # the head folds in the population profile: what a clip of an unknown speaker gets
     unknown = UtteranceSet(["x0", "x1"], np.array([0, 1]), np.array([None, None], dtype=object),
                            {"ssl": [frames[0], frames[1]]})

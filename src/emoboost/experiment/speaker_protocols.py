@@ -18,15 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from emoboost.methods.adapt_protocol import Plan, parse_adapt, plan
-from emoboost.methods.adaptation import Profile, adapter_for
+from emoboost.methods.adaptation import Profile, adapter_for, pooled_rows
 from emoboost.methods.base import Method, UtteranceSet
-from emoboost.methods.pooling import pooled_inputs
-
-
-def pooled_rows(method: Method, data: UtteranceSet) -> np.ndarray:
-    """[N, F] the method's pooled inputs (before speaker normalisation), one row per utterance."""
-    x, _ = pooled_inputs(data, method.ssl_layers(data.ssl_view().num_layers), "utterance", method.params["stats"])
-    return x.reshape(len(x), -1)
 
 
 def profiles_for(method: Method, data: UtteranceSet, p: Plan) -> list[Profile]:

@@ -282,6 +282,20 @@ def adapter_for(method: Any) -> SpeakerAdapter | None:
     return getattr(method, "adapter_", None)
 
 
+def pooled_rows(method: Any, data: Any) -> np.ndarray:
+    """[N, F] float64: the method's pooled inputs (before speaker normalisation), one row per utterance."""
+    from emoboost.methods.pooling import pooled_inputs
+
+    x, _ = pooled_inputs(data, method.ssl_layers(data.ssl_view().num_layers), "utterance", method.params["stats"])
+    return x.reshape(len(x), -1).astype(np.float64)
+
+
+def clip_terms(method: Any, data: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """What the utterances of ``data`` add to a speaker profile of ``method``: {fingerprint: (sum x, sum p)}."""
+    adapter = adapter_for(method)
+    return {adapter.fingerprint(): adapter.terms(pooled_rows(method, data))}
+
+
 def check_method_params(params: dict, name: str) -> Protocol:
     """The method's protocol from ``adapt`` and the older ``speaker_norm`` (one of them), with what it supports."""
     protocol = parse_adapt(params.get("adapt", "none"))

@@ -101,5 +101,5 @@ def head_dict(classes: list[str], layers: list[int], mean: np.ndarray, scale: np
     head = {"classes": list(classes), "layers": [int(v) for v in layers], "pooling": "mean", "mean": mean,
             "scale": scale, "weight": np.asarray(weight, np.float64), "bias": np.asarray(bias, np.float64)}
     if hasattr(speaker_norm, "arrays"):  # a speaker adapter (methods.adaptation): profiles re-centre the input
-        head["adaptation"] = speaker_norm.arrays()
+        head["adaptation"] = {"arrays": speaker_norm.arrays(), "protocol": str(speaker_norm.protocol)}
     return head

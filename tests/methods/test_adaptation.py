@@ -94,3 +94,10 @@ def test_transductive_is_the_old_speaker_norm():
     a = get_method("logreg")(CLASSES, layer=1, Cs=[1.0], adapt="transductive").fit(data)
     b = get_method("logreg")(CLASSES, layer=1, Cs=[1.0], speaker_norm="speaker").fit(data)
     assert np.allclose(a.predict_proba(data), b.predict_proba(data))
+
+
+@pytest.mark.parametrize("method", ["svm", "msemoboost", "ssl_cnn"])
+def test_other_methods_say_adaptation_is_not_supported(method):
+    with pytest.raises(ValueError, match="speaker adaptation \\(adapt=\\) is not supported") as e:
+        get_method(method)(CLASSES, adapt="online")
+    assert "\n" not in str(e.value)

@@ -94,7 +94,8 @@ def _text_line(d: dict) -> str:
         return f"{d['path']}\t(no speech)\tVAD found no speech in {d.get('duration', 0):.1f} s"
     probs = "  ".join(f"{c}={p:.3f}" for c, p in sorted(d["probabilities"].items(), key=lambda kv: -kv[1]))
     vad = f"\tspeech {d['speech_seconds']:.1f} of {d['duration']:.1f} s" if d.get("vad") else ""
-    return f"{d['path']}\t{d['label']}\t{probs}{vad}"
+    who = f"\tspeaker {d['speaker']['name']} ({d['speaker']['clips_heard']} clips)" if d.get("speaker") else ""
+    return f"{d['path']}\t{d['label']}\t{probs}{vad}{who}"
 
 
 def main(args) -> int:

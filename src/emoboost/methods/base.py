@@ -270,6 +270,9 @@ def check_params(method: Method, params: dict[str, Any]) -> None:
     unknown = sorted(set(params) - known)
     if not unknown:
         return
+    if "adapt" in unknown:  # speaker adaptation needs a pooled input to re-centre (methods.adaptation)
+        raise ValueError(f"{method.name}: speaker adaptation (adapt=) is not supported; the pooled methods "
+                         f"(logreg, linear) support it")
     import difflib
 
     close = {u: m[0] for u in unknown if (m := difflib.get_close_matches(u, known, n=1))}

@@ -10,6 +10,7 @@ import pytest
 from builders import head_proba, save_tiny_whisper, speaker_clips, tiny_corpus
 from emoboost.experiment.speaker_protocols import adapted_predict
 from emoboost.methods import Method, UtteranceSet, get_method
+from emoboost.methods.adaptation import pooled_rows, predict_adapted
 
 CLASSES = ["a", "b", "c"]
 
@@ -30,10 +31,13 @@ def test_methods_adapt_save_load_and_export_the_adapter(tmp_path, method):
     assert np.allclose(back.predict_proba(scored), proba, atol=1e-6)
     head = m.pooled_head()
     assert set(head["adaptation"]["arrays"]) == set(m.adapter_.arrays())
-    # the head folds in the population profile: what a clip of an unknown speaker gets
+    # the head folds in the population profile (what a profile re-centres); an unknown speaker, nothing heard,
+    # gets the adapter's population head: the model without speaker normalisation
     unknown = UtteranceSet(["x0", "x1"], np.array([0, 1]), np.array([None, None], dtype=object),
                            {"ssl": [frames[0], frames[1]]})
     assert np.allclose(head_proba(head, frames[:2]), m.predict_proba(unknown), atol=1e-5)
+    pop = m.adapter_.population_proba(pooled_rows(m, unknown))
+    assert np.allclose(predict_adapted(m, unknown), pop) and not np.allclose(pop, m.predict_proba(unknown), atol=1e-3)
     assert "speaker adaptation" in m.describe()
 
 

@@ -5,7 +5,7 @@ profile each scored utterance is adapted with, and which are scored.
 * ``enrol:K``: K utterances per test speaker, drawn with the run's seed, are unlabelled enrolment and not
   scored; the others are adapted with them (the runner's seeds are the repetitions);
 * ``online``: a test speaker's utterances in a random order (the run's seed), each adapted with the ones
-  before it — the first with the training population, as a live session;
+  before it — the first, with nothing heard, by the population head (no adaptation), as a live session;
 * ``:skewed``: the enrolment (online: the first clips) is drawn from one emotion, topped up from the next one
   in class order: the seed names the emotion, so seeds 0..C-1 take every emotion in turn.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from emoboost.methods.adapt_protocol import Plan, parse_adapt, plan
-from emoboost.methods.adaptation import Profile, adapter_for, pooled_rows
+from emoboost.methods.adaptation import Profile, adapter_for, pooled_rows, predict_adapted
 from emoboost.methods.base import Method, UtteranceSet
 
 
@@ -40,4 +40,4 @@ def adapted_predict(method: Method, test: UtteranceSet, seed: int) -> tuple[Utte
     p = plan(protocol, test.groups, test.y, seed, len(method.classes))
     scored = test.subset(p.scored)
     scored.profiles = profiles_for(method, test, p)
-    return scored, method.predict_proba(scored)
+    return scored, predict_adapted(method, scored)

@@ -172,9 +172,12 @@ class OnnxBackend:
         return self.encoder.run(None, {self._enc_in: mel})[0], 0
 
     def pooled(self, stats: Sequence[Any], profile: Any = None) -> np.ndarray:
-        """Each clip's mean frame ``[k, 1, D]`` through the head (its mean-pooling leaves it as is). head.onnx
-        standardises with the population profile folded in; a speaker's profile re-centres the input first:
-        ``x - mu_speaker + mu_population`` gives the head ``(x - mu_speaker) / scale``, as the torch model."""
+        """Each clip's mean frame ``[k, 1, D]`` through the head (its mean-pooling leaves it as is). An adapting
+        model's head.onnx standardises with the population profile folded in; a speaker's profile re-centres the
+        input first (``x - mu_speaker + mu_population`` gives the head ``(x - mu_speaker) / scale``, as the torch
+        model), and with no clip heard the adapter's population head answers (``predict_adapted``'s rule)."""
+        if getattr(self, "adapter", None) is not None and (profile is None or not profile.n):
+            return self.adapter.population_proba(np.stack([st.mean.reshape(-1) for st in stats]))  # nothing heard
         shift = 0.0 if profile is None else \
             (self.adapter.mean_ - self.adapter.profile_mean(profile)).reshape(len(stats[0].mean), 1, -1)
         return np.stack([self.head.run(None, {self._head_in: np.ascontiguousarray(st.mean[:, None, :] + shift,

@@ -118,7 +118,9 @@ class TorchBackend:
         """Ensemble mean over the models: [S, C] segment posteriors, or [N, C] utterance posteriors."""
         if per_segment:
             return np.mean([m.predict_segments(data)[0] for m in self.models], axis=0)
-        return np.mean([m.predict_proba(data) for m in self.models], axis=0)
+        from emoboost.methods.adaptation import predict_adapted  # adapting models: profiles, population head
+
+        return np.mean([predict_adapted(m, data) for m in self.models], axis=0)
 
     def _stats_data(self, stats: Sequence[Any]) -> UtteranceSet:
         from emoboost.features.views import SSLView, StatsSource

@@ -316,7 +316,8 @@ def write_adapter(out: Path, adaptation: dict) -> dict:
     atomic_write(out / "adaptation.safetensors", lambda f: f.write(save(arrays)))
     fp = SpeakerAdapter.from_arrays(arrays, parse_adapt(adaptation["protocol"])).fingerprint()
     return {"file": "adaptation.safetensors", "fingerprint": fp, "protocol": adaptation["protocol"],
-            "use": "speaker profiles: head input = x - speaker mean + adapt_mean (emoboost.methods.adaptation)"}
+            "use": "a speaker profile with clips: head input = x - speaker mean + adapt_mean; no profile (or no "
+                   "clip heard): the population head adapt_pop_* (emoboost.methods.adaptation.predict_adapted)"}
 
 
 SEGMENT_METHODS = ("msemoboost",)

@@ -41,7 +41,7 @@ class Protocol:
                 "enrol": f"{self.k} utterance(s) per test speaker drawn at random as unlabelled enrolment "
                          f"(not scored), the others adapted with them",
                 "online": "each test speaker's utterances in a seeded random order, each adapted with the "
-                          "ones before it (the first with the training population)"}[self.kind]
+                          "ones before it (the first, nothing heard yet, by the model without adaptation)"}[self.kind]
         if self.skewed:
             what += ("; the enrolment clips (online: the first clips) come from one emotion, topped up from "
                      "the next one in class order, each emotion in turn (seed = emotion index)")

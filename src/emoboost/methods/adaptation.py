@@ -30,6 +30,12 @@ alone fixed few clips but skewed enrolments still cost EmoDB up to 3 UA; the pos
 population head's posteriors lean toward each speaker's typical class; removing the offset only in
 directions orthogonal to the emotion effects removed the whole gain (the gain lives in those directions).
 
+With no clip heard (an unknown speaker, the first clip of a live session) the population head answers
+(:func:`predict_adapted`): the adapted head on population statistics never met such inputs in training,
+while the population head is a logistic regression on the same inputs without speaker normalisation (for
+logreg, the plain model), so a model trained with ``adapt=`` answers like a plain one until it hears the
+speaker.
+
 A :class:`Profile` is what one speaker's clips add up to — the clip count and, per adapter, the sum
 of the pooled inputs and of the population posteriors — so it is updated clip by clip (a live
 session) and equals the same clips enrolled at once. Training speakers are normalised the way the
@@ -288,6 +294,23 @@ def pooled_rows(method: Any, data: Any) -> np.ndarray:
 
     x, _ = pooled_inputs(data, method.ssl_layers(data.ssl_view().num_layers), "utterance", method.params["stats"])
     return x.reshape(len(x), -1).astype(np.float64)
+
+
+def predict_adapted(method: Any, data: Any) -> np.ndarray:
+    """[N, C] posteriors of ``method`` with the speaker profiles of ``data``: rows whose profile holds clips get the
+    adapted head; rows without (an unknown speaker, the first clip of a live session) the population head. With
+    nothing heard, the model trained without speaker normalisation is the right one, not the adapted head on the
+    population's statistics (which never saw them in training)."""
+    adapter = adapter_for(method)
+    if adapter is None:
+        return method.predict_proba(data)
+    heard = np.array([p is not None and p.n > 0 for p in (data.profiles or [None] * len(data))], dtype=bool)
+    out = np.empty((len(data), len(method.classes)))
+    if heard.any():
+        out[heard] = method.predict_proba(data.subset(np.flatnonzero(heard)))
+    if not heard.all():
+        out[~heard] = adapter.population_proba(pooled_rows(method, data.subset(np.flatnonzero(~heard))))
+    return out
 
 
 def clip_terms(method: Any, data: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -33,6 +33,7 @@ KS = (1, 2, 5, 10, 20)
 DRAWS = (0, 1, 2, 3, 4)
 BUCKETS = ((1, 1), (2, 5), (6, 10), (11, 20), (21, 10**9))
 BASE = {"layer": [2, 3, 4]}
+LAM = "emotion correction lam (inner CV on training speakers)"  # the report key (methods.adaptation)
 
 
 def entries(n_classes: int) -> list[tuple[str, dict, list[int]]]:
@@ -98,7 +99,7 @@ def table(root: Path, corpus: str) -> tuple[list[str], dict]:
         d = run_dir(root, corpus, name)
         res = fold_results(d) if (d / "summary.json").is_file() else {}
         if not res:
-            lines.append(f"| {name} | not run | | | |")
+            lines.append(f"| {name} | not run | | | | |")
             continue
         units = sorted(res)
         a = {u: ua(np.array(res[u]["y_true"]), np.array(res[u]["y_pred"])) for u in units}
@@ -110,8 +111,10 @@ def table(root: Path, corpus: str) -> tuple[list[str], dict]:
         spread = np.std(per_draw) if len(per_draw) > 1 else np.std(list(a.values()))
         what = f"{len(per_draw)} draws" if len(per_draw) > 1 else f"{len(units)} folds"
         gains[name] = (float(diffs.mean()), lo, hi)
+        lam = [res[u]["info"]["method"].get(LAM) for u in units if res[u]["info"]["method"].get(LAM) is not None]
+        lam_cell = ", ".join(f"{v:g}: {lam.count(v)}" for v in sorted(set(lam))) if lam else "—"
         lines.append(f"| {name} | {np.mean(per_draw):.2f} ± {spread:.2f} ({what}) | {diffs.mean():+.2f} | "
-                     f"[{lo:+.2f}, {hi:+.2f}] | {len(units)} |")
+                     f"[{lo:+.2f}, {hi:+.2f}] | {len(units)} | {lam_cell} |")
         if name.startswith("online"):
             lines += _buckets(d, res, none, speaker, n_classes, name)
     return lines, gains
@@ -142,7 +145,7 @@ def _buckets(d: Path, res: dict, none: dict, speaker: dict, n_classes: int, name
         ci = np.quantile(boots, [0.025, 0.975])
         label = f"{lo_}" if lo_ == hi_ else (f"{lo_}–{hi_}" if hi_ < 10**9 else f"> {lo_ - 1}")
         out.append(f"| {name}, clip {label} | {ua(y, p):.2f} (pooled, {len(sel)} scored) | {diff:+.2f} | "
-                   f"[{ci[0]:+.2f}, {ci[1]:+.2f}] (speakers) | {len(sel)} |")
+                   f"[{ci[0]:+.2f}, {ci[1]:+.2f}] (speakers) | {len(sel)} | |")
     return out
 
 
@@ -184,9 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     for corpus in args.corpora:
         lines, gains = table(root, corpus)
-        print(f"\n### {corpus}\n\n| protocol | UA % | Δ UA vs none | 95 % CI | units |\n|---|---|---|---|---|")
+        print(f"\n### {corpus}\n\n| protocol | UA % | Δ UA vs none | 95 % CI | units | λ chosen: units |\n"
+              f"|---|---|---|---|---|---|")
         print("\n".join(lines))
         print("\n" + "\n".join(f"- {t}" for t in targets(gains)))
+        wall = sum(json.loads(f.read_text())["total_s"] for f in (root / "speaker-adaptation" / corpus).glob("*/timings.json"))
+        print(f"- wall time of the {corpus} runs: {wall:.0f} s")
     return rc
 
 

@@ -168,9 +168,9 @@ class SpeakerAdapter:
         from sklearn.linear_model import LogisticRegression
 
         inner = SpeakerAdapter(self.protocol, self.seed)
-        inner.n_classes, inner.oof_ = self.n_classes, self.oof_[tr]
+        inner.n_classes, inner.oof_ = self.n_classes, self.oof_[tr]  # _population's prior strength reads them
         inner._population(x[tr], y[tr], g[tr], lam)
-        z = inner.train_inputs(x[tr], g[tr])
+        z = inner.train_inputs(x[tr], g[tr], self.oof_[tr])
         m, s = z.mean(0), z.std(0) + 1e-5
         clf = LogisticRegression(C=self.C_, max_iter=max_iter).fit((z - m) / s, y[tr])
         xv, yv, gv, pv = x[va], y[va], g[va], self.oof_[va]
@@ -222,13 +222,10 @@ class SpeakerAdapter:
                              f"{fp}); enrol the speaker again with this model")
         return self.speaker_mean(profile.n, *profile.sums[fp])
 
-    def train_inputs(self, x: np.ndarray, groups: np.ndarray, proba: np.ndarray | None = None,
-                     y: np.ndarray | None = None) -> np.ndarray:
-        """Rows of named speakers normalised the way the protocol treats test speakers (others: the population);
-        posteriors out-of-fold for the rows :meth:`fit` saw, else the population head's."""
-        x = np.asarray(x, np.float64)
-        p = self.oof_ if proba is None and hasattr(self, "oof_") and len(self.oof_) == len(x) else \
-            (self.population_proba(x) if proba is None else proba)
+    def train_inputs(self, x: np.ndarray, groups: np.ndarray, proba: np.ndarray) -> np.ndarray:
+        """Rows of named speakers normalised the way the protocol treats test speakers, each speaker's rows among
+        themselves (others: the population); ``proba``: the rows' posteriors (out-of-fold for training rows)."""
+        x, p = np.asarray(x, np.float64), np.asarray(proba, np.float64)
         g = np.asarray(groups, dtype=object)
         mu = np.repeat(self.mean_[None], len(x), 0)
         for s in sorted({str(v) for v in g if v is not None}):
@@ -359,7 +356,7 @@ def speaker_inputs(method: Any, x: np.ndarray, data: Any, seg_utt: np.ndarray) -
     if getattr(method, "adapter_", None) is None:
         method.adapter_ = SpeakerAdapter(protocol).fit(flat, data.y[seg_utt], groups, len(method.classes),
                                                        Cs=method.params.get("Cs", (0.01, 0.1, 1.0)))
-        return method.adapter_.train_inputs(flat, groups).reshape(x.shape)
+        return method.adapter_.train_inputs(flat, groups, method.adapter_.oof_).reshape(x.shape)
     profiles = [data.profiles[i] for i in seg_utt] if data.profiles is not None else None
     return method.adapter_.transform(flat, groups, profiles).reshape(x.shape)
 

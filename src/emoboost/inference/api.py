@@ -108,7 +108,7 @@ class Model:
         from emoboost.inference.profiles import predict_heard
 
         sp = self.speakers.get(speaker, create=True)
-        for clip in ([clips] if isinstance(clips, (str, PathLike)) else clips):
+        for clip in ([clips] if isinstance(clips, (str, PathLike, np.ndarray)) else clips):
             _, terms, count = predict_heard(self.engine, self._audio(clip, sample_rate), self._name(clip), None,
                                             vad=vad)
             sp = sp.learn(terms, count)

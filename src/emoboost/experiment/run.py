@@ -413,9 +413,7 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
     results: list[FoldResult] = []
     embeddings: dict[str, np.ndarray] = {}
     method_info: dict = {}
-    n_params = 0
-    t_embed = 0.0
-    fitted: dict = {}
+    n_params, t_embed, fitted = 0, 0.0, {}  # fitted: a seed-free fit of the current fold, for its other seeds
     (out / "folds").mkdir(exist_ok=True)
     for fold in folds:
         check_disjoint(manifest, np.concatenate([fold.train, fold.valid]), fold.test) if fold.speaker_independent else None

@@ -342,3 +342,63 @@ def speakers_by_class(n_utt: int = 90, L: int = 5, D: int = 8, informative: tupl
         frames.append(x)
     groups = np.array([f"s{(i // 3) % n_spk}" for i in range(n_utt)])
     return UtteranceSet([f"u{i}" for i in range(n_utt)], y, groups, {"ssl": frames})
+
+
+def speaker_clips(n_speakers=8, per_class=5, n_classes=3, L=2, D=8, offset=2.0, seed=0):
+    """Clips [L, T, D] whose speakers shift every frame by their own offset (what speaker adaptation removes);
+    the class is in layer 1's mean, every speaker has every class. -> (UtteranceSet, frames, true offsets)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((n_classes, D)) * 1.2
+    offsets = {f"s{s}": rng.standard_normal(D) * offset for s in range(n_speakers)}
+    frames, y, groups = [], [], []
+    for s, off in offsets.items():
+        for c in range(n_classes):
+            for _ in range(per_class):
+                x = rng.standard_normal((L, 4 + len(frames) % 5, D)).astype(np.float32) + off.astype(np.float32)
+                x[1] += centers[c]
+                frames.append(x)
+                y.append(c)
+                groups.append(s)
+    data = UtteranceSet([f"u{i}" for i in range(len(y))], np.array(y), np.array(groups, dtype=object),
+                        {"ssl": frames})
+    return data, frames, offsets
+
+
+def speaker_corpus(root: Path, speakers=("03", "08", "09", "10", "11"), texts=("a01", "a02", "b01", "b02")) -> Path:
+    """EmoDB-named tones whose speakers each add their own voice (a second tone and a noise level), so that
+    speaker adaptation has something to remove: speakers x 3 emotions x texts."""
+    wav = root / "wav"
+    wav.mkdir(parents=True)
+    k = 0
+    for si, spk in enumerate(speakers):
+        for emo, f in EMO_FREQ.items():
+            for text in texts:
+                k += 1
+                rng = np.random.default_rng(k)
+                t = np.arange(int((0.8 + (k % 3) * 0.4) * 16000)) / 16000
+                x = 0.3 * np.sin(2 * np.pi * f * t) + 0.25 * np.sin(2 * np.pi * (1300 + 700 * si) * t)
+                x += (0.01 + 0.03 * si) * rng.standard_normal(len(t))
+                sf.write(str(wav / f"{spk}{text}{emo}a.wav"), x.astype(np.float32), 16000)
+    return root
+
+
+def adapted_models(tmp: Path, adapt: str = "online") -> tuple[Path, Path, Path]:
+    """A CV run of logreg with ``adapt`` on a :func:`speaker_corpus` (fold models saved) and its final model with
+    the ONNX form `emoboost train` writes -> (corpus root, run dir, final model dir)."""
+    import os
+
+    from emoboost.experiment.refit import train_final
+
+    old = os.environ.get("EMOBOOST_CACHE")
+    os.environ["EMOBOOST_CACHE"] = str(tmp / "cache")
+    try:
+        corpus = speaker_corpus(tmp / "emodb")
+        run = cv_run(corpus, save_tiny_whisper(tmp / "w"), tmp / "run", tmp / "cache", "logreg",
+                     {"layer": 2, "Cs": [1.0], "adapt": adapt})
+        train_final(run, tmp / "final", progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("EMOBOOST_CACHE", None)
+        else:
+            os.environ["EMOBOOST_CACHE"] = old
+    return corpus, run, tmp / "final"

@@ -10,6 +10,7 @@ import socket
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +122,8 @@ def test_health_gives_away_no_weights_or_paths():
     for secret in ("/srv", "secret", "0.123456789", "0.625089", "coef", "intercept", "0.75", "Cs", "skipped"):
         assert secret not in text, secret
     assert set(h) == {"status", "classes", "model", "limits", "requests", "ok", "errors", "busy", "by_status",
-                      "in_flight", "uptime_s"}
+                      "in_flight", "uptime_s", "speakers"}
+    assert h["speakers"] == {"adapts": False, "count": 0}  # whether it takes speaker profiles, and how many it holds
     Real.bundle["upstream"]["spec"] = "whisper-tiny.en"  # a known name is said as it is
     assert TestClient(serve.create_app(Real())).get("/health").json()["model"]["encoder"] == "whisper-tiny.en"
 
@@ -442,13 +444,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def live_server():
+@contextmanager
+def _running(app):
+    """``app`` served by uvicorn on a free local port for the ``with`` block -> its URL."""
     import uvicorn
 
-    pred = LoudnessPredictor()
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(serve.create_app(pred), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     th = threading.Thread(target=server.run, daemon=True)
     th.start()
     deadline = time.time() + 20
@@ -456,18 +458,39 @@ def live_server():
         if time.time() > deadline or not th.is_alive():
             pytest.fail("uvicorn did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/", pred
-    server.should_exit = True
-    th.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        th.join(10)
+
+
+@pytest.fixture
+def live_server():
+    pred = LoudnessPredictor()
+    with _running(serve.create_app(pred)) as url:
+        yield url, pred
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                     reason="headless browser test needs Debian's chromium and chromium-driver "
                            "(apt-get install chromium chromium-driver)")
-def test_page_in_headless_chromium(live_server, tmp_path):
+def _chromium(tmp_path):
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              "--no-first-run", "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(a)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+
+
+def test_page_in_headless_chromium(live_server, tmp_path):
+    pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -475,13 +498,7 @@ def test_page_in_headless_chromium(live_server, tmp_path):
     url, pred = live_server
     audio = tone(tmp_path / "speech.wav", 2.5, 0.04)
     ref = pred.predict_wav(load_audio(audio), audio.name, timeline=True).to_dict()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--no-first-run", "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}"):
-        opts.add_argument(a)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver = _chromium(tmp_path)
     try:
         driver.set_page_load_timeout(30)
         driver.get(url)
@@ -533,3 +550,51 @@ def test_a_model_answering_nan_is_422_not_500(tmp_path, upload_dir):
     r = post(client, tone(tmp_path / "a.wav", 1.0, 0.3))
     assert r.status_code == 422 and r.json()["detail"].startswith("a.wav: the model's answer for this audio is not finite")
     assert client.get("/health").json()["by_status"] == {"422": 1}
+
+
+@pytest.fixture
+def adapted_server(tmp_path):
+    """A final model trained with adapt=online, served -> (URL, its engine, three clips of one speaker)."""
+    from builders import adapted_models
+    from emoboost.inference.engine import Engine
+
+    corpus, _, final = adapted_models(tmp_path / "model")
+    engine = Engine.load(final, backend="torch")
+    with _running(serve.create_app(engine)) as url:
+        yield url, engine, sorted((corpus / "wav").glob("08*.wav"))[:3]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="headless browser test needs chromium and chromium-driver")
+def test_page_live_speaker_session_in_headless_chromium(adapted_server, tmp_path):
+    """A speaker named on the page: each clip is adapted to the clips heard before it, and the page says how many."""
+    pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, engine, clips = adapted_server
+    from emoboost.inference.api import Model
+
+    ref = Model(engine, engine.bundle.path)  # the same engine's API: the live session's reference numbers
+    want = [ref.predict(c, speaker="ana", learn=True).probabilities for c in clips]
+    ref.speakers.delete("ana")
+    driver = _chromium(tmp_path)
+    try:
+        driver.set_page_load_timeout(30)
+        driver.get(url)
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: "3 classes" in d.find_element(By.ID, "model").text)
+        assert driver.find_element(By.ID, "speaker").is_enabled()
+        driver.find_element(By.ID, "speaker").send_keys("ana")
+        for k, (clip, probs) in enumerate(zip(clips, want)):
+            driver.find_element(By.ID, "file").send_keys(str(clip))
+            wait.until(ec.element_to_be_clickable((By.ID, "predict"))).click()
+            wait.until(lambda d, k=k: f"profile now {k + 1} clips" in d.find_element(By.ID, "heard").text)
+            heard = driver.find_element(By.ID, "heard").text
+            assert f"adapted to {k} clip" in heard and driver.find_element(By.ID, "error").text == ""
+            rows = driver.find_elements(By.CSS_SELECTOR, "#probs .prob")
+            shown = {r.get_attribute("data-class"): float(r.find_element(By.CSS_SELECTOR, ".value").text) for r in rows}
+            assert shown == pytest.approx(probs, abs=6e-4)
+    finally:
+        driver.quit()

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _lazy(sub, "predict", "label audio files, folders or lists with a run, final model or ONNX export "
           "(VAD for long files)", "emoboost.cli.predict", "add_args", "main")
+    _lazy(sub, "enrol", "a speaker profile from unlabelled clips, for models trained with -p adapt=...",
+          "emoboost.cli.enrol", "add_args", "main")
 
     p = sub.add_parser("methods", help="the methods, or one method's parameters (-p NAME=VALUE) with defaults")
     p.add_argument("name", nargs="?", help="a method (linear, logreg, msemoboost, ...)")

@@ -41,6 +41,13 @@ def add_args(parser):
                                                        "JSON adds the model and the failed inputs)")
     parser.add_argument("--plot", metavar="DIR_OR_PNG",
                         help="timeline plot: a .png path for one input, else a folder (<name>.timeline.png per file)")
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument("--profile", metavar="PROFILE", help="adapt every file to this speaker profile (emoboost enrol); "
+                                                          "models trained with -p adapt=... only")
+    who.add_argument("--speaker-regex", metavar="REGEX",
+                     help="adapt each file to the OTHER files of its speaker (never its own): the speaker is the "
+                          "regex's group 'speaker', else group 1, else the match, in the file name; reads each "
+                          "file twice, results grouped by speaker")
     add_model_args(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.epilog = (f"Clips shorter than {MIN_DURATION:g} s are refused; digital silence (peak below "
@@ -88,7 +95,8 @@ def _text_line(d: dict) -> str:
         return f"{d['path']}\t(no speech)\tVAD found no speech in {d.get('duration', 0):.1f} s"
     probs = "  ".join(f"{c}={p:.3f}" for c, p in sorted(d["probabilities"].items(), key=lambda kv: -kv[1]))
     vad = f"\tspeech {d['speech_seconds']:.1f} of {d['duration']:.1f} s" if d.get("vad") else ""
-    return f"{d['path']}\t{d['label']}\t{probs}{vad}"
+    who = f"\tspeaker {d['speaker']['name']} ({d['speaker']['clips_heard']} clips)" if d.get("speaker") else ""
+    return f"{d['path']}\t{d['label']}\t{probs}{vad}{who}"
 
 
 def main(args) -> int:
@@ -127,10 +135,11 @@ def main(args) -> int:
         writer.writeheader()
     rows: list[dict] = []
     plotted: set[Path] = set()
-    bar = tqdm(files, desc="predict", unit="file", file=sys.stderr, disable=True if args.no_progress else None)
-    for f in bar:
+    bar = tqdm(_speakers(pred, files, args, report), total=len(files), desc="predict", unit="file", file=sys.stderr,
+               disable=True if args.no_progress else None)
+    for f, adapt, who in bar:
         try:
-            r = pred.predict_file(f, timeline=args.timeline or bool(args.plot), vad=args.vad)
+            r = pred.predict_file(f, timeline=args.timeline or bool(args.plot), vad=args.vad, adapt=adapt)
             if args.plot:
                 from emoboost.inference.timeline import plot_timeline
 
@@ -147,7 +156,7 @@ def main(args) -> int:
             r.timeline = []
         for w in r.warnings:  # labelled as usual; the user is told what looks wrong with the audio
             tqdm.write(f"warning: {w}", file=sys.stderr)
-        d = r.to_dict()
+        d = r.to_dict() | ({"speaker": who} if who else {})
         rows.append(d)
         if writer is not None:
             writer.writerows(_csv_rows(d, classes, args.timeline))
@@ -175,6 +184,23 @@ def main(args) -> int:
     if bad:
         print(f"emoboost: {len(bad)} input(s) failed, {len(rows)} labelled", file=sys.stderr)
     return 1 if bad else 0
+
+
+def _speakers(engine: Engine, files: list, args, report):
+    """(file, the speaker adaptation it gets, speaker info) for every file: none, --profile, or --speaker-regex."""
+    if args.speaker_regex:
+        from emoboost.inference.profiles import leave_one_out
+
+        yield from leave_one_out(engine, files, args.speaker_regex, args.vad, report)
+        return
+    adapt, who = None, None
+    if args.profile:
+        from emoboost.inference.profiles import SpeakerProfile, adapt_to
+
+        sp = SpeakerProfile.load(args.profile).check(engine, args.profile)
+        adapt, who = adapt_to(engine, sp), {"name": sp.speaker, "clips_heard": sp.clips}
+    for f in files:
+        yield f, adapt, who
 
 
 def csv_fields(classes: list[str], timeline: bool) -> list[str]:

@@ -31,6 +31,10 @@ def add_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE,
                         help="requests waiting for a place (default %(default)s); beyond them the answer is 503 "
                              "with Retry-After at once")
+    parser.add_argument("--profiles", metavar="DIR",
+                        help="keep speaker profiles here (one file per speaker, saved after every change, loaded at "
+                             "start); models trained with -p adapt=... only")
+    parser.add_argument("--max-speakers", type=int, help="most speaker profiles held (default 1000)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 
@@ -40,5 +44,6 @@ def main(args: argparse.Namespace) -> int:
     limit_heap_growth()  # decoded uploads and encoder temporaries go back to the OS when a request ends
     run(args.bundle, host=args.host, port=args.port, upstream=args.upstream, max_seconds=args.max_seconds,
         max_bytes=args.max_mb * 2**20, log_level=args.log_level, device=args.device,
-        max_concurrent=args.max_concurrent, max_queue=args.max_queue, backend=args.backend)
+        max_concurrent=args.max_concurrent, max_queue=args.max_queue, backend=args.backend,
+        profiles=args.profiles, max_speakers=args.max_speakers)
     return 0

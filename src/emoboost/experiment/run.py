@@ -22,6 +22,7 @@ from emoboost.audio import Segmenting
 from emoboost.data.manifest import Manifest, warn_duration_outliers
 from emoboost.evaluation.metrics import check_finite
 from emoboost.evaluation.report import FoldResult, merge_descriptions, plot_tsne, write_report
+from emoboost.experiment.speaker_protocols import adapted_predict
 from emoboost.methods import UtteranceSet, get_method
 from emoboost.outdir import check_resume, claim_dir, code_version
 from emoboost.protocols import check_disjoint, describe, make_folds
@@ -394,8 +395,7 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
     results: list[FoldResult] = []
     embeddings: dict[str, np.ndarray] = {}
     method_info: dict = {}
-    n_params = 0
-    t_embed = 0.0
+    n_params, t_embed, fitted = 0, 0.0, {}  # fitted: a seed-free fit of the current fold, for its other seeds
     (out / "folds").mkdir(exist_ok=True)
     for fold in folds:
         check_disjoint(manifest, np.concatenate([fold.train, fold.valid]), fold.test) if fold.speaker_independent else None
@@ -409,15 +409,17 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
                     for i, k in enumerate(results[-1].test_ids):
                         embeddings[k] = e[i]
                 continue
-            method = get_method(cfg.method)(classes, **cfg.method_params)
+            method = fitted.get(fold.index) or get_method(cfg.method)(classes, **cfg.method_params)
             method.device = cfg.device
             train, valid, test = data.subset(fold.train), data.subset(fold.valid), data.subset(fold.test)
             t1 = time.perf_counter()
             with library_errors(f"fold {fold.index} seed {seed}: {cfg.method}"):
-                method.fit(train, valid if len(valid) else None, seed=seed)
+                if fold.index not in fitted:  # a fit that ignores the seed is done once per fold
+                    method.fit(train, valid if len(valid) else None, seed=seed)
+                    fitted = {fold.index: method} if getattr(method, "deterministic_fit", False) else {}
                 t_fit = time.perf_counter() - t1
                 t2 = time.perf_counter()
-                proba = method.predict_proba(test)
+                test, proba = adapted_predict(method, test, seed)  # the adapt= protocol's scored utterances
                 t_inf = time.perf_counter() - t2
             check_finite(proba, fold.index, seed, cfg.method)
             method_info = method.describe()

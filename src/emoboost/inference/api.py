@@ -8,6 +8,11 @@ ONNX export, answering with plain :class:`~emoboost.inference.engine.Prediction`
 a background thread decodes the next ``batch_size`` files: decoding and resampling overlap the encoder,
 and at most ``batch_size`` decoded clips are held at once. (Clips are not batched through the encoder:
 each is encoded on its own frames, as in training, so padding never changes an answer.)
+
+Speakers (models trained with ``-p adapt=...``): ``enrol(name, clips)`` builds a profile from unlabelled
+clips, ``predict(x, speaker=name)`` adapts to it, ``predict(x, speaker=name, learn=True)`` is a live
+session (the clip is classified with what was heard before it, then added), ``profile(name).save(path)``
+writes it for ``emoboost predict --profile`` and the server (:mod:`emoboost.inference.profiles`).
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ class Model:
 
     def __init__(self, engine: Engine, path: str | Path):
         self.engine = engine
+        self._speakers: Any = None
         self.path = Path(path)
         self.classes: list[str] = list(engine.classes)
         self.sample_rate = int(engine.sample_rate)
@@ -85,18 +91,77 @@ class Model:
         """The bundle's description (``bundle.json``; for an ONNX export its ``preprocessing.json``)."""
         return dict(self.engine.bundle.info)
 
-    # -- one item -------------------------------------------------------------------------------
-    def predict(self, audio: Audio, sample_rate: int | None = None, timeline: bool = False,
-                vad: bool | None = None) -> Prediction:
-        """Label a file (path) or a waveform (array + ``sample_rate``), with the same rules: ``vad=None``
-        uses VAD for audio longer than 30 s, True always, False never."""
+    # -- speakers --------------------------------------------------------------------------------
+    @property
+    def speakers(self) -> Any:
+        """The model's named speaker profiles (:class:`~emoboost.inference.profiles.SpeakerStore`)."""
+        if self._speakers is None:
+            from emoboost.inference.profiles import SpeakerStore
+
+            self._speakers = SpeakerStore(self.engine)
+        return self._speakers
+
+    def enrol(self, speaker: str, clips: Iterable[Audio], sample_rate: int | None = None,
+              vad: bool | None = None) -> Any:
+        """Add unlabelled clips (paths or waveforms) of one speaker to its profile (created when new); -> the
+        :class:`~emoboost.inference.profiles.SpeakerProfile`. A clip longer than 30 s adds each VAD window."""
+        from emoboost.inference.profiles import predict_heard
+
+        sp = self.speakers.get(speaker, create=True)
+        for clip in ([clips] if isinstance(clips, (str, PathLike, np.ndarray)) else clips):
+            _, terms, count = predict_heard(self.engine, self._audio(clip, sample_rate), self._name(clip), None,
+                                            vad=vad)
+            sp = sp.learn(terms, count)
+        return self.speakers.put(sp)
+
+    def profile(self, speaker: str | Any) -> Any:
+        """A speaker's profile: an enrolled name, or a profile file (``.save(path)``, ``emoboost enrol --out``),
+        which is then known by its speaker's name."""
+        from emoboost.inference.profiles import SpeakerProfile, UnknownSpeaker
+
+        if isinstance(speaker, SpeakerProfile):
+            return speaker.check(self.engine)
+        if isinstance(speaker, (PathLike, str)) and Path(speaker).is_file():
+            return self.speakers.put(SpeakerProfile.load(speaker).check(self.engine, str(speaker)))
+        try:
+            return self.speakers.get(speaker)
+        except UnknownSpeaker as e:
+            raise ValueError(f"{e.args[0]}: model.enrol({speaker!r}, clips) first") from None
+
+    def _audio(self, audio: Audio, sample_rate: int | None) -> Any:
         if isinstance(audio, (str, PathLike)):
             if sample_rate is not None:
                 raise ValueError(f"{audio}: sample_rate is for waveform arrays; a file's own rate is read from it")
-            return self.engine.predict_file(audio, timeline=timeline, vad=vad)
+            return audio
         if sample_rate is None:
             raise ValueError("predict(array) needs sample_rate= (the rate the samples were recorded at)")
-        return self.engine.predict_wav(to_mono(audio, sample_rate, self.sample_rate), "<array>", timeline, vad=vad)
+        return to_mono(audio, sample_rate, self.sample_rate)
+
+    @staticmethod
+    def _name(audio: Audio) -> str:
+        return str(audio) if isinstance(audio, (str, PathLike)) else "<array>"
+
+    # -- one item -------------------------------------------------------------------------------
+    def predict(self, audio: Audio, sample_rate: int | None = None, timeline: bool = False,
+                vad: bool | None = None, speaker: str | Any = None, learn: bool = False) -> Prediction:
+        """Label a file (path) or a waveform (array + ``sample_rate``), with the same rules: ``vad=None``
+        uses VAD for audio longer than 30 s, True always, False never. ``speaker``: adapt to that speaker's
+        profile (a name, a profile or a profile file); ``learn``: then add the clip to it (a live session: a
+        new name starts from the training population)."""
+        x = self._audio(audio, sample_rate)
+        if speaker is None:
+            if learn:
+                raise ValueError("learn=True adds the clip to a speaker's profile: name the speaker (speaker=...)")
+            if isinstance(x, np.ndarray):
+                return self.engine.predict_wav(x, "<array>", timeline, vad=vad)
+            return self.engine.predict_file(x, timeline=timeline, vad=vad)
+        from emoboost.inference.profiles import predict_heard
+
+        sp = self.speakers.get(speaker, create=True) if learn and isinstance(speaker, str) else self.profile(speaker)
+        pred, terms, count = predict_heard(self.engine, x, self._name(audio), sp, timeline, vad)
+        if learn:
+            self.speakers.add(sp.speaker, terms, count)
+        return pred
 
     # -- many items -----------------------------------------------------------------------------
     def predict_many(self, items: Iterable[Audio], batch_size: int = 8, sample_rate: int | None = None,

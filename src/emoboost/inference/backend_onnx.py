@@ -123,9 +123,30 @@ class OnnxBackend:
                 raise ValueError(f"{self.path}: head input(s) {unknown} have no preprocessing in {PREPROCESSING_FILE}")
         elif self.head_kind == "pooled":
             self.seg = Segmenting(float(pre.get("segment_length", 3.0)), pre.get("segment_hop"), self.sample_rate)
+            self.adapter = self._adapter(pre.get("adaptation"))
         else:
             raise ValueError(f"{self.path}: unknown head kind {self.head_kind!r} in {PREPROCESSING_FILE}")
         self._check_head()
+
+    def _adapter(self, entry: dict | None) -> Any:
+        """The exported speaker adapter (``adaptation.safetensors``), checked against its fingerprint; None without."""
+        if not entry:
+            return None
+        from safetensors.numpy import load_file
+
+        from emoboost.methods.adapt_protocol import parse_adapt
+        from emoboost.methods.adaptation import SpeakerAdapter
+
+        f = self.path / str(entry.get("file", ""))
+        if not f.is_file():
+            raise FileNotFoundError(f"{self.path}: {f.name} is missing (the speaker adapter {PREPROCESSING_FILE} names)")
+        try:
+            adapter = SpeakerAdapter.from_arrays(load_file(str(f)), parse_adapt(entry.get("protocol", "online")))
+        except Exception as e:  # noqa: BLE001 - safetensors' own errors, missing arrays
+            raise ValueError(f"{f}: not a speaker adapter ({type(e).__name__}: {e})".splitlines()[0]) from e
+        if adapter.fingerprint() != entry.get("fingerprint"):
+            raise ValueError(f"{f}: its arrays do not match the fingerprint in {PREPROCESSING_FILE} (corrupt export)")
+        return adapter
 
     def _session(self, ort, name: str, opts):
         f = self.path / name
@@ -155,11 +176,30 @@ class OnnxBackend:
         mel = log_mel(block, self.mel_filters, self.n_fft, self.hop)[None]
         return self.encoder.run(None, {self._enc_in: mel})[0], 0
 
-    def pooled(self, stats: Sequence[Any]) -> np.ndarray:
-        """Each clip's mean frame ``[k, 1, D]`` through the head (its mean-pooling leaves it as is)."""
-        return np.stack([self.head.run(None, {self._head_in: np.ascontiguousarray(st.mean[:, None, :],
+    def pooled(self, stats: Sequence[Any], profile: Any = None) -> np.ndarray:
+        """Each clip's mean frame ``[k, 1, D]`` through the head (its mean-pooling leaves it as is). An adapting
+        model's head.onnx standardises with the population profile folded in; a speaker's profile re-centres the
+        input first (``x - mu_speaker + mu_population`` gives the head ``(x - mu_speaker) / scale``, as the torch
+        model), and with no clip heard the adapter's population head answers (``predict_adapted``'s rule)."""
+        if getattr(self, "adapter", None) is not None and (profile is None or not profile.n):
+            return self.adapter.population_proba(np.stack([st.mean.reshape(-1) for st in stats]))  # nothing heard
+        shift = 0.0 if profile is None else \
+            (self.adapter.mean_ - self.adapter.profile_mean(profile)).reshape(len(stats[0].mean), 1, -1)
+        return np.stack([self.head.run(None, {self._head_in: np.ascontiguousarray(st.mean[:, None, :] + shift,
                                                                                    dtype=np.float32)})[0]
                          for st in stats])
+
+    def adapters(self) -> list[str]:
+        """The exported speaker adapter's fingerprint; one line when a speaker profile cannot be used."""
+        if getattr(self, "adapter", None) is None:
+            from emoboost.inference.bundle import not_adaptable
+
+            raise ValueError(not_adaptable(self.path, self.preprocessing.get("head", {}).get("method")))
+        return [self.adapter.fingerprint()]
+
+    def terms(self, stats: Sequence[Any]) -> dict:
+        """What these utterances add to a speaker profile: {fingerprint: (sum x, sum p)}."""
+        return {self.adapter.fingerprint(): self.adapter.terms(np.stack([st.mean.reshape(-1) for st in stats]))}
 
     def segments(self, block: np.ndarray) -> np.ndarray:
         """Posteriors ``[S, C]`` of one block's segments, with the training inputs: the block's frames cut

@@ -113,14 +113,39 @@ class TorchBackend:
         """Ensemble mean over the models: [S, C] segment posteriors, or [N, C] utterance posteriors."""
         if per_segment:
             return np.mean([m.predict_segments(data)[0] for m in self.models], axis=0)
-        return np.mean([m.predict_proba(data) for m in self.models], axis=0)
+        from emoboost.methods.adaptation import predict_adapted  # adapting models: profiles, population head
 
-    def pooled(self, stats: Sequence[Any]) -> np.ndarray:
+        return np.mean([predict_adapted(m, data) for m in self.models], axis=0)
+
+    def _stats_data(self, stats: Sequence[Any]) -> UtteranceSet:
         from emoboost.features.views import SSLView, StatsSource
 
         src = StatsSource(list(stats), self.frame_rate)
         src.num_layers = int(self.upstream.num_layers)  # layer choices (-1, weighted) resolve as in training
-        return self._proba(self._data(len(stats), {}, SSLView(src)), False)
+        return self._data(len(stats), {}, SSLView(src))
+
+    def pooled(self, stats: Sequence[Any], profile: Any = None) -> np.ndarray:
+        data = self._stats_data(stats)
+        if profile is not None:  # the caller's speaker, explicitly: every utterance adapted with it
+            data.profiles = [profile] * len(stats)
+        return self._proba(data, False)
+
+    def adapters(self) -> list[str]:
+        """Fingerprints of the models' speaker adapters; one line when a speaker profile cannot be used."""
+        from emoboost.inference.bundle import not_adaptable
+        from emoboost.methods.adaptation import adapter_for
+
+        found = [adapter_for(m) for m in self.models] if self.head_kind == "pooled" else [None]
+        if any(a is None for a in found):
+            raise ValueError(not_adaptable(self.bundle.path, self.bundle.method))
+        return [a.fingerprint() for a in found]
+
+    def terms(self, stats: Sequence[Any]) -> dict:
+        """What these utterances add to a speaker profile, per model: {fingerprint: (sum x, sum p)}."""
+        from emoboost.methods.adaptation import clip_terms
+
+        data = self._stats_data(stats)
+        return {fp: t for m in self.models for fp, t in clip_terms(m, data).items()}
 
     def segments(self, block: np.ndarray) -> np.ndarray:
         from emoboost.features.pipeline import wav_features

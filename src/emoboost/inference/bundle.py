@@ -104,6 +104,12 @@ class Bundle:
         return "torch"
 
 
+def not_adaptable(path: Any, method: Any) -> str:
+    """The one line for a speaker profile given to a model that cannot use one."""
+    return (f"{path}: this {method or 'model'} cannot adapt to a speaker: speaker profiles need a pooled linear/"
+            f"logreg model trained with -p adapt=loo, enrol:K or online (emoboost train ... -p adapt=online)")
+
+
 def _has_onnxruntime() -> bool:
     import importlib.util
 

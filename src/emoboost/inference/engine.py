@@ -20,7 +20,8 @@ Everything else is here, the same for both and for every caller (``emoboost pred
   encoder window) get voice activity detection by default: only speech is classified, window by
   window, and the file label is the duration-weighted mean of the windows;
 * each clip is one utterance of an unknown speaker: nothing a model computes for one clip depends on
-  the other clips it is predicted with.
+  the other clips it is predicted with — unless the caller names its speaker with an :class:`Adapt`
+  (a speaker profile, :mod:`emoboost.inference.profiles`), the only way speaker statistics enter.
 """
 
 from __future__ import annotations
@@ -201,6 +202,16 @@ class Backend(Protocol):
 
 
 @dataclass
+class Adapt:
+    """A speaker to adapt to (made by :func:`emoboost.inference.profiles.adapt_to`, which checks that the model
+    adapts): its ``profile`` (None: the training population); a list ``heard`` collects the statistics of each
+    utterance classified (a clip, or each VAD window): what the clip adds to the speaker's profile."""
+
+    profile: Any = None
+    heard: list | None = None
+
+
+@dataclass
 class _Run:
     proba: np.ndarray  # [C]
     windows: list[tuple[float, float, np.ndarray]]  # (start s, end s, posteriors) for the timeline
@@ -272,7 +283,15 @@ class Engine:
         :func:`block_samples` each; a file is streamed in the same blocks."""
         return (wav[a:b] for a, b in encoder_windows(len(wav), self.block, self.tail))
 
-    def _run(self, blocks: Iterable[np.ndarray], name: str, timeline: bool) -> _Run:
+    def _pooled(self, stats: list, adapt: Adapt | None, utterances: bool = True) -> np.ndarray:
+        """The pooled head on utterance statistics, adapted to ``adapt``'s speaker (timeline windows: not heard)."""
+        if adapt is None:
+            return self.backend.pooled(stats)
+        if utterances and adapt.heard is not None:
+            adapt.heard.extend(stats)
+        return self.backend.pooled(stats, adapt.profile)
+
+    def _run(self, blocks: Iterable[np.ndarray], name: str, timeline: bool, adapt: Adapt | None = None) -> _Run:
         """Utterance posteriors over consecutive blocks of one clip (and its timeline windows)."""
         be, sr = self.backend, self.sample_rate
         sums = FrameSums()
@@ -301,9 +320,9 @@ class Engine:
         if be.head_kind == "segments":
             proba = np.concatenate(seg_probs).mean(axis=0)
         else:
-            proba = be.pooled([sums.stats(n, be.frame_rate)])[0]
+            proba = self._pooled([sums.stats(n, be.frame_rate)], adapt)[0]
             if windows:
-                probs = be.pooled([w[2] for w in windows])
+                probs = self._pooled([w[2] for w in windows], adapt, utterances=False)
                 windows = [(a, b, p) for (a, b, _), p in zip(windows, probs)]
         return _Run(np.asarray(proba, dtype=np.float64), windows, n)
 
@@ -328,7 +347,7 @@ class Engine:
                           duration=end)
 
     # -- waveforms ---------------------------------------------------------------------------------
-    def posteriors_many(self, wavs: Sequence[np.ndarray]) -> np.ndarray:
+    def posteriors_many(self, wavs: Sequence[np.ndarray], adapt: Adapt | None = None) -> np.ndarray:
         """[N, C] unrounded posteriors, each 16 kHz clip classified on its own as one utterance of an
         unknown speaker (VAD windows, batches; no duration or silence checks here)."""
         be = self.backend
@@ -346,32 +365,32 @@ class Engine:
             for block in self.blocks(w):
                 sums.add(be.encode(block)[0])
             stats.append(sums.stats(len(w), be.frame_rate))  # only statistics: a batch's frames never pile up
-        return self._finite(be.pooled(stats), "<batch>")
+        return self._finite(self._pooled(stats, adapt), "<batch>")
 
     def posteriors(self, wav: np.ndarray) -> np.ndarray:
         """[C] unrounded posteriors of one 16 kHz mono clip (checked like :meth:`predict_wav`)."""
         return self.posteriors_many([self.check(wav)])[0]
 
     def predict_wav(self, wav: np.ndarray, name: str = "<array>", timeline: bool = False,
-                    vad: bool | None = False) -> Prediction:
+                    vad: bool | None = False, adapt: Adapt | None = None) -> Prediction:
         """Label one 16 kHz mono waveform. ``vad`` as for files (None: VAD when longer than
         :data:`VAD_AUTO_SECONDS`); False (the default here) classifies it whole. Too short clips raise
         :class:`AudioError`; digital silence is flagged, not labelled."""
         wav = self.check(wav, name)
         if (len(wav) > VAD_AUTO_SECONDS * self.sample_rate) if vad is None else vad:
-            return self.predict_regions(wav, timeline=timeline, name=name)
+            return self.predict_regions(wav, timeline=timeline, name=name, adapt=adapt)
         if is_silent(wav):
             return silent_prediction(name, len(wav) / self.sample_rate)
         if self.backend.head_kind == "whole":
             p = self.backend.whole(wav)
             out = self._prediction(name, _Run(np.asarray(p), [], len(wav)), timeline)
         else:
-            out = self._prediction(name, self._run(self.blocks(wav), name, timeline), timeline)
+            out = self._prediction(name, self._run(self.blocks(wav), name, timeline, adapt), timeline)
         out.warnings = audio_warnings(wav, name)
         return out
 
     # -- files ---------------------------------------------------------------------------------------
-    def predict_stream(self, path: str | Path, timeline: bool = False) -> Prediction:
+    def predict_stream(self, path: str | Path, timeline: bool = False, adapt: Adapt | None = None) -> Prediction:
         """The whole file classified (no VAD), read one block at a time: memory does not grow with
         duration, and the answer equals :meth:`predict_wav` of the loaded file. Silence and clips
         under :data:`MIN_DURATION` are recognised after the one pass."""
@@ -379,9 +398,9 @@ class Engine:
 
         sr = self.sample_rate
         if self.backend.head_kind == "whole" or audio_info(path)[0] * sr <= self.block:
-            return self.predict_wav(load_audio(path, sr), str(path), timeline)
+            return self.predict_wav(load_audio(path, sr), str(path), timeline, adapt=adapt)
         meter = _Meter(exact_blocks(stream_audio(path, sr, self.block / sr, reuse=True), self.block))
-        run = self._run(meter, str(path), timeline)  # stream_audio checks every block's samples
+        run = self._run(meter, str(path), timeline, adapt)  # stream_audio checks every block's samples
         if meter.samples < self.min_samples():
             raise too_short(path, meter.samples / sr, self.min_samples() / sr)
         if meter.peak_dbfs() < SILENCE_DB:
@@ -390,19 +409,21 @@ class Engine:
         out.warnings = meter.checks.warnings(path)
         return out
 
-    def predict_file(self, path: str | Path, timeline: bool = False, vad: bool | None = None) -> Prediction:
+    def predict_file(self, path: str | Path, timeline: bool = False, vad: bool | None = None,
+                     adapt: Adapt | None = None) -> Prediction:
         """Label one audio file. ``vad``: True classifies speech regions only (:meth:`predict_regions`),
         False the whole file, None (default) uses VAD for files longer than :data:`VAD_AUTO_SECONDS`."""
         duration = audio_info(path)[0]  # header only: refuses missing, empty and non-audio files before decoding
         if duration < MIN_DURATION:
             raise too_short(path, duration)
         if (duration > VAD_AUTO_SECONDS) if vad is None else vad:
-            return self.predict_regions(path, timeline=timeline)
-        return self.predict_stream(path, timeline)
+            return self.predict_regions(path, timeline=timeline, adapt=adapt)
+        return self.predict_stream(path, timeline, adapt)
 
     def predict_regions(self, source: str | Path | np.ndarray, timeline: bool = True,
                         regions: Sequence[tuple[float, float]] | None = None, min_window: float = 1.0,
-                        batch: int = WINDOW_BATCH, name: str | None = None, **vad_options) -> Prediction:
+                        batch: int = WINDOW_BATCH, name: str | None = None, adapt: Adapt | None = None,
+                        **vad_options) -> Prediction:
         """Label the speech of a file (or a 16 kHz waveform): VAD regions -> windows -> one posterior per
         window -> file label.
 
@@ -442,7 +463,7 @@ class Engine:
         min_len = self.min_samples()
 
         def flush() -> None:
-            for ((a, b), _), p in zip(pending, self.posteriors_many([w for _, w in pending])):
+            for ((a, b), _), p in zip(pending, self.posteriors_many([w for _, w in pending], adapt)):
                 entries.append({"start": a, "end": b, "label": self.classes[int(np.argmax(p))],
                                 "probabilities": {c: float(x) for c, x in zip(self.classes, p)}})
             pending.clear()

@@ -108,7 +108,7 @@ def load_head(bundle_dir: str | Path) -> tuple[dict, dict]:
     else:
         raise FileNotFoundError(f"{b.path}: no saved model (method.json) and no 'head' in bundle.json")
     try:
-        head = check_head(head)
+        head = {**check_head(head), **({"adaptation": head["adaptation"]} if head.get("adaptation") else {})}
     except ValueError as e:
         raise ValueError(f"{b.path}: {e}") from e
     if list(head["classes"]) != list(b.classes):
@@ -326,6 +326,7 @@ def export_onnx(upstream: WhisperEncoderUpstream, head: dict, out_dir: str | Pat
     import torch
 
     _check_upstream(upstream, fingerprint)
+    adaptation = head.get("adaptation")
     head = check_head(head, upstream.num_layers, upstream.hidden_size)
     out = Path(out_dir)
     pre = _write_encoder(upstream, head["layers"], head["classes"], out, opset)
@@ -338,8 +339,25 @@ def export_onnx(upstream: WhisperEncoderUpstream, head: dict, out_dir: str | Pat
     pre["head"] = {"file": "head.onnx", "kind": "pooled",
                    "input": f"frames [{k}, N, {d}] (all windows' frames concatenated)",
                    "output": f"probabilities [{len(head['classes'])}]"}
+    if adaptation:  # speaker profiles: the adapter's arrays, read with numpy (emoboost.methods.adaptation)
+        pre["adaptation"] = write_adapter(out, adaptation)
     atomic_write_text(out / PREPROCESSING_FILE, json.dumps(pre, indent=2) + "\n")
     return out
+
+
+def write_adapter(out: Path, adaptation: dict) -> dict:
+    """``adaptation.safetensors`` (a speaker adapter's arrays) in ``out``; -> its preprocessing.json entry."""
+    from safetensors.numpy import save
+
+    from emoboost.methods.adapt_protocol import parse_adapt
+    from emoboost.methods.adaptation import SpeakerAdapter
+
+    arrays = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in adaptation["arrays"].items()}
+    atomic_write(out / "adaptation.safetensors", lambda f: f.write(save(arrays)))
+    fp = SpeakerAdapter.from_arrays(arrays, parse_adapt(adaptation["protocol"])).fingerprint()
+    return {"file": "adaptation.safetensors", "fingerprint": fp, "protocol": adaptation["protocol"],
+            "use": "a speaker profile with clips: head input = x - speaker mean + adapt_mean; no profile (or no "
+                   "clip heard): the population head adapt_pop_* (emoboost.methods.adaptation.predict_adapted)"}
 
 
 SEGMENT_METHODS = ("msemoboost",)

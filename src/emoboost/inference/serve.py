@@ -17,6 +17,14 @@ and on a small CPU parallel requests would only compete for the same cores). Eve
 ``/predict`` is counted in ``/health``, which says nothing about the model beyond its kind, method,
 encoder name and classes (a bundle holds head weights and filesystem paths).
 
+Speakers (a pooled model trained with ``-p adapt=...``; :mod:`emoboost.inference.profiles`):
+``POST /enrol?speaker=NAME`` adds an unlabelled clip to NAME's profile; ``POST /predict?speaker=NAME``
+adapts the answer to it (an unknown NAME is a 404 with one line); ``POST /predict?speaker=NAME&learn=true``
+is a live session: the clip is classified with what the session has heard before it (the first with the
+training population), then added. ``GET /speakers`` lists them with their clip counts, ``DELETE
+/speakers/NAME`` forgets one. At most ``--max-speakers`` profiles, each a fixed size (sums, however many
+clips); with ``--profiles DIR`` each is saved atomically after every change and loaded at start.
+
 fastapi / uvicorn / python-multipart are the ``serve`` extra and are imported only when a server is built.
 """
 
@@ -37,6 +45,7 @@ import numpy as np
 
 from emoboost.audio import SAMPLE_RATE, AudioError, audio_info, stream_audio
 from emoboost.inference.engine import NonFiniteAnswer
+from emoboost.inference.profiles import SpeakerLimit, UnknownSpeaker
 
 DEFAULT_MAX_SECONDS = 600.0
 DEFAULT_MAX_BYTES = 100 * 2**20
@@ -256,7 +265,7 @@ def page_html() -> str:
 
 
 def create_app(predictor, max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: int = DEFAULT_MAX_BYTES,
-               max_concurrent: int = DEFAULT_MAX_CONCURRENT, max_queue: int = DEFAULT_MAX_QUEUE):
+               max_concurrent: int = DEFAULT_MAX_CONCURRENT, max_queue: int = DEFAULT_MAX_QUEUE, speakers=None):
     """A FastAPI app serving ``predictor``; see the module docstring for the endpoints, errors and limits."""
     try:
         from fastapi import FastAPI, File, Query, Request, UploadFile
@@ -271,6 +280,7 @@ def create_app(predictor, max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: i
     lock = threading.Lock()
     admission = Admission(max_concurrent, max_queue)
     page = page_html()
+    adapts = speakers is not None or _adapts(predictor)
     app = FastAPI(title="emoboost", description="Speech emotion recognition", docs_url="/docs", redoc_url=None)
     stats: dict[str, Any] = {"requests": 0, "ok": 0, "errors": 0, "busy": 0, "by_status": {}}
     stats_lock = threading.Lock()
@@ -289,7 +299,7 @@ def create_app(predictor, max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: i
     async def count_and_gate(request: Request, call_next):
         """Every response to /predict is counted, whatever produced it (a refusal here, the handler,
         FastAPI's own validation, or an exception nobody caught)."""
-        if request.url.path != "/predict":
+        if request.url.path not in ("/predict", "/enrol"):
             return await call_next(request)
         # Refuse before the multipart parser spools the body to disk.
         length = request.headers.get("content-length")
@@ -299,7 +309,7 @@ def create_app(predictor, max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: i
             try:
                 response = await call_next(request)
             except Exception as e:  # noqa: BLE001 - one line to the client, the traceback to the log
-                log.exception("request to /predict failed")
+                log.exception("request to %s failed", request.url.path)
                 response = refuse(500, f"internal error ({type(e).__name__}); the server keeps serving")
         count(response.status_code)
         return response
@@ -317,21 +327,44 @@ def create_app(predictor, max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: i
         with stats_lock:
             counts = {k: dict(v) if isinstance(v, dict) else v for k, v in stats.items()}
         return {"status": "ok", "classes": classes, "model": model,
+                "speakers": {"adapts": adapts, "count": len(speakers.names()) if speakers is not None else 0},
                 "limits": {"max_seconds": max_seconds, "max_bytes": max_bytes,
                            "max_concurrent": max_concurrent, "max_queue": max_queue},
                 **counts, "in_flight": admission.inside, "uptime_s": round(time.time() - started, 1)}
 
-    @app.post("/predict")
-    def predict(file: Annotated[UploadFile | None, File(description="audio file (WAV, FLAC, OGG, MP3, ...)")] = None,
-                timeline: Annotated[bool, Query(description="add per-segment start, end, label, probabilities")] = False):
+    def speaker_store():
+        """The model's speaker profiles (made on first use: a model that cannot adapt says so in one line)."""
+        nonlocal speakers
+        if speakers is None:
+            from emoboost.inference.profiles import SpeakerStore
+
+            speakers = SpeakerStore(predictor)
+        return speakers
+
+    def classify(file, timeline: bool, speaker: str | None, learn: bool, enrol: bool):
+        """An upload decoded and classified (adapted to ``speaker``; ``learn``: then added to its profile)."""
         if file is None:
             return refuse(400, "no file in the request: send the audio as multipart form field 'file'")
         name = _safe_name(file.filename)
         try:
+            if speaker is None and (learn or enrol):
+                return refuse(400, f"{name}: name the speaker (?speaker=NAME) whose profile the clip is added to")
+            if speaker is not None:  # refused before any decoding: a model that cannot adapt, a bad or unknown name
+                speaker_store().get(speaker, create=learn or enrol)
             with admission.enter():  # decoding and classifying both happen inside: memory is bounded
                 wav, name = decode_upload(file.file, file.filename, max_seconds, max_bytes)
                 with lock:
-                    result = predictor.predict_wav(wav, name, timeline, vad=None).to_dict()
+                    if speaker is None:
+                        result = predictor.predict_wav(wav, name, timeline, vad=None).to_dict()
+                    else:
+                        from emoboost.inference.profiles import predict_heard
+
+                        before = speaker_store().get(speaker, create=True)
+                        pred, terms, n = predict_heard(predictor, wav, name, None if enrol else before, timeline)
+                        after = speaker_store().add(speaker, terms, n) if learn or enrol else before
+                        result = {"speaker": speaker, "clips": after.clips, "added": n} if enrol else \
+                            {**pred.to_dict(), "speaker": {"name": speaker, "clips_heard": before.clips,
+                                                           "clips": after.clips}}
         except Busy as e:
             return refuse(503, f"{name}: the server is busy ({admission.limit} running, {admission.queue} "
                                f"queued); retry in {e.seconds} s", {"Retry-After": str(e.seconds)})
@@ -342,9 +375,21 @@ def create_app(predictor, max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: i
         except NonFiniteAnswer:  # the engine's own check of the answer (its message names the model's folder)
             log.warning("non-finite model output for %s", name)
             return refuse(422, NON_FINITE.format(name=name))
+        except UnknownSpeaker as e:
+            return refuse(404, f"{e.args[0]}; enrol it first (POST /enrol?speaker={speaker}) or start a live session "
+                               f"(POST /predict?speaker={speaker}&learn=true)")
+        except SpeakerLimit as e:
+            return refuse(409, str(e))
+        except ValueError as e:  # a bad speaker name, a model that cannot adapt, a profile of another model
+            if speaker is None:
+                log.exception("prediction failed for %s", name)
+                return refuse(500, f"{name}: prediction failed ({type(e).__name__}: {e})".splitlines()[0])
+            return refuse(400, str(e).splitlines()[0])
         except Exception as e:  # the model failed on valid audio: say so, keep serving
             log.exception("prediction failed for %s", name)
             return refuse(500, f"{name}: prediction failed ({type(e).__name__}: {e})".splitlines()[0])
+        if enrol:
+            return result
         if not _finite(result):
             log.warning("non-finite model output for %s", name)
             return refuse(422, NON_FINITE.format(name=name))
@@ -353,13 +398,51 @@ def create_app(predictor, max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: i
             result.setdefault("timeline", [])
         return result
 
+    @app.post("/predict")
+    def predict(file: Annotated[UploadFile | None, File(description="audio file (WAV, FLAC, OGG, MP3, ...)")] = None,
+                timeline: Annotated[bool, Query(description="add per-segment start, end, label, probabilities")] = False,
+                speaker: Annotated[str | None, Query(description="adapt to this speaker's profile")] = None,
+                learn: Annotated[bool, Query(description="then add the clip to it (a live session)")] = False):
+        return classify(file, timeline, speaker, learn, enrol=False)
+
+    @app.post("/enrol")
+    def enrol(file: Annotated[UploadFile | None, File(description="a clip of the speaker")] = None,
+              speaker: Annotated[str | None, Query(description="the speaker whose profile the clip is added to")] = None):
+        return classify(file, False, speaker, True, enrol=True)
+
+    @app.get("/speakers")
+    def list_speakers():
+        try:
+            return {"speakers": speaker_store().names(), "max_speakers": speaker_store().max_speakers}
+        except ValueError as e:
+            return refuse(400, str(e))
+
+    @app.delete("/speakers/{name}")
+    def delete_speaker(name: str):
+        try:
+            speaker_store().delete(name)
+        except UnknownSpeaker as e:
+            return refuse(404, e.args[0])
+        except ValueError as e:
+            return refuse(400, str(e))
+        return {"deleted": name}
+
     return app
+
+
+def _adapts(predictor) -> bool:
+    """Whether the model takes speaker profiles (a pooled model trained with adapt=...)."""
+    try:
+        predictor.backend.adapters()
+        return True
+    except (AttributeError, ValueError):
+        return False
 
 
 def run(bundle_path: str | Path, host: str = "127.0.0.1", port: int = 8000, upstream: str | None = None,
         max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: int = DEFAULT_MAX_BYTES, log_level: str = "info",
         device: str = "cpu", max_concurrent: int = DEFAULT_MAX_CONCURRENT, max_queue: int = DEFAULT_MAX_QUEUE,
-        backend: str = "auto") -> None:
+        backend: str = "auto", profiles: str | Path | None = None, max_speakers: int | None = None) -> None:
     """Check the settings, load a model (run directory, final model or ONNX export) and serve it with uvicorn
     until interrupted."""
     check_settings(max_seconds, max_bytes, max_concurrent, max_queue, port)  # before the model is loaded
@@ -370,6 +453,11 @@ def run(bundle_path: str | Path, host: str = "127.0.0.1", port: int = 8000, upst
     from emoboost.inference.engine import Engine
 
     predictor = Engine.load(bundle_path, upstream=upstream, device=device, backend=backend)
+    speakers = None
+    if profiles is not None or max_speakers is not None:  # speakers persisted in a folder, or bounded otherwise
+        from emoboost.inference.profiles import DEFAULT_MAX_SPEAKERS, SpeakerStore
+
+        speakers = SpeakerStore(predictor, profiles, max_speakers or DEFAULT_MAX_SPEAKERS)
     app = create_app(predictor, max_seconds=max_seconds, max_bytes=int(max_bytes), max_concurrent=max_concurrent,
-                     max_queue=max_queue)
+                     max_queue=max_queue, speakers=speakers)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

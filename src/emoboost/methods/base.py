@@ -68,6 +68,9 @@ class UtteranceSet:
     groups: np.ndarray | None = None  # speaker per utterance (None: unknown, e.g. a clip at inference)
     features: dict[str, list[np.ndarray]] = field(default_factory=dict)
     ssl: SSLView | None = None
+    # per utterance: the speaker profile it is adapted with (methods.adaptation.Profile) or None; given
+    # explicitly by the caller, never inferred from the other utterances of the set
+    profiles: list | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -103,6 +106,7 @@ class UtteranceSet:
             groups=self.groups[idx],  # type: ignore[index]
             features={k: [v[i] for i in idx] for k, v in self.features.items()},
             ssl=self.ssl.subset(idx) if self.ssl is not None else None,
+            profiles=[self.profiles[i] for i in idx] if self.profiles is not None else None,
         )
 
     @classmethod
@@ -122,6 +126,8 @@ class UtteranceSet:
             groups=np.concatenate([s.groups for s in sets]),  # type: ignore[misc]
             features={n: [a for s in sets for a in s.features[n]] for n in names},
             ssl=ssl,
+            profiles=None if all(s.profiles is None for s in sets) else
+            [p for s in sets for p in (s.profiles if s.profiles is not None else [None] * len(s))],
         )
 
     def labels(self) -> np.ndarray:

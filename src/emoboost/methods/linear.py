@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from emoboost.methods import adaptation
 from emoboost.methods.base import UtteranceSet
 from emoboost.methods.inner_cv import CS
 from emoboost.methods.layer_choice import LayerRule, is_auto
-from emoboost.methods.params import DROPOUT, SPEAKER_NORM, Int, Param, one_of
+from emoboost.methods.params import ADAPT, DROPOUT, SPEAKER_NORM, Int, Param, one_of
 from emoboost.methods.pooling import (
     POOLINGS,
     STATS,
@@ -66,6 +67,7 @@ class LinearProbe(TorchSegmentMethod):
         "pooling": Param("utterance", one_of(*POOLINGS)),  # the clip's own frames; "segment": 3 s windows, mean window posterior
         "stats": Param("mean", one_of(*STATS)),  # "meanstd": the frames' std concatenated to their mean
         "speaker_norm": Param("none", SPEAKER_NORM),  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
+        "adapt": Param("none", ADAPT),  # speaker adaptation: transductive, loo, enrol:K, online (methods.adaptation)
         "min_speaker_utts": Param(5, Int(1)),  # speakers with fewer utterances fall back to the global statistics
         "dropout": Param(0.0, DROPOUT),
         "lr": 1e-3,
@@ -76,6 +78,7 @@ class LinearProbe(TorchSegmentMethod):
 
     def check_params(self) -> None:
         check_auto(self.params)
+        adaptation.check_method_params(self.params, self.name)
 
     def ssl_layers(self, num_layers: int) -> list[int]:
         """Hidden states this configuration reads (the store may stop the encoder at the deepest);
@@ -90,14 +93,10 @@ class LinearProbe(TorchSegmentMethod):
     def segment_inputs(self, data: UtteranceSet) -> tuple[dict[str, np.ndarray], np.ndarray]:
         layers = self.ssl_layers(data.ssl_view().num_layers)
         x, seg_utt = pooled_inputs(data, layers, self.params["pooling"], self.params["stats"])
-        if self.params["speaker_norm"] == "speaker":
-            if not hasattr(self, "spk_"):
-                self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"])).fit(x, data.groups[seg_utt])
-            x = self.spk_.transform(x, data.groups[seg_utt])
-        return {"pooled": x}, seg_utt
+        return {"pooled": adaptation.speaker_inputs(self, x, data, seg_utt)}, seg_utt
 
     def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> LinearProbe:
-        for a in ("spk_", "layers_", "layer_scores_", "inner_cv_", "committee_"):  # this fit's training set decides them
+        for a in ("spk_", "adapter_", "layers_", "layer_scores_", "inner_cv_", "committee_"):  # this fit's training set decides them
             self.__dict__.pop(a, None)
         if is_auto(self.params["layer"]):
             self._choose_layers(UtteranceSet.concat([train, valid]) if valid is not None and len(valid) else train,
@@ -109,9 +108,13 @@ class LinearProbe(TorchSegmentMethod):
         """``layer=auto``: logreg's inner CV over the training (+ validation) speakers picks the committee;
         the probe reads the union of its runs' layers, concatenated."""
         n_layers = data.ssl_view().num_layers
-        inputs, seg_utt = self.segment_inputs(data)  # every hidden state (speaker-normalised if asked)
+        if adaptation.adapts(self):  # an adapter is fitted on the chosen layers only, by the training loop
+            x, seg_utt = pooled_inputs(data, list(range(n_layers)), self.params["pooling"], self.params["stats"])
+        else:  # every hidden state (speaker-normalised if asked)
+            inputs, seg_utt = self.segment_inputs(data)
+            x = inputs["pooled"]
         self.__dict__.pop("spk_", None)  # refitted on the chosen layers by the training loop
-        x = inputs["pooled"].reshape(len(seg_utt), n_layers, -1)
+        x = x.reshape(len(seg_utt), n_layers, -1)
         a = choose_auto(x, data.labels()[seg_utt], data.groups[seg_utt], seg_utt, len(self.classes), list(CS), 3, seed)
         self.committee_, self.layers_, self.layer_scores_, self.inner_cv_ = a.committee, a.layers, a.layer_scores, a.how
 
@@ -133,22 +136,20 @@ class LinearProbe(TorchSegmentMethod):
         if is_auto(self.params["layer"]):
             d.update(auto_description(self))
             d["inner CV"] = getattr(self, "inner_cv_", None)
-        if self.params["speaker_norm"] == "speaker":
-            d["speaker normalisation"] = ("per-speaker z-norm of pooled features; test speakers use their own "
-                                          "unlabelled statistics (transductive)")
-        return d
+        return {**d, **adaptation.describe_speaker(self)}
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
         t = {"mean": self.mean_, "std": self.std_}
         if hasattr(self, "spk_"):
             t.update({"spk_mean": torch.from_numpy(self.spk_.mean_), "spk_std": torch.from_numpy(self.spk_.std_)})
-        return t
+        return {**t, **{k: torch.from_numpy(v) for k, v in adaptation.save_arrays(self).items()}}
 
     def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self.mean_, self.std_ = tensors["mean"], tensors["std"]
         if "spk_mean" in tensors:
             self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"]))
             self.spk_.mean_, self.spk_.std_ = tensors["spk_mean"].numpy(), tensors["spk_std"].numpy()
+        adaptation.load_arrays(self, tensors)
 
     def _state_config(self) -> dict:
         state = super()._state_config()
@@ -197,7 +198,7 @@ class LinearProbe(TorchSegmentMethod):
         layers = getattr(self, "layers_", None) or _saved_layers(p["layer"], k, num_layers)
         if layers is None or len(layers) != k or len(set(layers)) != k:
             return None
-        spk = getattr(self, "spk_", None)
+        spk = getattr(self, "spk_", None) or adaptation.adapter_for(self)
         return head_dict(self.classes, layers, self.mean_.double().numpy().reshape(-1),
                          self.std_.double().numpy().reshape(-1), weight, bias, spk)
 

@@ -20,10 +20,11 @@ import numpy as np
 from safetensors.numpy import load_file, save
 
 from emoboost.evaluation.metrics import segment_posteriors_to_utterance
+from emoboost.methods import adaptation
 from emoboost.methods.base import Method, UtteranceSet
 from emoboost.methods.inner_cv import CS, select
 from emoboost.methods.layer_choice import LayerRule, is_auto
-from emoboost.methods.params import POSITIVE, SPEAKER_NORM, Int, ListOf, Param, one_of
+from emoboost.methods.params import ADAPT, POSITIVE, SPEAKER_NORM, Int, ListOf, Param, one_of
 from emoboost.methods.pooling import (
     POOLINGS,
     STATS,
@@ -53,14 +54,17 @@ class LogRegProbe(Method):
         "pooling": Param("utterance", one_of(*POOLINGS)),  # the clip's own frames; "segment": 3 s windows, mean window posterior
         "stats": Param("mean", one_of(*STATS)),  # "meanstd": the frames' std concatenated to their mean
         "speaker_norm": Param("none", SPEAKER_NORM),  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
+        "adapt": Param("none", ADAPT),  # speaker adaptation: transductive, loo, enrol:K, online (methods.adaptation)
         "min_speaker_utts": Param(5, Int(1)),  # speakers with fewer utterances fall back to the global statistics
         "Cs": Param(list(CS), ListOf(POSITIVE)),  # inverse L2 strengths the inner CV chooses from
         "inner_folds": Param(3, Int(2)),  # speaker-grouped folds of the training speakers that choose C (and layer=auto)
         "max_iter": Param(2000, Int(1)),  # L-BFGS iterations
     }
+    deterministic_fit = True  # the seed changes nothing: a run's seeds share one fit per fold
 
     def check_params(self) -> None:
         check_auto(self.params)
+        adaptation.check_method_params(self.params, self.name)
 
     def ssl_layers(self, num_layers: int) -> list[int]:
         """The layers read: with ``layer=auto`` every hidden state until fitted, then the chosen ones."""
@@ -74,15 +78,12 @@ class LogRegProbe(Method):
             return list(getattr(self, "layers_", None) or range(num_layers))
         return resolve_layers(self.params["layer"], num_layers)[0]  # LayerRule refused "weighted" already
 
-    def _pooled(self, data: UtteranceSet) -> tuple[np.ndarray, np.ndarray]:
+    def _pooled(self, data: UtteranceSet, speaker: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """[rows, F] pooled inputs and each row's utterance; ``speaker``: after the speaker normalisation."""
         layers = self._layers(data.ssl_view().num_layers)
         x, seg_utt = pooled_inputs(data, layers, self.params["pooling"], self.params["stats"])
         x = x.reshape(len(x), -1)
-        if self.params["speaker_norm"] == "speaker":
-            if not hasattr(self, "spk_"):
-                self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"])).fit(x, data.groups[seg_utt])
-            x = self.spk_.transform(x, data.groups[seg_utt])
-        return x, seg_utt
+        return (adaptation.speaker_inputs(self, x, data, seg_utt) if speaker else x), seg_utt
 
     def _standardise(self, x: np.ndarray) -> np.ndarray:
         return (x - self.mean_) / self.scale_
@@ -92,20 +93,22 @@ class LogRegProbe(Method):
         from sklearn.linear_model import LogisticRegression
 
         data = UtteranceSet.concat([train, valid]) if valid is not None and len(valid) else train
-        for a in ("spk_", "layers_", "layer_scores_", "inner_cv_", "committee_"):
+        for a in ("spk_", "adapter_", "layers_", "layer_scores_", "inner_cv_", "committee_"):
             self.__dict__.pop(a, None)
         n_layers = data.ssl_view().num_layers
         cs = [float(c) for c in self.params["Cs"]]
         folds, max_iter = int(self.params["inner_folds"]), int(self.params["max_iter"])
-        x, seg_utt = self._pooled(data)  # layer=auto: every hidden state, for the choice
-        y, groups = data.labels()[seg_utt], data.groups[seg_utt]
         auto = is_auto(self.params["layer"])
+        # layer=auto chooses on every hidden state; a speaker adapter is fitted on the chosen layers only
+        x, seg_utt = self._pooled(data, speaker=not (auto and adaptation.adapts(self)))
+        y, groups = data.labels()[seg_utt], data.groups[seg_utt]
         self.cv_scores_: dict[float, float] = {}
         if auto:
             a = choose_auto(x.reshape(len(x), n_layers, -1), y, groups, seg_utt, len(self.classes), cs, folds, seed,
                             max_iter)
             self.committee_, self.layers_, self.layer_scores_, self.inner_cv_ = a.committee, a.layers, a.layer_scores, a.how
-            self.__dict__.pop("spk_", None)  # speaker-norm statistics of the chosen layers only
+            for attr in ("spk_", "adapter_"):  # speaker statistics of the chosen layers only
+                self.__dict__.pop(attr, None)
             x, seg_utt = self._pooled(data)
             self.C_ = None  # one C per committee member
         else:
@@ -191,10 +194,7 @@ class LogRegProbe(Method):
             d = {f"logreg C ({rule})": getattr(self, "C_", None), **d}
         if getattr(self, "inner_cv_", None):
             d["inner CV"] = self.inner_cv_
-        if self.params["speaker_norm"] == "speaker":
-            d["speaker normalisation"] = ("per-speaker z-norm of pooled features; test speakers use their own "
-                                          "unlabelled statistics (transductive)")
-        return d
+        return {**d, **adaptation.describe_speaker(self)}
 
     def _state_config(self) -> dict:
         state = {"C": self.C_, "layers": list(getattr(self, "layers_", []))}
@@ -220,12 +220,13 @@ class LogRegProbe(Method):
         if not layers or len(set(layers)) != len(layers) or self.coef_.shape[1] % len(layers):
             return None
         return head_dict(self.classes, layers, self.mean_, self.scale_, self.coef_, self.intercept_,
-                         getattr(self, "spk_", None))
+                         getattr(self, "spk_", None) or adaptation.adapter_for(self))
 
     def _save_weights(self, directory: Path) -> None:
         arrays = {"coef": self.coef_, "intercept": self.intercept_, "mean": self.mean_, "scale": self.scale_}
         if hasattr(self, "spk_"):
             arrays.update({"spk_mean": self.spk_.mean_, "spk_std": self.spk_.std_})
+        arrays.update(adaptation.save_arrays(self))
         t = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}
         atomic_write_bytes(directory / "model.safetensors", save(t))
 
@@ -237,6 +238,7 @@ class LogRegProbe(Method):
         if "spk_mean" in t:
             self.spk_ = SpeakerNorm(int(self.params["min_speaker_utts"]))
             self.spk_.mean_, self.spk_.std_ = t["spk_mean"].astype(np.float32), t["spk_std"].astype(np.float32)
+        adaptation.load_arrays(self, t)
         self.C_ = state.get("C")
         if state.get("layers"):
             self.layers_ = [int(v) for v in state["layers"]]

@@ -322,6 +322,9 @@ def resolve(owner: str, table: dict[str, Param], given: dict[str, Any],
                 raise ValueError(f"{owner}: {alias}={v!r} and {name}={given[name]!r} name the same parameter; give one")
             given[name] = v
     unknown = sorted(set(given) - set(table))
+    for name in unknown:
+        if name in NOT_SUPPORTED:
+            raise ValueError(f"{owner}: {NOT_SUPPORTED[name]}")
     if unknown:
         raise ValueError(f"{owner}: unknown parameter(s) {', '.join(map(repr, unknown))}{_typo_hint(unknown, table)}; "
                          f"valid: {', '.join(sorted(table))}")
@@ -350,5 +353,29 @@ SPEAKER_NORM = one_of("none", "speaker", aliases={None: "none", False: "none", "
 """``speaker`` z-normalises each speaker's features with its own statistics; ``none`` (or None) does not."""
 
 
-__all__ = ["DROPOUT", "NON_NEGATIVE", "POSITIVE", "SPEAKER_NORM", "Bool", "Choice", "Either", "Float", "Int",
-           "ListOf", "Param", "Rule", "Text", "declared", "one_of", "resolve"]
+class Adapt(Rule):
+    """A speaker-adaptation protocol (:func:`emoboost.methods.adapt_protocol.parse_adapt` holds the grammar),
+    stored in its canonical spelling (``"Enrol:5"`` -> ``"enrol:5"``)."""
+
+    def __call__(self, value: Any) -> Any:
+        from emoboost.methods.adapt_protocol import parse_adapt  # numpy: only when a method is built
+
+        try:
+            return str(parse_adapt(value))
+        except ValueError:
+            raise self.refuse(value) from None
+
+    def describe(self) -> str:
+        return "none, transductive, loo, online, online:skewed, enrol:K or enrol:K:skewed (K >= 1)"
+
+    def invalid(self) -> list[Any]:
+        return ["bogus", "enrol:0", "loo:skewed"]
+
+
+ADAPT = Adapt()
+NOT_SUPPORTED = {"adapt": "speaker adaptation (adapt=) is not supported; the pooled methods (logreg, linear) support it"}
+"""Parameters some methods declare, and what to tell a user who gives one to a method that does not."""
+
+
+__all__ = ["ADAPT", "DROPOUT", "NOT_SUPPORTED", "NON_NEGATIVE", "POSITIVE", "SPEAKER_NORM", "Bool", "Choice", "Either", "Float", "Int",
+           "Adapt", "ListOf", "Param", "Rule", "Text", "declared", "one_of", "resolve"]

@@ -139,7 +139,8 @@ def _saved_layers(layer, k: int, num_layers: int | None) -> list[int] | None:
 
 def head_dict(classes: list[str], layers: list[int], mean: np.ndarray, scale: np.ndarray, weight: np.ndarray,
               bias: np.ndarray, speaker_norm: SpeakerNorm | None = None) -> dict:
-    """A pooled linear head (see :mod:`emoboost.inference.export`): float64 arrays, speaker-norm fallback folded in.
+    """A pooled linear head (see :mod:`emoboost.inference.export`): float64 arrays, speaker-norm fallback folded in
+    (for a speaker adapter: its population mean and scale, what a clip of an unknown speaker gets).
 
     ((x - m1) / s1 - m2) / s2 = (x - (m1 + s1 m2)) / (s1 s2): the fallback z-norm followed by the
     training standardisation is one standardisation.
@@ -149,5 +150,8 @@ def head_dict(classes: list[str], layers: list[int], mean: np.ndarray, scale: np
         m1 = np.asarray(speaker_norm.mean_, np.float64).reshape(-1)
         s1 = np.asarray(speaker_norm.std_, np.float64).reshape(-1)
         mean, scale = m1 + s1 * mean, s1 * scale
-    return {"classes": list(classes), "layers": [int(v) for v in layers], "pooling": "mean", "mean": mean,
+    head = {"classes": list(classes), "layers": [int(v) for v in layers], "pooling": "mean", "mean": mean,
             "scale": scale, "weight": np.asarray(weight, np.float64), "bias": np.asarray(bias, np.float64)}
+    if hasattr(speaker_norm, "arrays"):  # a speaker adapter (methods.adaptation): profiles re-centre the input
+        head["adaptation"] = {"arrays": speaker_norm.arrays(), "protocol": str(speaker_norm.protocol)}
+    return head

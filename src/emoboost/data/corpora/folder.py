@@ -66,6 +66,11 @@ def _speaker_rule(speaker_regex: str | None, speaker_level: int | None, speaker:
     return None
 
 
+def speaker_of(pattern: re.Pattern[str], path: str | Path) -> str | None:
+    """The speaker a file name yields under ``pattern`` (the rule of ``speaker_regex``; None: no match)."""
+    return _regex_speaker(pattern, Path(path).stem) or None
+
+
 def _regex_speaker(pattern: re.Pattern[str], stem: str) -> str | None:
     m = pattern.search(stem)
     if m is None:

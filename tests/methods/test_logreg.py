@@ -150,6 +150,9 @@ def test_layer_auto_with_one_training_speaker_uses_stratified_inner_folds():
     assert 2 in m.layers_ and "single training speaker" in m.describe()["inner CV"]
     fixed = get_method("logreg")(["a", "b", "c"], layer=2).fit(data)  # C is chosen too, no longer Cs[0] untried
     assert len(fixed.cv_scores_) == 3 and "single training speaker" in fixed.describe()["inner CV"]
+    # the seed shuffles those folds, so a run's seeds must not share the fit; speaker-grouped folds ignore it
+    assert not m.deterministic_fit and not fixed.deterministic_fit
+    assert get_method("logreg")(["a", "b", "c"], layer=2).fit(speakers_by_class(n_utt=60, L=3)).deterministic_fit
 
 
 def test_layer_auto_refuses_segment_pooling():

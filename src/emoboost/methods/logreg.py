@@ -22,7 +22,7 @@ from safetensors.numpy import load_file, save
 from emoboost.evaluation.metrics import segment_posteriors_to_utterance
 from emoboost.methods import adaptation
 from emoboost.methods.base import Method, UtteranceSet
-from emoboost.methods.inner_cv import CS, select
+from emoboost.methods.inner_cv import CS, ONE_SPEAKER, select
 from emoboost.methods.layer_choice import LayerRule, is_auto
 from emoboost.methods.params import ADAPT, POSITIVE, SPEAKER_NORM, Int, ListOf, Param, one_of
 from emoboost.methods.pooling import (
@@ -60,7 +60,12 @@ class LogRegProbe(Method):
         "inner_folds": Param(3, Int(2)),  # speaker-grouped folds of the training speakers that choose C (and layer=auto)
         "max_iter": Param(2000, Int(1)),  # L-BFGS iterations
     }
-    deterministic_fit = True  # the seed changes nothing: a run's seeds share one fit per fold
+
+    @property
+    def deterministic_fit(self) -> bool:
+        """Whether the seed changed nothing in the last fit, so a run's seeds may share it (one fit per fold):
+        it only shuffles the inner folds of a single training speaker's utterances."""
+        return ONE_SPEAKER not in str(getattr(self, "inner_cv_", "") or "")
 
     def check_params(self) -> None:
         check_auto(self.params)

@@ -176,7 +176,8 @@ def test_list_file_and_csv_out(models, predictor, tmp_path, capsys):
     assert rc == 1 and f"error: {tmp_path / 'data' / 'missing.wav'}: file does not exist" in err
     rows = list(csv.DictReader(out_csv.open()))
     assert [r["path"] for r in rows] == [str(tmp_path / "data" / "a.wav"), str(b)]
-    assert list(rows[0]) == ["path", "label", "p_high", "p_low", "silent", "duration", "speech_seconds", "warnings"]
+    assert list(rows[0]) == ["path", "label", "p_high", "p_low", "silent", "duration", "speech_seconds", "warnings",
+                            "speaker", "speaker_clips"]
     for r, f in zip(rows, (a, b)):
         ref = predictor.predict_file(f)
         assert r["label"] == ref.label and float(r["p_low"]) == pytest.approx(ref.probabilities["low"], abs=1e-5)

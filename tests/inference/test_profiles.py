@@ -4,6 +4,8 @@ server's live session reproduces the CV ``online`` protocol clip for clip; one-l
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -84,6 +86,10 @@ def test_speaker_regex_never_uses_a_files_own_clips(models, capsys):
         with_itself = m.predict(f, speaker=m.enrol(f"all{i}", files)).probabilities
         moved += max(abs(with_itself[c] - got[c]) for c in got) > 1e-3
     assert moved  # a file's own clip would change its answer: this test fails if --speaker-regex used it
+    assert main(["predict", str(final), *map(str, files[:2]), "--speaker-regex", r"^(\d\d)", "--format", "csv",
+                 "--backend", "torch", "--no-progress"]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["speaker"], r["speaker_clips"]) for r in table] == [("10", "1"), ("10", "1")]
 
 
 def test_server_live_session_reproduces_the_online_protocol(models):

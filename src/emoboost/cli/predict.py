@@ -81,11 +81,14 @@ def _file_row(d: dict, classes: list[str]) -> dict:
     row.update({f"p_{c}": d["probabilities"].get(c, "") for c in classes})
     row.update(silent=d["silent"], duration=d.get("duration", ""), speech_seconds=d.get("speech_seconds", ""),
                warnings=" | ".join(d.get("warnings", [])))
+    who = d.get("speaker") or {}  # --profile / --speaker-regex: the speaker and how many clips it was adapted to
+    row.update(speaker=who.get("name", ""), speaker_clips=who.get("clips_heard", ""))
     return row
 
 
 def _file_fields(classes: list[str]) -> list[str]:
-    return ["path", "label", *[f"p_{c}" for c in classes], "silent", "duration", "speech_seconds", "warnings"]
+    return ["path", "label", *[f"p_{c}" for c in classes], "silent", "duration", "speech_seconds", "warnings",
+            "speaker", "speaker_clips"]
 
 
 def _text_line(d: dict) -> str:

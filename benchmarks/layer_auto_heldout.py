@@ -12,7 +12,7 @@ encoder's depth: each hidden state, each run of 2-3 adjacent ones). The table: a
 std), the best fixed choice picked in hindsight on the test folds, auto − that best and auto − the last
 hidden state (the old default) paired per fold with 95 % bootstrap CIs, and whether auto is within 1 UA
 of the hindsight best (the pre-registered criterion in docs/benchmarks.md). A second table lists every
-fixed choice's UA.
+fixed choice's UA and where auto's UA falls among them.
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def summary(out_root: str, upstreams: list[str]) -> str:
     head = ["| corpus | encoder | folds | auto | hindsight best fixed | auto − best [95 % CI] | last | "
             "auto − last [95 % CI] | within 1 UA | layers auto read (folds) | most frequent committee runs (folds) |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    every = ["| corpus | encoder | every fixed choice, fold-mean UA (best first) |", "|---|---|---|"]
+    every = ["| corpus | encoder | auto's place among the fixed choices | every fixed choice, fold-mean UA (best first) |",
+             "|---|---|---|---|"]
     passed = total = 0
     for corpus in CORPORA:
         for up in upstreams:
@@ -97,7 +98,8 @@ def summary(out_root: str, upstreams: list[str]) -> str:
                         f"{best[1:]}: {layer_auto.ua_cell(ua[best])} | {d:+.2f} [{lo:+.2f}, {hi:+.2f}] | "
                         f"{last[1:]}: {layer_auto.ua_cell(ua[last])} | {dl:+.2f} [{lol:+.2f}, {hil:+.2f}] | "
                         f"{'yes' if ok else 'NO'} | {chosen} | {member} |")
-            every.append(f"| {corpus} | {enc} | " + ", ".join(f"{k[1:]} {mean[k]:.2f}" for k in fixed) + " |")
+            place = 1 + sum(mean[k] > mean["auto"] for k in fixed)
+            every.append(f"| {corpus} | {enc} | {place} of {len(fixed) + 1} | " + ", ".join(f"{k[1:]} {mean[k]:.2f}" for k in fixed) + " |")
     return "\n".join([*head, "", f"within 1 UA of the hindsight best: {passed} of {total} corpus × encoder pairs",
                       "", *every])
 
@@ -111,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpora", nargs="+", default=list(CORPORA), choices=CORPORA)
     args = ap.parse_args(argv)
     ups = args.upstreams or [str(Path(args.out_root) / "ems" / "pretrain" / f"{m}-random-s0") for m in ENCODERS]
+    for up in ups if args.summary or args.upstreams else []:
+        try:
+            depth(up)
+        except (OSError, ValueError) as e:  # not a finished `emoboost pretrain` directory: one line, no traceback
+            ap.error(str(e))
     rc = 0
     if not args.summary:
         ups = args.upstreams or pretrained(args.out_root)

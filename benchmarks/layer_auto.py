@@ -46,8 +46,32 @@ def _fold_choices(run: Path) -> list[tuple[str, list[str]]]:
     return out
 
 
+def ua_cell(ua: dict) -> str:
+    """Fold mean ± std of ``{(fold, seed): UA}``."""
+    v = list(ua.values())
+    return f"{np.mean(v):.2f} ± {np.std(v):.2f}"
+
+
+def paired(a: dict, b: dict) -> tuple[float, float, float]:
+    """A − B paired per (fold, seed): (mean, 95 % bootstrap CI low, high)."""
+    from emoboost.evaluation.paired import bootstrap_ci
+
+    units = sorted(a)
+    d = np.array([a[u] - b[u] for u in units])
+    lo, hi = bootstrap_ci(d)
+    return float(d.mean()), lo, hi
+
+
+def choice_cells(run: Path, top: int = 4) -> tuple[str, str]:
+    """What an auto run read in each fold, and its most frequent committee runs: ``x (folds), ...``."""
+    choices = _fold_choices(run)
+    chosen = ", ".join(f"{c} ({n})" for c, n in Counter(c for c, _ in choices).most_common())
+    members = Counter(m for _, ms in choices for m in ms).most_common(top)
+    return chosen, ", ".join(f"{m} ({n})" for m, n in members) or "-"
+
+
 def summary(out_root: str = "runs") -> str:
-    from emoboost.evaluation.paired import bootstrap_ci, fold_metrics
+    from emoboost.evaluation.paired import fold_metrics
 
     lines = ["| corpus | encoder | folds | auto | 3 | 2,3,4 | last | auto − best of (3; 2,3,4) [95 % CI] | "
              "layers auto read (folds) | most frequent committee runs (folds) | fit s: auto / 3 |",
@@ -60,19 +84,14 @@ def summary(out_root: str = "runs") -> str:
             if not all((r / "summary.json").is_file() for r in runs.values()):
                 continue
             ua = {k: fold_metrics(r, "UA") for k, r in runs.items()}
-            cell = {k: f"{np.mean(list(v.values())):.2f} ± {np.std(list(v.values())):.2f}" for k, v in ua.items()}
+            cell = {k: ua_cell(v) for k, v in ua.items()}
             best = max(FIXED, key=lambda k: np.mean(list(ua[k].values())))
-            units = sorted(ua["auto"])
-            d = np.array([ua["auto"][u] - ua[best][u] for u in units])
-            lo, hi = bootstrap_ci(d)
-            choices = _fold_choices(runs["auto"])
-            chosen = ", ".join(f"{c} ({n})" for c, n in Counter(c for c, _ in choices).most_common())
-            members = Counter(m for _, ms in choices for m in ms).most_common(4)
-            member = ", ".join(f"{m} ({n})" for m, n in members) or "-"
+            d, lo, hi = paired(ua["auto"], ua[best])
+            chosen, member = choice_cells(runs["auto"])
             fit = {k: json.loads((r / "summary.json").read_text())["summary"]["timings_total_s"].get("fit_s", 0.0)
                    for k, r in runs.items()}
-            lines.append(f"| {corpus} | {up} | {len(units)} | {cell['auto']} | {cell['L3']} | {cell['L2,3,4']} | "
-                         f"{cell['last']} | {d.mean():+.2f} [{lo:+.2f}, {hi:+.2f}] vs {best[1:]} | {chosen} | {member} | "
+            lines.append(f"| {corpus} | {up} | {len(ua['auto'])} | {cell['auto']} | {cell['L3']} | {cell['L2,3,4']} | "
+                         f"{cell['last']} | {d:+.2f} [{lo:+.2f}, {hi:+.2f}] vs {best[1:]} | {chosen} | {member} | "
                          f"{fit['auto']:.0f} / {fit['L3']:.0f} |")
     return "\n".join(lines)
 

@@ -3,7 +3,8 @@
 Builds, in a temporary folder, a small EmoDB corpus (24 clips of 4 speakers from $EMOBOOST_SHARED), a tiny
 random Whisper encoder and a final logreg model (`emoboost train`) with its ONNX form, then the bad
 things users meet: broken, empty, truncated, silent, NaN, too loud, wrongly sampled, DC-shifted,
-clipped and noise-only audio; NaN weights, NaN mel filters, edited class lists; replaced encoder weights;
+clipped and noise-only audio; NaN weights, NaN mel filters, edited class lists; speaker profiles a model cannot use, bad speaker
+names and regexes; replaced encoder weights;
 damaged store entries; odd manifest rows; impossible flags and Ray settings; a full disk; two extractions
 at once; an hour-long clip. Each case runs through the command line (`python -m emoboost.cli`), the
 Python API (`emoboost.load`) or the HTTP server (FastAPI's TestClient on `create_app`, or `emoboost
@@ -32,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hostile_cases import config_cases, long_clip, model_cases, store_cases  # noqa: E402
+from hostile_cases import config_cases, long_clip, model_cases, speaker_cases, store_cases  # noqa: E402
 from hostile_lib import FAILURES, Case, Sandbox, audio_cases, build  # noqa: E402
 
 from emoboost.utils import shared_root  # noqa: E402
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write-doc", metavar="MD", help="also write the cases as a Markdown document (docs/reliability.md)")
     ap.add_argument("--keep", metavar="DIR", help="build in this new folder and keep it (default: a temporary folder)")
-    ap.add_argument("--only", nargs="+", choices=["audio", "models", "config", "store", "long"],
+    ap.add_argument("--only", nargs="+", choices=["audio", "models", "speakers", "config", "store", "long"],
                     help="run only these groups of cases")
     args = ap.parse_args(argv)
     shared = shared_root()
@@ -102,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         paths = build(sb)
-        groups = {"audio": audio_cases, "models": model_cases, "config": config_cases, "store": store_cases,
-                  "long": long_clip}
+        groups = {"audio": audio_cases, "models": model_cases, "speakers": speaker_cases, "config": config_cases,
+                  "store": store_cases, "long": long_clip}
         for name, fn in groups.items():
             if not args.only or name in args.only:
                 fn(sb, paths)

@@ -408,3 +408,25 @@ def long_clip(sb: Sandbox, paths: dict) -> None:
         ok = p.rss_mb < bound
         sb.cases[-1].outcome = "ok" if ok else "unexpected"
         sb.cases[-1].message = f"peak RSS below {bound} MB" if ok else f"peak RSS {p.rss_mb:.0f} MB"
+
+
+def speaker_cases(sb: Sandbox, paths: dict) -> None:
+    """Speaker profiles given to a model that does not adapt, or that are not profiles; bad names and regexes."""
+    speech, model = paths["audio"]["speech"], paths["model"]
+    prof = sb.root / "profiles"
+    judge(sb, "enrol with a model trained without adapt=", "CLI",
+          f"emoboost enrol {model} --speaker ana {speech} --out {prof / 'ana.profile'}",
+          sb.cli("enrol", model, "--speaker", "ana", speech, "--out", prof / "ana.profile"), "refused",
+          "cannot adapt to a speaker")
+    for name, given, want in (("a speaker profile that does not exist", prof / "missing.profile",
+                               "no such speaker profile"),
+                              ("an audio file given as a speaker profile", speech, "not a speaker profile")):
+        judge(sb, name, "CLI", f"emoboost predict {model} {speech} --profile {given}",
+              sb.cli("predict", model, speech, "--profile", given, "--no-progress"), "refused", want)
+    judge(sb, "a speaker name with a path in it", "CLI", f"emoboost enrol {model} --speaker ../ana {speech} ...",
+          sb.cli("enrol", model, "--speaker", "../ana", speech, "--out", prof / "x.profile"), "refused",
+          "speaker name")
+    judge(sb, "--speaker-regex that is not a regular expression", "CLI",
+          f"emoboost predict {model} {speech} --speaker-regex '('",
+          sb.cli("predict", model, speech, "--speaker-regex", "(", "--no-progress"), "refused",
+          "not a regular expression")

@@ -33,8 +33,7 @@ KS = (1, 2, 5, 10, 20)
 DRAWS = (0, 1, 2, 3, 4)
 BUCKETS = ((1, 1), (2, 5), (6, 10), (11, 20), (21, 10**9))
 BASE = {"layer": [2, 3, 4]}
-LAM = "emotion correction lam (inner CV on training speakers)"  # the report keys (methods.adaptation)
-ONE_SIDED = "one-sided profiles shrunk harder (inner CV on training speakers)"
+LAM = "emotion correction lam (inner CV on training speakers)"  # the report key (methods.adaptation)
 
 
 def entries(n_classes: int) -> list[tuple[str, dict, list[int]]]:
@@ -112,9 +111,8 @@ def table(root: Path, corpus: str) -> tuple[list[str], dict]:
         spread = np.std(per_draw) if len(per_draw) > 1 else np.std(list(a.values()))
         what = f"{len(per_draw)} draws" if len(per_draw) > 1 else f"{len(units)} folds"
         gains[name] = (float(diffs.mean()), lo, hi)
-        lam = [f"{m[LAM]:g}" + (" one-sided" if m.get(ONE_SIDED) else "")
-               for m in (res[u]["info"]["method"] for u in units) if m.get(LAM) is not None]
-        lam_cell = ", ".join(f"{v}: {lam.count(v)}" for v in sorted(set(lam))) if lam else "—"
+        lam = [res[u]["info"]["method"].get(LAM) for u in units if res[u]["info"]["method"].get(LAM) is not None]
+        lam_cell = ", ".join(f"{v:g}: {lam.count(v)}" for v in sorted(set(lam))) if lam else "—"
         lines.append(f"| {name} | {np.mean(per_draw):.2f} ± {spread:.2f} ({what}) | {diffs.mean():+.2f} | "
                      f"[{lo:+.2f}, {hi:+.2f}] | {len(units)} | {lam_cell} |")
         if name.startswith("online"):
@@ -189,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     for corpus in args.corpora:
         lines, gains = table(root, corpus)
-        print(f"\n### {corpus}\n\n| protocol | UA % | Δ UA vs none | 95 % CI | units | λ (one-sided shrinkage) chosen: units |\n"
+        print(f"\n### {corpus}\n\n| protocol | UA % | Δ UA vs none | 95 % CI | units | λ chosen: units |\n"
               f"|---|---|---|---|---|---|")
         print("\n".join(lines))
         print("\n" + "\n".join(f"- {t}" for t in targets(gains)))

@@ -46,28 +46,6 @@ def test_emotion_correction_keeps_a_one_emotion_speaker_emotional():
     assert np.linalg.norm(corrected - truth) < 0.7 * np.linalg.norm(naive - truth)
 
 
-def test_one_sided_profiles_are_shrunk_harder_however_many_clips():
-    """Without an emotion correction, clips all of one class keep that class's effect in their mean at any n:
-    with ``one_sided_`` such a profile stays nearer the population, a balanced one moves as before, and a
-    saved adapter says which it is (an adapter without the option keeps its old fingerprint)."""
-    a, x, data, _ = _fitted(per_class=8, offset=0.5)  # speakers differ less than emotions do
-    a.lam_ = 0.0
-    rows = np.flatnonzero(data.groups == "s2")
-    one = rows[data.y[rows] == 0]
-    sums = {k: (len(r), x[r].sum(0), np.eye(3)[data.y[r]].sum(0)) for k, r in (("one", one), ("all", rows))}
-    a.one_sided_ = False
-    plain = {k: a.speaker_mean(*v) for k, v in sums.items()}
-    before = a.fingerprint()
-    a.one_sided_ = True
-    shrunk = {k: a.speaker_mean(*v) for k, v in sums.items()}
-    step = {k: np.linalg.norm(v - a.mean_) for k, v in shrunk.items()}
-    assert step["one"] < 0.8 * np.linalg.norm(plain["one"] - a.mean_)  # one class: held back
-    assert np.allclose(shrunk["all"], plain["all"])  # every class equally often: unchanged
-    assert a.fingerprint() != before and SpeakerAdapter.from_arrays(a.arrays(), a.protocol).one_sided_
-    a.one_sided_ = False
-    assert a.fingerprint() == before and not SpeakerAdapter.from_arrays(a.arrays(), a.protocol).one_sided_
-
-
 def test_profiles_are_sums_in_any_order():
     a, x, data, _ = _fitted()
     fp = a.fingerprint()

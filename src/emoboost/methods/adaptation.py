@@ -55,7 +55,6 @@ import numpy as np
 from emoboost.methods.adapt_protocol import Protocol, parse_adapt, plan, selection_sums, speaker_rng
 
 LAMBDAS = (0.0, 0.5, 1.0)
-ONE_SIDED = (False, True)  # whether a profile that leans to few emotions is shrunk harder (SpeakerAdapter.speaker_mean)
 PREFIX = "adapt_"  # array names in a method's weight file
 
 
@@ -83,7 +82,6 @@ class SpeakerAdapter:
     speaker mean for one model's pooled inputs (see the module docstring). Numpy only after fitting."""
 
     ARRAYS = ("mean", "std", "kappa", "effects", "lam", "pop_mean", "pop_scale", "pop_coef", "pop_intercept")
-    OPTIONAL = {"one_sided": 0.0}  # arrays adapters saved before them lack: their value then
 
     def __init__(self, protocol: Protocol, seed: int = 0):
         self.protocol = protocol
@@ -105,13 +103,12 @@ class SpeakerAdapter:
         self.oof_, self.C_ = self._population_head(x, y, splits, Cs, max_iter)
         scores = {}
         for lam in LAMBDAS:
-            for one_sided in ONE_SIDED:
-                if one_sided and lam == 1.0:  # a full correction leaves no one-sided bias to shrink for
-                    continue
-                vals = [self._inner_score(x, y, g, tr, va, lam, one_sided, max_iter) for tr, va in splits]
-                scores[(lam, one_sided)] = float(np.mean(vals))
+            vals = []
+            for tr, va in splits:
+                vals.append(self._inner_score(x, y, g, tr, va, lam, max_iter))
+            scores[lam] = float(np.mean(vals))
         self.inner_scores_ = scores
-        self._population(x, y, g, *max(scores, key=scores.get))  # ties: the earlier (less correction, no shrink)
+        self._population(x, y, g, max(scores, key=scores.get))
         return self
 
     def _population_head(self, x, y, splits, Cs, max_iter) -> tuple[np.ndarray, float]:
@@ -140,9 +137,9 @@ class SpeakerAdapter:
             self.pop_coef_[clf.classes_], self.pop_intercept_[clf.classes_] = clf.coef_, clf.intercept_
         return best[1], float(best[2])
 
-    def _population(self, x, y, g, lam, one_sided: bool = False) -> None:
+    def _population(self, x, y, g, lam) -> None:
         """Population mean and scale, emotion effects and the empirical-Bayes prior strength, from labelled rows."""
-        self.lam_, self.one_sided_ = float(lam), bool(one_sided)
+        self.lam_ = float(lam)
         speakers = sorted(set(g))
         effects, counts, bal, var = np.zeros((self.n_classes, x.shape[1])), np.zeros(self.n_classes), [], []
         for s in speakers:
@@ -166,13 +163,13 @@ class SpeakerAdapter:
         between = means.var(0, ddof=1) - within * np.mean(1.0 / sizes)
         self.kappa_ = np.clip(within / np.maximum(between, 1e-3 * within + 1e-12), 1e-2, 1e4)
 
-    def _inner_score(self, x, y, g, tr, va, lam, one_sided, max_iter) -> float:
+    def _inner_score(self, x, y, g, tr, va, lam, max_iter) -> float:
         """Mean UA of the inner validation speakers over balanced and skewed enrolments, at ``lam``."""
         from sklearn.linear_model import LogisticRegression
 
         inner = SpeakerAdapter(self.protocol, self.seed)
         inner.n_classes, inner.oof_ = self.n_classes, self.oof_[tr]  # _population's prior strength reads them
-        inner._population(x[tr], y[tr], g[tr], lam, one_sided)
+        inner._population(x[tr], y[tr], g[tr], lam)
         z = inner.train_inputs(x[tr], g[tr], self.oof_[tr])
         m, s = z.mean(0), z.std(0) + 1e-5
         clf = LogisticRegression(C=self.C_, max_iter=max_iter).fit((z - m) / s, y[tr])
@@ -202,24 +199,10 @@ class SpeakerAdapter:
         return z / z.sum(1, keepdims=True)
 
     def speaker_mean(self, n: Any, sum_x: np.ndarray, sum_p: np.ndarray) -> np.ndarray:
-        """The shrunk speaker mean(s) from ``n`` clips' sums (``n`` may be an array of counts, one per row).
-
-        ``mu = w * mean(r) + (1 - w) * population``, ``w = 1 / (1 + kappa / n + b)``: ``kappa / n`` is the
-        noise of a mean of ``n`` clips relative to the between-speaker variance. With ``one_sided_``, ``b``
-        adds the bias a profile leaning to few emotions keeps however many clips it has: the uncorrected part
-        ``(1 - lam)^2`` of the emotion effects' variance (relative to the between-speaker variance), times how
-        one-sided the clips' mean posterior is (0: spread evenly over the classes, 1: all on one)."""
+        """The shrunk speaker mean(s) from ``n`` clips' sums (``n`` may be an array of counts, one per row)."""
         n = np.asarray(n, np.float64)[..., None]
-        sum_p = np.asarray(sum_p, np.float64)
-        r = np.asarray(sum_x, np.float64) - self.lam_ * sum_p @ self.effects_
-        extra = 0.0
-        if getattr(self, "one_sided_", False) and self.n_classes > 1:
-            share = sum_p / np.maximum(n, 1.0)
-            one_sided = np.clip(((share**2).sum(-1, keepdims=True) - 1 / self.n_classes) / (1 - 1 / self.n_classes),
-                                0.0, 1.0)
-            effect_var = (self.effects_**2).mean(0) * self.kappa_ / self.std_**2  # relative to between-speaker var
-            extra = n * (1 - self.lam_) ** 2 * one_sided * effect_var
-        return (r + (self.kappa_ + extra) * self.mean_) / (n + self.kappa_ + extra)
+        r = np.asarray(sum_x, np.float64) - self.lam_ * np.asarray(sum_p, np.float64) @ self.effects_
+        return (r + self.kappa_ * self.mean_) / (n + self.kappa_)
 
     def normalise(self, x: np.ndarray, mu: np.ndarray) -> np.ndarray:
         return ((np.asarray(x, np.float64) - mu) / self.std_).astype(np.float32)
@@ -270,18 +253,14 @@ class SpeakerAdapter:
         vals = {"mean": self.mean_, "std": self.std_, "kappa": self.kappa_, "effects": self.effects_,
                 "lam": np.array([self.lam_]), "pop_mean": self.pop_mean_, "pop_scale": self.pop_scale_,
                 "pop_coef": self.pop_coef_, "pop_intercept": self.pop_intercept_}
-        if getattr(self, "one_sided_", False):  # absent when off: an adapter without it keeps its fingerprint
-            vals["one_sided"] = np.array([1.0])
         return {PREFIX + k: np.ascontiguousarray(v, dtype=np.float64) for k, v in vals.items()}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, Any], protocol: Protocol) -> SpeakerAdapter:
         a = {k: np.asarray(arrays[PREFIX + k], np.float64) for k in cls.ARRAYS}
-        a.update({k: np.asarray(arrays.get(PREFIX + k, [v]), np.float64) for k, v in cls.OPTIONAL.items()})
         obj = cls(protocol)
         obj.mean_, obj.std_, obj.kappa_, obj.effects_ = a["mean"], a["std"], a["kappa"], a["effects"]
         obj.lam_, obj.n_classes = float(a["lam"].reshape(-1)[0]), len(a["effects"])
-        obj.one_sided_ = bool(a["one_sided"].reshape(-1)[0])
         obj.pop_mean_, obj.pop_scale_, obj.pop_coef_, obj.pop_intercept_ = (a["pop_mean"], a["pop_scale"],
                                                                              a["pop_coef"], a["pop_intercept"])
         return obj
@@ -297,7 +276,6 @@ class SpeakerAdapter:
     def describe(self) -> dict:
         return {"speaker adaptation": self.protocol.describe(),
                 "emotion correction lam (inner CV on training speakers)": self.lam_,
-                "one-sided profiles shrunk harder (inner CV on training speakers)": getattr(self, "one_sided_", False),
                 "prior strength kappa (median over dimensions, clips)": round(float(np.median(self.kappa_)), 1)}
 
 

@@ -45,6 +45,21 @@ def test_old_run_directories_keep_loading(run, tmp_path):
     assert p.label in ("high", "low") and len(p.timeline) == 2  # segment encoding: two 3 s segments encoded apart
 
 
+def test_the_encoder_runs_only_to_the_deepest_layer_the_models_read(run, tmp_path):
+    """A layer=auto run's bundle lists every hidden state (the method before fitting); its fold models read only
+    their committees'. The engine cuts the encoder at the deepest layer the loaded models read, and answers
+    as before."""
+    auto = tmp_path / "auto"
+    shutil.copytree(run, auto)
+    d = json.loads((auto / "bundle.json").read_text())
+    d["upstream"]["layers"] = [0, 1, 2]
+    (auto / "bundle.json").write_text(json.dumps(d))
+    wav = pitch_tone(1.5, 300.0)
+    cut, full = Engine.load(auto), Engine.load(run)
+    assert cut.backend.upstream.layers_out == 2 == full.backend.upstream.layers_out  # hidden states 0 and 1 only
+    np.testing.assert_allclose(cut.posteriors(wav), full.posteriors(wav), atol=1e-12)
+
+
 @pytest.mark.parametrize("edit,message", [
     (lambda d: d.update(classes=["a"]), "'classes' must list at least 2 distinct"),
     (lambda d: d.update(classes=["a", "a"]), "'classes' must list at least 2 distinct"),

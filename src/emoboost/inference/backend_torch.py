@@ -16,6 +16,19 @@ from emoboost.audio import Segmenting
 from emoboost.methods import Method, UtteranceSet
 
 
+def _layers_read(models: list, bundle: Any) -> list[int]:
+    """The hidden states the loaded models read: what each fitted model chose (a ``layer=auto`` run's bundle
+    lists every layer, its folds' models only their committees'), else what the bundle lists."""
+    listed = [int(v) for v in bundle.upstream.get("layers") or []]
+    n = bundle.upstream.get("num_layers")
+    if not n:
+        return listed
+    try:
+        used = sorted(set().union(*(set(int(v) for v in m.ssl_layers(int(n))) for m in models)))
+    except (ValueError, AttributeError):
+        return listed
+    return used or listed
+
 class TorchBackend:
     """Methods + encoder in torch (scikit-learn for pooled logreg and SVM heads)."""
 
@@ -58,7 +71,7 @@ class TorchBackend:
         if "ssl" in bundle.features:
             from emoboost.upstreams import build_upstream
 
-            layers = bundle.upstream.get("layers")  # the fingerprint is checked before any weights are read;
+            layers = _layers_read(models, bundle)  # the fingerprint is checked before any weights are read;
             up = build_upstream(upstream or bundle.upstream["spec"], expect_fingerprint=bundle.fingerprint,
                                 max_layer=max(layers) if layers else None,  # the encoder cut at the deepest layer used
                                 device=device)

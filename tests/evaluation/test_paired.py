@@ -51,3 +51,25 @@ def test_unpaired_runs_are_refused(tmp_path):
         paired(a, tmp_path)
     with pytest.raises(ValueError, match="metric must be one of"):
         paired(a, a, "F1")
+
+
+def test_a_run_that_scored_fewer_utterances_is_paired_on_those(tmp_path):
+    """An enrolment protocol does not score its enrolment clips: the plain run is scored on the same ones."""
+    def run(root, preds):  # one fold: {id: (true, predicted)}
+        (root / "folds").mkdir(parents=True)
+        ids = sorted(preds)
+        y, p = [preds[i][0] for i in ids], [preds[i][1] for i in ids]
+        (root / "folds" / "fold00_seed0.json").write_text(json.dumps(
+            {"fold": 0, "seed": 0, "test_ids": ids, "y_true": y, "y_pred": p,
+             "metrics": {"UA": float(np.mean(np.array(y) == np.array(p))), "WA": 0.0, "macro_F1": 0.0}}))
+        return root
+
+    full = {"a": (0, 0), "b": (0, 1), "c": (1, 1), "d": (1, 0)}  # the enrolment clips a, d: one right, one wrong
+    enrol = run(tmp_path / "enrol", {"b": (0, 0), "c": (1, 1)})
+    plain = run(tmp_path / "plain", full)
+    r = paired(enrol, plain, "UA", "enrol", "none")
+    assert r.common and (r.mean_a, r.mean_b) == (100.0, 50.0)  # none on b and c only: 1 of 2 classes right
+    assert "on the utterances both scored" in r.line()
+    assert not paired(plain, plain).common
+    with pytest.raises(ValueError, match="tested different utterances"):  # overlapping, neither inside the other
+        paired(enrol, run(tmp_path / "other", {"c": (1, 1), "e": (0, 0)}))

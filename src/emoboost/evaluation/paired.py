@@ -35,6 +35,7 @@ class PairedResult:
     ties: int
     losses: int
     n_boot: int
+    common: bool = False  # scored on the utterances both runs scored (one run's protocol left some out)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,7 +49,7 @@ class PairedResult:
         sig = "excludes 0" if self.ci_low > 0 or self.ci_high < 0 else "includes 0"
         return (f"{self.a} − {self.b}, {self.metric}: {self.mean_diff:+.2f} pp "
                 f"[95 % CI {self.ci_low:+.2f}, {self.ci_high:+.2f}; {sig}], A wins {self.wins}/{self.units} "
-                f"(ties {self.ties})")
+                f"(ties {self.ties})" + ("; on the utterances both scored" if self.common else ""))
 
 
 def bootstrap_ci(diffs: np.ndarray, n_boot: int = 10_000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
@@ -80,17 +81,29 @@ def fold_metrics(run_dir: str | Path, metric: str) -> dict[tuple[int, int], floa
     return out
 
 
-def _test_ids(run_dir: str | Path) -> dict[tuple[int, int], list[str]]:
+def _predictions(run_dir: str | Path) -> dict[tuple[int, int], dict[str, tuple[int, int]]]:
+    """{(fold, seed): {utterance id: (true, predicted class)}} of a run's finished folds."""
     out = {}
     for f in sorted((Path(run_dir) / "folds").glob("fold*_seed*.json")):
         d = json.loads(f.read_text(encoding="utf-8"))
-        out[(int(d["fold"]), int(d["seed"]))] = list(d["test_ids"])
+        none = [None] * len(d["test_ids"])  # labels are read only when the runs scored different utterances
+        out[(int(d["fold"]), int(d["seed"]))] = dict(zip(d["test_ids"], zip(d.get("y_true", none),
+                                                                             d.get("y_pred", none))))
     return out
+
+
+def _on(pred: dict[str, tuple[int, int]], ids: set[str], metric: str) -> float:
+    """``metric`` in % of one unit's predictions, on the utterances ``ids`` only."""
+    from emoboost.evaluation.metrics import all_metrics
+
+    y = np.array([pred[i] for i in sorted(ids)])
+    return 100.0 * all_metrics(y[:, 0], y[:, 1])[metric]
 
 
 def paired(run_a: str | Path, run_b: str | Path, metric: str = "UA", a: str = "A", b: str = "B",
            n_boot: int = 10_000, seed: int = 0, common_only: bool = False) -> PairedResult:
-    """A − B per (fold, seed) present in both runs, which must have tested the same utterances.
+    """A − B per (fold, seed) present in both runs, on the same utterances: where one run scored a subset of
+    the other's (an ``adapt=enrol:K`` run does not score its enrolment clips), both on that subset.
 
     Both runs must have finished the same (fold, seed) units, unless ``common_only`` (runs still in
     progress: the units both finished are paired, and ``units`` says how many).
@@ -103,13 +116,18 @@ def paired(run_a: str | Path, run_b: str | Path, metric: str = "UA", a: str = "A
         only = sorted(set(ma) ^ set(mb))
         raise ValueError(f"{run_a} and {run_b} have different (fold, seed) sets (unmatched: {only}); "
                          f"finish both runs first")
-    ia, ib = _test_ids(run_a), _test_ids(run_b)
-    bad = [u for u in units if sorted(ia[u]) != sorted(ib[u])]
+    pa, pb = _predictions(run_a), _predictions(run_b)
+    differ = [u for u in units if set(pa[u]) != set(pb[u])]
+    bad = [u for u in differ if not (set(pa[u]) <= set(pb[u]) or set(pb[u]) <= set(pa[u]))]
     if bad:
         raise ValueError(f"{run_a} and {run_b} tested different utterances in (fold, seed) {bad[:3]}: not paired")
+    for u in differ:  # one protocol scores fewer (enrolment clips are not scored): both on the common ones
+        common = set(pa[u]) & set(pb[u])
+        ma[u], mb[u] = _on(pa[u], common, metric), _on(pb[u], common, metric)
     da = np.array([ma[u] for u in units])
     db = np.array([mb[u] for u in units])
     diffs = da - db
     lo, hi = bootstrap_ci(diffs, n_boot, seed)
     return PairedResult(a, b, metric, len(units), float(da.mean()), float(db.mean()), float(diffs.mean()), lo, hi,
-                        int((diffs > 0).sum()), int((diffs == 0).sum()), int((diffs < 0).sum()), int(n_boot))
+                        int((diffs > 0).sum()), int((diffs == 0).sum()), int((diffs < 0).sum()), int(n_boot),
+                      bool(differ))

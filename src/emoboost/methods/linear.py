@@ -29,9 +29,11 @@ from emoboost.methods.pooling import (
     SpeakerNorm,
     _saved_layers,
     auto_description,
+    auto_state,
     check_auto,
     choose_auto,
     head_dict,
+    load_auto_state,
     pooled_inputs,
     resolve_layers,
 )
@@ -155,23 +157,14 @@ class LinearProbe(TorchSegmentMethod):
         state = super()._state_config()
         if hasattr(self, "layers_"):
             state["layers"] = list(self.layers_)
-        if hasattr(self, "committee_"):
-            state["committee"] = [{"layers": layers, "C": c} for layers, c in self.committee_]
-            state["layer_scores"] = self.layer_scores_
-        if getattr(self, "inner_cv_", None):
-            state["inner_cv"] = self.inner_cv_
-        return state
+        return {**state, **auto_state(self)}
 
     def _load_weights(self, directory, state: dict) -> None:  # noqa: ANN001 - Method's signature
         if state.get("layers"):  # before the module is built: layer=auto's inputs are the chosen layers
             self.layers_ = [int(v) for v in state["layers"]]
         elif is_auto(self.params["layer"]):
             raise ValueError("a layer=auto model saved without the layers it chose")
-        if state.get("committee"):
-            self.committee_ = [([int(v) for v in m["layers"]], float(m["C"])) for m in state["committee"]]
-            self.layer_scores_ = {str(k): float(v) for k, v in (state.get("layer_scores") or {}).items()}
-        if state.get("inner_cv"):
-            self.inner_cv_ = str(state["inner_cv"])
+        load_auto_state(self, state)
         super()._load_weights(directory, state)
 
     # -- the model as a pooled linear head (emoboost.inference.export's ONNX contract) ----------------------

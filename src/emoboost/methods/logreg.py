@@ -31,9 +31,11 @@ from emoboost.methods.pooling import (
     SpeakerNorm,
     _saved_layers,
     auto_description,
+    auto_state,
     check_auto,
     choose_auto,
     head_dict,
+    load_auto_state,
     pooled_inputs,
     resolve_layers,
 )
@@ -203,12 +205,7 @@ class LogRegProbe(Method):
 
     def _state_config(self) -> dict:
         state = {"C": self.C_, "layers": list(getattr(self, "layers_", []))}
-        if hasattr(self, "committee_"):
-            state["committee"] = [{"layers": layers, "C": c} for layers, c in self.committee_]
-            state["layer_scores"] = self.layer_scores_
-        if getattr(self, "inner_cv_", None):
-            state["inner_cv"] = self.inner_cv_
-        return state
+        return {**state, **auto_state(self)}
 
     def pooled_head(self, num_layers: int | None = None) -> dict | None:
         """The fitted model as a pooled linear head (:mod:`emoboost.inference.export`), or None where it is not one.
@@ -249,8 +246,4 @@ class LogRegProbe(Method):
             self.layers_ = [int(v) for v in state["layers"]]
         elif is_auto(self.params["layer"]):
             raise ValueError("a layer=auto model saved without the layers it chose")
-        if state.get("committee"):
-            self.committee_ = [([int(v) for v in m["layers"]], float(m["C"])) for m in state["committee"]]
-            self.layer_scores_ = {str(k): float(v) for k, v in (state.get("layer_scores") or {}).items()}
-        if state.get("inner_cv"):
-            self.inner_cv_ = str(state["inner_cv"])
+        load_auto_state(self, state)

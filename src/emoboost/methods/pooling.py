@@ -100,6 +100,26 @@ def auto_description(method) -> dict:
             "layer=auto candidates": f"{n} runs of 1-{MAX_RUN} adjacent hidden states" if n else None}
 
 
+def auto_state(method) -> dict:
+    """What a ``layer=auto`` probe's saved state records of its choice (empty for a fixed layer)."""
+    state: dict = {}
+    if hasattr(method, "committee_"):
+        state["committee"] = [{"layers": layers, "C": c} for layers, c in method.committee_]
+        state["layer_scores"] = method.layer_scores_
+    if getattr(method, "inner_cv_", None):
+        state["inner_cv"] = method.inner_cv_
+    return state
+
+
+def load_auto_state(method, state: dict) -> None:
+    """Restore what :func:`auto_state` saved onto a loaded probe."""
+    if state.get("committee"):
+        method.committee_ = [([int(v) for v in m["layers"]], float(m["C"])) for m in state["committee"]]
+        method.layer_scores_ = {str(k): float(v) for k, v in (state.get("layer_scores") or {}).items()}
+    if state.get("inner_cv"):
+        method.inner_cv_ = str(state["inner_cv"])
+
+
 class SpeakerNorm:
     """Per-speaker z-normalisation of pooled features (transductive: a test speaker's own unlabelled stats).
 

@@ -64,8 +64,10 @@ def _notes(source: str) -> dict[str, str]:
 
 
 def _block(source: str, name: str) -> str:
-    """The ``name = {...}`` / ``name: ... = {...}`` literal in ``source``, up to its closing brace."""
-    start = re.search(rf"^\s*{name}\b[^=\n]*=\s*{{", source, flags=re.M)
+    """The ``name = {...}`` / ``name: ... = {...}`` literal in ``source`` (``name="return"``: the ``return {...}``
+    literal), up to its closing brace."""
+    head = r"^\s*return\s*{" if name == "return" else rf"^\s*{name}\b[^=\n]*=\s*{{"
+    start = re.search(head, source, flags=re.M)
     if start is None:
         return ""
     depth, i = 0, start.end() - 1
@@ -83,7 +85,12 @@ def _source_notes(cls: type) -> dict[str, str]:
         if "PARAMS" not in vars(klass):
             continue
         try:
-            notes.update(_notes(_block(inspect.getsource(klass), "PARAMS")))
+            block = _block(inspect.getsource(klass), "PARAMS")
+            for fn in re.findall(r"\*\*(\w+)\(", block):  # declarations shared through a function (**pooled_params(...))
+                shared = getattr(sys.modules[klass.__module__], fn, None)
+                if callable(shared):
+                    notes.update(_notes(_block(inspect.getsource(shared), "return")))
+            notes.update(_notes(block))
         except (OSError, TypeError):  # no source (a frozen or compiled install): defaults without notes
             pass
     return notes

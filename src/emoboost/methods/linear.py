@@ -22,10 +22,8 @@ from emoboost.methods import adaptation
 from emoboost.methods.base import UtteranceSet
 from emoboost.methods.inner_cv import CS
 from emoboost.methods.layer_choice import LayerRule, is_auto
-from emoboost.methods.params import ADAPT, DROPOUT, SPEAKER_NORM, Int, Param, one_of
+from emoboost.methods.params import DROPOUT, Param
 from emoboost.methods.pooling import (
-    POOLINGS,
-    STATS,
     SpeakerNorm,
     _saved_layers,
     auto_description,
@@ -35,6 +33,7 @@ from emoboost.methods.pooling import (
     head_dict,
     load_auto_state,
     pooled_inputs,
+    pooled_params,
     resolve_layers,
 )
 from emoboost.methods.trainer import TorchSegmentMethod
@@ -63,14 +62,7 @@ class LinearProbe(TorchSegmentMethod):
 
     name = "linear"
     PARAMS: ClassVar[dict[str, Any]] = {
-        # "auto": chosen by inner CV on the training speakers among runs of 1-3 adjacent hidden states;
-        # an index (-1 = last); a list (2,3,4) concatenates; "weighted": learned layer sum
-        "layer": Param("auto", LayerRule(("weighted", "auto"), lists=True)),
-        "pooling": Param("utterance", one_of(*POOLINGS)),  # the clip's own frames; "segment": 3 s windows, mean window posterior
-        "stats": Param("mean", one_of(*STATS)),  # "meanstd": the frames' std concatenated to their mean
-        "speaker_norm": Param("none", SPEAKER_NORM),  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
-        "adapt": Param("none", ADAPT),  # speaker adaptation: transductive, loo, enrol:K, online (methods.adaptation)
-        "min_speaker_utts": Param(5, Int(1)),  # speakers with fewer utterances fall back to the global statistics
+        **pooled_params(LayerRule(("weighted", "auto"), lists=True)),  # "weighted": learned layer sum
         "dropout": Param(0.0, DROPOUT),
         "lr": 1e-3,
         "weight_decay": 1e-4,

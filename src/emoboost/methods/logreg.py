@@ -24,10 +24,8 @@ from emoboost.methods import adaptation
 from emoboost.methods.base import Method, UtteranceSet
 from emoboost.methods.inner_cv import CS, ONE_SPEAKER, select
 from emoboost.methods.layer_choice import LayerRule, is_auto
-from emoboost.methods.params import ADAPT, POSITIVE, SPEAKER_NORM, Int, ListOf, Param, one_of
+from emoboost.methods.params import POSITIVE, Int, ListOf, Param
 from emoboost.methods.pooling import (
-    POOLINGS,
-    STATS,
     SpeakerNorm,
     _saved_layers,
     auto_description,
@@ -37,6 +35,7 @@ from emoboost.methods.pooling import (
     head_dict,
     load_auto_state,
     pooled_inputs,
+    pooled_params,
     resolve_layers,
 )
 from emoboost.utils import atomic_write_bytes
@@ -50,14 +49,7 @@ class LogRegProbe(Method):
 
     name = "logreg"
     PARAMS: ClassVar[dict[str, Any]] = {
-        # "auto": inner CV on the training speakers chooses among runs of 1-3 adjacent hidden states;
-        # an index (0 = embeddings, -1 = last); a list (2,3,4) concatenates layers
-        "layer": Param("auto", LayerRule(("auto",), lists=True)),
-        "pooling": Param("utterance", one_of(*POOLINGS)),  # the clip's own frames; "segment": 3 s windows, mean window posterior
-        "stats": Param("mean", one_of(*STATS)),  # "meanstd": the frames' std concatenated to their mean
-        "speaker_norm": Param("none", SPEAKER_NORM),  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
-        "adapt": Param("none", ADAPT),  # speaker adaptation: transductive, loo, enrol:K, online (methods.adaptation)
-        "min_speaker_utts": Param(5, Int(1)),  # speakers with fewer utterances fall back to the global statistics
+        **pooled_params(LayerRule(("auto",), lists=True)),
         "Cs": Param(list(CS), ListOf(POSITIVE)),  # inverse L2 strengths the inner CV chooses from
         "inner_folds": Param(3, Int(2)),  # speaker-grouped folds of the training speakers that choose C (and layer=auto)
         "max_iter": Param(2000, Int(1)),  # L-BFGS iterations

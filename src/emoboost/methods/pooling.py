@@ -15,11 +15,13 @@ from emoboost.methods.base import UtteranceSet, speaker_rows
 from emoboost.methods.layer_choice import (
     COMMITTEE,
     MAX_RUN,
+    LayerRule,
     auto_candidates,
     is_auto,
     layers_text,
     parse_layers,
 )
+from emoboost.methods.params import ADAPT, SPEAKER_NORM, Int, Param, one_of
 
 POOLINGS = ("utterance", "segment")
 STATS = ("mean", "meanstd")
@@ -98,6 +100,21 @@ def auto_description(method) -> dict:
     return {"layers (layer=auto: inner CV on training speakers)": layers_text(layers) if layers else None,
             "layer=auto committee": "; ".join(f"{layers_text(lay)} (C={c:g})" for lay, c in committee) or None,
             "layer=auto candidates": f"{n} runs of 1-{MAX_RUN} adjacent hidden states" if n else None}
+
+
+def pooled_params(layer_rule: LayerRule) -> dict[str, Param]:
+    """The parameters every pooled probe (logreg, linear) declares: which hidden states, how the frames are
+    pooled, and the speaker normalisation; ``layer_rule`` says which named layer choices the probe knows."""
+    return {
+        # "auto": inner CV on the training speakers chooses among runs of 1-3 adjacent hidden states;
+        # an index (0 = embeddings, -1 = last); a list (2,3,4) concatenates layers
+        "layer": Param("auto", layer_rule),
+        "pooling": Param("utterance", one_of(*POOLINGS)),  # the clip's own frames; "segment": 3 s windows, mean window posterior
+        "stats": Param("mean", one_of(*STATS)),  # "meanstd": the frames' std concatenated to their mean
+        "speaker_norm": Param("none", SPEAKER_NORM),  # "speaker": per-speaker z-norm (transductive: unlabelled test-speaker stats)
+        "adapt": Param("none", ADAPT),  # speaker adaptation: transductive, loo, enrol:K, online (methods.adaptation)
+        "min_speaker_utts": Param(5, Int(1)),  # speakers with fewer utterances fall back to the global statistics
+    }
 
 
 def auto_state(method) -> dict:

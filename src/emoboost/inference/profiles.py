@@ -116,7 +116,7 @@ class SpeakerProfile:
                 meta = json.loads((f.metadata() or {}).get("emoboost", "{}"))
                 arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
-            raise ValueError(f"{path}: not a speaker profile ({type(e).__name__}: {e})".splitlines()[0]) from e
+            raise ValueError(f"{path}: not a speaker profile (not a readable safetensors file: {e})".splitlines()[0]) from e
         if not isinstance(meta, dict) or meta.get("format") != FORMAT or "n" not in arrays:
             raise ValueError(f"{path}: not an emoboost speaker profile (made by emoboost enrol)")
         fps = sorted(k[2:] for k in arrays if k.startswith("x."))

@@ -476,6 +476,18 @@ def live_server():
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                     reason="headless browser test needs Debian's chromium and chromium-driver "
                            "(apt-get install chromium chromium-driver)")
+def _open_page(driver, url: str, model_text: str, timeout: float):
+    """Load the server's page and wait until it shows the model (``model_text``, e.g. "2 classes") -> the wait."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.set_page_load_timeout(30)
+    driver.get(url)
+    wait = WebDriverWait(driver, timeout)
+    wait.until(lambda d: model_text in d.find_element(By.ID, "model").text)
+    return wait
+
+
 def _chromium(tmp_path):
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     from selenium.webdriver.chrome.service import Service
@@ -493,17 +505,13 @@ def test_page_in_headless_chromium(live_server, tmp_path):
     pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     url, pred = live_server
     audio = tone(tmp_path / "speech.wav", 2.5, 0.04)
     ref = pred.predict_wav(load_audio(audio), audio.name, timeline=True).to_dict()
     driver = _chromium(tmp_path)
     try:
-        driver.set_page_load_timeout(30)
-        driver.get(url)
-        wait = WebDriverWait(driver, 30)
-        wait.until(lambda d: "2 classes" in d.find_element(By.ID, "model").text)
+        wait = _open_page(driver, url, "2 classes", 30)
         driver.find_element(By.ID, "file").send_keys(str(audio))
         wait.until(ec.element_to_be_clickable((By.ID, "predict"))).click()
         wait.until(lambda d: d.find_element(By.ID, "label").text.strip() != "")
@@ -571,7 +579,6 @@ def test_page_live_speaker_session_in_headless_chromium(adapted_server, tmp_path
     pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     url, engine, clips = adapted_server
     from emoboost.inference.api import Model
@@ -581,10 +588,7 @@ def test_page_live_speaker_session_in_headless_chromium(adapted_server, tmp_path
     ref.speakers.delete("ana")
     driver = _chromium(tmp_path)
     try:
-        driver.set_page_load_timeout(30)
-        driver.get(url)
-        wait = WebDriverWait(driver, 60)
-        wait.until(lambda d: "3 classes" in d.find_element(By.ID, "model").text)
+        wait = _open_page(driver, url, "3 classes", 60)
         assert driver.find_element(By.ID, "speaker").is_enabled()
         driver.find_element(By.ID, "speaker").send_keys("ana")
         for k, (clip, probs) in enumerate(zip(clips, want)):

@@ -67,26 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
 
-    from emoboost.experiment.run import ExperimentConfig, load_manifest, prepare_ssl
-    from emoboost.methods import get_method
-    from emoboost.protocols import make_folds
+    from pooled_corpus import load_pooled
 
-    cfg = ExperimentConfig(corpus=args.corpus, upstream=args.upstream, method="logreg",
-                           method_params={"layer": args.layers[0]}, out_dir="", progress=False)
-    manifest, _, info = load_manifest(cfg)
-    classes = sorted(set(manifest.labels()))
-    probe = get_method("logreg")(classes, layer=list(args.layers))
-    view, bad, _ = prepare_ssl(cfg, manifest, probe)  # the store's pooled statistics (extracts what is missing)
-    bad_paths = {p for p, _ in bad}
-    manifest = manifest.filter(lambda u: u.path not in bad_paths)
-    pos = {uid: i for i, uid in enumerate(view.ids)}
-    view = view.subset([pos[u.id] for u in manifest])
-    y = np.array([classes.index(u.label) for u in manifest])
-    groups = np.array([u.speaker for u in manifest])
+    data = load_pooled(args.corpus, args.upstream, list(args.layers))
+    manifest, view, y, groups, folds = data.manifest, data.view, data.y, data.groups, data.folds
     dur = np.array([u.duration for u in manifest])
     frac = dur / (np.ceil(dur / WINDOW_S) * WINDOW_S)  # real share of the clip's 3 s windows
-    folds = make_folds(manifest, info.get("default_protocol", "loso"), n_folds=info.get("default_folds")
-                       if info.get("default_protocol") != "loso" else None)
     results: dict = {"corpus": args.corpus, "upstream": args.upstream, "folds": len(folds), "rows": {}}
     for layer in args.layers:
         mean = view.pooled([layer])[:, 0]

@@ -32,6 +32,17 @@ def test_shrinkage_moves_from_the_population_to_the_speaker():
     assert np.all(a.kappa_ > 0) and a.lam_ in LAMBDAS
 
 
+@pytest.mark.parametrize("protocol", ["loo", "enrol:3", "online"])
+def test_two_training_speakers_fit_without_inner_cv_of_the_correction(protocol):
+    """Two training speakers (a 3-speaker corpus under leave-one-speaker-out): an inner fold would keep one, whose
+    between-speaker variance does not exist; the correction is then not chosen by inner CV but left out (lam 0),
+    and the report says why."""
+    a, x, data, _ = _fitted(protocol, n_speakers=2)
+    assert a.lam_ == 0.0 and np.all(np.isfinite(a.kappa_))
+    assert "two training speakers" in str(a.describe())
+    assert np.all(np.isfinite(a.train_inputs(x, data.groups, a.oof_)))
+
+
 def test_emotion_correction_keeps_a_one_emotion_speaker_emotional():
     """A speaker heard in class 0 only: with the correction its estimated mean is nearer its true offset than
     the naive mean of those clips (which holds class 0's effect and would erase it)."""

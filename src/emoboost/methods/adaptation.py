@@ -102,13 +102,15 @@ class SpeakerAdapter:
         splits = list(GroupKFold(n_splits=min(int(folds), len(set(g)))).split(x, y, g))
         self.oof_, self.C_ = self._population_head(x, y, splits, Cs, max_iter)
         scores = {}
-        for lam in LAMBDAS:
+        # an inner fold must keep two speakers for a between-speaker variance: with two training speakers
+        # the correction cannot be chosen on them, and is left out (lam 0: the speaker's plain shrunk mean)
+        for lam in LAMBDAS if len(set(g)) > 2 else ():
             vals = []
             for tr, va in splits:
                 vals.append(self._inner_score(x, y, g, tr, va, lam, max_iter))
             scores[lam] = float(np.mean(vals))
         self.inner_scores_ = scores
-        self._population(x, y, g, max(scores, key=scores.get))
+        self._population(x, y, g, max(scores, key=scores.get) if scores else 0.0)
         return self
 
     def _population_head(self, x, y, splits, Cs, max_iter) -> tuple[np.ndarray, float]:
@@ -274,8 +276,10 @@ class SpeakerAdapter:
         return h.hexdigest()[:16]
 
     def describe(self) -> dict:
+        lam = self.lam_ if getattr(self, "inner_scores_", True) else \
+            f"{self.lam_:g} (not chosen: two training speakers leave an inner fold a single one)"
         return {"speaker adaptation": self.protocol.describe(),
-                "emotion correction lam (inner CV on training speakers)": self.lam_,
+                "emotion correction lam (inner CV on training speakers)": lam,
                 "prior strength kappa (median over dimensions, clips)": round(float(np.median(self.kappa_)), 1)}
 
 

@@ -51,6 +51,19 @@ def test_adaptation_beats_none_on_speaker_shifted_clips():
     assert (proba.argmax(1) == scored.y).mean() > (none.predict(test) == test.y).mean()
 
 
+@pytest.mark.parametrize("adapt", ["loo", "enrol:2", "online"])
+def test_two_training_speakers_adapt_and_say_why_the_correction_is_off(adapt):
+    """A 3-speaker corpus under leave-one-speaker-out trains on two speakers: the fold is scored, and the report
+    (JSON, as a run writes it) says the emotion correction was not chosen."""
+    data, _, _ = speaker_clips(n_speakers=3, offset=3.0, seed=2)
+    test_rows = data.groups == "s2"
+    train, test = data.subset(np.flatnonzero(~test_rows)), data.subset(np.flatnonzero(test_rows))
+    m = get_method("logreg")(CLASSES, layer="0,1", adapt=adapt).fit(train)
+    scored, proba = adapted_predict(m, test, seed=0)
+    assert len(scored) and np.all(np.isfinite(proba))
+    assert "two training speakers" in json.dumps(m.describe())
+
+
 def test_a_run_scores_only_what_the_protocol_scores_and_fits_once_per_fold(tmp_path, monkeypatch):
     from emoboost.experiment.run import ExperimentConfig, run_experiment
     from emoboost.methods.logreg import LogRegProbe

@@ -20,7 +20,8 @@ enrolment clips, or the earlier clips of a live session — and is built for the
   weighs its skewed variant (the profile from clips of one or two emotions, every emotion in turn) as
   much as the balanced draws, scoring there the clips at risk: those of the emotions the profile leans
   to. The population head's posteriors are reliable on some corpora (EmoDB) and biased by the speaker
-  on others (CASIA), and only training speakers may say which (never the test fold).
+  on others (CASIA), and only training speakers may say which (never the test fold). With only two training
+  speakers an inner fold would keep one (no between-speaker variance), so ``lam`` is 0 there.
 
 Only the mean adapts: the scale is the population's within-speaker standard deviation (per-speaker
 standard deviations from a handful of clips added noise and no accuracy on EmoDB and RAVDESS inner

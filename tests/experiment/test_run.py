@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from builders import EMO_FREQ, emodb_tone, tiny_wav2vec2
+from builders import EMO_FREQ, emodb_tone, tiny_corpus, tiny_wav2vec2
 from emoboost import protocols
 from emoboost.cli import main
 from emoboost.experiment import run as runner
@@ -20,17 +20,7 @@ from emoboost.inference.engine import Engine
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("emodb")
-    wav = root / "wav"
-    wav.mkdir()
-    k = 0
-    for spk in ("03", "08", "09", "10"):
-        for emo, f in EMO_FREQ.items():
-            for text in ("a01", "a02", "b01"):
-                k += 1
-                emodb_tone(wav / f"{spk}{text}{emo}a.wav", f * (1 + 0.01 * int(spk[1])), 1.0 + (k % 3) * 1.2, k)
-    (wav / "10b02Wa.wav").write_bytes(b"RIFF\x00\x00garbage that is not audio")
-    return root
+    return tiny_corpus(tmp_path_factory.mktemp("emodb"), seconds=1.0, step=1.2)
 
 
 @pytest.fixture(scope="module")
@@ -75,18 +65,7 @@ def test_run_writes_full_report(finished_run):
 
 def test_resume_skips_finished_folds(finished_run, corpus, upstream_dir, monkeypatch):
     cfg, rep = finished_run
-    calls = []
-    orig = runner.get_method
-
-    def spy(name):
-        klass = orig(name)
-
-        class Spy(klass):
-            def fit(self, *a, **k):
-                calls.append(1)
-                return super().fit(*a, **k)
-        return Spy
-    monkeypatch.setattr(runner, "get_method", spy)
+    calls = _fit_counter(monkeypatch)
     rep2 = run_experiment(cfg)
     assert calls == []
     assert rep2["summary"]["UA"] == rep["summary"]["UA"]

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
-from builders import write_tone
+from builders import tiny_wav2vec2, write_tone
 from emoboost.audio import content_hash
 from emoboost.cli import extract
 from emoboost.features import ray_engine
@@ -22,17 +21,6 @@ from emoboost.features.ray_engine import RayOptions, pool_size
 from emoboost.features.store import StoreSpec
 
 N_CLIPS = 6
-
-
-def tiny_wav2vec2(path: Path) -> Path:
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
-
-    torch.manual_seed(0)
-    cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                         conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 4),
-                         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, vocab_size=10)
-    Wav2Vec2Model(cfg).save_pretrained(path)
-    return path
 
 
 def test_pool_size_follows_resources():

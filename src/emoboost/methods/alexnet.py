@@ -18,19 +18,16 @@ once per segment and serves it to every later batch (MS-EmoBoost's ``freeze_alex
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from emoboost.methods.torch_weights import WeightsInfo, read_state_dict
 
 IMAGENET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 """torchvision's ``AlexNet_Weights.IMAGENET1K_V1`` file (the 8 hex digits are its SHA-256 prefix)."""
@@ -202,31 +199,6 @@ class AlexNetTokens:
         return t if dtype is None else t.astype(dtype, copy=False)
 
 
-@dataclass(frozen=True)
-class WeightsInfo:
-    """Where loaded weights came from, for the report."""
-
-    source: str  # the path or URL the user gave
-    file: str  # the local file actually read
-    sha256: str
-
-    def describe(self) -> str:
-        src = self.source if self.source == self.file else f"{self.source} (cached at {self.file})"
-        return f"ImageNet AlexNet weights from {src}, sha256 {self.sha256}"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _is_url(s: str) -> bool:
-    return urlparse(s).scheme in ("http", "https", "file")
-
-
 def read_alexnet_state_dict(
     path_or_url: str | Path, model_dir: str | Path | None = None
 ) -> tuple[dict[str, torch.Tensor], WeightsInfo]:
@@ -236,34 +208,9 @@ def read_alexnet_state_dict(
     is validated against torchvision's keys and shapes; anything else raises a ``ValueError`` naming
     the file and the problem.
     """
-    spec = str(path_or_url)
-    if spec == "imagenet":
-        spec = IMAGENET_URL
-    if _is_url(spec):
-        cache = Path(model_dir) if model_dir is not None else Path(torch.hub.get_dir()) / "checkpoints"
-        try:
-            state = torch.hub.load_state_dict_from_url(
-                spec, model_dir=str(cache), map_location="cpu", progress=False,
-                check_hash=bool(re.search(r"-[0-9a-f]{8,}\.", os.path.basename(urlparse(spec).path))),
-                weights_only=True,
-            )
-        except Exception as e:  # network, hash mismatch, unreadable download: one clear message
-            raise ValueError(f"{spec}: could not fetch AlexNet weights ({type(e).__name__}: {e})") from e
-        file = cache / os.path.basename(urlparse(spec).path)
-    else:
-        file = Path(spec)
-        if not file.is_file():
-            raise ValueError(f"{file}: AlexNet weights file does not exist")
-        try:
-            state = torch.load(str(file), map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ValueError(f"{file}: not a readable torch state dict ({type(e).__name__}: {e})") from e
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]  # a training checkpoint wrapping the weights
-    if not isinstance(state, dict):
-        raise ValueError(f"{spec}: expected a state dict, found {type(state).__name__}")
-    check_torchvision_layout(state, spec)
-    return dict(state), WeightsInfo(str(path_or_url), str(file), _sha256(file))
+    state, info = read_state_dict(path_or_url, "AlexNet", IMAGENET_URL, model_dir)
+    check_torchvision_layout(state, info.source if info.source != "imagenet" else IMAGENET_URL)
+    return state, info
 
 
 def check_torchvision_layout(state: dict[str, torch.Tensor], name: str = "state dict") -> None:

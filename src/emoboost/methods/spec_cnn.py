@@ -31,12 +31,8 @@ with ResNet-18 is a few hours on one CPU thread.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -45,6 +41,7 @@ from torch import nn
 
 from emoboost.methods.base import UtteranceSet
 from emoboost.methods.params import DROPOUT, Int, ListOf, Param, Text, one_of
+from emoboost.methods.torch_weights import read_state_dict
 from emoboost.methods.trainer import TorchSegmentMethod
 
 RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
@@ -133,14 +130,6 @@ class AlexNetHead(nn.Module):
 
 
 # -- weights ----------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def read_resnet18_state_dict(spec: str | Path, model_dir: str | Path | None = None
                              ) -> tuple[dict[str, torch.Tensor], str]:
     """Read a torchvision ResNet-18 state dict from a path or URL -> (state dict, description).
@@ -148,37 +137,8 @@ def read_resnet18_state_dict(spec: str | Path, model_dir: str | Path | None = No
     ``"imagenet"`` = torchvision's official file (:data:`RESNET18_URL`), downloaded once into the
     torch hub cache (or ``model_dir``) and checked against the SHA-256 prefix in its name.
     """
-    spec = str(spec)
-    url = RESNET18_URL if spec == "imagenet" else spec
-    if urlparse(url).scheme in ("http", "https", "file"):
-        name = os.path.basename(urlparse(url).path)
-        cache = Path(model_dir) if model_dir is not None else Path(torch.hub.get_dir()) / "checkpoints"
-        try:
-            state = torch.hub.load_state_dict_from_url(
-                url, model_dir=str(cache), map_location="cpu", progress=False,
-                check_hash=bool(re.search(r"-[0-9a-f]{8,}\.", name)), weights_only=True)
-        except Exception as e:  # network, hash mismatch, unreadable download: one clear message
-            raise ValueError(f"{url}: could not fetch ResNet-18 weights ({type(e).__name__}: {e})") from e
-        file = cache / name
-    else:
-        file = Path(url)
-        if not file.is_file():
-            raise ValueError(f"{file}: ResNet-18 weights file does not exist")
-        try:
-            if file.suffix == ".safetensors":
-                from safetensors.torch import load_file
-
-                state = load_file(str(file))
-            else:
-                state = torch.load(str(file), map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ValueError(f"{file}: not a readable torch state dict ({type(e).__name__}: {e})") from e
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{url}: expected a state dict, found {type(state).__name__}")
-    src = url if str(file) == url else f"{url} (cached at {file})"
-    return dict(state), f"ImageNet ResNet-18 weights from {src}, sha256 {_sha256(file)}"
+    state, info = read_state_dict(spec, "ResNet-18", RESNET18_URL, model_dir)
+    return state, info.describe()
 
 
 def load_backbone_weights(model: nn.Module, arch: str, spec: str | Path,

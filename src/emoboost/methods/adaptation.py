@@ -30,7 +30,11 @@ regression), alternatives behaved as follows: a naive mean from 1-5 clips cost u
 alone fixed few clips but skewed enrolments still cost EmoDB up to 3 UA; the posterior correction at
 ``lam = 1`` protected skewed enrolments on EmoDB but halved the gain on RAVDESS and CASIA, where the
 population head's posteriors lean toward each speaker's typical class; removing the offset only in
-directions orthogonal to the emotion effects removed the whole gain (the gain lives in those directions).
+directions orthogonal to the emotion effects removed the whole gain (the gain lives in those directions);
+a full within-speaker covariance under the per-dimension prior (a Gaussian posterior that trusts the
+clips less along correlated content directions) lost about half the gain on RAVDESS; and choosing
+``lam`` for the best balanced score subject to skewed enrolments not losing, instead of the average of
+both, lowered EmoDB balanced and skewed alike.
 
 With no clip heard (an unknown speaker, the first clip of a live session) the population head answers
 (:func:`predict_adapted`): the adapted head on population statistics never met such inputs in training,

@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 
 import torch
 
+from emoboost.upstreams.identity import file_sha256
+
 
 @dataclass(frozen=True)
 class WeightsInfo:
@@ -44,8 +46,6 @@ def read_state_dict(spec: str | Path, what: str, imagenet_url: str, model_dir: s
     name (``alexnet-owt-7be5be79.pth``). A training checkpoint wrapping ``state_dict`` is unwrapped.
     Every failure is a ``ValueError`` naming the file and the problem.
     """
-    from emoboost.upstreams.identity import file_sha256
-
     src = imagenet_url if str(spec) == "imagenet" else str(spec)
     if is_url(src):
         name = os.path.basename(urlparse(src).path)

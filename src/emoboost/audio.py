@@ -44,6 +44,11 @@ class AudioError(ValueError):
         super().__init__(f"{self.path}: {problem}")
 
 
+def read_problem(e: Exception) -> str:
+    """What an ``AudioError`` or ``OSError`` met while reading an audio file says in a skip list."""
+    return e.problem if isinstance(e, AudioError) else f"cannot read file ({e.strerror or e})"
+
+
 class NotRegularFileError(AudioError, OSError):
     """A device, FIFO, socket or folder where a file was expected.
 
@@ -173,7 +178,7 @@ def _check_file(path: Path) -> None:
     except FileNotFoundError:
         raise AudioError(path, "file does not exist") from None
     except OSError as e:
-        raise AudioError(path, f"cannot read file ({e.strerror or e})") from e
+        raise AudioError(path, read_problem(e)) from e
     _check_regular(path, st.st_mode)
     if st.st_size == 0:
         raise AudioError(path, "file is empty (0 bytes)")

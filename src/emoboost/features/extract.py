@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
-from emoboost.audio import AudioError, content_hash, load_audio
+from emoboost.audio import AudioError, content_hash, load_audio, read_problem
 from emoboost.features.cache import FeatureCache, remember_checks, warn_skipped
 from emoboost.features.encode import encode_windows
 from emoboost.features.report import ExtractReport
@@ -70,11 +70,8 @@ def _hash_entries(manifest: Manifest, skipped: list[tuple[str, str]], min_durati
             continue
         try:
             h = content_hash(utt.path)
-        except AudioError as e:  # listed under the manifest's path: callers drop skipped files by it
-            skipped.append((utt.path, e.problem))
-            continue
-        except OSError as e:
-            skipped.append((utt.path, f"cannot read file ({e.strerror or e})"))
+        except (AudioError, OSError) as e:  # listed under the manifest's path: callers drop skipped files by it
+            skipped.append((utt.path, read_problem(e)))
             continue
         yield utt, h
 
@@ -87,19 +84,25 @@ def missing_entries(manifest: Manifest, store: FeatureStore, rep: ExtractReport,
     Statistics are always checked whole (unreadable, truncated, wrong shape, non-finite) and frames by
     their header; ``verify`` also reads every stored frame (:meth:`FeatureStore.frames_finite`), which
     costs a read of the frames store: ``emoboost extract`` does it, runs rely on the check at read time."""
-    todo: list[Utterance] = []
+    return [utt for utt, _ in _missing(manifest, store, rep, progress, min_duration, verify)]
+
+
+def _missing(manifest: Manifest, store: FeatureStore, rep: ExtractReport, progress: bool, min_duration: float,
+             verify: bool) -> list[tuple[Utterance, str]]:
+    """:func:`missing_entries` with each utterance's content hash (extraction keys the store by it)."""
+    todo: list[tuple[Utterance, str]] = []
     for utt, h in _hash_entries(manifest, rep.skipped, min_duration, progress, "store check"):
         st = store.read_stats(h, utt.path)
         if st is not None and store.frames_ok(h, st):
             if verify and not store.frames_finite(h):
                 store.invalidate(h, f"({utt.path}) holds non-finite frames")
-                todo.append(utt)
+                todo.append((utt, h))
                 continue
             rep.add(utt.id, h, st, computed=False)
         else:
             with suppress(OSError):  # damaged (and reported): now simply missing, for every process
                 store.stats_path(h).unlink(missing_ok=True)
-            todo.append(utt)
+            todo.append((utt, h))
     return todo
 
 
@@ -131,7 +134,7 @@ def extract_to_store(
         manifest = manifest.filter(lambda u: shard_of(u.id, n) == i)
     rep = ExtractReport(files=len(manifest), shard=shard,
                         keep_layers=[int(v) for v in keep_layers] if keep_layers is not None else None)
-    todo = missing_entries(manifest, store, rep, progress=progress, min_duration=min_duration, verify=verify)
+    todo = _missing(manifest, store, rep, progress, min_duration, verify)
     enc: list[Upstream] = []  # built at the first clip that decodes: broken files alone never load weights
 
     def encoder() -> Upstream:
@@ -150,8 +153,8 @@ def extract_to_store(
         checks = FeatureCache(store.root)
         with tqdm(total=len(todo), desc="extract", disable=not progress, unit="utt") as bar:
             while todo:  # entries another process holds come back in the next pass, once it is done
-                held = [u for u in todo if not _extract_one(u, store, encoder, rep, checks, min_duration,
-                                                            reject_silence, bar)]
+                held = [(u, h) for u, h in todo if not _extract_one(u, h, store, encoder, rep, checks,
+                                                                    min_duration, reject_silence, bar)]
                 if held and len(held) == len(todo):
                     time.sleep(CLAIM_POLL_S)
                 todo = held
@@ -164,16 +167,10 @@ CLAIM_POLL_S = 0.2
 """How often extraction looks again at entries that another process is computing."""
 
 
-def _extract_one(utt: Utterance, store: FeatureStore, encoder: Callable[[], Upstream], rep: ExtractReport,
+def _extract_one(utt: Utterance, h: str, store: FeatureStore, encoder: Callable[[], Upstream], rep: ExtractReport,
                  checks: FeatureCache, min_duration: float, reject_silence: bool, bar) -> bool:
-    """Encode one missing entry into ``store``, or take it from the process that just wrote it; False
-    when another live process holds its claim now (:meth:`FeatureStore.claim`): try again later."""
-    try:
-        h = content_hash(utt.path)
-    except (AudioError, OSError) as e:
-        rep.skipped.append((utt.path, e.problem if isinstance(e, AudioError) else f"cannot read file ({e.strerror or e})"))
-        bar.update()
-        return True
+    """Encode one missing entry (content hash ``h``) into ``store``, or take it from the process that just
+    wrote it; False when another live process holds its claim now (:meth:`FeatureStore.claim`): try again later."""
     with store.claim(h) as mine:
         if not mine:
             return False
@@ -185,11 +182,8 @@ def _extract_one(utt: Utterance, store: FeatureStore, encoder: Callable[[], Upst
         bar.update()
         try:
             wav = load_audio(utt.path, min_duration=min_duration, reject_silence=reject_silence)
-        except AudioError as e:
-            rep.skipped.append((utt.path, e.problem))
-            return True
-        except OSError as e:
-            rep.skipped.append((utt.path, f"cannot read file ({e.strerror or e})"))
+        except (AudioError, OSError) as e:
+            rep.skipped.append((utt.path, read_problem(e)))
             return True
         up = encoder()
         try:  # window by window: a long clip never holds all its frames (or layers) in memory

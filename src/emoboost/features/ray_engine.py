@@ -100,7 +100,7 @@ def import_ray() -> Any:
 def read_batch(batch: dict[str, np.ndarray], min_duration: float = 0.0,
                reject_silence: bool = False) -> dict[str, np.ndarray]:
     """{id, path} -> {id, path, hash, wav (float32 bytes), problem}; unusable files get a problem, no audio."""
-    from emoboost.audio import AudioError, content_hash, load_audio
+    from emoboost.audio import AudioError, content_hash, load_audio, read_problem
 
     ids, paths, hashes, wavs, problems = [], [], [], [], []
     for uid, path in zip(batch["id"], batch["path"]):
@@ -113,7 +113,7 @@ def read_batch(batch: dict[str, np.ndarray], min_duration: float = 0.0,
         except AudioError as e:
             path, problem = str(e.path), e.problem
         except OSError as e:
-            problem = f"cannot read file ({e.strerror or e})"
+            problem = read_problem(e)
         except (ValueError, RuntimeError) as e:  # a decoder bug must not take the whole pipeline down
             problem = f"unreadable audio ({type(e).__name__}: {e})"
         ids.append(uid)

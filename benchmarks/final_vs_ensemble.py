@@ -50,7 +50,13 @@ def ensure_run(run: Path, upstream: str, layer: int, cache_dir: str | None) -> N
 
 def ravdess_set(run_cfg: dict, classes: list[str], data_root: str | None, cache_dir: str):
     """RAVDESS clips with an EmoDB class, as an UtteranceSet over the feature store (y: EmoDB class index)."""
-    from emoboost.experiment.run import ExperimentConfig, build_dataset, load_manifest, prepare_ssl
+    from emoboost.experiment.run import (
+        ExperimentConfig,
+        align_to_view,
+        build_dataset,
+        load_manifest,
+        prepare_ssl,
+    )
     from emoboost.methods import get_method
 
     cfg = ExperimentConfig.from_dict({**{k: run_cfg[k] for k in ("upstream", "method", "method_params",
@@ -65,8 +71,7 @@ def ravdess_set(run_cfg: dict, classes: list[str], data_root: str | None, cache_
     view, skipped, up = prepare_ssl(cfg, manifest, probe)
     bad = {p for p, _ in skipped}
     manifest = manifest.filter(lambda u: u.path not in bad)
-    pos = {uid: i for i, uid in enumerate(view.ids)}
-    view = view.subset([pos[u.id] for u in manifest])
+    manifest, view = align_to_view(manifest, view)
     return build_dataset(manifest, {}, classes, ssl=view), manifest, counts, up
 
 

@@ -28,7 +28,7 @@ class PooledCorpus:
 
 def load_pooled(corpus: str, upstream: str, layers: list[int], data_root: str | None = None) -> PooledCorpus:
     """Extracts what the store lacks (as ``emoboost run`` would); files that cannot be read are left out."""
-    from emoboost.experiment.run import ExperimentConfig, load_manifest, prepare_ssl
+    from emoboost.experiment.run import ExperimentConfig, align_to_view, load_manifest, prepare_ssl
     from emoboost.methods import get_method
     from emoboost.protocols import make_folds
 
@@ -39,8 +39,7 @@ def load_pooled(corpus: str, upstream: str, layers: list[int], data_root: str | 
     view, bad, _ = prepare_ssl(cfg, manifest, get_method("logreg")(classes, layer=list(layers)))
     bad_paths = {p for p, _ in bad}
     manifest = manifest.filter(lambda u: u.path not in bad_paths)
-    pos = {uid: i for i, uid in enumerate(view.ids)}
-    view = view.subset([pos[u.id] for u in manifest])
+    manifest, view = align_to_view(manifest, view)
     protocol = info.get("default_protocol", "loso")
     folds = make_folds(manifest, protocol, n_folds=info.get("default_folds") if protocol != "loso" else None)
     return PooledCorpus(manifest, view, classes, np.array([classes.index(u.label) for u in manifest]),

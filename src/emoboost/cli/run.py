@@ -147,11 +147,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from emoboost.experiment.run import ExperimentConfig, run_experiment
 
     d = _experiment_dict(args)
-    threads = d.pop("threads", None)
-    if threads and not args.threads:
-        from emoboost.cli.threads import set_threads
+    from emoboost.cli.threads import config_threads
 
-        set_threads(threads, "threads (config key)")
+    config_threads(d, args.threads)
     corpus = "+".join(d["corpora"]) if d.get("corpora") else d.get("corpus", "emodb")
     d.setdefault("out_dir", f"runs/{corpus}-{d.get('method', 'linear')}")
     sweeps = args.sweep or []

@@ -42,3 +42,10 @@ def set_threads(n: int, what: str = "--threads") -> int:
             return n
         threadpool_limits(limits=n)
     return n
+
+
+def config_threads(d: dict, given: int | None) -> None:
+    """Take ``threads`` out of an experiment config dict and apply it, unless ``--threads`` was given."""
+    threads = d.pop("threads", None)
+    if threads and not given:
+        set_threads(threads, "threads (config key)")

@@ -43,9 +43,10 @@ def parse_method_spec(spec: str) -> tuple[str, str, dict]:
 
 
 def _needs_upstream(name: str, params: dict) -> bool:
+    from emoboost.experiment.run import PLACEHOLDER_CLASSES
     from emoboost.methods import get_method
 
-    return "ssl" in get_method(name)(["a", "b"], **params).requires
+    return "ssl" in get_method(name)(PLACEHOLDER_CLASSES, **params).requires
 
 
 def _pooled_mean(pooled: dict, key: str) -> str:

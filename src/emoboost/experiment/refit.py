@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from emoboost.outdir import claim_dir
-from emoboost.utils import atomic_write_text, read_json
+from emoboost.utils import atomic_write_text, library_errors, read_json
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def cv_report(rec: RunRecord) -> dict:
 # ------------------------------------------------------------------------------------------------
 def training_set(cfg, manifest, method, classes: list[str]):
     """(UtteranceSet of every usable utterance, skipped files, upstream info): the run's data path."""
-    from emoboost.experiment.run import build_dataset, prepare_ssl
+    from emoboost.experiment.run import align_to_view, build_dataset, prepare_ssl
 
     names = method.requires
     skipped: list[tuple[str, str]] = []
@@ -239,9 +239,7 @@ def training_set(cfg, manifest, method, classes: list[str]):
     if "ssl" in names and view is None:
         raise ValueError(f"no utterance could be encoded: all {len(skipped)} file(s) were skipped")
     if view is not None:  # by id, as the run does
-        pos = {uid: i for i, uid in enumerate(view.ids)}
-        manifest = manifest.filter(lambda u: u.id in pos)
-        view = view.subset([pos[u.id] for u in manifest])
+        manifest, view = align_to_view(manifest, view)
     return build_dataset(manifest, feats, classes, ssl=view), manifest, skipped, up_info
 
 
@@ -320,8 +318,6 @@ def _fit_final(rec: RunRecord, out: Path, cache_dir: str | None, progress: bool,
                          f"{rec.path} was evaluated with {want}: its CV report would not describe this model")
     seed = int((cfg.seeds or [0])[0])
     t0 = time.perf_counter()
-    from emoboost.experiment.run import library_errors
-
     with library_errors(f"the final {cfg.method} model"):
         method.fit(data, None, seed=seed)
     fit_s = time.perf_counter() - t0

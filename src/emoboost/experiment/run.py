@@ -200,6 +200,14 @@ def load_manifest(cfg: ExperimentConfig) -> tuple[Manifest, list[tuple[str, str]
     return manifest, list(skipped), info
 
 
+def align_to_view(manifest: Manifest, view: Any) -> tuple[Manifest, Any]:
+    """The utterances that have a store entry, and the view's rows in manifest order. By id: an utterance
+    without an entry is never looked up, whatever its path's spelling."""
+    pos = {uid: i for i, uid in enumerate(view.ids)}
+    manifest = manifest.filter(lambda u: u.id in pos)
+    return manifest, view.subset([pos[u.id] for u in manifest])
+
+
 def build_dataset(manifest: Manifest, features: dict[str, dict[str, np.ndarray]], classes: list[str],
                   ssl=None) -> UtteranceSet:
     index = {c: i for i, c in enumerate(classes)}
@@ -369,16 +377,13 @@ def _run_claimed(cfg: ExperimentConfig, out: Path, prov: dict, manifest: Manifes
     t_feat = time.perf_counter() - t0
     bad_paths = {p for p, _ in skipped}
     manifest = manifest.filter(lambda u: u.path not in bad_paths)
-    if ssl_view is not None:  # by id: an utterance without an entry is never looked up, whatever its path's spelling
-        pos = {uid: i for i, uid in enumerate(ssl_view.ids)}
-        manifest = manifest.filter(lambda u: u.id in pos)
-        ssl_view = ssl_view.subset([pos[u.id] for u in manifest])
+    if ssl_view is not None:
+        manifest, ssl_view = align_to_view(manifest, ssl_view)
+    atomic_write_text(out / "skipped.json", json.dumps([{"path": p, "problem": m} for p, m in skipped], indent=2))
     if len(manifest) == 0:
-        atomic_write_text(out / "skipped.json", json.dumps([{"path": p, "problem": m} for p, m in skipped], indent=2))
         first = f"first: {skipped[0][0]}: {skipped[0][1]}; " if skipped else ""
         raise ValueError(f"no usable utterances left: all {len(skipped)} file(s) were skipped ({first}all in "
                          f"{out / 'skipped.json'})")
-    atomic_write_text(out / "skipped.json", json.dumps([{"path": p, "problem": m} for p, m in skipped], indent=2))
     from emoboost.features.cache import write_warnings
 
     write_warnings(out, manifest, hash_of, cfg.cache_dir)

@@ -256,6 +256,7 @@ def make_folds(
     spk = manifest.groups("speaker")
     speaker_independent = protocol != "stratified-kfold"
     _check_fold_count(protocol, n_folds, y, spk, manifest)
+    k_folds = DEFAULT_FOLDS if n_folds is None else n_folds  # the k-fold protocols' count
     if protocol == "loso":
         n_spk = len(np.unique(spk))
         if n_folds in (None, n_spk):
@@ -268,14 +269,13 @@ def make_folds(
         splits = LeaveOneGroupOut().split(idx, y, groups)
     elif protocol == "group-kfold":
         groups = spk
-        splits = _grouped_kfold(manifest, idx, spk, DEFAULT_FOLDS if n_folds is None else n_folds, seed)
+        splits = _grouped_kfold(manifest, idx, spk, k_folds, seed)
     elif protocol == "stratified-group-kfold":
         groups = spk
-        splits = _every_class_grouped_kfold(y, spk, DEFAULT_FOLDS if n_folds is None else n_folds, seed)
+        splits = _every_class_grouped_kfold(y, spk, k_folds, seed)
     else:
         groups = spk
-        splits = StratifiedKFold(n_splits=DEFAULT_FOLDS if n_folds is None else n_folds, shuffle=True,
-                                 random_state=seed).split(idx, y)
+        splits = StratifiedKFold(n_splits=k_folds, shuffle=True, random_state=seed).split(idx, y)
 
     folds = []
     for k, (train, test) in enumerate(splits):

@@ -46,8 +46,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     except BaseException as e:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(e, OSError) and e.errno is None and _SHORT_WRITE.search(str(e)):
-            raise _short_write(e, path) from e
+        short = _SHORT_WRITE.search(str(e)) if isinstance(e, OSError) and e.errno is None else None
+        if short:
+            raise _short_write(short, path) from e
         if isinstance(e, OSError) and e.errno is not None and e.filename is None:
             raise type(e)(e.errno, e.strerror, str(path)) from e
         raise
@@ -57,22 +58,21 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
 _SHORT_WRITE = re.compile(r"^(\d+) requested and (\d+) written$")
 
 
-def _short_write(e: OSError, path: Path) -> OSError:
+def _short_write(m: re.Match, path: Path) -> OSError:
     """numpy's ``tofile`` (behind ``np.save`` to a file) reports a short write as "N requested and M
     written", without an errno or a file name. Nearly always the disk is full: said the usual way
     (ENOSPC, naming the file) when the folder has less free space than was asked for; otherwise EIO."""
     import errno
     import shutil
 
-    m = _SHORT_WRITE.search(str(e))
-    asked = int(m.group(1)) if m else 0
+    asked = int(m.group(1))
     try:
         full = shutil.disk_usage(path.parent).free < max(asked, 1)
     except OSError:
         full = True
     if full:
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-    return OSError(errno.EIO, f"short write ({e}; a file size limit or quota?)", str(path))
+    return OSError(errno.EIO, f"short write ({m.group(0)}; a file size limit or quota?)", str(path))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -229,13 +229,11 @@ def warn_duration_outliers(manifest: Manifest, factor: float = 20.0) -> list[str
     """Warn about clips far longer than the corpus's median (a 1-hour file among 3 s utterances)."""
     import logging
 
-    import numpy as np
-
     log = logging.getLogger("emoboost")
     d = np.array([u.duration or 0.0 for u in manifest])
-    if not len(d) or not np.median(d) > 0:
+    med = float(np.median(d)) if len(d) else 0.0
+    if not med > 0:
         return []
-    med = float(np.median(d))
     out = [f"{u.path} ({u.duration:.0f} s)" for u in manifest if (u.duration or 0) > factor * max(med, 1.0)]
     if out:
         log.warning("%d clip(s) are over %gx the median duration (%.1f s): %s; segment methods use at most "

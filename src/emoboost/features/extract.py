@@ -20,7 +20,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from emoboost.audio import AudioError, content_hash, load_audio, read_problem
@@ -100,8 +99,7 @@ def _missing(manifest: Manifest, store: FeatureStore, rep: ExtractReport, progre
                 continue
             rep.add(utt.id, h, st, computed=False)
         else:
-            with suppress(OSError):  # damaged (and reported): now simply missing, for every process
-                store.stats_path(h).unlink(missing_ok=True)
+            store.invalidate(h)  # damaged (and reported): now simply missing, for every process
             todo.append((utt, h))
     return todo
 

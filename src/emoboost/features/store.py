@@ -298,15 +298,19 @@ class FeatureStore:
             return False
         return True
 
-    def invalidate(self, h: str, problem: str) -> None:
+    def invalidate(self, h: str, problem: str | None = None) -> None:
         """Remove a damaged entry's statistics, its completion mark, so the next extraction (``emoboost
         extract`` or a run) recomputes it; its frames are overwritten then. Only this entry's own files
-        are touched, and a store that cannot be written is left as it is (the error still names it)."""
+        are touched, and a store that cannot be written is left as it is (the error still names it).
+        ``problem=None``: the damage was reported already (by :meth:`read_stats`), nothing is logged."""
         try:
             self.stats_path(h).unlink(missing_ok=True)
-            log.warning("store entry %s %s; removed, to be recomputed", self.stats_path(h), problem)
+            if problem is not None:
+                log.warning("store entry %s %s; removed, to be recomputed", self.stats_path(h), problem)
         except OSError as e:
-            log.warning("store entry %s %s, and cannot be removed (%s)", self.stats_path(h), problem, e.strerror or e)
+            if problem is not None:
+                log.warning("store entry %s %s, and cannot be removed (%s)", self.stats_path(h), problem,
+                            e.strerror or e)
 
     @contextmanager
     def claim(self, h: str) -> Iterator[bool]:

@@ -34,6 +34,8 @@ from emoboost.methods.pooling import (
     load_auto_state,
     pooled_inputs,
     pooled_params,
+    probe_layers,
+    reset_fit_state,
     resolve_layers,
 )
 from emoboost.methods.trainer import TorchSegmentMethod
@@ -77,9 +79,7 @@ class LinearProbe(TorchSegmentMethod):
     def ssl_layers(self, num_layers: int) -> list[int]:
         """Hidden states this configuration reads (the store may stop the encoder at the deepest);
         with ``layer=auto`` every hidden state until fitted, then the chosen ones."""
-        if is_auto(self.params["layer"]):
-            return list(getattr(self, "layers_", None) or range(num_layers))
-        return resolve_layers(self.params["layer"], num_layers)[0]
+        return probe_layers(self, num_layers)
 
     def needs_frames(self) -> bool:
         return self.params["pooling"] == "segment"
@@ -90,8 +90,7 @@ class LinearProbe(TorchSegmentMethod):
         return {"pooled": adaptation.speaker_inputs(self, x, data, seg_utt)}, seg_utt
 
     def fit(self, train: UtteranceSet, valid: UtteranceSet | None = None, seed: int = 0) -> LinearProbe:
-        for a in ("spk_", "adapter_", "layers_", "layer_scores_", "inner_cv_", "committee_"):  # this fit's training set decides them
-            self.__dict__.pop(a, None)
+        reset_fit_state(self)
         if is_auto(self.params["layer"]):
             self._choose_layers(UtteranceSet.concat([train, valid]) if valid is not None and len(valid) else train,
                                 seed)
@@ -109,8 +108,8 @@ class LinearProbe(TorchSegmentMethod):
             x = inputs["pooled"]
         self.__dict__.pop("spk_", None)  # refitted on the chosen layers by the training loop
         x = x.reshape(len(seg_utt), n_layers, -1)
-        a = choose_auto(x, data.labels()[seg_utt], data.groups[seg_utt], seg_utt, len(self.classes), list(CS), 3, seed)
-        self.committee_, self.layers_, self.layer_scores_, self.inner_cv_ = a.committee, a.layers, a.layer_scores, a.how
+        choose_auto(x, data.labels()[seg_utt], data.groups[seg_utt], seg_utt, len(self.classes), list(CS), 3,
+                    seed).apply(self)
 
     def fit_preprocessing(self, inputs: dict[str, np.ndarray]) -> None:
         x = inputs["pooled"]
@@ -152,11 +151,7 @@ class LinearProbe(TorchSegmentMethod):
         return {**state, **auto_state(self)}
 
     def _load_weights(self, directory, state: dict) -> None:  # noqa: ANN001 - Method's signature
-        if state.get("layers"):  # before the module is built: layer=auto's inputs are the chosen layers
-            self.layers_ = [int(v) for v in state["layers"]]
-        elif is_auto(self.params["layer"]):
-            raise ValueError("a layer=auto model saved without the layers it chose")
-        load_auto_state(self, state)
+        load_auto_state(self, state)  # before the module is built: layer=auto's inputs are the chosen layers
         super()._load_weights(directory, state)
 
     # -- the model as a pooled linear head (emoboost.inference.export's ONNX contract) ----------------------

@@ -36,7 +36,8 @@ from emoboost.methods.pooling import (
     load_auto_state,
     pooled_inputs,
     pooled_params,
-    resolve_layers,
+    probe_layers,
+    reset_fit_state,
 )
 from emoboost.utils import atomic_write_bytes
 
@@ -73,9 +74,7 @@ class LogRegProbe(Method):
         return self.params["pooling"] == "segment"
 
     def _layers(self, num_layers: int) -> list[int]:
-        if is_auto(self.params["layer"]):
-            return list(getattr(self, "layers_", None) or range(num_layers))
-        return resolve_layers(self.params["layer"], num_layers)[0]  # LayerRule refused "weighted" already
+        return probe_layers(self, num_layers)
 
     def _pooled(self, data: UtteranceSet, speaker: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """[rows, F] pooled inputs and each row's utterance; ``speaker``: after the speaker normalisation."""
@@ -92,8 +91,7 @@ class LogRegProbe(Method):
         from sklearn.linear_model import LogisticRegression
 
         data = UtteranceSet.concat([train, valid]) if valid is not None and len(valid) else train
-        for a in ("spk_", "adapter_", "layers_", "layer_scores_", "inner_cv_", "committee_"):
-            self.__dict__.pop(a, None)
+        reset_fit_state(self)
         n_layers = data.ssl_view().num_layers
         cs = [float(c) for c in self.params["Cs"]]
         folds, max_iter = int(self.params["inner_folds"]), int(self.params["max_iter"])
@@ -103,9 +101,8 @@ class LogRegProbe(Method):
         y, groups = data.labels()[seg_utt], data.groups[seg_utt]
         self.cv_scores_: dict[float, float] = {}
         if auto:
-            a = choose_auto(x.reshape(len(x), n_layers, -1), y, groups, seg_utt, len(self.classes), cs, folds, seed,
-                            max_iter)
-            self.committee_, self.layers_, self.layer_scores_, self.inner_cv_ = a.committee, a.layers, a.layer_scores, a.how
+            choose_auto(x.reshape(len(x), n_layers, -1), y, groups, seg_utt, len(self.classes), cs, folds, seed,
+                        max_iter).apply(self)
             for attr in ("spk_", "adapter_"):  # speaker statistics of the chosen layers only
                 self.__dict__.pop(attr, None)
             x, seg_utt = self._pooled(data)
@@ -234,8 +231,4 @@ class LogRegProbe(Method):
             self.spk_.mean_, self.spk_.std_ = t["spk_mean"].astype(np.float32), t["spk_std"].astype(np.float32)
         adaptation.load_arrays(self, t)
         self.C_ = state.get("C")
-        if state.get("layers"):
-            self.layers_ = [int(v) for v in state["layers"]]
-        elif is_auto(self.params["layer"]):
-            raise ValueError("a layer=auto model saved without the layers it chose")
         load_auto_state(self, state)

@@ -75,6 +75,27 @@ class AutoChoice:
     layer_scores: dict[str, float]  # every candidate's inner-CV UA averaged over the C grid
     how: str  # the inner folds, in words
 
+    def apply(self, method) -> None:
+        """Record the choice on the probe (what its report, saved state and head contract read)."""
+        method.committee_, method.layers_, method.layer_scores_, method.inner_cv_ = (
+            self.committee, self.layers, self.layer_scores, self.how)
+
+
+FIT_STATE = ("spk_", "adapter_", "layers_", "layer_scores_", "inner_cv_", "committee_")
+"""What a pooled probe's fit learns besides its head: each fit's training set decides them afresh."""
+
+
+def reset_fit_state(method) -> None:
+    for a in FIT_STATE:
+        method.__dict__.pop(a, None)
+
+
+def probe_layers(method, num_layers: int) -> list[int]:
+    """The hidden states a pooled probe reads: with ``layer=auto`` every one until fitted, then the chosen ones."""
+    if is_auto(method.params["layer"]):
+        return list(getattr(method, "layers_", None) or range(num_layers))
+    return resolve_layers(method.params["layer"], num_layers)[0]
+
 
 def choose_auto(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seg_utt: np.ndarray, n_classes: int,
                 cs: list[float], inner_folds: int, seed: int, max_iter: int = 2000) -> AutoChoice:
@@ -129,7 +150,11 @@ def auto_state(method) -> dict:
 
 
 def load_auto_state(method, state: dict) -> None:
-    """Restore what :func:`auto_state` saved onto a loaded probe."""
+    """Restore the layers a probe was saved with and what :func:`auto_state` saved of its choice."""
+    if state.get("layers"):  # before a torch module is built: layer=auto's inputs are the chosen layers
+        method.layers_ = [int(v) for v in state["layers"]]
+    elif is_auto(method.params["layer"]):
+        raise ValueError("a layer=auto model saved without the layers it chose")
     if state.get("committee"):
         method.committee_ = [([int(v) for v in m["layers"]], float(m["C"])) for m in state["committee"]]
         method.layer_scores_ = {str(k): float(v) for k, v in (state.get("layer_scores") or {}).items()}

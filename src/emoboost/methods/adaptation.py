@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from emoboost.methods.adapt_protocol import Protocol, parse_adapt, plan, selection_sums, speaker_rng
+from emoboost.methods.inner_cv import CS
 
 LAMBDAS = (0.0, 0.5, 1.0)
 PREFIX = "adapt_"  # array names in a method's weight file
@@ -93,7 +94,7 @@ class SpeakerAdapter:
         self.seed = int(seed)
 
     # -- fitting -----------------------------------------------------------------------------------
-    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_classes: int, Cs=(0.01, 0.1, 1.0),
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_classes: int, Cs=CS,
             folds: int = 3, max_iter: int = 2000) -> SpeakerAdapter:
         """Learn from labelled training rows (at least two named speakers); keeps the out-of-fold posteriors of
         the rows for :meth:`train_inputs`."""
@@ -366,7 +367,7 @@ def speaker_inputs(method: Any, x: np.ndarray, data: Any, seg_utt: np.ndarray) -
     flat = x.reshape(len(x), -1)
     if getattr(method, "adapter_", None) is None:
         method.adapter_ = SpeakerAdapter(protocol).fit(flat, data.labels()[seg_utt], groups, len(method.classes),
-                                                       Cs=method.params.get("Cs", (0.01, 0.1, 1.0)))
+                                                       Cs=method.params.get("Cs", CS))
         return method.adapter_.train_inputs(flat, groups, method.adapter_.oof_).reshape(x.shape)
     profiles = [data.profiles[i] for i in seg_utt] if data.profiles is not None else None
     return method.adapter_.transform(flat, groups, profiles).reshape(x.shape)

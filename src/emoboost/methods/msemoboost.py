@@ -67,7 +67,14 @@ from emoboost.methods.alexnet import ALEXNET_INPUTS, AlexNetTokens, load_alexnet
 from emoboost.methods.base import UtteranceSet
 from emoboost.methods.layer_choice import LayerRule
 from emoboost.methods.layers import parse_layer
-from emoboost.methods.msemoboost_net import ENHANCEMENTS, GUIDANCE, MSEmoBoostNet, SpecBranch, branches
+from emoboost.methods.msemoboost_net import (
+    ENHANCEMENTS,
+    GUIDANCE,
+    MSEmoBoostNet,
+    SpecBranch,
+    branches,
+    check_enhancement,
+)
 from emoboost.methods.params import DROPOUT, NON_NEGATIVE, POSITIVE, Bool, Float, Int, Param, Text, one_of
 from emoboost.methods.trainer import TorchSegmentMethod
 
@@ -115,9 +122,7 @@ class MSEmoBoost(TorchSegmentMethod):
         p = self.params
         if p["finetune_top"] and p["layer"] == "weighted":
             raise ValueError("msemoboost: finetune_top needs one output layer (layer=-1 for the last), not layer=weighted")
-        if p["enh"] != "linear" and p["enh_residual"]:
-            raise ValueError(f"msemoboost: enh_residual applies to enh='linear' only (enh={p['enh']!r} already "
-                             "starts at mean pooling)")
+        check_enhancement(p["enh"], p["enh_residual"], "msemoboost: ")
 
     @property
     def requires(self) -> tuple[str, ...]:

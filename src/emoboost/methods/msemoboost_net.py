@@ -24,6 +24,14 @@ def branches(guidance: str) -> tuple[str, ...]:
     return {"none": (), "mfcc": ("mfcc",), "spec": ("spec",), "both": ("mfcc", "spec")}[guidance]
 
 
+
+def check_enhancement(enh: str, enh_residual: bool, who: str = "") -> None:
+    """The residual enhancement adds to the linear map's output; the other maps already start at mean pooling.
+    ``who``: the message's prefix (the method's name where its parameters are checked)."""
+    if enh != "linear" and enh_residual:
+        raise ValueError(f"{who}enh_residual applies to enh='linear' only (enh={enh!r} already starts at mean "
+                         f"pooling)")
+
 class SelfAttention(nn.Module):
     """Single-head self-attention with a residual: softmax(Q K^T / sqrt(d)) V + X over [B, N, d]."""
 
@@ -179,8 +187,7 @@ class MSEmoBoostNet(nn.Module):
             self.frames, dim = ssl_shape
         if enh not in ENHANCEMENTS:
             raise ValueError(f"enh must be one of {ENHANCEMENTS}, got {enh!r}")
-        if enh != "linear" and enh_residual:
-            raise ValueError(f"enh_residual applies to enh='linear' only (enh={enh!r} already starts at mean pooling)")
+        check_enhancement(enh, enh_residual)
         if enh == "bounded" and not enh_bound > 0:
             raise ValueError(f"enh_bound must be > 0, got {enh_bound}")
         self.enh_residual = enh_residual

@@ -52,14 +52,12 @@ def ua_cell(ua: dict) -> str:
     return f"{np.mean(v):.2f} ± {np.std(v):.2f}"
 
 
-def paired(a: dict, b: dict) -> tuple[float, float, float]:
-    """A − B paired per (fold, seed): (mean, 95 % bootstrap CI low, high)."""
-    from emoboost.evaluation.paired import bootstrap_ci
+def paired(a: Path, b: Path) -> tuple[float, float, float]:
+    """UA of run A − run B paired per (fold, seed): (mean, 95 % bootstrap CI low, high)."""
+    from emoboost.evaluation.paired import paired as paired_runs
 
-    units = sorted(a)
-    d = np.array([a[u] - b[u] for u in units])
-    lo, hi = bootstrap_ci(d)
-    return float(d.mean()), lo, hi
+    p = paired_runs(a, b, "UA")
+    return p.mean_diff, p.ci_low, p.ci_high
 
 
 def choice_cells(run: Path, top: int = 4) -> tuple[str, str]:
@@ -86,7 +84,7 @@ def summary(out_root: str = "runs") -> str:
             ua = {k: fold_metrics(r, "UA") for k, r in runs.items()}
             cell = {k: ua_cell(v) for k, v in ua.items()}
             best = max(FIXED, key=lambda k: np.mean(list(ua[k].values())))
-            d, lo, hi = paired(ua["auto"], ua[best])
+            d, lo, hi = paired(runs["auto"], runs[best])
             chosen, member = choice_cells(runs["auto"])
             fit = {k: json.loads((r / "summary.json").read_text())["summary"]["timings_total_s"].get("fit_s", 0.0)
                    for k, r in runs.items()}

@@ -88,8 +88,8 @@ def summary(out_root: str, upstreams: list[str]) -> str:
             mean = {k: float(np.mean(list(v.values()))) for k, v in ua.items()}
             fixed = sorted(labels[1:], key=lambda k: -mean[k])
             best, last = fixed[0], f"L{depth(up) - 1}"
-            d, lo, hi = layer_auto.paired(ua["auto"], ua[best])
-            dl, lol, hil = layer_auto.paired(ua["auto"], ua[last])
+            d, lo, hi = layer_auto.paired(runs["auto"], runs[best])
+            dl, lol, hil = layer_auto.paired(runs["auto"], runs[last])
             ok = d >= -MARGIN
             passed, total = passed + ok, total + 1
             chosen, member = layer_auto.choice_cells(runs["auto"])

@@ -215,10 +215,10 @@ def config_cases(sb: Sandbox, paths: dict) -> None:
     foreign = runs / "my-notes"
     foreign.mkdir(parents=True)
     (foreign / "notes.txt").write_text("mine")
-    before = snapshot(foreign, ())
+    before = snapshot(foreign)
     p = sb.cli(*run_args(paths, foreign))
     judge(sb, "--out a folder with other files", "CLI", show_run(paths, foreign), p, "refused", "not empty",
-          outside=changed(before, snapshot(foreign, ())))
+          outside=changed(before, snapshot(foreign)))
     lock = subprocess.Popen([sys.executable, "-c", HOLD, str(base)], env=sb.env(), stdout=subprocess.PIPE, text=True)
     lock.stdout.readline()  # holds the lock now
     judge(sb, "a second process writing the same run directory", "CLI", show_run(paths, base, "-p", "Cs=[0.1,1.0]"),

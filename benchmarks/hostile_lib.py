@@ -143,12 +143,9 @@ def judge(sb: Sandbox, item: str, entry: str, command: str, p: Proc, expect: str
     sb.add(item, entry, command, outcome, p.rc, message, detail)
 
 
-def snapshot(root: Path, skip: tuple[Path, ...]) -> dict[str, tuple[int, int]]:
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     out = {}
-    for dirpath, dirs, files in os.walk(root):
-        if any(Path(dirpath).is_relative_to(s) for s in skip):
-            dirs[:] = []
-            continue
+    for dirpath, _, files in os.walk(root):
         for f in files:
             p = Path(dirpath) / f
             try:
@@ -285,7 +282,7 @@ print(json.dumps(out))
 """
 
 
-def answer_outcome(sb: Sandbox, item: str, entry: str, command: str, rc: object, text: str, expect: str, want: str,
+def answer_outcome(sb: Sandbox, item: str, entry: str, command: str, rc: object, text: str, expect: str,
                    ok: bool) -> None:
     """API and server answers: refused (an exception / 4xx), warned, ok; anything else is a failure."""
     if rc in (0, 200) and NAN.search(text):
@@ -295,6 +292,16 @@ def answer_outcome(sb: Sandbox, item: str, entry: str, command: str, rc: object,
     else:
         outcome = expect if ok else "unexpected"
     sb.add(item, entry, command, outcome, rc, text)
+
+
+def _labelled(d: dict) -> str:
+    return "labelled: no warning" if d.get("label") else '"silent": true, no label'
+
+
+def _answer(d: dict, expect: str, want: str) -> tuple[str, bool]:
+    """An API or server answer's text (its warnings, else labelled or silent) and whether it is what was expected."""
+    text = "; ".join(d["warnings"]) if d["warnings"] else _labelled(d)
+    return text, (expect == "warned" and want in text) or (expect == "ok" and not d["warnings"])
 
 
 def audio_cases(sb: Sandbox, paths: dict) -> None:
@@ -318,8 +325,7 @@ def audio_cases(sb: Sandbox, paths: dict) -> None:
         else:
             d = answers.get(f.name, {})
             ok = not mine and (d.get("label") or d.get("silent"))
-            msg = "labelled: no warning" if d.get("label") else '"silent": true, no label'
-            answer_outcome(sb, name, "CLI", cmd, 0, msg if ok else ans, "ok", want, bool(ok))
+            answer_outcome(sb, name, "CLI", cmd, 0, _labelled(d) if ok else ans, "ok", bool(ok))
     lst = files["speech"].parent / "files.txt"
     lst.write_text(f"# my files\n{files['speech'].name}\ngone.wav\n")
     judge(sb, "a .txt list naming a missing file", "CLI", f"emoboost predict {model} {lst}",
@@ -338,14 +344,11 @@ def audio_cases(sb: Sandbox, paths: dict) -> None:
             judge(sb, name, "API", cmd, p, expect, want)
             continue
         if r["rc"] == 0:
-            a = r["answer"]
-            text = "; ".join(a["warnings"]) if a["warnings"] else ("labelled: no warning" if a["label"] else
-                                                                   '"silent": true, no label')
-            ok = (expect == "warned" and want in text) or (expect == "ok" and not a["warnings"])
+            text, ok = _answer(r["answer"], expect, want)
         else:
             text = f"{r['rc']}: {r['error']}"
             ok = expect == "refused" and want in text and "\n" not in text
-        answer_outcome(sb, name, "API", cmd, r["rc"], text, expect, want, ok)
+        answer_outcome(sb, name, "API", cmd, r["rc"], text, expect, ok)
     srv_files = {k: str(v) for k, v in files.items() if k not in ("missing", "folder", "FIFO")}
     srv_files["upload name"] = srv_files["speech"]
     p = sb.py(SERVER, model, json.dumps(srv_files), "../../etc/passwd\x1b[31m.wav")
@@ -362,23 +365,21 @@ def audio_cases(sb: Sandbox, paths: dict) -> None:
             cmd = "POST /predict file='../../etc/passwd<ESC>[31m.wav'"
             ok = r["rc"] == 200 and body["path"] == "passwd[31m.wav"
             answer_outcome(sb, "upload name with a path and an escape", "server", cmd, r["rc"],
-                           f"answered as {body.get('path')!r}", "ok", "", ok)
+                           f"answered as {body.get('path')!r}", "ok", ok)
             continue
         if r["rc"] == 200:
-            text = "; ".join(body["warnings"]) if body["warnings"] else ("labelled: no warning" if body["label"] else
-                                                                         '"silent": true, no label')
-            ok = (expect == "warned" and want in text) or (expect == "ok" and not body["warnings"])
+            text, ok = _answer(body, expect, want)
         else:
             text = f"{r['rc']} {body['detail']}"
             ok = expect == "refused" and 400 <= r["rc"] < 500 and want in text
-        answer_outcome(sb, name, "server", cmd, r["rc"], text, expect, want, ok)
+        answer_outcome(sb, name, "server", cmd, r["rc"], text, expect, ok)
     if res:
         h = json.dumps(res["health"]["body"])
         leak = str(sb.root) in h or "coef" in h
         answer_outcome(sb, "GET /health", "server", "GET /health", 200,
                        "status, model kind, classes, limits, counts; no path, no weights" if not leak else h,
-                       "ok", "", not leak)
+                       "ok", not leak)
         a = res["admission"]
         answer_outcome(sb, "a request beyond --max-concurrent 1 --max-queue 0", "server", "POST /predict (2 at once)",
                        a["rc"], f"{a['rc']} {a['body'].get('detail')} (Retry-After: {a['retry_after']})", "refused",
-                       "", a["rc"] == 503 and bool(a["retry_after"]))
+                       a["rc"] == 503 and bool(a["retry_after"]))

@@ -35,6 +35,21 @@ class Case:
     detail: str = ""  # console only (numbers that vary between runs)
 
 
+_LAUNCH = """
+import json, os, signal, subprocess, sys
+p = subprocess.Popen(json.loads(sys.argv[1]))
+_, status, usage = os.wait4(p.pid, 0)
+with open(sys.argv[2], "w") as f:
+    f.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+if code < 0:  # killed by a signal: die by the same one, so the caller sees what the command met
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
+"""Starts a command, waits for it and writes its peak RSS (KiB) to a file; exits as the command did."""
+
+
 @dataclass
 class Proc:
     rc: int | None
@@ -66,19 +81,25 @@ class Sandbox:
 
     def run(self, argv: list[str], timeout: float = TIMEOUT, **env: str) -> Proc:
         """A child process in ``root/cwd`` under ``timeout`` (then it and what it started are killed), with
-        its own peak RSS from the kernel (``os.wait4``: the high-water mark, nothing sampled)."""
+        its own peak RSS from the kernel (``os.wait4``: the high-water mark, nothing sampled).
+
+        The command is started by a small launcher process (:data:`_LAUNCH`), never by this one: Linux carries
+        the high-water RSS of the process that starts a child into the child's ``ru_maxrss``, and this process
+        holds torch and the hour-long test clip."""
         cwd = self.root / "cwd"
         cwd.mkdir(exist_ok=True)
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            p = subprocess.Popen(argv, cwd=cwd, env=self.env(**env), stdout=out, stderr=err, text=True,
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+                tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+            p = subprocess.Popen([sys.executable, "-c", _LAUNCH, json.dumps([str(a) for a in argv]), rss.name],
+                                 cwd=cwd, env=self.env(**env), stdout=out, stderr=err, text=True,
                                  start_new_session=True)
-            deadline, status, usage = time.monotonic() + timeout, None, None
+            deadline, status = time.monotonic() + timeout, None
             while status is None:
-                pid, st, ru = os.wait4(p.pid, os.WNOHANG)
+                pid, st, _ = os.wait4(p.pid, os.WNOHANG)
                 if pid:
-                    status, usage = os.waitstatus_to_exitcode(st), ru
+                    status = os.waitstatus_to_exitcode(st)
                 elif time.monotonic() > deadline:
-                    os.killpg(p.pid, 9)  # the child and whatever it started (Ray workers)
+                    os.killpg(p.pid, 9)  # the launcher, the command and whatever it started (Ray workers)
                     os.wait4(p.pid, 0)
                     break
                 else:
@@ -86,7 +107,8 @@ class Sandbox:
             p.returncode = status if status is not None else -9  # reaped here: Popen must not wait again
             out.seek(0)
             err.seek(0)
-            return Proc(status, out.read(), err.read(), usage.ru_maxrss / 1024 if usage else 0.0)
+            kib = rss.read().strip()
+            return Proc(status, out.read(), err.read(), int(kib) / 1024 if kib else 0.0)
 
     def cli(self, *args: object, timeout: float = TIMEOUT, **env: str) -> Proc:
         return self.run([sys.executable, "-m", "emoboost.cli", *map(str, args)], timeout, **env)
